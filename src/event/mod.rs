@@ -1,0 +1,501 @@
+//! The canonical call event and everything that turns a provider's webhook
+//! into it: authenticity checks over the raw bytes, one parser per provider,
+//! phone and time normalisation.
+//!
+//! This module is pure: no I/O, no tokio, no sled. Everything here is tested
+//! from strings and byte slices, against real payload shapes kept in
+//! `tests/fixtures/`.
+//!
+//! # Flow
+//!
+//! 1. [`verify`] checks the request against the source's secrets, over the
+//!    raw body, before anything parses it (constant-time comparisons).
+//! 2. [`parse`] reads the JSON, picks the provider (or detects it for
+//!    `auto`), and returns one [`Event`] per call event in the payload: a
+//!    Meta POST may batch many calls and entries.
+//!
+//! # Event ids and dedupe
+//!
+//! Each parser states what identifies its event ([`Identity`]): the
+//! provider's own event id, else the call id plus the event kind, else a
+//! hash of (kind, caller, provider time). [`Event::id`] is derived from that
+//! identity *and the source id*, so the same delivery retried by the provider
+//! gets the same id, and two sources never collide.
+
+mod detect;
+mod meta;
+mod phone;
+mod signature;
+mod standard;
+mod time;
+mod timelinesai;
+mod v3;
+mod waha;
+mod wazzap;
+
+use std::fmt;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub use phone::{country_of, normalise_phone, Caller, PhoneError};
+pub use signature::{
+    sign_standard_webhooks, verify, AuthError, HeaderLookup, SourceAuth, HEADER_HUB_SIGNATURE,
+    HEADER_WAHA_HMAC, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP,
+    HEADER_WEBHOOK_TOKEN, HEADER_X_WEBHOOK_SIGNATURE,
+};
+pub use time::parse_time;
+
+/// A secret from the configuration (token, HMAC key, signing secret).
+///
+/// `Debug` and `Display` print `***` so a secret cannot end up in a log line
+/// or an error message by accident; [`Secret::expose`] is the one way out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret's value, for computing a MAC or comparing a token.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Which provider's payload shape a source speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Wazzap,
+    Waha,
+    V3,
+    Meta,
+    Timelinesai,
+    Standard,
+    /// Detect the shape from the body (the default).
+    Auto,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 7] = [
+        Provider::Wazzap,
+        Provider::Waha,
+        Provider::V3,
+        Provider::Meta,
+        Provider::Timelinesai,
+        Provider::Standard,
+        Provider::Auto,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Wazzap => "wazzap",
+            Provider::Waha => "waha",
+            Provider::V3 => "v3",
+            Provider::Meta => "meta",
+            Provider::Timelinesai => "timelinesai",
+            Provider::Standard => "standard",
+            Provider::Auto => "auto",
+        }
+    }
+
+    pub fn parse_name(name: &str) -> Option<Provider> {
+        Provider::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Canonical event kinds for calls. Non-call events keep the provider's own
+/// kind name (e.g. `message.reaction`, `message.incoming`).
+pub mod kind {
+    pub const CALL_INCOMING: &str = "call.incoming";
+    pub const CALL_ACCEPTED: &str = "call.accepted";
+    pub const CALL_REJECTED: &str = "call.rejected";
+    pub const CALL_MISSED: &str = "call.missed";
+    pub const CALL_ENDED: &str = "call.ended";
+    pub const CALL_PERMISSION_UPDATED: &str = "call.permission_updated";
+    pub const MESSAGE_REACTION: &str = "message.reaction";
+
+    /// True for the kinds that describe a call (and so must name a caller).
+    pub fn is_call(kind: &str) -> bool {
+        matches!(
+            kind,
+            CALL_INCOMING | CALL_ACCEPTED | CALL_REJECTED | CALL_MISSED | CALL_ENDED
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
+/// How an ended call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Answered,
+    Rejected,
+    NoAnswer,
+    Failed,
+    Unknown,
+}
+
+/// The one shape every provider payload becomes (SPEC §4). Workflows see it
+/// as `event` in templates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub kind: String,
+    pub direction: Direction,
+    /// The other party, E.164 with `+`; a `@lid` privacy id as given. `None`
+    /// only for non-call events whose payload names nobody.
+    pub caller: Option<String>,
+    pub caller_is_phone: bool,
+    pub business: Option<String>,
+    pub country: Option<String>,
+    pub name: Option<String>,
+    pub video: bool,
+    pub at: Timestamp,
+    pub call_id: Option<String>,
+    pub duration: Option<u64>,
+    pub outcome: Option<Outcome>,
+    pub source: String,
+    pub provider: Provider,
+    #[serde(default)]
+    pub synthetic: bool,
+    /// Provider-specific detail worth a template's reach, e.g. a Standard
+    /// Webhooks envelope's `data.object` or a reaction's emoji.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    pub raw: Value,
+}
+
+/// What a parser knows about the delivery it is reading.
+#[derive(Debug, Clone)]
+pub struct ParseContext<'a> {
+    pub source: &'a str,
+    /// The provider configured for the source (`Auto` to detect).
+    pub provider: Provider,
+    /// The business number configured for the source, used when the payload
+    /// does not say (Wazzap) and preferred over session names.
+    pub business: Option<&'a str>,
+    /// When the request arrived; the event time when the payload has none.
+    pub received_at: Timestamp,
+    /// The `webhook-id` header of a Standard Webhooks delivery, if any.
+    pub delivery_id: Option<&'a str>,
+}
+
+/// Why a payload could not be turned into events. `NotJson` maps to HTTP 400,
+/// everything else to 422.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("{0}")]
+    Unrecognised(String),
+    #[error("field `{field}`: {problem}")]
+    Field { field: String, problem: String },
+}
+
+impl ParseError {
+    pub(crate) fn field(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        ParseError::Field {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+    pub(crate) fn missing(field: impl Into<String>) -> Self {
+        ParseError::field(field, "is missing")
+    }
+}
+
+/// What identifies one event for dedupe (SPEC §3), most specific first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// The provider's own event/delivery id.
+    ProviderId(String),
+    /// The call id; combined with the event kind.
+    Call(String),
+    /// Neither: hash of (kind, caller, provider timestamp as sent).
+    Content(String),
+}
+
+/// One event as a provider parser sees it, before the id is derived and the
+/// source-level fields are filled in by [`parse`].
+#[derive(Debug, Clone)]
+pub(crate) struct Draft {
+    pub kind: String,
+    pub direction: Direction,
+    pub caller: Option<Caller>,
+    pub business: Option<String>,
+    pub country: Option<String>,
+    pub name: Option<String>,
+    pub video: bool,
+    pub at: Option<Timestamp>,
+    pub call_id: Option<String>,
+    pub duration: Option<u64>,
+    pub outcome: Option<Outcome>,
+    pub data: Option<Value>,
+    pub identity: Identity,
+}
+
+impl Draft {
+    pub(crate) fn new(kind: impl Into<String>, identity: Identity) -> Self {
+        Draft {
+            kind: kind.into(),
+            direction: Direction::Incoming,
+            caller: None,
+            business: None,
+            country: None,
+            name: None,
+            video: false,
+            at: None,
+            call_id: None,
+            duration: None,
+            outcome: None,
+            data: None,
+            identity,
+        }
+    }
+}
+
+/// Parse a webhook body into canonical events.
+///
+/// Returns at least one event on success. A payload of a known shape that is
+/// not a call event is still returned, under its own kind.
+pub fn parse(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Event>, ParseError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ParseError::NotJson(format!("{} (line {}, column {})", describe_json_error(&e), e.line(), e.column()))
+    })?;
+    parse_value(value, ctx)
+}
+
+fn describe_json_error(e: &serde_json::Error) -> String {
+    // serde_json appends " at line X column Y" to its message; we print our own.
+    let text = e.to_string();
+    match text.find(" at line ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+/// [`parse`] for an already-decoded JSON value.
+pub fn parse_value(value: Value, ctx: &ParseContext<'_>) -> Result<Vec<Event>, ParseError> {
+    if !value.is_object() {
+        return Err(ParseError::Unrecognised(format!(
+            "expected a JSON object, got {}",
+            json_type_name(&value)
+        )));
+    }
+    let provider = match ctx.provider {
+        Provider::Auto => detect::detect(&value).ok_or_else(|| {
+            ParseError::Unrecognised(
+                "payload matches no known provider shape (wazzap, waha, v3, meta, timelinesai, standard)"
+                    .to_string(),
+            )
+        })?,
+        p => p,
+    };
+    let drafts = match provider {
+        Provider::Wazzap => wazzap::parse(&value)?,
+        Provider::Waha => waha::parse(&value)?,
+        Provider::V3 => v3::parse(&value)?,
+        Provider::Meta => meta::parse(&value)?,
+        Provider::Timelinesai => timelinesai::parse(&value)?,
+        Provider::Standard => standard::parse(&value, ctx.delivery_id)?,
+        Provider::Auto => unreachable!("auto was resolved above"),
+    };
+    if drafts.is_empty() {
+        return Err(ParseError::Unrecognised(format!(
+            "the {provider} payload carries no event"
+        )));
+    }
+    Ok(drafts
+        .into_iter()
+        .map(|d| finish(d, provider, &value, ctx))
+        .collect())
+}
+
+fn finish(d: Draft, provider: Provider, raw: &Value, ctx: &ParseContext<'_>) -> Event {
+    let (caller, caller_is_phone) = match &d.caller {
+        Some(c) => (Some(c.id.clone()), c.is_phone),
+        None => (None, false),
+    };
+    let country = d.country.clone().or_else(|| {
+        d.caller
+            .as_ref()
+            .filter(|c| c.is_phone)
+            .and_then(|c| country_of(&c.id))
+    });
+    let basis = match &d.identity {
+        Identity::ProviderId(id) => format!("id\0{id}"),
+        Identity::Call(call) => format!("call\0{call}\0{}", d.kind),
+        Identity::Content(content) => format!(
+            "content\0{}\0{}\0{content}",
+            d.kind,
+            caller.as_deref().unwrap_or("")
+        ),
+    };
+    // A configured business number wins over session names and account ids.
+    let business = ctx.business.map(str::to_string).or(d.business);
+    Event {
+        id: event_id(ctx.source, &basis),
+        kind: d.kind,
+        direction: d.direction,
+        caller,
+        caller_is_phone,
+        business,
+        country,
+        name: d.name,
+        video: d.video,
+        at: d.at.unwrap_or(ctx.received_at),
+        call_id: d.call_id,
+        duration: d.duration,
+        outcome: d.outcome,
+        source: ctx.source.to_string(),
+        provider,
+        synthetic: false,
+        data: d.data,
+        raw: raw.clone(),
+    }
+}
+
+/// `evt_` + 24 hex digits of SHA-256 over (source, identity basis).
+pub fn event_id(source: &str, basis: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(source.as_bytes());
+    h.update([0u8]);
+    h.update(basis.as_bytes());
+    let digest = h.finalize();
+    format!("evt_{}", hex::encode(&digest[..12]))
+}
+
+pub(crate) fn json_type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Small accessors shared by the provider parsers: they turn "wrong type"
+/// into a [`ParseError`] naming the field's full path.
+pub(crate) mod access {
+    use super::{json_type_name, ParseError};
+    use serde_json::Value;
+
+    /// A string field; `None` when absent or null; error when another type.
+    pub fn opt_str<'a>(v: &'a Value, key: &str, path: &str) -> Result<Option<&'a str>, ParseError> {
+        match v.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(other) => Err(ParseError::field(
+                join(path, key),
+                format!("expected a string, got {}", json_type_name(other)),
+            )),
+        }
+    }
+
+    /// A required string field.
+    pub fn req_str<'a>(v: &'a Value, key: &str, path: &str) -> Result<&'a str, ParseError> {
+        opt_str(v, key, path)?.ok_or_else(|| ParseError::missing(join(path, key)))
+    }
+
+    /// A string or a number rendered as a string (ids are sent both ways).
+    pub fn opt_id(v: &Value, key: &str, path: &str) -> Result<Option<String>, ParseError> {
+        match v.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(other) => Err(ParseError::field(
+                join(path, key),
+                format!("expected a string or number, got {}", json_type_name(other)),
+            )),
+        }
+    }
+
+    /// A boolean; absent or null is `false`.
+    pub fn flag(v: &Value, key: &str, path: &str) -> Result<bool, ParseError> {
+        match v.get(key) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(ParseError::field(
+                join(path, key),
+                format!("expected a boolean, got {}", json_type_name(other)),
+            )),
+        }
+    }
+
+    /// An object field; `None` when absent or null.
+    pub fn opt_obj<'a>(v: &'a Value, key: &str, path: &str) -> Result<Option<&'a Value>, ParseError> {
+        match v.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(o @ Value::Object(_)) => Ok(Some(o)),
+            Some(other) => Err(ParseError::field(
+                join(path, key),
+                format!("expected an object, got {}", json_type_name(other)),
+            )),
+        }
+    }
+
+    /// A non-negative whole number (seconds, counts), accepting numeric strings.
+    pub fn opt_u64(v: &Value, key: &str, path: &str) -> Result<Option<u64>, ParseError> {
+        let bad = |other: &Value| {
+            ParseError::field(
+                join(path, key),
+                format!("expected a non-negative whole number, got {}", json_type_name(other)),
+            )
+        };
+        match v.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(n @ Value::Number(_)) => match (n.as_u64(), n.as_f64()) {
+                (Some(u), _) => Ok(Some(u)),
+                (None, Some(f)) if f >= 0.0 && f < 1e15 => Ok(Some(f.round() as u64)),
+                _ => Err(bad(n)),
+            },
+            Some(s @ Value::String(text)) => {
+                if text.trim().is_empty() {
+                    Ok(None)
+                } else {
+                    text.trim().parse::<u64>().map(Some).map_err(|_| bad(s))
+                }
+            }
+            Some(other) => Err(bad(other)),
+        }
+    }
+
+    pub fn join(path: &str, key: &str) -> String {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    }
+}
