@@ -152,7 +152,7 @@ mod tests {
     fn country_comes_from_the_numbering_plan() {
         assert_eq!(country_of("+5215512345678").as_deref(), Some("MX"));
         assert_eq!(country_of("+14155552671").as_deref(), Some("US"));
-        assert_eq!(country_of("+447911123456").as_deref(), Some("GB"));
+        assert_eq!(country_of("+442079460958").as_deref(), Some("GB"));
         assert_eq!(country_of("+34612345678").as_deref(), Some("ES"));
     }
 }
