@@ -1,1 +1,9 @@
-fn main(){}
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = ringback::cli::Cli::parse();
+    ringback::cli::init_logging(cli.log_format);
+    ringback::cli::run(cli)
+}

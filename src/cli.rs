@@ -1,0 +1,235 @@
+//! Subcommands. Each one validates its arguments into the types the library
+//! uses and maps failures to an exit code and a message on stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Overrides, ProcessEnv};
+use crate::event::{self, ParseContext, Provider};
+
+#[derive(Debug, Parser)]
+#[command(name = "ringback", version, about = "Self-hosted automation engine for WhatsApp call events")]
+pub struct Cli {
+    /// Log format: `text` (default) or `json`. Also RINGBACK_LOG_FORMAT.
+    #[arg(long, global = true, env = "RINGBACK_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive webhooks and run workflows.
+    Serve {
+        #[command(flatten)]
+        paths: PathArgs,
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Validate the configuration; exit 1 on any error.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        workflows: Option<PathBuf>,
+    },
+    /// Print the canonical events ringback makes of a payload, one JSON
+    /// object a line.
+    Parse {
+        /// A JSON file with the provider's webhook body (`-` for stdin).
+        payload: PathBuf,
+        /// wazzap, waha, v3, meta, timelinesai, standard or auto (default).
+        #[arg(long, default_value = "auto")]
+        provider: String,
+        /// Source id to stamp on the events (affects their ids).
+        #[arg(long, default_value = "cli")]
+        source: String,
+        /// Our business number, for payloads that do not carry it.
+        #[arg(long)]
+        business: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PathArgs {
+    /// Config file (default ./ringback.yaml when it exists).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Workflows folder (default ./workflows).
+    #[arg(long)]
+    pub workflows: Option<PathBuf>,
+    /// Data folder (default ./data).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Serve { paths, listen } => serve(paths, listen),
+        Command::Check { config, workflows } => check(config, workflows),
+        Command::Parse {
+            payload,
+            provider,
+            source,
+            business,
+        } => parse(payload, &provider, &source, business.as_deref()),
+    }
+}
+
+fn load_config(overrides: &Overrides) -> Result<Config, ExitCode> {
+    Config::load(overrides, &ProcessEnv).map_err(|errs| {
+        eprintln!("{errs}");
+        eprintln!("{} error(s) in the configuration", errs.0.len());
+        ExitCode::FAILURE
+    })
+}
+
+fn serve(paths: PathArgs, listen: Option<String>) -> ExitCode {
+    let overrides = Overrides {
+        config: paths.config,
+        listen,
+        data_dir: paths.data,
+        workflows_dir: paths.workflows,
+    };
+    let config = match load_config(&overrides) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("cannot listen on {}: {e}", config.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        match crate::app::run(config, listener, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn check(config: Option<PathBuf>, workflows: Option<PathBuf>) -> ExitCode {
+    let overrides = Overrides {
+        config,
+        workflows_dir: workflows,
+        ..Default::default()
+    };
+    match load_config(&overrides) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
+            let file = c.file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "defaults".into());
+            println!(
+                "ok: {file}: {} source(s), {} connector(s)",
+                c.sources.len(),
+                c.connectors.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn parse(payload: PathBuf, provider: &str, source: &str, business: Option<&str>) -> ExitCode {
+    let Some(provider) = Provider::parse_name(provider) else {
+        let names: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
+        eprintln!("unknown provider `{provider}` (one of: {})", names.join(", "));
+        return ExitCode::from(2);
+    };
+    let body = if payload.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf) {
+            eprintln!("cannot read stdin: {e}");
+            return ExitCode::FAILURE;
+        }
+        buf
+    } else {
+        match std::fs::read(&payload) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("cannot read {}: {e}", payload.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let ctx = ParseContext {
+        source,
+        provider,
+        business,
+        received_at: jiff::Timestamp::now(),
+        delivery_id: None,
+    };
+    match event::parse(&body, &ctx) {
+        Ok(events) => {
+            for e in events {
+                match serde_json::to_string(&e) {
+                    Ok(line) => println!("{line}"),
+                    Err(err) => {
+                        eprintln!("cannot print event: {err}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", payload.display());
+            ExitCode::FAILURE
+        }
+    }
+}

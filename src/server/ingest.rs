@@ -1,0 +1,164 @@
+//! `POST /hooks/{source}`: verify, parse, store durably, answer.
+//!
+//! The order matters: the signature is checked over the raw bytes before
+//! anything parses them, and the answer is sent only after the events (or,
+//! for a duplicate, the first copy) are flushed to disk, so a 2xx always
+//! means "on disk" (SPEC §3).
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use http_body_util::{BodyExt, Limited};
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, ServerState};
+use crate::event::{self, HeaderLookup, ParseContext, ParseError, Provider, HEADER_WEBHOOK_ID};
+use crate::store::Insert;
+
+struct Headers<'a>(&'a HeaderMap);
+
+impl HeaderLookup for Headers<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+pub(super) async fn receive(
+    State(state): State<ServerState>,
+    Path(source_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let config = state.config();
+    let source = config
+        .source(&source_id)
+        .ok_or_else(|| ApiError::not_found(format!("unknown source `{}`", printable(&source_id))))?;
+
+    let limit = config.max_body_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit));
+    }
+    let body: Bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(limit)),
+        Err(_) => return Err(ApiError::bad_request("could not read the request body")),
+    };
+
+    let now = state.clock.now();
+    let token = query_param(query.as_deref(), "token");
+    event::verify(&source.auth, &Headers(&headers), token.as_deref(), &body, now).map_err(|e| {
+        tracing::warn!(source = %source.id, reason = %e, "webhook rejected: authentication failed");
+        ApiError::unauthorized(e.to_string())
+    })?;
+
+    let ctx = ParseContext {
+        source: &source.id,
+        provider: source.provider,
+        business: source.business.as_deref(),
+        received_at: now,
+        delivery_id: headers.get(HEADER_WEBHOOK_ID).and_then(|v| v.to_str().ok()),
+    };
+    let events = event::parse(&body, &ctx).map_err(|e| {
+        tracing::info!(source = %source.id, error = %e, "webhook rejected: cannot parse");
+        match e {
+            ParseError::NotJson(_) => ApiError::bad_request(e.to_string()),
+            _ => ApiError::unprocessable(e.to_string()),
+        }
+    })?;
+
+    let outcomes = state
+        .store
+        .insert_events(&events, now, config.dedupe_window)
+        .map_err(storage_failed)?;
+    // Duplicates wait too: the first copy may still be on its way to disk.
+    state.store.commit().await.map_err(storage_failed)?;
+
+    let mut accepted = Vec::new();
+    let mut duplicates = 0usize;
+    for (event, outcome) in events.iter().zip(&outcomes) {
+        match outcome {
+            Insert::Accepted => {
+                tracing::info!(
+                    event_id = %event.id,
+                    source = %event.source,
+                    kind = %event.kind,
+                    caller = event.caller.as_deref().unwrap_or("-"),
+                    "event accepted"
+                );
+                accepted.push(event.id.as_str());
+            }
+            Insert::Duplicate => duplicates += 1,
+        }
+    }
+    if accepted.is_empty() {
+        return Ok((StatusCode::OK, Json(json!({"accepted": 0, "duplicates": duplicates}))).into_response());
+    }
+    state.accepted.notify_one();
+    let mut answer = json!({"accepted": accepted.len(), "events": accepted});
+    if duplicates > 0 {
+        answer["duplicates"] = json!(duplicates);
+    }
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// `GET /hooks/{source}?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C`
+pub(super) async fn meta_handshake(
+    State(state): State<ServerState>,
+    Path(source_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let config = state.config();
+    let source = config
+        .source(&source_id)
+        .ok_or_else(|| ApiError::not_found(format!("unknown source `{}`", printable(&source_id))))?;
+    if !matches!(source.provider, Provider::Meta | Provider::Auto) {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET is Meta's subscription handshake; this source takes POST",
+        ));
+    }
+    let q = query.as_deref();
+    let mode = query_param(q, "hub.mode");
+    let offered = query_param(q, "hub.verify_token");
+    let challenge = query_param(q, "hub.challenge");
+    let matches = match (&source.verify_token, &offered) {
+        (Some(expected), Some(offered)) => bool::from(offered.as_bytes().ct_eq(expected.expose().as_bytes())),
+        _ => false,
+    };
+    match (mode.as_deref(), matches, challenge) {
+        (Some("subscribe"), true, Some(challenge)) => {
+            Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], challenge).into_response())
+        }
+        _ => Err(ApiError::forbidden(
+            "verification failed: hub.mode must be subscribe and hub.verify_token must match the source's verify_token",
+        )),
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::too_large(format!("body is larger than max_body_bytes ({limit} bytes)"))
+}
+
+fn storage_failed(e: crate::store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "storage failure: answering 503 so the provider retries");
+    ApiError::unavailable("storage is unavailable; retry later")
+}
+
+/// A source id echoed in an error, cut short and without control characters.
+fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(64).collect()
+}

@@ -1,0 +1,217 @@
+//! The durable inbox: accepted events, dedupe, and the queue of events not
+//! yet handed to the engine. Key layout in the module docs of `store`.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use super::{Store, StoreError};
+use crate::event::Event;
+
+/// An event as kept in the inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Arrival order, unique.
+    pub seq: u64,
+    pub received_at: Timestamp,
+    pub event: Event,
+}
+
+/// What happened to one event offered to the inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Insert {
+    /// New: stored and queued for the engine.
+    Accepted,
+    /// Seen within the dedupe window: nothing written.
+    Duplicate,
+}
+
+fn expiry_key(received_at: Timestamp, id: &str) -> Vec<u8> {
+    let ms = received_at.as_millisecond().max(0) as u64;
+    let mut key = Vec::with_capacity(8 + id.len());
+    key.extend_from_slice(&ms.to_be_bytes());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+impl Store {
+    /// Store each event unless it is a duplicate within `window`. The writes
+    /// are not durable until [`Store::commit`] returns.
+    pub fn insert_events(
+        &self,
+        events: &[Event],
+        now: Timestamp,
+        window: Duration,
+    ) -> Result<Vec<Insert>, StoreError> {
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let seq = self.db.generate_id()?;
+            let record = StoredEvent {
+                seq,
+                received_at: now,
+                event: event.clone(),
+            };
+            let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let id = event.id.as_bytes();
+            let result = (&self.events, &self.pending, &self.expiry).transaction(|(events, pending, expiry)| {
+                if let Some(existing) = events.get(id)? {
+                    let seen: StoredEvent = serde_json::from_slice(&existing)
+                        .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                    let age = now.as_millisecond() - seen.received_at.as_millisecond();
+                    if age <= window_ms {
+                        return Ok(Insert::Duplicate);
+                    }
+                }
+                events.insert(id, bytes.as_slice())?;
+                pending.insert(&seq.to_be_bytes(), id)?;
+                expiry.insert(expiry_key(now, &event.id), &[] as &[u8])?;
+                Ok(Insert::Accepted)
+            });
+            match result {
+                Ok(r) => out.push(r),
+                Err(TransactionError::Abort(e)) => return Err(StoreError::Corrupt(e)),
+                Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored event with this id.
+    pub fn event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        match self.events.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("event {id}: {e}"))),
+        }
+    }
+
+    /// Events accepted but not yet handed to the engine, oldest first.
+    pub fn pending_events(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.pending.iter().take(limit) {
+            let (_, id) = item?;
+            let id = String::from_utf8_lossy(&id).into_owned();
+            if let Some(ev) = self.event(&id)? {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Hand an event to the engine: it leaves the pending queue.
+    pub fn mark_taken(&self, seq: u64) -> Result<(), StoreError> {
+        self.pending.remove(seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Forget events received more than `window` before `now` (their ids may
+    /// be accepted again). Events still pending are kept. Returns how many
+    /// were removed.
+    pub fn purge_expired(&self, now: Timestamp, window: Duration) -> Result<usize, StoreError> {
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now.as_millisecond().saturating_sub(window_ms).max(0) as u64;
+        let mut removed = 0;
+        for item in self.expiry.range(..cutoff.to_be_bytes().to_vec()) {
+            let (key, _) = item?;
+            let id = &key[8..];
+            if let Some(bytes) = self.events.get(id)? {
+                let stored: StoredEvent = serde_json::from_slice(&bytes)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let expired_copy = stored.received_at.as_millisecond().max(0) as u64 <= cutoff;
+                if expired_copy && !self.pending.contains_key(stored.seq.to_be_bytes())? {
+                    self.events.remove(id)?;
+                    removed += 1;
+                } else if expired_copy {
+                    // Still pending: keep it and look again next time.
+                    continue;
+                }
+            }
+            self.expiry.remove(key)?;
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{parse, ParseContext, Provider};
+
+    fn wazzap_event(phone: &str, ts: &str) -> Event {
+        let body = format!(r#"{{"event":"call.missed","phone":"{phone}","country":"MX","ts":"{ts}"}}"#);
+        let ctx = ParseContext {
+            source: "wz",
+            provider: Provider::Wazzap,
+            business: None,
+            received_at: Timestamp::from_second(1_700_000_000).unwrap(),
+            delivery_id: None,
+        };
+        parse(body.as_bytes(), &ctx).unwrap().remove(0)
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn duplicates_within_the_window_are_refused_and_accepted_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let day = Duration::from_secs(86400);
+        assert_eq!(store.insert_events(&[e.clone()], at(1000), day).unwrap(), vec![Insert::Accepted]);
+        assert_eq!(store.insert_events(&[e.clone()], at(2000), day).unwrap(), vec![Insert::Duplicate]);
+        store.commit().await.unwrap();
+        assert_eq!(store.pending_len(), 1);
+        // After the window the same id is new again.
+        assert_eq!(
+            store.insert_events(&[e.clone()], at(1000 + 86400 + 1), day).unwrap(),
+            vec![Insert::Accepted]
+        );
+        assert_eq!(store.pending_len(), 2);
+    }
+
+    #[tokio::test]
+    async fn purge_forgets_expired_events_but_keeps_pending_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        let hour = Duration::from_secs(3600);
+        store.insert_events(&[a.clone(), b.clone()], at(1000), hour).unwrap();
+        let taken = store.event(&a.id).unwrap().unwrap();
+        store.mark_taken(taken.seq).unwrap();
+        assert_eq!(store.purge_expired(at(1000 + 3599), hour).unwrap(), 0);
+        assert_eq!(store.purge_expired(at(1000 + 3601), hour).unwrap(), 1);
+        assert!(store.event(&a.id).unwrap().is_none());
+        assert!(store.event(&b.id).unwrap().is_some(), "pending events are kept");
+        store.commit().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_all_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let e = wazzap_event(&format!("+52155{:08}", i), "2026-05-14T14:32:11Z");
+                store.insert_events(&[e], Timestamp::now(), Duration::from_secs(60)).unwrap();
+                store.commit().await.unwrap();
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(store.pending_len(), 200);
+    }
+}

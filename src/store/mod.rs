@@ -1,0 +1,119 @@
+//! Everything ringback keeps on disk, in one sled database under the data
+//! directory. This is the only module that imports sled.
+//!
+//! # Durability
+//!
+//! A write is durable once [`Store::commit`] returns: sled's `flush()`
+//! writes its buffers with `sync_file_range`, which survives a process crash
+//! (`kill -9`) but not a power cut, so the commit then `fdatasync`s the log
+//! file as well. Many concurrent callers share one flush (group commit, see
+//! [`commit`]), so the cost of a sync is paid once per batch, not per
+//! request. sled's `flush_async` is deliberately not used: in 0.34.7 it
+//! deadlocks under concurrent callers (sled issue #1308).
+//!
+//! # Trees and key layout
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `events` | event id (UTF-8, `evt_<24 hex>`) | [`StoredEvent`] as JSON |
+//! | `pending` | sequence number, u64 big-endian | event id — events not yet handed to the engine, in arrival order |
+//! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — lets the dedupe cleaner walk oldest first without scanning `events` |
+//!
+//! An event id present in `events` and received within `dedupe_window` is a
+//! duplicate. The three trees are written in one sled transaction, so a
+//! crash can never leave a dedupe marker without its event (which would
+//! turn the provider's retry into a "duplicate" of nothing).
+
+mod commit;
+mod inbox;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+pub use inbox::{Insert, StoredEvent};
+
+/// The page cache sled may use. Its default (1 GiB) lets RSS grow toward
+/// that under load; ringback's working set is small.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+const TREE_EVENTS: &str = "events";
+const TREE_PENDING: &str = "pending";
+const TREE_EXPIRY: &str = "expiry";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data directory {0} is in use by another ringback process (sled allows one process per data directory)")]
+    Locked(PathBuf),
+    #[error("cannot open the data directory {path}: {source}")]
+    Open { path: PathBuf, source: sled::Error },
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("flush failed: {0}")]
+    Flush(String),
+}
+
+/// The handle to the database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    events: sled::Tree,
+    pending: sled::Tree,
+    expiry: sled::Tree,
+    commit: std::sync::Arc<commit::GroupCommit>,
+}
+
+impl Store {
+    /// Open (or create) the database in `dir`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+            .map_err(|e| match &e {
+                sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                    StoreError::Locked(dir.to_path_buf())
+                }
+                _ => StoreError::Open {
+                    path: dir.to_path_buf(),
+                    source: e,
+                },
+            })?;
+        // The log file sled writes; fdatasync'd after each flush.
+        let log_file = File::open(dir.join("db"))?;
+        Ok(Store {
+            events: db.open_tree(TREE_EVENTS)?,
+            pending: db.open_tree(TREE_PENDING)?,
+            expiry: db.open_tree(TREE_EXPIRY)?,
+            commit: std::sync::Arc::new(commit::GroupCommit::new(db.clone(), log_file)),
+            db,
+        })
+    }
+
+    /// Wait until every write made before this call is on disk (see the
+    /// module docs). Concurrent callers share one flush.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        self.commit.commit().await
+    }
+
+    /// Flush synchronously; for shutdown and tools.
+    pub fn flush_now(&self) -> Result<(), StoreError> {
+        self.commit.flush_blocking()
+    }
+
+    /// Make every following commit fail (or stop failing), as a full or
+    /// broken disk would. For tests of the 503 path; never set in production.
+    #[doc(hidden)]
+    pub fn dangerous_fail_commits(&self, on: bool) {
+        self.commit.set_fail_flushes(on);
+    }
+
+    /// Bytes on disk, as sled counts them.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+}

@@ -1,0 +1,178 @@
+//! Start the real server in-process on 127.0.0.1:0 and talk to it over HTTP.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use ringback::clock;
+use ringback::config::{Config, Overrides};
+use ringback::store::Store;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ringback::app::AppError>>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Start with this `ringback.yaml` text; `${VAR}`s come from `env`.
+    pub async fn start(config_yaml: &str, env: &[(&str, &str)]) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let data_dir = tmp.path().join("data");
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let overrides = Overrides {
+            data_dir: Some(data_dir.clone()),
+            workflows_dir: Some(tmp.path().join("workflows")),
+            listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        let config = Config::from_text("test.yaml", config_yaml, &overrides, &env)
+            .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
+        let store = Store::open(&data_dir, 16 << 20).expect("open store");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(ringback::app::run_with_store(
+            config,
+            store.clone(),
+            listener,
+            async {
+                let _ = rx.await;
+            },
+            clock::system(),
+        ));
+        TestServer {
+            addr,
+            store,
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
+            shutdown: Some(tx),
+            task: Some(task),
+            _tmp: tmp,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POST a body to `/hooks/<source>` with extra headers.
+    pub async fn post(&self, source: &str, body: impl Into<Vec<u8>>, headers: &[(&str, &str)]) -> Answer {
+        let mut req = self
+            .client
+            .post(self.url(&format!("/hooks/{source}")))
+            .header("content-type", "application/json")
+            .body(body.into());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Answer::from(req.send().await.expect("request"))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        Answer::from(self.client.get(self.url(path)).send().await.expect("request")).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server ran cleanly");
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub text: String,
+}
+
+impl Answer {
+    async fn from(resp: reqwest::Response) -> Answer {
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        Answer { status, text }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// The `error` message of a JSON error body.
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error field: {}", self.text)).to_string()
+    }
+
+    /// Event ids of a 202.
+    pub fn event_ids(&self) -> Vec<String> {
+        self.json()["events"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    }
+}
+
+pub fn hex_hmac_sha256(key: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+pub fn hex_hmac_sha512(key: &[u8], body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha512>::new_from_slice(key).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The config most tests use: one source per provider, with secrets.
+pub const CONFIG: &str = r#"
+max_body_bytes: 65536
+sources:
+  wazzap:
+    provider: wazzap
+    business: "+5215500000000"
+    token: ${WAZZAP_TOKEN}
+  waha:
+    provider: waha
+    hmac_key: ${WAHA_KEY}
+  meta:
+    provider: meta
+    app_secret: ${META_SECRET}
+    verify_token: ${META_VERIFY}
+  v3:
+    provider: v3
+  timelines:
+    provider: timelinesai
+    token: ${TL_TOKEN}
+  relay:
+    provider: standard
+    secrets: [whsec_b2xkc2VjcmV0b2xkc2VjcmV0, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]
+  anything:
+    provider: auto
+connectors:
+  whatsapp: { kind: log }
+"#;
+
+pub const ENV: &[(&str, &str)] = &[
+    ("WAZZAP_TOKEN", "wz-token-123"),
+    ("WAHA_KEY", "my-secret-key"),
+    ("META_SECRET", "meta-app-secret"),
+    ("META_VERIFY", "meta-verify"),
+    ("TL_TOKEN", "tl-token"),
+];
+
+pub async fn server() -> TestServer {
+    TestServer::start(CONFIG, ENV).await
+}
+
+pub const WAZZAP_MISSED: &str =
+    r#"{"event": "call.missed", "phone": "+5215587654321", "country": "MX", "ts": "2026-05-14T14:32:11Z"}"#;
