@@ -75,8 +75,12 @@ pub async fn run_with_store(
                 tick.tick().await;
                 let store = store.clone();
                 let now = clock.now();
-                match tokio::task::spawn_blocking(move || store.purge_expired(now, dedupe_window)).await {
-                    Ok(Ok(n)) if n > 0 => tracing::debug!(removed = n, "expired dedupe entries removed"),
+                match tokio::task::spawn_blocking(move || store.purge_expired(now, dedupe_window))
+                    .await
+                {
+                    Ok(Ok(n)) if n > 0 => {
+                        tracing::debug!(removed = n, "expired dedupe entries removed")
+                    }
                     Ok(Err(e)) => tracing::warn!(error = %e, "dedupe cleanup failed"),
                     _ => {}
                 }

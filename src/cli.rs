@@ -10,10 +10,19 @@ use crate::config::{Config, Overrides, ProcessEnv};
 use crate::event::{self, ParseContext, Provider};
 
 #[derive(Debug, Parser)]
-#[command(name = "ringback", version, about = "Self-hosted automation engine for WhatsApp call events")]
+#[command(
+    name = "ringback",
+    version,
+    about = "Self-hosted automation engine for WhatsApp call events"
+)]
 pub struct Cli {
     /// Log format: `text` (default) or `json`. Also RINGBACK_LOG_FORMAT.
-    #[arg(long, global = true, env = "RINGBACK_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "RINGBACK_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -75,7 +84,9 @@ pub struct PathArgs {
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -114,7 +125,10 @@ fn serve(paths: PathArgs, listen: Option<String>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -173,7 +187,11 @@ fn check(config: Option<PathBuf>, workflows: Option<PathBuf>) -> ExitCode {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
             }
-            let file = c.file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "defaults".into());
+            let file = c
+                .file
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "defaults".into());
             println!(
                 "ok: {file}: {} source(s), {} connector(s)",
                 c.sources.len(),
@@ -188,7 +206,10 @@ fn check(config: Option<PathBuf>, workflows: Option<PathBuf>) -> ExitCode {
 fn parse(payload: PathBuf, provider: &str, source: &str, business: Option<&str>) -> ExitCode {
     let Some(provider) = Provider::parse_name(provider) else {
         let names: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
-        eprintln!("unknown provider `{provider}` (one of: {})", names.join(", "));
+        eprintln!(
+            "unknown provider `{provider}` (one of: {})",
+            names.join(", ")
+        );
         return ExitCode::from(2);
     };
     let body = if payload.as_os_str() == "-" {

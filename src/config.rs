@@ -88,7 +88,11 @@ impl ConnectorKind {
     ];
 
     pub fn as_str(self) -> &'static str {
-        Self::NAMES.iter().find(|(_, k)| *k == self).map(|(n, _)| *n).unwrap_or("?")
+        Self::NAMES
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
     }
 }
 
@@ -132,10 +136,9 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
         };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{text}` is not an address range (write e.g. 10.0.0.0/8 or ::1/128)"))?;
+        let addr: IpAddr = addr.trim().parse().map_err(|_| {
+            format!("`{text}` is not an address range (write e.g. 10.0.0.0/8 or ::1/128)")
+        })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -152,11 +155,15 @@ impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -179,7 +186,10 @@ pub struct Overrides {
 pub struct ConfigErrors(pub Vec<Diagnostic>);
 
 fn render(errs: &[Diagnostic]) -> String {
-    errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+    errs.iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Read the environment. Tests pass their own map.
@@ -283,15 +293,19 @@ impl Ctx<'_> {
     /// An optional field that came out empty because its variable is unset.
     fn note_optional(&mut self, path: &str) {
         if let Some(var) = self.unset.get(path) {
-            self.warnings
-                .push(format!("`{path}` is not set: environment variable {var} is unset"));
+            self.warnings.push(format!(
+                "`{path}` is not set: environment variable {var} is unset"
+            ));
         }
     }
 
     /// A required field is missing: say so, naming the variable if that is why.
     fn missing(&mut self, doc: &Document, path: &str, what: &str) {
         let d = match self.unset.get(path) {
-            Some(var) => doc.error(path, format!("environment variable {var} is not set (needed for {what})")),
+            Some(var) => doc.error(
+                path,
+                format!("environment variable {var} is not set (needed for {what})"),
+            ),
             None => doc.error(path, format!("{what} is required")),
         };
         self.errs.push(d);
@@ -325,7 +339,10 @@ fn interpolate(
                             let valid = !name.is_empty()
                                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                             if !valid {
-                                errs.push(doc.error(path, format!("`${{{name}}}` is not a valid variable name")));
+                                errs.push(doc.error(
+                                    path,
+                                    format!("`${{{name}}}` is not a valid variable name"),
+                                ));
                             } else {
                                 match env.var(name) {
                                     Some(v) => out.push_str(&v),
@@ -335,7 +352,12 @@ fn interpolate(
                             rest = &tail[end + 1..];
                         }
                         None => {
-                            errs.push(doc.error(path, "unterminated `${` (write `$${` for a literal `${`)"));
+                            errs.push(
+                                doc.error(
+                                    path,
+                                    "unterminated `${` (write `$${` for a literal `${`)",
+                                ),
+                            );
                             rest = "";
                         }
                     }
@@ -345,7 +367,9 @@ fn interpolate(
                 }
             }
             out.push_str(rest);
-            let whole = s.trim().starts_with("${") && s.trim().ends_with('}') && s.trim().matches("${").count() == 1;
+            let whole = s.trim().starts_with("${")
+                && s.trim().ends_with('}')
+                && s.trim().matches("${").count() == 1;
             match missing.as_slice() {
                 [] => *s = out,
                 [var] if whole => {
@@ -373,7 +397,12 @@ fn interpolate(
     }
 }
 
-fn read_config(doc: &Document, overrides: &Overrides, env: &dyn Env, ctx: &mut Ctx) -> Option<Config> {
+fn read_config(
+    doc: &Document,
+    overrides: &Overrides,
+    env: &dyn Env,
+    ctx: &mut Ctx,
+) -> Option<Config> {
     let mut f = Fields::new(doc, "", &doc.value, "the config file", ctx.errs)?;
 
     let listen_text = overrides
@@ -387,8 +416,11 @@ fn read_config(doc: &Document, overrides: &Overrides, env: &dyn Env, ctx: &mut C
         Ok(a) => Some(a),
         Err(_) => {
             ctx.errs.push(
-                doc.error("listen", format!("listen: `{listen_text}` is not an address"))
-                    .with_hint("write IP:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080"),
+                doc.error(
+                    "listen",
+                    format!("listen: `{listen_text}` is not an address"),
+                )
+                .with_hint("write IP:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080"),
             );
             None
         }
@@ -437,7 +469,8 @@ fn read_config(doc: &Document, overrides: &Overrides, env: &dyn Env, ctx: &mut C
             }
         },
     };
-    let dedupe_window = duration_field(&mut f, "dedupe_window", ctx).unwrap_or(DEFAULT_DEDUPE_WINDOW);
+    let dedupe_window =
+        duration_field(&mut f, "dedupe_window", ctx).unwrap_or(DEFAULT_DEDUPE_WINDOW);
 
     let mut sources = BTreeMap::new();
     if let Some(v) = f.get("sources") {
@@ -503,7 +536,11 @@ fn read_config(doc: &Document, overrides: &Overrides, env: &dyn Env, ctx: &mut C
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 fn mapping<'d>(
@@ -516,7 +553,10 @@ fn mapping<'d>(
     match v {
         Value::Object(m) => Some(m),
         other => {
-            errs.push(doc.error(path, format!("{what} must be a mapping, got {}", type_name(other))));
+            errs.push(doc.error(
+                path,
+                format!("{what} must be a mapping, got {}", type_name(other)),
+            ));
             None
         }
     }
@@ -535,8 +575,11 @@ fn duration_field(f: &mut Fields, key: &'static str, ctx: &mut Ctx) -> Option<Du
         },
         other => {
             ctx.errs.push(
-                doc.error(&path, format!("{key} must be a duration, got {}", type_name(other)))
-                    .with_hint("write a number with a unit: 250ms, 90s, 2m, 1h, 7d"),
+                doc.error(
+                    &path,
+                    format!("{key} must be a duration, got {}", type_name(other)),
+                )
+                .with_hint("write a number with a unit: 250ms, 90s, 2m, 1h, 7d"),
             );
             None
         }
@@ -551,7 +594,8 @@ fn secret_field(f: &mut Fields, key: &'static str, ctx: &mut Ctx) -> Option<Secr
     match s {
         Some(s) if s.is_empty() => {
             let path = f.path_of(key);
-            ctx.errs.push(f.doc().error(&path, format!("{key} is empty")));
+            ctx.errs
+                .push(f.doc().error(&path, format!("{key} is empty")));
             None
         }
         other => other.map(Secret::new),
@@ -569,7 +613,13 @@ fn provider_keys(p: Provider) -> &'static [&'static str] {
     }
 }
 
-fn read_source(doc: &Document, path: &str, id: &str, spec: &Value, ctx: &mut Ctx) -> Option<SourceConfig> {
+fn read_source(
+    doc: &Document,
+    path: &str,
+    id: &str,
+    spec: &Value,
+    ctx: &mut Ctx,
+) -> Option<SourceConfig> {
     let mut f = Fields::new(doc, path, spec, &format!("source `{id}`"), ctx.errs)?;
     let provider = match f.string("provider", ctx.errs) {
         None => Provider::Auto,
@@ -591,7 +641,8 @@ fn read_source(doc: &Document, path: &str, id: &str, spec: &Value, ctx: &mut Ctx
     if let Some(b) = &business {
         if b.starts_with('+') || b.chars().all(|c| c.is_ascii_digit()) {
             if let Err(e) = crate::event::normalise_phone(b) {
-                ctx.errs.push(doc.error(&f.path_of("business"), format!("business: {e}")));
+                ctx.errs
+                    .push(doc.error(&f.path_of("business"), format!("business: {e}")));
             }
         }
     }
@@ -608,14 +659,19 @@ fn read_source(doc: &Document, path: &str, id: &str, spec: &Value, ctx: &mut Ctx
                     match item {
                         Value::String(s) if !s.is_empty() => secrets.push(Secret::new(s.clone())),
                         Value::Null => ctx.note_optional(&p),
-                        _ => ctx.errs.push(doc.error(&p, "each secret must be a non-empty string")),
+                        _ => ctx
+                            .errs
+                            .push(doc.error(&p, "each secret must be a non-empty string")),
                     }
                 }
             }
             Value::String(s) => secrets.push(Secret::new(s.clone())),
             other => ctx.errs.push(doc.error(
                 &f.path_of("secrets"),
-                format!("secrets must be a list of strings, got {}", type_name(other)),
+                format!(
+                    "secrets must be a list of strings, got {}",
+                    type_name(other)
+                ),
             )),
         }
     }
@@ -629,13 +685,17 @@ fn read_source(doc: &Document, path: &str, id: &str, spec: &Value, ctx: &mut Ctx
     ] {
         if present && !allowed.contains(&key) {
             ctx.errs.push(
-                doc.key_error(&f.path_of(key), format!("`{key}` is not used by provider {provider}"))
-                    .with_hint(format!("provider {provider} takes: {}", allowed.join(", "))),
+                doc.key_error(
+                    &f.path_of(key),
+                    format!("`{key}` is not used by provider {provider}"),
+                )
+                .with_hint(format!("provider {provider} takes: {}", allowed.join(", "))),
             );
         }
     }
     f.finish(ctx.errs);
-    let ring_timeout = ring_timeout.or((provider == Provider::Waha).then_some(DEFAULT_WAHA_RING_TIMEOUT));
+    let ring_timeout =
+        ring_timeout.or((provider == Provider::Waha).then_some(DEFAULT_WAHA_RING_TIMEOUT));
     Some(SourceConfig {
         id: id.to_string(),
         provider,
@@ -651,11 +711,21 @@ fn read_source(doc: &Document, path: &str, id: &str, spec: &Value, ctx: &mut Ctx
     })
 }
 
-fn read_connector(doc: &Document, path: &str, name: &str, spec: &Value, ctx: &mut Ctx) -> Option<ConnectorConfig> {
+fn read_connector(
+    doc: &Document,
+    path: &str,
+    name: &str,
+    spec: &Value,
+    ctx: &mut Ctx,
+) -> Option<ConnectorConfig> {
     let mut f = Fields::new(doc, path, spec, &format!("connector `{name}`"), ctx.errs)?;
     let kind = match f.string("kind", ctx.errs) {
         None => {
-            ctx.missing(doc, &f.path_of("kind"), &format!("connector `{name}`: kind"));
+            ctx.missing(
+                doc,
+                &f.path_of("kind"),
+                &format!("connector `{name}`: kind"),
+            );
             None
         }
         Some(k) => match ConnectorKind::NAMES.iter().find(|(n, _)| *n == k) {
@@ -715,7 +785,10 @@ fn read_connector(doc: &Document, path: &str, name: &str, spec: &Value, ctx: &mu
     if let Some(kind) = kind {
         let (required, allowed): (&[(&str, bool)], &[&str]) = match kind {
             ConnectorKind::Meta => (
-                &[("phone_number_id", phone_number_id.is_some()), ("token", token.is_some())],
+                &[
+                    ("phone_number_id", phone_number_id.is_some()),
+                    ("token", token.is_some()),
+                ],
                 &["phone_number_id", "token", "base_url"],
             ),
             ConnectorKind::Waha => (
@@ -751,27 +824,40 @@ fn read_connector(doc: &Document, path: &str, name: &str, spec: &Value, ctx: &mu
         ] {
             if present && !allowed.contains(&key) {
                 ctx.errs.push(
-                    doc.key_error(&f.path_of(key), format!("`{key}` is not used by connectors of kind {}", kind.as_str()))
-                        .with_hint(if allowed.is_empty() {
-                            format!("kind {} takes only timeout, rate_limit and retry", kind.as_str())
-                        } else {
-                            format!("kind {} takes: {}", kind.as_str(), allowed.join(", "))
-                        }),
+                    doc.key_error(
+                        &f.path_of(key),
+                        format!(
+                            "`{key}` is not used by connectors of kind {}",
+                            kind.as_str()
+                        ),
+                    )
+                    .with_hint(if allowed.is_empty() {
+                        format!(
+                            "kind {} takes only timeout, rate_limit and retry",
+                            kind.as_str()
+                        )
+                    } else {
+                        format!("kind {} takes: {}", kind.as_str(), allowed.join(", "))
+                    }),
                 );
             }
         }
         for (key, value) in [("base_url", &base_url), ("url", &url)] {
             if let Some(u) = value {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    ctx.errs.push(doc.error(&f.path_of(key), format!("{key} `{u}` must start with http:// or https://")));
+                    ctx.errs.push(doc.error(
+                        &f.path_of(key),
+                        format!("{key} `{u}` must start with http:// or https://"),
+                    ));
                 }
             }
         }
         if let (Some(s), ConnectorKind::Http) = (&secret, kind) {
             if crate::event::sign_standard_webhooks(s, "probe", 0, b"").is_none() {
-                ctx.errs.push(
-                    doc.error(&f.path_of("secret"), "secret must be a Standard Webhooks secret: whsec_ followed by base64"),
-                );
+                ctx.errs.push(doc.error(
+                    &f.path_of("secret"),
+                    "secret must be a Standard Webhooks secret: whsec_ followed by base64",
+                ));
             }
         }
     }
@@ -794,12 +880,20 @@ fn read_connector(doc: &Document, path: &str, name: &str, spec: &Value, ctx: &mu
 }
 
 /// `retry: {schedule: [5s, 30s, ...]}`; shared with workflow steps.
-pub fn read_retry(doc: &Document, path: &str, v: &Value, errs: &mut Vec<Diagnostic>) -> Option<Vec<Duration>> {
+pub fn read_retry(
+    doc: &Document,
+    path: &str,
+    v: &Value,
+    errs: &mut Vec<Diagnostic>,
+) -> Option<Vec<Duration>> {
     let mut f = Fields::new(doc, path, v, "retry", errs)?;
     let schedule_path = f.path_of("schedule");
     let out = match f.get("schedule") {
         None => {
-            errs.push(doc.error(path, "retry needs a `schedule` list, e.g. {schedule: [5s, 30s, 2m]}"));
+            errs.push(doc.error(
+                path,
+                "retry needs a `schedule` list, e.g. {schedule: [5s, 30s, 2m]}",
+            ));
             None
         }
         Some(Value::Array(items)) => {
@@ -809,13 +903,22 @@ pub fn read_retry(doc: &Document, path: &str, v: &Value, errs: &mut Vec<Diagnost
                 match item.as_str().map(parse_duration) {
                     Some(Ok(d)) => delays.push(d),
                     Some(Err(e)) => errs.push(doc.error(&p, e)),
-                    None => errs.push(doc.error(&p, format!("a retry delay must be a duration, got {}", type_name(item)))),
+                    None => errs.push(doc.error(
+                        &p,
+                        format!("a retry delay must be a duration, got {}", type_name(item)),
+                    )),
                 }
             }
             Some(delays)
         }
         Some(other) => {
-            errs.push(doc.error(&schedule_path, format!("schedule must be a list of durations, got {}", type_name(other))));
+            errs.push(doc.error(
+                &schedule_path,
+                format!(
+                    "schedule must be a list of durations, got {}",
+                    type_name(other)
+                ),
+            ));
             None
         }
     };
@@ -839,7 +942,9 @@ fn read_outbound(doc: &Document, v: &Value, ctx: &mut Ctx) -> OutboundConfig {
                     match item.as_str().map(Cidr::parse) {
                         Some(Ok(c)) => out.allow_cidrs.push(c),
                         Some(Err(e)) => ctx.errs.push(doc.error(&p, e)),
-                        None => ctx.errs.push(doc.error(&p, "an address range must be a string like 10.0.0.0/8")),
+                        None => ctx.errs.push(
+                            doc.error(&p, "an address range must be a string like 10.0.0.0/8"),
+                        ),
                     }
                 }
             }
@@ -866,7 +971,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn load(text: &str, e: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
@@ -874,7 +982,12 @@ mod tests {
     }
 
     fn errors(text: &str, e: &[(&str, &str)]) -> Vec<String> {
-        load(text, e).unwrap_err().0.iter().map(|d| d.to_string()).collect()
+        load(text, e)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
     }
 
     const SPEC_EXAMPLE: &str = r#"
@@ -934,7 +1047,10 @@ outbound:
         assert_eq!(wz.provider, Provider::Wazzap);
         assert_eq!(wz.business.as_deref(), Some("+5215500000000"));
         assert_eq!(wz.auth.token.as_ref().map(Secret::expose), Some("wz"));
-        assert_eq!(c.sources["wawp"].ring_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(
+            c.sources["wawp"].ring_timeout,
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(c.sources["relay"].auth.standard_secrets.len(), 2);
         assert_eq!(c.sources["anything"].provider, Provider::Auto);
         assert_eq!(c.connectors["whatsapp"].kind, ConnectorKind::Log);
@@ -948,8 +1064,18 @@ outbound:
         let c = load(SPEC_EXAMPLE, &[]).unwrap();
         assert!(c.admin_token.is_none());
         assert!(c.sources["wazzap-mx"].auth.is_open());
-        assert!(c.warnings.iter().any(|w| w.contains("WAZZAP_TOKEN")), "{:?}", c.warnings);
-        assert!(c.warnings.iter().any(|w| w.contains("`wazzap-mx` has no token")), "{:?}", c.warnings);
+        assert!(
+            c.warnings.iter().any(|w| w.contains("WAZZAP_TOKEN")),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("`wazzap-mx` has no token")),
+            "{:?}",
+            c.warnings
+        );
         // The warnings name variables, never values.
         let c = load(SPEC_EXAMPLE, &[("WAZZAP_TOKEN", "sekrit-value")]).unwrap();
         assert!(!c.warnings.join(" ").contains("sekrit"));
@@ -958,12 +1084,21 @@ outbound:
 
     #[test]
     fn an_unset_variable_inside_a_value_or_in_a_required_field_is_an_error_naming_it() {
-        let errs = errors("connectors:\n  a: { kind: slack, url: \"https://hooks/${SLACK_PATH}\" }\n", &[]);
+        let errs = errors(
+            "connectors:\n  a: { kind: slack, url: \"https://hooks/${SLACK_PATH}\" }\n",
+            &[],
+        );
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].contains("SLACK_PATH"), "{errs:?}");
         assert!(errs[0].starts_with("ringback.yaml:2:"), "{errs:?}");
-        let errs = errors("connectors:\n  wa: { kind: meta, phone_number_id: \"1\", token: \"${META_TOKEN}\" }\n", &[]);
-        assert!(errs.iter().any(|e| e.contains("META_TOKEN is not set")), "{errs:?}");
+        let errs = errors(
+            "connectors:\n  wa: { kind: meta, phone_number_id: \"1\", token: \"${META_TOKEN}\" }\n",
+            &[],
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("META_TOKEN is not set")),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -985,14 +1120,35 @@ bogus: 1
 ";
         let errs = errors(text, &[]);
         let joined = errs.join("\n");
-        assert!(joined.contains("ringback.yaml:1:9: listen: `nowhere` is not an address"), "{joined}");
-        assert!(joined.contains("ringback.yaml:2:16: dedupe_window:"), "{joined}");
-        assert!(joined.contains("unknown provider `wahha`") && joined.contains("did you mean `waha`?"), "{joined}");
-        assert!(joined.contains("ringback.yaml:6:5: unknown key `hmac_kye`"), "{joined}");
-        assert!(joined.contains("`hmac_key` is not used by provider wazzap"), "{joined}");
+        assert!(
+            joined.contains("ringback.yaml:1:9: listen: `nowhere` is not an address"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("ringback.yaml:2:16: dedupe_window:"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("unknown provider `wahha`") && joined.contains("did you mean `waha`?"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("ringback.yaml:6:5: unknown key `hmac_kye`"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("`hmac_key` is not used by provider wazzap"),
+            "{joined}"
+        );
         assert!(joined.contains("unknown connector kind `smtp`"), "{joined}");
-        assert!(joined.contains("connector `d` of kind meta needs `phone_number_id`"), "{joined}");
-        assert!(joined.contains("ringback.yaml:13:1: unknown key `bogus`"), "{joined}");
+        assert!(
+            joined.contains("connector `d` of kind meta needs `phone_number_id`"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("ringback.yaml:13:1: unknown key `bogus`"),
+            "{joined}"
+        );
         assert!(errs.len() >= 9, "{joined}");
     }
 
@@ -1006,8 +1162,17 @@ bogus: 1
 
     #[test]
     fn environment_overrides_the_file_and_flags_override_everything() {
-        let e = env(&[("RINGBACK_LISTEN", "127.0.0.1:9000"), ("RINGBACK_DATA", "/tmp/env-data")]);
-        let c = Config::from_text("r.yaml", "listen: 127.0.0.1:8000\ndata_dir: /tmp/file\n", &Overrides::default(), &e).unwrap();
+        let e = env(&[
+            ("RINGBACK_LISTEN", "127.0.0.1:9000"),
+            ("RINGBACK_DATA", "/tmp/env-data"),
+        ]);
+        let c = Config::from_text(
+            "r.yaml",
+            "listen: 127.0.0.1:8000\ndata_dir: /tmp/file\n",
+            &Overrides::default(),
+            &e,
+        )
+        .unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.data_dir, PathBuf::from("/tmp/env-data"));
         let flags = Overrides {
@@ -1029,7 +1194,10 @@ bogus: 1
 
     #[test]
     fn an_unquoted_business_number_gets_a_quoting_hint() {
-        let errs = errors("sources:\n  s: { provider: wazzap, business: +5215500000000 }\n", &[]);
+        let errs = errors(
+            "sources:\n  s: { provider: wazzap, business: +5215500000000 }\n",
+            &[],
+        );
         assert!(errs[0].contains("quote it"), "{errs:?}");
     }
 
@@ -1038,8 +1206,12 @@ bogus: 1
         let c = Cidr::parse("10.0.0.0/8").unwrap();
         assert!(c.contains("10.1.2.3".parse().unwrap()));
         assert!(!c.contains("11.0.0.1".parse().unwrap()));
-        assert!(Cidr::parse("::1/128").unwrap().contains("::1".parse().unwrap()));
-        assert!(Cidr::parse("0.0.0.0/0").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("::1/128")
+            .unwrap()
+            .contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_err());
     }
 }

@@ -12,7 +12,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
     let bad = || {
-        format!("`{text}` is not a duration (write a whole number and a unit: 250ms, 90s, 2m, 1h, 7d)")
+        format!(
+            "`{text}` is not a duration (write a whole number and a unit: 250ms, 90s, 2m, 1h, 7d)"
+        )
     };
     if digits.is_empty() {
         return Err(bad());
@@ -34,7 +36,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// The shortest exact spelling of a duration in the same grammar.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    for (unit, per) in [("d", 86_400_000u128), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, per) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms >= per && ms % per == 0 {
             return format!("{}{unit}", ms / per);
         }
@@ -58,7 +65,17 @@ mod tests {
 
     #[test]
     fn anything_else_is_refused_with_the_grammar() {
-        for bad in ["", "s", "5", "1.5s", "-1s", "5 minutes", "2M", "10x", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "s",
+            "5",
+            "1.5s",
+            "-1s",
+            "5 minutes",
+            "2M",
+            "10x",
+            "99999999999999999999d",
+        ] {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains("duration"), "{bad}: {err}");
         }

@@ -38,7 +38,11 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.pos.line, self.pos.col, self.message)?;
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.pos.line, self.pos.col, self.message
+        )?;
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }
@@ -113,7 +117,10 @@ impl Document {
     /// Where the mapping key ending `path` is written (falls back to
     /// [`Document::pos`]). Unknown-key errors point here.
     pub fn key_pos(&self, path: &str) -> Pos {
-        self.key_pos.get(path).copied().unwrap_or_else(|| self.pos(path))
+        self.key_pos
+            .get(path)
+            .copied()
+            .unwrap_or_else(|| self.pos(path))
     }
 
     /// A diagnostic pointing at the value at `path`.
@@ -286,7 +293,10 @@ fn index_positions(text: &str) -> (PosIndex, PosIndex) {
                     values.insert(path, pos);
                 }
                 complete(&mut stack);
-                if let Some(Frame::Map { expecting_key, key, .. }) = stack.last_mut() {
+                if let Some(Frame::Map {
+                    expecting_key, key, ..
+                }) = stack.last_mut()
+                {
                     if key.is_none() {
                         *expecting_key = false;
                     }
@@ -346,7 +356,10 @@ impl<'d> Fields<'d> {
                 known: Vec::new(),
             }),
             other => {
-                errs.push(doc.error(path, format!("{what} must be a mapping, got {}", type_name(other))));
+                errs.push(doc.error(
+                    path,
+                    format!("{what} must be a mapping, got {}", type_name(other)),
+                ));
                 None
             }
         }
@@ -489,13 +502,25 @@ business: +5215500000000
     fn every_path_has_its_line_and_column() {
         let doc = Document::parse("f.yaml", TEXT).unwrap();
         assert_eq!(doc.pos("listen"), Pos { line: 1, col: 9 });
-        assert_eq!(doc.key_pos("sources.wawp.hmac_key"), Pos { line: 5, col: 5 });
+        assert_eq!(
+            doc.key_pos("sources.wawp.hmac_key"),
+            Pos { line: 5, col: 5 }
+        );
         assert_eq!(doc.pos("sources.wawp.hmac_key"), Pos { line: 5, col: 15 });
-        assert_eq!(doc.key_pos("sources.meta.app_secret"), Pos { line: 6, col: 27 });
+        assert_eq!(
+            doc.key_pos("sources.meta.app_secret"),
+            Pos { line: 6, col: 27 }
+        );
         assert_eq!(doc.pos("steps[0].tag.add[1]"), Pos { line: 8, col: 21 });
-        assert_eq!(doc.pos("steps[1].send_message.text"), Pos { line: 10, col: 13 });
+        assert_eq!(
+            doc.pos("steps[1].send_message.text"),
+            Pos { line: 10, col: 13 }
+        );
         // Unknown paths fall back to the nearest ancestor.
-        assert_eq!(doc.pos("steps[1].send_message.nope"), Pos { line: 10, col: 7 });
+        assert_eq!(
+            doc.pos("steps[1].send_message.nope"),
+            Pos { line: 10, col: 7 }
+        );
     }
 
     #[test]
@@ -509,7 +534,11 @@ business: +5215500000000
 
     #[test]
     fn fields_report_unknown_keys_with_a_suggestion_and_quote_hints() {
-        let doc = Document::parse("c.yaml", "provider: waha\nhmac_kye: x\nbusiness: +5215500000000\n").unwrap();
+        let doc = Document::parse(
+            "c.yaml",
+            "provider: waha\nhmac_kye: x\nbusiness: +5215500000000\n",
+        )
+        .unwrap();
         let mut errs = Vec::new();
         let mut f = Fields::new(&doc, "", &doc.value, "a source", &mut errs).unwrap();
         assert_eq!(f.string("provider", &mut errs).as_deref(), Some("waha"));
@@ -518,15 +547,27 @@ business: +5215500000000
         f.finish(&mut errs);
         let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(errs.len(), 2, "{text:?}");
-        assert!(text[0].starts_with("c.yaml:3:11: `business` must be a string"), "{}", text[0]);
+        assert!(
+            text[0].starts_with("c.yaml:3:11: `business` must be a string"),
+            "{}",
+            text[0]
+        );
         assert!(text[0].contains("quote it"), "{}", text[0]);
-        assert!(text[1].starts_with("c.yaml:2:1: unknown key `hmac_kye`"), "{}", text[1]);
+        assert!(
+            text[1].starts_with("c.yaml:2:1: unknown key `hmac_kye`"),
+            "{}",
+            text[1]
+        );
         assert!(text[1].contains("did you mean `hmac_key`?"), "{}", text[1]);
     }
 
     #[test]
     fn merge_keys_are_applied() {
-        let doc = Document::parse("m.yaml", "base: &b { kind: log }\nc:\n  <<: *b\n  timeout: 5s\n").unwrap();
+        let doc = Document::parse(
+            "m.yaml",
+            "base: &b { kind: log }\nc:\n  <<: *b\n  timeout: 5s\n",
+        )
+        .unwrap();
         assert_eq!(doc.value["c"], json!({"kind": "log", "timeout": "5s"}));
     }
 }

@@ -21,7 +21,8 @@ pub(crate) fn detect(v: &Value) -> Option<Provider> {
     let is_str = |k: &str| v.get(k).is_some_and(Value::is_string);
     let is_obj = |k: &str| v.get(k).is_some_and(Value::is_object);
 
-    if v.get("object").and_then(Value::as_str) == Some("whatsapp_business_account") && has("entry") {
+    if v.get("object").and_then(Value::as_str) == Some("whatsapp_business_account") && has("entry")
+    {
         return Some(Provider::Meta);
     }
     if is_str("event_type") {
@@ -61,14 +62,38 @@ mod tests {
     #[test]
     fn each_documented_shape_is_recognised() {
         let cases = [
-            (json!({"event": "call.missed", "phone": "+5215512345678", "country": "MX", "ts": "2026-05-14T14:32:11Z"}), Provider::Wazzap),
-            (json!({"id": "evt_1", "timestamp": 1634567890123u64, "session": "default", "engine": "WEBJS", "event": "call.received", "payload": {"id": "c", "from": "1@c.us", "isVideo": false}}), Provider::Waha),
-            (json!({"event": "call.received", "session": "default", "payload": {"id": "c", "from": "1@c.us"}}), Provider::Waha),
-            (json!({"event": "call.ringing", "id": "e", "callId": "c", "from": "+1", "to": "+2", "direction": "inbound", "createdAt": "2026-01-01T00:00:00Z"}), Provider::V3),
-            (json!({"event": "calls", "data": {"object": "whatsapp_business_account", "entry": []}}), Provider::V3),
-            (json!({"object": "whatsapp_business_account", "entry": []}), Provider::Meta),
-            (json!({"event_type": "call:incoming:missed", "call_details": {}}), Provider::Timelinesai),
-            (json!({"id": "evt_1", "type": "message.report", "data": {"object": {}}}), Provider::Standard),
+            (
+                json!({"event": "call.missed", "phone": "+5215512345678", "country": "MX", "ts": "2026-05-14T14:32:11Z"}),
+                Provider::Wazzap,
+            ),
+            (
+                json!({"id": "evt_1", "timestamp": 1634567890123u64, "session": "default", "engine": "WEBJS", "event": "call.received", "payload": {"id": "c", "from": "1@c.us", "isVideo": false}}),
+                Provider::Waha,
+            ),
+            (
+                json!({"event": "call.received", "session": "default", "payload": {"id": "c", "from": "1@c.us"}}),
+                Provider::Waha,
+            ),
+            (
+                json!({"event": "call.ringing", "id": "e", "callId": "c", "from": "+1", "to": "+2", "direction": "inbound", "createdAt": "2026-01-01T00:00:00Z"}),
+                Provider::V3,
+            ),
+            (
+                json!({"event": "calls", "data": {"object": "whatsapp_business_account", "entry": []}}),
+                Provider::V3,
+            ),
+            (
+                json!({"object": "whatsapp_business_account", "entry": []}),
+                Provider::Meta,
+            ),
+            (
+                json!({"event_type": "call:incoming:missed", "call_details": {}}),
+                Provider::Timelinesai,
+            ),
+            (
+                json!({"id": "evt_1", "type": "message.report", "data": {"object": {}}}),
+                Provider::Standard,
+            ),
         ];
         for (payload, want) in cases {
             assert_eq!(detect(&payload), Some(want), "{payload}");
@@ -77,7 +102,12 @@ mod tests {
 
     #[test]
     fn unknown_shapes_are_not_guessed() {
-        for payload in [json!({}), json!({"hello": "world"}), json!({"event": 5}), json!({"type": "x"})] {
+        for payload in [
+            json!({}),
+            json!({"hello": "world"}),
+            json!({"event": 5}),
+            json!({"type": "x"}),
+        ] {
             assert_eq!(detect(&payload), None, "{payload}");
         }
     }

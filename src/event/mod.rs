@@ -288,7 +288,12 @@ impl Draft {
 /// not a call event is still returned, under its own kind.
 pub fn parse(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Event>, ParseError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ParseError::NotJson(format!("{} (line {}, column {})", describe_json_error(&e), e.line(), e.column()))
+        ParseError::NotJson(format!(
+            "{} (line {}, column {})",
+            describe_json_error(&e),
+            e.line(),
+            e.column()
+        ))
     })?;
     parse_value(value, ctx)
 }
@@ -353,6 +358,15 @@ fn finish(d: Draft, provider: Provider, raw: &Value, ctx: &ParseContext<'_>) -> 
     let basis = match &d.identity {
         Identity::ProviderId(id) => format!("id\0{id}"),
         Identity::Call(call) => format!("call\0{call}\0{}", d.kind),
+        // With nothing else to tell two deliveries apart (no id, no call id,
+        // no provider time), the arrival time does: a provider that does not
+        // retry (Wazzap) must not have a second call folded into the first.
+        Identity::Content(content) if content.is_empty() => format!(
+            "content\0{}\0{}\0received:{}",
+            d.kind,
+            caller.as_deref().unwrap_or(""),
+            ctx.received_at.as_millisecond()
+        ),
         Identity::Content(content) => format!(
             "content\0{}\0{}\0{content}",
             d.kind,
@@ -454,7 +468,11 @@ pub(crate) mod access {
     }
 
     /// An object field; `None` when absent or null.
-    pub fn opt_obj<'a>(v: &'a Value, key: &str, path: &str) -> Result<Option<&'a Value>, ParseError> {
+    pub fn opt_obj<'a>(
+        v: &'a Value,
+        key: &str,
+        path: &str,
+    ) -> Result<Option<&'a Value>, ParseError> {
         match v.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(o @ Value::Object(_)) => Ok(Some(o)),
@@ -470,14 +488,17 @@ pub(crate) mod access {
         let bad = |other: &Value| {
             ParseError::field(
                 join(path, key),
-                format!("expected a non-negative whole number, got {}", json_type_name(other)),
+                format!(
+                    "expected a non-negative whole number, got {}",
+                    json_type_name(other)
+                ),
             )
         };
         match v.get(key) {
             None | Some(Value::Null) => Ok(None),
             Some(n @ Value::Number(_)) => match (n.as_u64(), n.as_f64()) {
                 (Some(u), _) => Ok(Some(u)),
-                (None, Some(f)) if f >= 0.0 && f < 1e15 => Ok(Some(f.round() as u64)),
+                (None, Some(f)) if (0.0..1e15).contains(&f) => Ok(Some(f.round() as u64)),
                 _ => Err(bad(n)),
             },
             Some(s @ Value::String(text)) => {

@@ -36,11 +36,15 @@ pub fn normalise_phone(raw: &str) -> Result<Caller, PhoneError> {
         return Err(PhoneError("is empty".into()));
     }
     if let Some(user) = s.strip_suffix("@lid") {
+        // `<id>:<device>@lid`: the device does not belong to the id.
+        let user = user.split(':').next().unwrap_or(user);
         if user.is_empty() {
-            return Err(PhoneError(format!("`{s}` is a privacy id with no user part")));
+            return Err(PhoneError(format!(
+                "`{s}` is a privacy id with no user part"
+            )));
         }
         return Ok(Caller {
-            id: s.to_string(),
+            id: format!("{user}@lid"),
             is_phone: false,
         });
     }
@@ -60,7 +64,10 @@ pub fn normalise_phone(raw: &str) -> Result<Caller, PhoneError> {
         )));
     }
     let body = number.strip_prefix('+').unwrap_or(number);
-    let body = body.strip_prefix("00").filter(|_| !number.starts_with('+')).unwrap_or(body);
+    let body = body
+        .strip_prefix("00")
+        .filter(|_| !number.starts_with('+'))
+        .unwrap_or(body);
     let mut digits = String::with_capacity(body.len() + 1);
     digits.push('+');
     for ch in body.chars() {
@@ -137,11 +144,23 @@ mod tests {
         let c = normalise_phone("123456789012345@lid").unwrap();
         assert_eq!(c.id, "123456789012345@lid");
         assert!(!c.is_phone);
+        assert_eq!(
+            normalise_phone("123456789012345:31@lid").unwrap().id,
+            "123456789012345@lid"
+        );
     }
 
     #[test]
     fn garbage_is_refused_with_a_reason() {
-        for bad in ["", "abc", "12", "1234567890123456789", "120363025@g.us", "+0123456789", "@lid"] {
+        for bad in [
+            "",
+            "abc",
+            "12",
+            "1234567890123456789",
+            "120363025@g.us",
+            "+0123456789",
+            "@lid",
+        ] {
             assert!(normalise_phone(bad).is_err(), "{bad:?} should be refused");
         }
         let err = normalise_phone("55x5512345678").unwrap_err();

@@ -76,7 +76,9 @@ impl SourceAuth {
 /// secret or an expected value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
-    #[error("missing token: send it as ?token=, an X-Webhook-Token header, or Authorization: Bearer")]
+    #[error(
+        "missing token: send it as ?token=, an X-Webhook-Token header, or Authorization: Bearer"
+    )]
     MissingToken,
     #[error("token does not match")]
     BadToken,
@@ -105,8 +107,10 @@ pub fn verify(
         let sent = headers
             .header(HEADER_WAHA_HMAC)
             .ok_or(AuthError::MissingHeader("X-Webhook-Hmac"))?;
-        let sent = decode_hex(sent).ok_or(AuthError::Malformed("X-Webhook-Hmac", "expected hex"))?;
-        let mut mac = Hmac::<Sha512>::new_from_slice(key.expose().as_bytes()).expect("HMAC takes any key length");
+        let sent =
+            decode_hex(sent).ok_or(AuthError::Malformed("X-Webhook-Hmac", "expected hex"))?;
+        let mut mac = Hmac::<Sha512>::new_from_slice(key.expose().as_bytes())
+            .expect("HMAC takes any key length");
         mac.update(body);
         mac.verify_slice(&sent)
             .map_err(|_| AuthError::BadSignature("X-Webhook-Hmac"))?;
@@ -118,9 +122,14 @@ pub fn verify(
         let hex_part = sent
             .trim()
             .strip_prefix("sha256=")
-            .ok_or(AuthError::Malformed("X-Hub-Signature-256", "expected sha256=<hex>"))?;
-        let sent = decode_hex(hex_part)
-            .ok_or(AuthError::Malformed("X-Hub-Signature-256", "expected sha256=<hex>"))?;
+            .ok_or(AuthError::Malformed(
+                "X-Hub-Signature-256",
+                "expected sha256=<hex>",
+            ))?;
+        let sent = decode_hex(hex_part).ok_or(AuthError::Malformed(
+            "X-Hub-Signature-256",
+            "expected sha256=<hex>",
+        ))?;
         let mut mac = hmac_sha256(secret.expose().as_bytes());
         mac.update(body);
         mac.verify_slice(&sent)
@@ -207,7 +216,10 @@ fn verify_standard(
         mac.update(b".");
         mac.update(body);
         let expected = mac.finalize().into_bytes();
-        if sent.iter().any(|s| bool::from(s.as_slice().ct_eq(expected.as_slice()))) {
+        if sent
+            .iter()
+            .any(|s| bool::from(s.as_slice().ct_eq(expected.as_slice())))
+        {
             return Ok(());
         }
     }
@@ -217,7 +229,8 @@ fn verify_standard(
 fn verify_hex_sha256(secrets: &[Secret], sent: &str, body: &[u8]) -> Result<(), AuthError> {
     let sent = sent.trim();
     let sent = sent.strip_prefix("sha256=").unwrap_or(sent);
-    let sent = decode_hex(sent).ok_or(AuthError::Malformed("X-Webhook-Signature", "expected hex"))?;
+    let sent =
+        decode_hex(sent).ok_or(AuthError::Malformed("X-Webhook-Signature", "expected hex"))?;
     for secret in secrets {
         let mut mac = hmac_sha256(secret.expose().as_bytes());
         mac.update(body);
@@ -244,7 +257,12 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 
 /// `webhook-signature` value for a delivery, for senders (the `http`
 /// connector) and tests. `None` when the secret is not `whsec_<base64>`.
-pub fn sign_standard_webhooks(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
+pub fn sign_standard_webhooks(
+    secret: &Secret,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Option<String> {
     let key = standard_key(secret)?;
     let mut mac = hmac_sha256(&key);
     mac.update(format!("{id}.{timestamp}.").as_bytes());
@@ -279,7 +297,10 @@ mod tests {
     #[test]
     fn waha_published_vector_verifies() {
         let headers: &[(&str, &str)] = &[("X-Webhook-Hmac", WAHA_VECTOR)];
-        assert_eq!(verify(&waha_auth(), headers, None, WAHA_BODY, at(0)), Ok(()));
+        assert_eq!(
+            verify(&waha_auth(), headers, None, WAHA_BODY, at(0)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -323,8 +344,18 @@ mod tests {
             ("webhook-timestamp", &ts),
             ("webhook-signature", STD_SIG),
         ];
-        assert_eq!(verify(&std_auth(&[STD_SECRET]), headers, None, STD_BODY, at(STD_TS)), Ok(()));
-        let ours = sign_standard_webhooks(&Secret::new(STD_SECRET), STD_ID, STD_TS, STD_BODY).unwrap();
+        assert_eq!(
+            verify(
+                &std_auth(&[STD_SECRET]),
+                headers,
+                None,
+                STD_BODY,
+                at(STD_TS)
+            ),
+            Ok(())
+        );
+        let ours =
+            sign_standard_webhooks(&Secret::new(STD_SECRET), STD_ID, STD_TS, STD_BODY).unwrap();
         assert_eq!(ours, STD_SIG);
     }
 
@@ -338,7 +369,10 @@ mod tests {
             ("webhook-signature", &list),
         ];
         let rotated = std_auth(&["whsec_b2xkc2VjcmV0b2xkc2VjcmV0", STD_SECRET]);
-        assert_eq!(verify(&rotated, headers, None, STD_BODY, at(STD_TS + 60)), Ok(()));
+        assert_eq!(
+            verify(&rotated, headers, None, STD_BODY, at(STD_TS + 60)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -378,7 +412,13 @@ mod tests {
         let auth = std_auth(&[STD_SECRET]);
         assert_eq!(verify(&auth, headers, None, body, at(0)), Ok(()));
         assert_eq!(
-            verify(&auth, headers, None, br#"{"id":"evt_2","type":"message.report"}"#, at(0)),
+            verify(
+                &auth,
+                headers,
+                None,
+                br#"{"id":"evt_2","type":"message.report"}"#,
+                at(0)
+            ),
             Err(AuthError::BadSignature("X-Webhook-Signature"))
         );
     }
@@ -394,12 +434,21 @@ mod tests {
         let headers: &[(&str, &str)] = &[("X-Hub-Signature-256", &sig)];
         assert_eq!(verify(&auth, headers, None, body, at(0)), Ok(()));
         assert_eq!(
-            verify(&auth, headers, None, br#"{"object":"whatsapp_business_account","entry":[1]}"#, at(0)),
+            verify(
+                &auth,
+                headers,
+                None,
+                br#"{"object":"whatsapp_business_account","entry":[1]}"#,
+                at(0)
+            ),
             Err(AuthError::BadSignature("X-Hub-Signature-256"))
         );
         let no_prefix = hex_mac_sha256("app-secret", body);
         let headers: &[(&str, &str)] = &[("X-Hub-Signature-256", &no_prefix)];
-        assert!(matches!(verify(&auth, headers, None, body, at(0)), Err(AuthError::Malformed(..))));
+        assert!(matches!(
+            verify(&auth, headers, None, body, at(0)),
+            Err(AuthError::Malformed(..))
+        ));
     }
 
     #[test]
@@ -414,10 +463,19 @@ mod tests {
         assert_eq!(verify(&auth, h, None, b"{}", at(0)), Ok(()));
         let h: &[(&str, &str)] = &[("Authorization", "Bearer s3cret")];
         assert_eq!(verify(&auth, h, None, b"{}", at(0)), Ok(()));
-        assert_eq!(verify(&auth, none, None, b"{}", at(0)), Err(AuthError::MissingToken));
-        assert_eq!(verify(&auth, none, Some("wrong"), b"{}", at(0)), Err(AuthError::BadToken));
+        assert_eq!(
+            verify(&auth, none, None, b"{}", at(0)),
+            Err(AuthError::MissingToken)
+        );
+        assert_eq!(
+            verify(&auth, none, Some("wrong"), b"{}", at(0)),
+            Err(AuthError::BadToken)
+        );
         let h: &[(&str, &str)] = &[("Authorization", "Basic s3cret")];
-        assert_eq!(verify(&auth, h, None, b"{}", at(0)), Err(AuthError::MissingToken));
+        assert_eq!(
+            verify(&auth, h, None, b"{}", at(0)),
+            Err(AuthError::MissingToken)
+        );
     }
 
     #[test]
@@ -436,6 +494,9 @@ mod tests {
     fn an_open_source_accepts_anything() {
         let none: &[(&str, &str)] = &[];
         assert!(SourceAuth::default().is_open());
-        assert_eq!(verify(&SourceAuth::default(), none, None, b"x", at(0)), Ok(()));
+        assert_eq!(
+            verify(&SourceAuth::default(), none, None, b"x", at(0)),
+            Ok(())
+        );
     }
 }

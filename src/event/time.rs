@@ -47,7 +47,9 @@ fn parse_time_str(s: &str) -> Result<Timestamp, String> {
         return Ok(ts);
     }
     // TimelinesAI: "2026-05-24 10:35:18 +0200"
-    if let Ok(zoned) = jiff::fmt::strtime::parse("%Y-%m-%d %H:%M:%S %z", t).and_then(|p| p.to_timestamp()) {
+    if let Ok(zoned) =
+        jiff::fmt::strtime::parse("%Y-%m-%d %H:%M:%S %z", t).and_then(|p| p.to_timestamp())
+    {
         return Ok(zoned);
     }
     // A date-time with no offset at all is taken as UTC.
@@ -78,14 +80,26 @@ mod tests {
         assert_eq!(utc(json!("1715697131")), "2024-05-14T14:32:11Z");
         assert_eq!(utc(json!("1634567890123")), "2021-10-18T14:38:10.123Z");
         assert_eq!(utc(json!("2026-05-14T14:32:11Z")), "2026-05-14T14:32:11Z");
-        assert_eq!(utc(json!("2026-05-14T16:32:11+02:00")), "2026-05-14T14:32:11Z");
-        assert_eq!(utc(json!("2026-05-24 10:35:18 +0200")), "2026-05-24T08:35:18Z");
+        assert_eq!(
+            utc(json!("2026-05-14T16:32:11+02:00")),
+            "2026-05-14T14:32:11Z"
+        );
+        assert_eq!(
+            utc(json!("2026-05-24 10:35:18 +0200")),
+            "2026-05-24T08:35:18Z"
+        );
         assert_eq!(utc(json!("2026-05-24 10:35:18")), "2026-05-24T10:35:18Z");
     }
 
     #[test]
     fn nonsense_times_are_refused() {
-        for bad in [json!("yesterday"), json!(true), json!(-5), json!(1e300), json!("")] {
+        for bad in [
+            json!("yesterday"),
+            json!(true),
+            json!(-5),
+            json!(1e300),
+            json!(""),
+        ] {
             assert!(parse_time(&bad).is_err(), "{bad} should be refused");
         }
     }

@@ -40,9 +40,9 @@ pub(super) async fn receive(
     body: Body,
 ) -> Result<Response, ApiError> {
     let config = state.config();
-    let source = config
-        .source(&source_id)
-        .ok_or_else(|| ApiError::not_found(format!("unknown source `{}`", printable(&source_id))))?;
+    let source = config.source(&source_id).ok_or_else(|| {
+        ApiError::not_found(format!("unknown source `{}`", printable(&source_id)))
+    })?;
 
     let limit = config.max_body_bytes;
     let declared = headers
@@ -60,7 +60,14 @@ pub(super) async fn receive(
 
     let now = state.clock.now();
     let token = query_param(query.as_deref(), "token");
-    event::verify(&source.auth, &Headers(&headers), token.as_deref(), &body, now).map_err(|e| {
+    event::verify(
+        &source.auth,
+        &Headers(&headers),
+        token.as_deref(),
+        &body,
+        now,
+    )
+    .map_err(|e| {
         tracing::warn!(source = %source.id, reason = %e, "webhook rejected: authentication failed");
         ApiError::unauthorized(e.to_string())
     })?;
@@ -105,7 +112,11 @@ pub(super) async fn receive(
         }
     }
     if accepted.is_empty() {
-        return Ok((StatusCode::OK, Json(json!({"accepted": 0, "duplicates": duplicates}))).into_response());
+        return Ok((
+            StatusCode::OK,
+            Json(json!({"accepted": 0, "duplicates": duplicates})),
+        )
+            .into_response());
     }
     state.accepted.notify_one();
     let mut answer = json!({"accepted": accepted.len(), "events": accepted});
@@ -122,9 +133,9 @@ pub(super) async fn meta_handshake(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let config = state.config();
-    let source = config
-        .source(&source_id)
-        .ok_or_else(|| ApiError::not_found(format!("unknown source `{}`", printable(&source_id))))?;
+    let source = config.source(&source_id).ok_or_else(|| {
+        ApiError::not_found(format!("unknown source `{}`", printable(&source_id)))
+    })?;
     if !matches!(source.provider, Provider::Meta | Provider::Auto) {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -136,7 +147,9 @@ pub(super) async fn meta_handshake(
     let offered = query_param(q, "hub.verify_token");
     let challenge = query_param(q, "hub.challenge");
     let matches = match (&source.verify_token, &offered) {
-        (Some(expected), Some(offered)) => bool::from(offered.as_bytes().ct_eq(expected.expose().as_bytes())),
+        (Some(expected), Some(offered)) => {
+            bool::from(offered.as_bytes().ct_eq(expected.expose().as_bytes()))
+        }
         _ => false,
     };
     match (mode.as_deref(), matches, challenge) {
@@ -150,7 +163,9 @@ pub(super) async fn meta_handshake(
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::too_large(format!("body is larger than max_body_bytes ({limit} bytes)"))
+    ApiError::too_large(format!(
+        "body is larger than max_body_bytes ({limit} bytes)"
+    ))
 }
 
 fn storage_failed(e: crate::store::StoreError) -> ApiError {

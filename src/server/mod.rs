@@ -38,7 +38,10 @@ impl ServerState {
 pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/hooks/{source}", get(ingest::meta_handshake).post(ingest::receive))
+        .route(
+            "/hooks/{source}",
+            get(ingest::meta_handshake).post(ingest::receive),
+        )
         .fallback(not_found)
         .with_state(state)
 }

@@ -87,9 +87,9 @@ impl GroupCommit {
                         }
                         flush(&db, &file)
                     })
-                        .await
-                        .map_err(|e| format!("flush task failed: {e}"))
-                        .and_then(|r| r);
+                    .await
+                    .map_err(|e| format!("flush task failed: {e}"))
+                    .and_then(|r| r);
                     {
                         let mut s = self.state.lock().expect("commit state lock");
                         s.flushing = false;

@@ -54,22 +54,25 @@ impl Store {
                 received_at: now,
                 event: event.clone(),
             };
-            let bytes = serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let bytes =
+                serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let id = event.id.as_bytes();
-            let result = (&self.events, &self.pending, &self.expiry).transaction(|(events, pending, expiry)| {
-                if let Some(existing) = events.get(id)? {
-                    let seen: StoredEvent = serde_json::from_slice(&existing)
-                        .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
-                    let age = now.as_millisecond() - seen.received_at.as_millisecond();
-                    if age <= window_ms {
-                        return Ok(Insert::Duplicate);
+            let result = (&self.events, &self.pending, &self.expiry).transaction(
+                |(events, pending, expiry)| {
+                    if let Some(existing) = events.get(id)? {
+                        let seen: StoredEvent = serde_json::from_slice(&existing)
+                            .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                        let age = now.as_millisecond() - seen.received_at.as_millisecond();
+                        if age <= window_ms {
+                            return Ok(Insert::Duplicate);
+                        }
                     }
-                }
-                events.insert(id, bytes.as_slice())?;
-                pending.insert(&seq.to_be_bytes(), id)?;
-                expiry.insert(expiry_key(now, &event.id), &[] as &[u8])?;
-                Ok(Insert::Accepted)
-            });
+                    events.insert(id, bytes.as_slice())?;
+                    pending.insert(&seq.to_be_bytes(), id)?;
+                    expiry.insert(expiry_key(now, &event.id), &[] as &[u8])?;
+                    Ok(Insert::Accepted)
+                },
+            );
             match result {
                 Ok(r) => out.push(r),
                 Err(TransactionError::Abort(e)) => return Err(StoreError::Corrupt(e)),
@@ -146,7 +149,8 @@ mod tests {
     use crate::event::{parse, ParseContext, Provider};
 
     fn wazzap_event(phone: &str, ts: &str) -> Event {
-        let body = format!(r#"{{"event":"call.missed","phone":"{phone}","country":"MX","ts":"{ts}"}}"#);
+        let body =
+            format!(r#"{{"event":"call.missed","phone":"{phone}","country":"MX","ts":"{ts}"}}"#);
         let ctx = ParseContext {
             source: "wz",
             provider: Provider::Wazzap,
@@ -167,13 +171,25 @@ mod tests {
         let store = Store::open(dir.path(), 8 << 20).unwrap();
         let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let day = Duration::from_secs(86400);
-        assert_eq!(store.insert_events(&[e.clone()], at(1000), day).unwrap(), vec![Insert::Accepted]);
-        assert_eq!(store.insert_events(&[e.clone()], at(2000), day).unwrap(), vec![Insert::Duplicate]);
+        assert_eq!(
+            store
+                .insert_events(std::slice::from_ref(&e), at(1000), day)
+                .unwrap(),
+            vec![Insert::Accepted]
+        );
+        assert_eq!(
+            store
+                .insert_events(std::slice::from_ref(&e), at(2000), day)
+                .unwrap(),
+            vec![Insert::Duplicate]
+        );
         store.commit().await.unwrap();
         assert_eq!(store.pending_len(), 1);
         // After the window the same id is new again.
         assert_eq!(
-            store.insert_events(&[e.clone()], at(1000 + 86400 + 1), day).unwrap(),
+            store
+                .insert_events(std::slice::from_ref(&e), at(1000 + 86400 + 1), day)
+                .unwrap(),
             vec![Insert::Accepted]
         );
         assert_eq!(store.pending_len(), 2);
@@ -186,13 +202,18 @@ mod tests {
         let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
         let hour = Duration::from_secs(3600);
-        store.insert_events(&[a.clone(), b.clone()], at(1000), hour).unwrap();
+        store
+            .insert_events(&[a.clone(), b.clone()], at(1000), hour)
+            .unwrap();
         let taken = store.event(&a.id).unwrap().unwrap();
         store.mark_taken(taken.seq).unwrap();
         assert_eq!(store.purge_expired(at(1000 + 3599), hour).unwrap(), 0);
         assert_eq!(store.purge_expired(at(1000 + 3601), hour).unwrap(), 1);
         assert!(store.event(&a.id).unwrap().is_none());
-        assert!(store.event(&b.id).unwrap().is_some(), "pending events are kept");
+        assert!(
+            store.event(&b.id).unwrap().is_some(),
+            "pending events are kept"
+        );
         store.commit().await.unwrap();
     }
 
@@ -205,7 +226,9 @@ mod tests {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
                 let e = wazzap_event(&format!("+52155{:08}", i), "2026-05-14T14:32:11Z");
-                store.insert_events(&[e], Timestamp::now(), Duration::from_secs(60)).unwrap();
+                store
+                    .insert_events(&[e], Timestamp::now(), Duration::from_secs(60))
+                    .unwrap();
                 store.commit().await.unwrap();
             }));
         }

@@ -19,7 +19,11 @@ connectors:
 "#;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Running {
@@ -59,14 +63,23 @@ fn ureq_get(url: &str) -> std::io::Result<String> {
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
     let mut conn = std::net::TcpStream::connect(host)?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(conn, "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        conn,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut answer = String::new();
     conn.read_to_string(&mut answer)?;
-    Ok(answer.split("\r\n\r\n").nth(1).unwrap_or_default().to_string())
+    Ok(answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string())
 }
 
 fn body(i: usize) -> String {
-    format!(r#"{{"event":"call.missed","phone":"+52155{i:08}","country":"MX","ts":"2026-05-14T14:32:11Z"}}"#)
+    format!(
+        r#"{{"event":"call.missed","phone":"+52155{i:08}","country":"MX","ts":"2026-05-14T14:32:11Z"}}"#
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +121,11 @@ async fn accepted_events_survive_kill_9_and_restart() {
         c.await.unwrap();
     }
     let accepted = accepted.lock().unwrap().clone();
-    assert!(accepted.len() >= 300, "only {} accepted before the kill", accepted.len());
+    assert!(
+        accepted.len() >= 300,
+        "only {} accepted before the kill",
+        accepted.len()
+    );
 
     // Restart on the same data: every accepted event is a duplicate now.
     let mut server = start(dir.path(), port);
@@ -117,7 +134,10 @@ async fn accepted_events_survive_kill_9_and_restart() {
         let resp = client.post(&url).body(body(*i)).send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        assert_eq!(status, 200, "event {i} was acknowledged before the kill but is gone: {text}");
+        assert_eq!(
+            status, 200,
+            "event {i} was acknowledged before the kill but is gone: {text}"
+        );
     }
     // And new events still go in.
     let resp = client.post(&url).body(body(99_999)).send().await.unwrap();
@@ -127,13 +147,22 @@ async fn accepted_events_survive_kill_9_and_restart() {
     // The events themselves are on disk, readable by id.
     let store = ringback::store::Store::open(&dir.path().join("data"), 8 << 20).unwrap();
     for (i, id) in &accepted {
-        let stored = store.event(id).unwrap().unwrap_or_else(|| panic!("event {i} ({id}) missing"));
-        assert_eq!(stored.event.caller.as_deref(), Some(format!("+52155{i:08}").as_str()));
+        let stored = store
+            .event(id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("event {i} ({id}) missing"));
+        assert_eq!(
+            stored.event.caller.as_deref(),
+            Some(format!("+52155{i:08}").as_str())
+        );
     }
 }
 
 fn stop(server: &mut Running) {
-    let status = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -141,7 +170,10 @@ fn stop(server: &mut Running) {
             assert!(status.success(), "ringback exited with {status} on SIGTERM");
             return;
         }
-        assert!(Instant::now() < deadline, "ringback did not exit on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "ringback did not exit on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -191,11 +223,21 @@ fn config_errors_are_all_printed_with_file_line_and_column() {
         "sources:\n  a:\n    provider: wazap\n    tokn: x\nconnectors:\n  b: { kind: meta }\n",
     )
     .unwrap();
-    let out = Command::new(BIN).current_dir(dir.path()).args(["check"]).output().unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["check"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("ringback.yaml:3:15: unknown provider `wazap`"), "{err}");
-    assert!(err.contains("ringback.yaml:4:5: unknown key `tokn`"), "{err}");
+    assert!(
+        err.contains("ringback.yaml:3:15: unknown provider `wazap`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ringback.yaml:4:5: unknown key `tokn`"),
+        "{err}"
+    );
     assert!(err.contains("needs `phone_number_id`"), "{err}");
 }
 
@@ -227,7 +269,11 @@ fn parse_prints_one_canonical_event_per_line() {
         .args(["parse", payload.to_str().unwrap(), "--provider", "wazzap"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<serde_json::Value> = BufReader::new(&out.stdout[..])
         .lines()
         .map(|l| serde_json::from_str(&l.unwrap()).unwrap())

@@ -35,7 +35,11 @@ async fn a_redelivered_event_is_a_200_duplicate_with_no_new_work() {
     let again = s.post("wazzap", WAZZAP_MISSED, WZ_AUTH).await;
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.json(), json!({"accepted": 0, "duplicates": 1}));
-    assert_eq!(s.store.pending_len(), 1, "a duplicate must not queue a second run");
+    assert_eq!(
+        s.store.pending_len(),
+        1,
+        "a duplicate must not queue a second run"
+    );
     // A different call from the same caller is new.
     let other = WAZZAP_MISSED.replace("14:32:11", "14:40:00");
     assert_eq!(s.post("wazzap", other, WZ_AUTH).await.status, 202);
@@ -65,7 +69,10 @@ fn meta_calls(calls: &[(&str, &str)]) -> String {
 fn meta_headers(body: &str) -> Vec<(&'static str, String)> {
     vec![(
         "x-hub-signature-256",
-        format!("sha256={}", hex_hmac_sha256(b"meta-app-secret", body.as_bytes())),
+        format!(
+            "sha256={}",
+            hex_hmac_sha256(b"meta-app-secret", body.as_bytes())
+        ),
     )]
 }
 
@@ -113,7 +120,12 @@ async fn a_known_non_call_payload_is_stored_under_its_own_kind() {
 #[tokio::test]
 async fn a_body_that_is_not_json_is_a_400_naming_the_problem() {
     let s = server().await;
-    for body in ["{\"event\": \"call.missed\", \"phone\": ", "not json at all", "\u{feff}{}", ""] {
+    for body in [
+        "{\"event\": \"call.missed\", \"phone\": ",
+        "not json at all",
+        "\u{feff}{}",
+        "",
+    ] {
         let a = s.post("wazzap", body, WZ_AUTH).await;
         assert_eq!(a.status, 400, "{body:?}: {}", a.text);
         assert!(a.error().contains("JSON"), "{}", a.error());
@@ -126,13 +138,29 @@ async fn an_unknown_shape_or_a_missing_caller_is_a_422_naming_the_field() {
     let s = server().await;
     let a = s.post("anything", r#"{"hello": "world"}"#, &[]).await;
     assert_eq!(a.status, 422, "{}", a.text);
-    assert!(a.error().contains("no known provider shape"), "{}", a.error());
+    assert!(
+        a.error().contains("no known provider shape"),
+        "{}",
+        a.error()
+    );
 
-    let a = s.post("wazzap", r#"{"event": "call.missed", "country": "MX", "ts": "2026-05-14T14:32:11Z"}"#, WZ_AUTH).await;
+    let a = s
+        .post(
+            "wazzap",
+            r#"{"event": "call.missed", "country": "MX", "ts": "2026-05-14T14:32:11Z"}"#,
+            WZ_AUTH,
+        )
+        .await;
     assert_eq!(a.status, 422, "{}", a.text);
     assert!(a.error().contains("phone"), "{}", a.error());
 
-    let a = s.post("wazzap", r#"{"event": "call.missed", "phone": "call me maybe", "ts": "2026-05-14T14:32:11Z"}"#, WZ_AUTH).await;
+    let a = s
+        .post(
+            "wazzap",
+            r#"{"event": "call.missed", "phone": "call me maybe", "ts": "2026-05-14T14:32:11Z"}"#,
+            WZ_AUTH,
+        )
+        .await;
     assert_eq!(a.status, 422, "{}", a.text);
     assert!(a.error().contains("phone"), "{}", a.error());
 
@@ -147,14 +175,22 @@ async fn a_bad_or_missing_credential_is_a_401_that_names_the_check_not_the_secre
     let none = s.post("wazzap", WAZZAP_MISSED, &[]).await;
     assert_eq!(none.status, 401);
     assert!(none.error().contains("missing token"), "{}", none.error());
-    let wrong = s.post("wazzap", WAZZAP_MISSED, &[("x-webhook-token", "guess")]).await;
+    let wrong = s
+        .post("wazzap", WAZZAP_MISSED, &[("x-webhook-token", "guess")])
+        .await;
     assert_eq!(wrong.status, 401);
     assert!(!wrong.text.contains("wz-token-123"));
 
     let body = meta_calls(&[("wacid.X", "5215512345678")]);
     let tampered = body.replace("5215512345678", "5215512345679");
     let h = meta_headers(&body);
-    let a = s.post("meta", tampered, &[("x-hub-signature-256", h[0].1.as_str())]).await;
+    let a = s
+        .post(
+            "meta",
+            tampered,
+            &[("x-hub-signature-256", h[0].1.as_str())],
+        )
+        .await;
     assert_eq!(a.status, 401);
     assert!(a.error().contains("X-Hub-Signature-256"), "{}", a.error());
     assert!(!a.text.contains("meta-app-secret"));
@@ -162,7 +198,11 @@ async fn a_bad_or_missing_credential_is_a_401_that_names_the_check_not_the_secre
     let a = s.post("waha", r#"{"event":"call.received"}"#, &[]).await;
     assert_eq!(a.status, 401);
     assert!(a.error().contains("X-Webhook-Hmac"), "{}", a.error());
-    assert_eq!(s.store.pending_len(), 0, "nothing unauthenticated is stored");
+    assert_eq!(
+        s.store.pending_len(),
+        0,
+        "nothing unauthenticated is stored"
+    );
     s.stop().await;
 }
 
@@ -172,15 +212,34 @@ async fn the_token_is_accepted_in_the_query_a_header_or_a_bearer() {
     let bodies: Vec<String> = (0..3)
         .map(|i| WAZZAP_MISSED.replace("14:32:11", &format!("14:32:1{i}")))
         .collect();
-    let a = s.client
+    let a = s
+        .client
         .post(s.url("/hooks/wazzap?token=wz-token-123"))
         .body(bodies[0].clone())
         .send()
         .await
         .unwrap();
     assert_eq!(a.status().as_u16(), 202);
-    assert_eq!(s.post("wazzap", bodies[1].clone(), &[("x-webhook-token", "wz-token-123")]).await.status, 202);
-    assert_eq!(s.post("wazzap", bodies[2].clone(), &[("authorization", "Bearer wz-token-123")]).await.status, 202);
+    assert_eq!(
+        s.post(
+            "wazzap",
+            bodies[1].clone(),
+            &[("x-webhook-token", "wz-token-123")]
+        )
+        .await
+        .status,
+        202
+    );
+    assert_eq!(
+        s.post(
+            "wazzap",
+            bodies[2].clone(),
+            &[("authorization", "Bearer wz-token-123")]
+        )
+        .await
+        .status,
+        202
+    );
     s.stop().await;
 }
 
@@ -195,14 +254,22 @@ async fn waha_hmac_with_the_published_key_is_accepted() {
     })
     .to_string();
     let sig = hex_hmac_sha512(b"my-secret-key", body.as_bytes());
-    let a = s.post("waha", body.clone(), &[("x-webhook-hmac", &sig)]).await;
+    let a = s
+        .post("waha", body.clone(), &[("x-webhook-hmac", &sig)])
+        .await;
     assert_eq!(a.status, 202, "{}", a.text);
     let e = s.store.event(&a.event_ids()[0]).unwrap().unwrap().event;
     assert_eq!(e.kind, "call.incoming");
     assert_eq!(e.caller.as_deref(), Some("+11111111111"));
     assert_eq!(e.call_id.as_deref(), Some("call_12345"));
     // Tampered: the same signature over another body.
-    let a = s.post("waha", body.replace("11111111111@c.us", "22222222222@c.us"), &[("x-webhook-hmac", &sig)]).await;
+    let a = s
+        .post(
+            "waha",
+            body.replace("11111111111@c.us", "22222222222@c.us"),
+            &[("x-webhook-hmac", &sig)],
+        )
+        .await;
     assert_eq!(a.status, 401);
     s.stop().await;
 }
@@ -219,9 +286,14 @@ async fn standard_webhooks_deliveries_verify_with_any_configured_secret() {
     .to_string();
     let now = jiff::Timestamp::now().as_second();
     let secret = ringback::event::Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
-    let sig = ringback::event::sign_standard_webhooks(&secret, "msg_1", now, body.as_bytes()).unwrap();
+    let sig =
+        ringback::event::sign_standard_webhooks(&secret, "msg_1", now, body.as_bytes()).unwrap();
     let ts = now.to_string();
-    let headers = [("webhook-id", "msg_1"), ("webhook-timestamp", ts.as_str()), ("webhook-signature", sig.as_str())];
+    let headers = [
+        ("webhook-id", "msg_1"),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", sig.as_str()),
+    ];
     let a = s.post("relay", body.clone(), &headers).await;
     assert_eq!(a.status, 202, "{}", a.text);
     let e = s.store.event(&a.event_ids()[0]).unwrap().unwrap().event;
@@ -230,13 +302,28 @@ async fn standard_webhooks_deliveries_verify_with_any_configured_secret() {
     // Seed 004's own scheme: hex HMAC-SHA256 keyed with the secret as written.
     let body2 = body.replace("evt_85e59919", "evt_95e59919");
     let hex_sig = hex_hmac_sha256(b"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", body2.as_bytes());
-    assert_eq!(s.post("relay", body2, &[("x-webhook-signature", &hex_sig)]).await.status, 202);
+    assert_eq!(
+        s.post("relay", body2, &[("x-webhook-signature", &hex_sig)])
+            .await
+            .status,
+        202
+    );
 
     // Too old.
     let old = (now - 600).to_string();
-    let old_sig = ringback::event::sign_standard_webhooks(&secret, "msg_2", now - 600, body.as_bytes()).unwrap();
+    let old_sig =
+        ringback::event::sign_standard_webhooks(&secret, "msg_2", now - 600, body.as_bytes())
+            .unwrap();
     let a = s
-        .post("relay", body, &[("webhook-id", "msg_2"), ("webhook-timestamp", &old), ("webhook-signature", &old_sig)])
+        .post(
+            "relay",
+            body,
+            &[
+                ("webhook-id", "msg_2"),
+                ("webhook-timestamp", &old),
+                ("webhook-signature", &old_sig),
+            ],
+        )
         .await;
     assert_eq!(a.status, 401);
     assert!(a.error().contains("webhook-timestamp"), "{}", a.error());
@@ -256,12 +343,18 @@ async fn an_unknown_source_is_a_404() {
 async fn a_body_over_the_limit_is_a_413_and_the_server_keeps_serving() {
     let s = server().await;
     // 10 MB, with and without a Content-Length the server can trust.
-    let huge = format!("{{\"event\":\"call.missed\",\"phone\":\"{}\"}}", "1".repeat(10 * 1024 * 1024));
+    let huge = format!(
+        "{{\"event\":\"call.missed\",\"phone\":\"{}\"}}",
+        "1".repeat(10 * 1024 * 1024)
+    );
     let a = s.post("wazzap", huge.clone(), WZ_AUTH).await;
     assert_eq!(a.status, 413, "{}", &a.text[..a.text.len().min(200)]);
     assert!(a.error().contains("max_body_bytes"));
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        huge.into_bytes().chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = huge
+        .into_bytes()
+        .chunks(64 * 1024)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
     let streamed = s
         .client
         .post(s.url("/hooks/wazzap"))
@@ -312,13 +405,19 @@ async fn a_storage_failure_is_a_503_never_a_2xx() {
 #[tokio::test]
 async fn the_meta_handshake_echoes_the_challenge_only_for_the_right_token() {
     let s = server().await;
-    let ok = s.get("/hooks/meta?hub.mode=subscribe&hub.verify_token=meta-verify&hub.challenge=1158201444").await;
+    let ok = s
+        .get("/hooks/meta?hub.mode=subscribe&hub.verify_token=meta-verify&hub.challenge=1158201444")
+        .await;
     assert_eq!(ok.status, 200);
     assert_eq!(ok.text, "1158201444");
-    let bad = s.get("/hooks/meta?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1158201444").await;
+    let bad = s
+        .get("/hooks/meta?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1158201444")
+        .await;
     assert_eq!(bad.status, 403);
     assert!(!bad.text.contains("1158201444"));
-    let no_mode = s.get("/hooks/meta?hub.verify_token=meta-verify&hub.challenge=1").await;
+    let no_mode = s
+        .get("/hooks/meta?hub.verify_token=meta-verify&hub.challenge=1")
+        .await;
     assert_eq!(no_mode.status, 403);
     assert_eq!(s.get("/hooks/missing?hub.mode=subscribe").await.status, 404);
     s.stop().await;
@@ -329,20 +428,45 @@ async fn bad_input_gets_its_4xx_and_the_server_keeps_serving() {
     let s = server().await;
     let cases: Vec<(String, u16)> = vec![
         // wrong types
-        (r#"{"event": "call.missed", "phone": 5215512345678, "ts": "2026-05-14T14:32:11Z"}"#.into(), 422),
-        (r#"{"event": ["call.missed"], "phone": "+5215512345678"}"#.into(), 422),
+        (
+            r#"{"event": "call.missed", "phone": 5215512345678, "ts": "2026-05-14T14:32:11Z"}"#
+                .into(),
+            422,
+        ),
+        (
+            r#"{"event": ["call.missed"], "phone": "+5215512345678"}"#.into(),
+            422,
+        ),
         // huge numbers
-        (r#"{"event": "call.missed", "phone": "+5215512345678", "ts": 1e308}"#.into(), 422),
+        (
+            r#"{"event": "call.missed", "phone": "+5215512345678", "ts": 1e308}"#.into(),
+            422,
+        ),
         // beyond what a JSON number can hold here: a 400 that says so
-        (format!(r#"{{"event": "call.missed", "phone": "+5215512345678", "ts": {}}}"#, "9".repeat(400)), 400),
+        (
+            format!(
+                r#"{{"event": "call.missed", "phone": "+5215512345678", "ts": {}}}"#,
+                "9".repeat(400)
+            ),
+            400,
+        ),
         // deep nesting
         (format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)), 400),
         // a NUL character in the caller
-        (r#"{"event": "call.missed", "phone": "\u0000", "ts": "2026-05-14T14:32:11Z"}"#.into(), 422),
+        (
+            r#"{"event": "call.missed", "phone": "\u0000", "ts": "2026-05-14T14:32:11Z"}"#.into(),
+            422,
+        ),
     ];
     for (body, want) in cases {
         let a = s.post("wazzap", body.clone(), WZ_AUTH).await;
-        assert_eq!(a.status, want, "{}: {}", &body[..body.len().min(80)], a.text);
+        assert_eq!(
+            a.status,
+            want,
+            "{}: {}",
+            &body[..body.len().min(80)],
+            a.text
+        );
         assert!(a.json()["error"].is_string());
     }
     let invalid_utf8 = b"{\"event\": \"call.missed\", \"phone\": \"\xff\xfe\"}".to_vec();
@@ -358,7 +482,9 @@ async fn bad_input_gets_its_4xx_and_the_server_keeps_serving() {
             "recipient": {"full_name": "Agent", "phone": "+5215500000000"}}
     })
     .to_string();
-    let a = s.post("timelines", tl, &[("authorization", "Bearer tl-token")]).await;
+    let a = s
+        .post("timelines", tl, &[("authorization", "Bearer tl-token")])
+        .await;
     assert_eq!(a.status, 202, "{}", a.text);
     let e = s.store.event(&a.event_ids()[0]).unwrap().unwrap().event;
     assert_eq!(e.name.as_deref(), Some("José 🚀 \"quoted\" {{x}}"));
@@ -383,5 +509,49 @@ async fn concurrent_posts_are_all_stored() {
         assert_eq!(t.await.unwrap(), 202);
     }
     assert_eq!(s.store.pending_len(), 200);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn every_provider_fixture_is_detected_and_accepted_by_an_auto_source() {
+    let s = server().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut seen = 0;
+    for provider_dir in std::fs::read_dir(&root).unwrap() {
+        let provider_dir = provider_dir.unwrap().path();
+        if !provider_dir.is_dir() {
+            continue;
+        }
+        let provider = provider_dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        for file in std::fs::read_dir(&provider_dir).unwrap() {
+            let file = file.unwrap().path();
+            let body = std::fs::read(&file).unwrap();
+            let a = s.post("anything", body, &[]).await;
+            // 200: a fixture that repeats another's call event (Meta sends both a
+            // `connect` and a RINGING status for one business-initiated call).
+            assert!(
+                a.status == 202 || a.status == 200,
+                "{}: {}",
+                file.display(),
+                a.text
+            );
+            for id in a.event_ids() {
+                let e = s.store.event(&id).unwrap().unwrap().event;
+                assert_eq!(
+                    e.provider.as_str(),
+                    provider,
+                    "{} detected as {}",
+                    file.display(),
+                    e.provider
+                );
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 40, "only {seen} fixtures found");
     s.stop().await;
 }

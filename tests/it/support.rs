@@ -23,7 +23,10 @@ impl TestServer {
     pub async fn start(config_yaml: &str, env: &[(&str, &str)]) -> TestServer {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
-        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let overrides = Overrides {
             data_dir: Some(data_dir.clone()),
             workflows_dir: Some(tmp.path().join("workflows")),
@@ -33,7 +36,9 @@ impl TestServer {
         let config = Config::from_text("test.yaml", config_yaml, &overrides, &env)
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
         let store = Store::open(&data_dir, 16 << 20).expect("open store");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(ringback::app::run_with_store(
@@ -60,7 +65,12 @@ impl TestServer {
     }
 
     /// POST a body to `/hooks/<source>` with extra headers.
-    pub async fn post(&self, source: &str, body: impl Into<Vec<u8>>, headers: &[(&str, &str)]) -> Answer {
+    pub async fn post(
+        &self,
+        source: &str,
+        body: impl Into<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut req = self
             .client
             .post(self.url(&format!("/hooks/{source}")))
@@ -69,12 +79,18 @@ impl TestServer {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        Answer::from(req.send().await.expect("request"))
-            .await
+        Answer::from(req.send().await.expect("request")).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {
-        Answer::from(self.client.get(self.url(path)).send().await.expect("request")).await
+        Answer::from(
+            self.client
+                .get(self.url(path))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
     }
 
     pub async fn stop(mut self) {
@@ -82,7 +98,9 @@ impl TestServer {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server ran cleanly");
+            task.await
+                .expect("server task")
+                .expect("server ran cleanly");
         }
     }
 }
@@ -107,7 +125,10 @@ impl Answer {
 
     /// The `error` message of a JSON error body.
     pub fn error(&self) -> String {
-        self.json()["error"].as_str().unwrap_or_else(|| panic!("no error field: {}", self.text)).to_string()
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error field: {}", self.text))
+            .to_string()
     }
 
     /// Event ids of a 202.
@@ -174,5 +195,4 @@ pub async fn server() -> TestServer {
     TestServer::start(CONFIG, ENV).await
 }
 
-pub const WAZZAP_MISSED: &str =
-    r#"{"event": "call.missed", "phone": "+5215587654321", "country": "MX", "ts": "2026-05-14T14:32:11Z"}"#;
+pub const WAZZAP_MISSED: &str = r#"{"event": "call.missed", "phone": "+5215587654321", "country": "MX", "ts": "2026-05-14T14:32:11Z"}"#;

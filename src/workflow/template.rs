@@ -1,0 +1,337 @@
+//! Handlebars templates, compiled once when a workflow loads.
+//!
+//! Every string in a workflow that may contain `{{...}}` becomes a
+//! [`Template`]. A string without `{{` is kept as a literal and never goes
+//! through Handlebars. Templates render over the run's context (`event`,
+//! `contact`, `steps`, `vars`, `workflow`, `now`) and are never
+//! HTML-escaped: a follow-up message is text, not HTML.
+//!
+//! JSON bodies are built structurally ([`JsonTemplate`]): the YAML tree is
+//! kept as a tree and each string leaf is rendered on its own, so a caller
+//! name full of quotes or braces can never change a request's shape.
+
+use std::sync::Arc;
+
+use handlebars::{
+    handlebars_helper, Context, Handlebars, Helper, HelperResult, Output, RenderContext,
+    RenderErrorReason,
+};
+use serde_json::Value;
+
+/// A compiled template, or a literal string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    /// The text as written in the workflow.
+    pub source: String,
+    /// Registry name when the text has `{{`; `None` for a literal.
+    key: Option<String>,
+}
+
+impl Template {
+    pub fn literal(text: impl Into<String>) -> Template {
+        Template {
+            source: text.into(),
+            key: None,
+        }
+    }
+
+    pub fn is_literal(&self) -> bool {
+        self.key.is_none()
+    }
+}
+
+/// A JSON value whose string leaves are templates.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonTemplate {
+    Literal(Value),
+    Text(Template),
+    Array(Vec<JsonTemplate>),
+    Object(Vec<(String, JsonTemplate)>),
+}
+
+/// The compiled templates of one workflow version, with ringback's helpers.
+#[derive(Clone)]
+pub struct Templates {
+    registry: Arc<Handlebars<'static>>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+/// Collects templates while a workflow is validated.
+pub struct TemplateBuilder {
+    registry: Handlebars<'static>,
+    next: usize,
+}
+
+impl Default for TemplateBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TemplateBuilder {
+    pub fn new() -> Self {
+        let mut registry = Handlebars::new();
+        registry.register_escape_fn(handlebars::no_escape);
+        registry.set_strict_mode(false);
+        register_helpers(&mut registry);
+        TemplateBuilder { registry, next: 0 }
+    }
+
+    /// Compile `source`; the error is Handlebars' own description.
+    pub fn compile(&mut self, source: &str) -> Result<Template, String> {
+        if !source.contains("{{") {
+            return Ok(Template::literal(source));
+        }
+        let key = format!("t{}", self.next);
+        self.next += 1;
+        self.registry
+            .register_template_string(&key, source)
+            .map_err(|e| describe_template_error(&e))?;
+        Ok(Template {
+            source: source.to_string(),
+            key: Some(key),
+        })
+    }
+
+    pub fn finish(self) -> Templates {
+        Templates {
+            registry: Arc::new(self.registry),
+        }
+    }
+}
+
+fn describe_template_error(e: &handlebars::TemplateError) -> String {
+    let reason = e.reason().to_string();
+    // Handlebars' Display includes the whole template and a caret; keep the
+    // reason and the column, which is what a user needs.
+    match e.pos() {
+        Some((line, col)) => format!("template error at template line {line}, column {col}: {reason}"),
+        None => format!("template error: {reason}"),
+    }
+}
+
+/// The data a template renders over, converted once per render batch.
+pub struct RenderData(Context);
+
+impl RenderData {
+    pub fn new(value: &Value) -> RenderData {
+        RenderData(Context::wraps(value).expect("a JSON value always wraps"))
+    }
+}
+
+impl Templates {
+    /// An empty set, for code paths with nothing to render.
+    pub fn empty() -> Templates {
+        TemplateBuilder::new().finish()
+    }
+
+    pub fn render(&self, t: &Template, data: &RenderData) -> Result<String, String> {
+        match &t.key {
+            None => Ok(t.source.clone()),
+            Some(key) => self
+                .registry
+                .render_with_context(key, &data.0)
+                .map_err(|e| format!("cannot render `{}`: {}", t.source, e.reason())),
+        }
+    }
+
+    /// Render a condition: false when it renders to empty, `false`, `0` or
+    /// `null` (after trimming), true otherwise.
+    pub fn truthy(&self, t: &Template, data: &RenderData) -> Result<bool, String> {
+        let text = self.render(t, data)?;
+        Ok(is_truthy_text(&text))
+    }
+
+    /// Build a JSON value, rendering each string leaf on its own.
+    pub fn render_json(&self, t: &JsonTemplate, data: &RenderData) -> Result<Value, String> {
+        Ok(match t {
+            JsonTemplate::Literal(v) => v.clone(),
+            JsonTemplate::Text(tpl) => Value::String(self.render(tpl, data)?),
+            JsonTemplate::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.render_json(i, data))
+                    .collect::<Result<_, _>>()?,
+            ),
+            JsonTemplate::Object(fields) => {
+                let mut map = serde_json::Map::new();
+                for (k, v) in fields {
+                    map.insert(k.clone(), self.render_json(v, data)?);
+                }
+                Value::Object(map)
+            }
+        })
+    }
+}
+
+pub fn is_truthy_text(text: &str) -> bool {
+    !matches!(text.trim(), "" | "false" | "0" | "null")
+}
+
+/// Handlebars-style truthiness of a JSON value, for helpers.
+fn is_truthy_value(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(_) => true,
+    }
+}
+
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+handlebars_helper!(lower: |v: Json| text_of(v).to_lowercase());
+handlebars_helper!(upper: |v: Json| text_of(v).to_uppercase());
+handlebars_helper!(digits: |v: Json| text_of(v).chars().filter(char::is_ascii_digit).collect::<String>());
+handlebars_helper!(json: |v: Json| v.to_string());
+
+/// `{{contains list item}}`: a list holds the item, a string holds the
+/// substring, or a mapping has the key.
+fn contains_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let haystack = h
+        .param(0)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("contains", 0))?
+        .value();
+    let needle = h
+        .param(1)
+        .ok_or(RenderErrorReason::ParamNotFoundForIndex("contains", 1))?
+        .value();
+    let found = match haystack {
+        Value::Array(items) => items.iter().any(|i| i == needle || text_of(i) == text_of(needle)),
+        Value::String(s) => s.contains(&text_of(needle)),
+        Value::Object(map) => map.contains_key(&text_of(needle)),
+        _ => false,
+    };
+    out.write(if found { "true" } else { "false" })?;
+    Ok(())
+}
+
+/// `{{default value fallback}}`: the value unless it is null, empty or false.
+fn default_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let value = h.param(0).map(|p| p.value().clone()).unwrap_or(Value::Null);
+    let fallback = h.param(1).map(|p| p.value().clone()).unwrap_or(Value::Null);
+    let chosen = if is_truthy_value(&value) { value } else { fallback };
+    out.write(&text_of(&chosen))?;
+    Ok(())
+}
+
+fn register_helpers(r: &mut Handlebars<'static>) {
+    r.register_helper("lower", Box::new(lower));
+    r.register_helper("upper", Box::new(upper));
+    r.register_helper("digits", Box::new(digits));
+    r.register_helper("json", Box::new(json));
+    r.register_helper("contains", Box::new(contains_helper));
+    r.register_helper("default", Box::new(default_helper));
+}
+
+/// Names after `steps.` in a template, for reference checks.
+pub fn step_references(source: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    while let Some(i) = rest.find("steps.") {
+        let before = rest[..i].chars().last();
+        let tail = &rest[i + "steps.".len()..];
+        let name: String = tail
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        let boundary = before.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'));
+        if boundary && !name.is_empty() && !out.contains(&name) {
+            out.push(name.clone());
+        }
+        rest = &tail[name.len()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(src: &str, data: Value) -> String {
+        let mut b = TemplateBuilder::new();
+        let t = b.compile(src).unwrap();
+        b.finish().render(&t, &RenderData::new(&data)).unwrap()
+    }
+
+    #[test]
+    fn output_is_never_html_escaped() {
+        assert_eq!(render("Hi {{name}}", json!({"name": "<Ana & \"Bo\">"})), "Hi <Ana & \"Bo\">");
+    }
+
+    #[test]
+    fn the_helpers_work() {
+        let d = json!({"tags": ["vip", "lead"], "phone": "+52 155-1234", "name": "Ana", "none": null});
+        assert_eq!(render("{{contains tags 'vip'}}", d.clone()), "true");
+        assert_eq!(render("{{contains tags 'x'}}", d.clone()), "false");
+        assert_eq!(render("{{contains name 'n'}}", d.clone()), "true");
+        assert_eq!(render("{{default none 'friend'}}", d.clone()), "friend");
+        assert_eq!(render("{{default name 'friend'}}", d.clone()), "Ana");
+        assert_eq!(render("{{lower name}} {{upper name}}", d.clone()), "ana ANA");
+        assert_eq!(render("{{digits phone}}", d.clone()), "521551234");
+        assert_eq!(render("{{eq name 'Ana'}} {{len tags}}", d.clone()), "true 2");
+        assert_eq!(render("{{#if none}}x{{else}}y{{/if}}", d), "y");
+    }
+
+    #[test]
+    fn conditions_follow_the_spec_truthiness() {
+        for (text, want) in [("", false), (" false ", false), ("0", false), ("null", false), ("no", true), ("1", true)] {
+            assert_eq!(is_truthy_text(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn json_bodies_keep_their_shape_whatever_the_data() {
+        let mut b = TemplateBuilder::new();
+        let body = JsonTemplate::Object(vec![
+            ("text".into(), JsonTemplate::Text(b.compile("Hi {{name}}").unwrap())),
+            ("n".into(), JsonTemplate::Literal(json!(3))),
+        ]);
+        let t = b.finish();
+        let evil = json!({"name": "\", \"admin\": true, \"x\": \"{{oops}}"});
+        let out = t.render_json(&body, &RenderData::new(&evil)).unwrap();
+        assert_eq!(out.as_object().unwrap().len(), 2);
+        assert_eq!(out["text"], json!("Hi \", \"admin\": true, \"x\": \"{{oops}}"));
+        assert_eq!(out["n"], json!(3));
+    }
+
+    #[test]
+    fn bad_templates_are_refused_at_compile_time() {
+        let mut b = TemplateBuilder::new();
+        assert!(b.compile("{{#if x}}unclosed").is_err());
+        assert!(b.compile("{{").is_err());
+        assert!(b.compile("no braces at all").unwrap().is_literal());
+    }
+
+    #[test]
+    fn step_references_are_found() {
+        assert_eq!(step_references("{{steps.who.contact.name}} {{#if steps.n.count}}"), vec!["who", "n"]);
+        assert!(step_references("{{mysteps.x}}").is_empty());
+    }
+}
