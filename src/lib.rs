@@ -28,4 +28,5 @@ pub mod duration;
 pub mod event;
 pub mod server;
 pub mod store;
+pub mod workflow;
 pub mod yaml;

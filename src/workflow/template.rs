@@ -110,7 +110,9 @@ fn describe_template_error(e: &handlebars::TemplateError) -> String {
     // Handlebars' Display includes the whole template and a caret; keep the
     // reason and the column, which is what a user needs.
     match e.pos() {
-        Some((line, col)) => format!("template error at template line {line}, column {col}: {reason}"),
+        Some((line, col)) => {
+            format!("template error at template line {line}, column {col}: {reason}")
+        }
         None => format!("template error: {reason}"),
     }
 }
@@ -216,7 +218,9 @@ fn contains_helper(
         .ok_or(RenderErrorReason::ParamNotFoundForIndex("contains", 1))?
         .value();
     let found = match haystack {
-        Value::Array(items) => items.iter().any(|i| i == needle || text_of(i) == text_of(needle)),
+        Value::Array(items) => items
+            .iter()
+            .any(|i| i == needle || text_of(i) == text_of(needle)),
         Value::String(s) => s.contains(&text_of(needle)),
         Value::Object(map) => map.contains_key(&text_of(needle)),
         _ => false,
@@ -235,7 +239,11 @@ fn default_helper(
 ) -> HelperResult {
     let value = h.param(0).map(|p| p.value().clone()).unwrap_or(Value::Null);
     let fallback = h.param(1).map(|p| p.value().clone()).unwrap_or(Value::Null);
-    let chosen = if is_truthy_value(&value) { value } else { fallback };
+    let chosen = if is_truthy_value(&value) {
+        value
+    } else {
+        fallback
+    };
     out.write(&text_of(&chosen))?;
     Ok(())
 }
@@ -282,26 +290,43 @@ mod tests {
 
     #[test]
     fn output_is_never_html_escaped() {
-        assert_eq!(render("Hi {{name}}", json!({"name": "<Ana & \"Bo\">"})), "Hi <Ana & \"Bo\">");
+        assert_eq!(
+            render("Hi {{name}}", json!({"name": "<Ana & \"Bo\">"})),
+            "Hi <Ana & \"Bo\">"
+        );
     }
 
     #[test]
     fn the_helpers_work() {
-        let d = json!({"tags": ["vip", "lead"], "phone": "+52 155-1234", "name": "Ana", "none": null});
+        let d =
+            json!({"tags": ["vip", "lead"], "phone": "+52 155-1234", "name": "Ana", "none": null});
         assert_eq!(render("{{contains tags 'vip'}}", d.clone()), "true");
         assert_eq!(render("{{contains tags 'x'}}", d.clone()), "false");
         assert_eq!(render("{{contains name 'n'}}", d.clone()), "true");
         assert_eq!(render("{{default none 'friend'}}", d.clone()), "friend");
         assert_eq!(render("{{default name 'friend'}}", d.clone()), "Ana");
-        assert_eq!(render("{{lower name}} {{upper name}}", d.clone()), "ana ANA");
+        assert_eq!(
+            render("{{lower name}} {{upper name}}", d.clone()),
+            "ana ANA"
+        );
         assert_eq!(render("{{digits phone}}", d.clone()), "521551234");
-        assert_eq!(render("{{eq name 'Ana'}} {{len tags}}", d.clone()), "true 2");
+        assert_eq!(
+            render("{{eq name 'Ana'}} {{len tags}}", d.clone()),
+            "true 2"
+        );
         assert_eq!(render("{{#if none}}x{{else}}y{{/if}}", d), "y");
     }
 
     #[test]
     fn conditions_follow_the_spec_truthiness() {
-        for (text, want) in [("", false), (" false ", false), ("0", false), ("null", false), ("no", true), ("1", true)] {
+        for (text, want) in [
+            ("", false),
+            (" false ", false),
+            ("0", false),
+            ("null", false),
+            ("no", true),
+            ("1", true),
+        ] {
             assert_eq!(is_truthy_text(text), want, "{text:?}");
         }
     }
@@ -310,14 +335,20 @@ mod tests {
     fn json_bodies_keep_their_shape_whatever_the_data() {
         let mut b = TemplateBuilder::new();
         let body = JsonTemplate::Object(vec![
-            ("text".into(), JsonTemplate::Text(b.compile("Hi {{name}}").unwrap())),
+            (
+                "text".into(),
+                JsonTemplate::Text(b.compile("Hi {{name}}").unwrap()),
+            ),
             ("n".into(), JsonTemplate::Literal(json!(3))),
         ]);
         let t = b.finish();
         let evil = json!({"name": "\", \"admin\": true, \"x\": \"{{oops}}"});
         let out = t.render_json(&body, &RenderData::new(&evil)).unwrap();
         assert_eq!(out.as_object().unwrap().len(), 2);
-        assert_eq!(out["text"], json!("Hi \", \"admin\": true, \"x\": \"{{oops}}"));
+        assert_eq!(
+            out["text"],
+            json!("Hi \", \"admin\": true, \"x\": \"{{oops}}")
+        );
         assert_eq!(out["n"], json!(3));
     }
 
@@ -331,7 +362,10 @@ mod tests {
 
     #[test]
     fn step_references_are_found() {
-        assert_eq!(step_references("{{steps.who.contact.name}} {{#if steps.n.count}}"), vec!["who", "n"]);
+        assert_eq!(
+            step_references("{{steps.who.contact.name}} {{#if steps.n.count}}"),
+            vec!["who", "n"]
+        );
         assert!(step_references("{{mysteps.x}}").is_empty());
     }
 }
