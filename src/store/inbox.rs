@@ -57,22 +57,28 @@ impl Store {
             let bytes =
                 serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let id = event.id.as_bytes();
-            let result = (&self.events, &self.pending, &self.expiry).transaction(
-                |(events, pending, expiry)| {
-                    if let Some(existing) = events.get(id)? {
-                        let seen: StoredEvent = serde_json::from_slice(&existing)
-                            .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
-                        let age = now.as_millisecond() - seen.received_at.as_millisecond();
-                        if age <= window_ms {
-                            return Ok(Insert::Duplicate);
-                        }
+            let stats_phone = event
+                .caller
+                .as_deref()
+                .filter(|_| event.caller_is_phone && crate::event::kind::is_call(&event.kind));
+            let trees = (&self.events, &self.pending, &self.expiry, &self.call_stats);
+            let result = trees.transaction(|(events, pending, expiry, call_stats)| {
+                if let Some(existing) = events.get(id)? {
+                    let seen: StoredEvent = serde_json::from_slice(&existing)
+                        .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+                    let age = now.as_millisecond() - seen.received_at.as_millisecond();
+                    if age <= window_ms {
+                        return Ok(Insert::Duplicate);
                     }
-                    events.insert(id, bytes.as_slice())?;
-                    pending.insert(&seq.to_be_bytes(), id)?;
-                    expiry.insert(expiry_key(now, &event.id), &[] as &[u8])?;
-                    Ok(Insert::Accepted)
-                },
-            );
+                }
+                events.insert(id, bytes.as_slice())?;
+                pending.insert(&seq.to_be_bytes(), id)?;
+                expiry.insert(expiry_key(now, &event.id), &[] as &[u8])?;
+                if let Some(phone) = stats_phone {
+                    super::contacts::bump_stats(call_stats, phone, &event.kind, event.at)?;
+                }
+                Ok(Insert::Accepted)
+            });
             match result {
                 Ok(r) => out.push(r),
                 Err(TransactionError::Abort(e)) => return Err(StoreError::Corrupt(e)),

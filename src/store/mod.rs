@@ -19,17 +19,30 @@
 //! | `pending` | sequence number, u64 big-endian | event id — events not yet handed to the engine, in arrival order |
 //! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — lets the dedupe cleaner walk oldest first without scanning `events` |
 //!
+//! | `contacts` | E.164 phone | [`Contact`] as JSON (without call statistics) |
+//! | `tags` | tag, `\0`, phone | empty — the tag index |
+//! | `call_stats` | E.164 phone | [`CallStats`] as JSON, written by ingestion |
+//! | `executions` | run sequence, u64 big-endian | [`Execution`] as JSON |
+//! | `windows` | `d`/`c`, `\0`, workflow, `\0`, key | debounce and count windows |
+//!
 //! An event id present in `events` and received within `dedupe_window` is a
 //! duplicate. The three trees are written in one sled transaction, so a
 //! crash can never leave a dedupe marker without its event (which would
 //! turn the provider's retry into a "duplicate" of nothing).
 
 mod commit;
+mod contacts;
+mod executions;
 mod inbox;
+mod windows;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+pub use contacts::{CallStats, Changed, Contact};
+pub use executions::{
+    run_id, Attempt, Execution, ExecutionFilter, RunStatus, StepRecord, StepStatus,
+};
 pub use inbox::{Insert, StoredEvent};
 
 /// The page cache sled may use. Its default (1 GiB) lets RSS grow toward
@@ -39,6 +52,11 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const TREE_EVENTS: &str = "events";
 const TREE_PENDING: &str = "pending";
 const TREE_EXPIRY: &str = "expiry";
+const TREE_CONTACTS: &str = "contacts";
+const TREE_TAGS: &str = "tags";
+const TREE_CALL_STATS: &str = "call_stats";
+const TREE_EXECUTIONS: &str = "executions";
+const TREE_WINDOWS: &str = "windows";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -63,6 +81,11 @@ pub struct Store {
     events: sled::Tree,
     pending: sled::Tree,
     expiry: sled::Tree,
+    contacts: sled::Tree,
+    tags: sled::Tree,
+    call_stats: sled::Tree,
+    executions: sled::Tree,
+    windows: sled::Tree,
     commit: std::sync::Arc<commit::GroupCommit>,
 }
 
@@ -89,6 +112,11 @@ impl Store {
             events: db.open_tree(TREE_EVENTS)?,
             pending: db.open_tree(TREE_PENDING)?,
             expiry: db.open_tree(TREE_EXPIRY)?,
+            contacts: db.open_tree(TREE_CONTACTS)?,
+            tags: db.open_tree(TREE_TAGS)?,
+            call_stats: db.open_tree(TREE_CALL_STATS)?,
+            executions: db.open_tree(TREE_EXECUTIONS)?,
+            windows: db.open_tree(TREE_WINDOWS)?,
             commit: std::sync::Arc::new(commit::GroupCommit::new(db.clone(), log_file)),
             db,
         })

@@ -1,0 +1,409 @@
+//! Contacts, keyed by E.164 phone, with a tag index and per-caller call
+//! statistics.
+//!
+//! Every change goes through one sled transaction over `contacts` and
+//! `tags`, so two runs tagging the same contact at once both land and the
+//! index never disagrees with the contact. Call statistics live in their
+//! own tree (`call_stats`), written by ingestion whether or not a contact
+//! exists: ingestion must not create contacts (a workflow's
+//! `create_contact` reports whether it created one), yet the counters must
+//! be right from the first call.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use super::{Store, StoreError};
+
+/// A contact as stored and as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    pub phone: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub country: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeSet<String>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// From the call statistics; not stored with the contact.
+    #[serde(default)]
+    pub last_call_at: Option<Timestamp>,
+    /// Calls by event kind (`call.missed: 3`); from the call statistics.
+    #[serde(default)]
+    pub calls: BTreeMap<String, u64>,
+}
+
+impl Contact {
+    pub fn new(phone: &str, now: Timestamp) -> Contact {
+        Contact {
+            phone: phone.to_string(),
+            name: None,
+            country: None,
+            tags: BTreeSet::new(),
+            fields: BTreeMap::new(),
+            created_at: now,
+            updated_at: now,
+            last_call_at: None,
+            calls: BTreeMap::new(),
+        }
+    }
+}
+
+/// Calls seen from one number.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CallStats {
+    pub last_call_at: Option<Timestamp>,
+    pub calls: BTreeMap<String, u64>,
+}
+
+/// The result of a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changed {
+    pub created: bool,
+    pub contact: Option<Contact>,
+}
+
+/// `tag \0 phone`: listing a tag is a prefix scan.
+fn tag_key(tag: &str, phone: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tag.len() + 1 + phone.len());
+    k.extend_from_slice(tag.as_bytes());
+    k.push(0);
+    k.extend_from_slice(phone.as_bytes());
+    k
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("contacts serialise")
+}
+
+impl Store {
+    /// The contact with this phone, with its call statistics.
+    pub fn contact(&self, phone: &str) -> Result<Option<Contact>, StoreError> {
+        match self.contacts.get(phone.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => {
+                let mut c: Contact = decode(&bytes)?;
+                self.merge_stats(&mut c)?;
+                Ok(Some(c))
+            }
+        }
+    }
+
+    fn merge_stats(&self, c: &mut Contact) -> Result<(), StoreError> {
+        if let Some(bytes) = self.call_stats.get(c.phone.as_bytes())? {
+            let stats: CallStats = decode(&bytes)?;
+            c.last_call_at = stats.last_call_at;
+            c.calls = stats.calls;
+        }
+        Ok(())
+    }
+
+    /// Change a contact atomically. `create` is the contact to start from
+    /// when none exists (`None`: leave absent contacts alone). `change` may
+    /// run more than once (sled retries conflicting transactions), so it
+    /// must only depend on its argument.
+    pub fn modify_contact(
+        &self,
+        phone: &str,
+        now: Timestamp,
+        create: Option<Contact>,
+        change: impl Fn(&mut Contact),
+    ) -> Result<Changed, StoreError> {
+        let result = (&self.contacts, &self.tags).transaction(|(contacts, tags)| {
+            let (mut contact, created) = match contacts.get(phone.as_bytes())? {
+                Some(bytes) => (
+                    serde_json::from_slice::<Contact>(&bytes)
+                        .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?,
+                    false,
+                ),
+                None => match &create {
+                    Some(new) => (new.clone(), true),
+                    None => {
+                        return Ok(Changed {
+                            created: false,
+                            contact: None,
+                        })
+                    }
+                },
+            };
+            let old_tags = if created {
+                BTreeSet::new()
+            } else {
+                contact.tags.clone()
+            };
+            change(&mut contact);
+            contact.phone = phone.to_string();
+            contact.updated_at = now;
+            // Statistics are merged on read, never stored here.
+            let mut stored = contact.clone();
+            stored.last_call_at = None;
+            stored.calls.clear();
+            contacts.insert(phone.as_bytes(), encode(&stored))?;
+            for gone in old_tags.difference(&contact.tags) {
+                tags.remove(tag_key(gone, phone))?;
+            }
+            for new in contact.tags.difference(&old_tags) {
+                tags.insert(tag_key(new, phone), &[] as &[u8])?;
+            }
+            Ok(Changed {
+                created,
+                contact: Some(contact),
+            })
+        });
+        let mut changed = match result {
+            Ok(c) => c,
+            Err(TransactionError::Abort(e)) => return Err(StoreError::Corrupt(e)),
+            Err(TransactionError::Storage(e)) => return Err(StoreError::Sled(e)),
+        };
+        if let Some(c) = changed.contact.as_mut() {
+            self.merge_stats(c)?;
+        }
+        Ok(changed)
+    }
+
+    /// Remove a contact and its tag index entries. Returns whether it existed.
+    pub fn delete_contact(&self, phone: &str) -> Result<bool, StoreError> {
+        let result = (&self.contacts, &self.tags).transaction(|(contacts, tags)| {
+            let Some(bytes) = contacts.remove(phone.as_bytes())? else {
+                return Ok(false);
+            };
+            let contact: Contact = serde_json::from_slice(&bytes)
+                .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
+            for tag in &contact.tags {
+                tags.remove(tag_key(tag, phone))?;
+            }
+            Ok(true)
+        });
+        match result {
+            Ok(b) => Ok(b),
+            Err(TransactionError::Abort(e)) => Err(StoreError::Corrupt(e)),
+            Err(TransactionError::Storage(e)) => Err(StoreError::Sled(e)),
+        }
+    }
+
+    /// A page of contacts in phone order, after `cursor` (a phone), with
+    /// the tag filter answered from the index and `q` matched against the
+    /// phone and name (case-insensitive). Returns the page and the cursor of
+    /// the next one.
+    pub fn list_contacts(
+        &self,
+        tag: Option<&str>,
+        q: Option<&str>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Contact>, Option<String>), StoreError> {
+        let q = q.map(str::to_lowercase).filter(|q| !q.is_empty());
+        let matches = |c: &Contact| match &q {
+            None => true,
+            Some(q) => {
+                c.phone.to_lowercase().contains(q)
+                    || c.name
+                        .as_deref()
+                        .is_some_and(|n| n.to_lowercase().contains(q))
+                    || c.fields.values().any(|v| v.to_lowercase().contains(q))
+            }
+        };
+        let mut out = Vec::new();
+        let mut last: Option<String> = None;
+        let mut more = false;
+        let mut take = |c: Contact, out: &mut Vec<Contact>| -> bool {
+            if out.len() == limit {
+                more = true;
+                return false;
+            }
+            last = Some(c.phone.clone());
+            if matches(&c) {
+                out.push(c);
+            }
+            true
+        };
+        match tag {
+            Some(tag) => {
+                let prefix = tag_key(tag, "");
+                let start = match cursor {
+                    Some(c) => {
+                        let mut k = tag_key(tag, c);
+                        k.push(0);
+                        k
+                    }
+                    None => prefix.clone(),
+                };
+                for item in self.tags.range(start..) {
+                    let (key, _) = item?;
+                    if !key.starts_with(&prefix) {
+                        break;
+                    }
+                    let phone = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                    if let Some(c) = self.contact(&phone)? {
+                        if !take(c, &mut out) {
+                            break;
+                        }
+                    }
+                }
+            }
+            None => {
+                let start = match cursor {
+                    Some(c) => {
+                        let mut k = c.as_bytes().to_vec();
+                        k.push(0);
+                        k
+                    }
+                    None => Vec::new(),
+                };
+                for item in self.contacts.range(start..) {
+                    let (_, bytes) = item?;
+                    let mut c: Contact = decode(&bytes)?;
+                    self.merge_stats(&mut c)?;
+                    if !take(c, &mut out) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok((out, if more { last } else { None }))
+    }
+
+    pub fn contact_count(&self) -> usize {
+        self.contacts.len()
+    }
+
+    /// Call statistics for a number, whether or not it is a contact.
+    pub fn call_stats(&self, phone: &str) -> Result<CallStats, StoreError> {
+        match self.call_stats.get(phone.as_bytes())? {
+            None => Ok(CallStats::default()),
+            Some(bytes) => decode(&bytes),
+        }
+    }
+}
+
+/// Update call statistics inside the inbox transaction (so a duplicate
+/// never counts twice).
+pub(super) fn bump_stats(
+    stats_tree: &sled::transaction::TransactionalTree,
+    phone: &str,
+    kind: &str,
+    at: Timestamp,
+) -> Result<(), ConflictableTransactionError<String>> {
+    let mut stats: CallStats = match stats_tree.get(phone.as_bytes())? {
+        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        None => CallStats::default(),
+    };
+    *stats.calls.entry(kind.to_string()).or_insert(0) += 1;
+    if stats.last_call_at.is_none_or(|last| at > last) {
+        stats.last_call_at = Some(at);
+    }
+    stats_tree.insert(phone.as_bytes(), encode(&stats))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 8 << 20).unwrap();
+        (dir, s)
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn create_only_when_absent_and_the_tag_index_follows_changes() {
+        let (_d, s) = store();
+        let p = "+5215512345678";
+        let mut new = Contact::new(p, now());
+        new.tags.insert("lead".into());
+        let a = s
+            .modify_contact(p, now(), Some(new.clone()), |_| {})
+            .unwrap();
+        assert!(a.created);
+        let b = s
+            .modify_contact(p, now(), Some(new), |c| {
+                c.tags.remove("lead");
+                c.tags.insert("vip".into());
+            })
+            .unwrap();
+        assert!(!b.created);
+        let (vips, _) = s.list_contacts(Some("vip"), None, 10, None).unwrap();
+        assert_eq!(vips.len(), 1);
+        let (leads, _) = s.list_contacts(Some("lead"), None, 10, None).unwrap();
+        assert!(leads.is_empty(), "a removed tag leaves the index");
+        assert!(s
+            .modify_contact("+34600000000", now(), None, |_| {})
+            .unwrap()
+            .contact
+            .is_none());
+        assert!(s.delete_contact(p).unwrap());
+        assert!(s
+            .list_contacts(Some("vip"), None, 10, None)
+            .unwrap()
+            .0
+            .is_empty());
+    }
+
+    #[test]
+    fn pages_follow_the_cursor_without_gaps_or_repeats() {
+        let (_d, s) = store();
+        for i in 0..25 {
+            let p = format!("+5215500000{i:03}");
+            let mut c = Contact::new(&p, now());
+            c.tags
+                .insert(if i % 2 == 0 { "even" } else { "odd" }.into());
+            s.modify_contact(&p, now(), Some(c), |_| {}).unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (page, next) = s.list_contacts(None, None, 10, cursor.as_deref()).unwrap();
+            seen.extend(page.into_iter().map(|c| c.phone));
+            match next {
+                Some(n) => cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 25);
+        let mut sorted = seen.clone();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 25);
+        let (even, next) = s.list_contacts(Some("even"), None, 5, None).unwrap();
+        assert_eq!(even.len(), 5);
+        let (rest, _) = s
+            .list_contacts(Some("even"), None, 50, next.as_deref())
+            .unwrap();
+        assert_eq!(rest.len(), 8);
+    }
+
+    #[test]
+    fn concurrent_tagging_of_one_contact_loses_nothing() {
+        let (_d, s) = store();
+        let p = "+5215512345678";
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let s = &s;
+                scope.spawn(move || {
+                    for i in 0..25 {
+                        let tag = format!("t{t}-{i}");
+                        s.modify_contact(p, now(), Some(Contact::new(p, now())), move |c| {
+                            c.tags.insert(tag.clone());
+                        })
+                        .unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(s.contact(p).unwrap().unwrap().tags.len(), 200);
+    }
+}
