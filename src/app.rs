@@ -13,10 +13,14 @@ use tokio::net::TcpListener;
 
 use crate::clock::{self, SharedClock};
 use crate::config::Config;
+use crate::delivery::Connectors;
+use crate::engine::Engine;
+use crate::reload::{self, Reloader};
 use crate::server::{self, ServerState};
 use crate::store::{Store, StoreError, DEFAULT_CACHE_BYTES};
 
-/// How often expired dedupe entries are cleaned up.
+/// How often expired dedupe entries, old executions and ended windows are
+/// cleaned up.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
@@ -58,15 +62,45 @@ pub async fn run_with_store(
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    let catalog = reload::load_catalog(&config.workflows_dir, &reload::known_names(&config), None);
+    reload::log_problems(&catalog);
+    tracing::info!(
+        workflows = catalog.workflows.len(),
+        dir = %config.workflows_dir.display(),
+        "workflows loaded"
+    );
+    let catalog = Arc::new(RwLock::new(Arc::new(catalog)));
+    let connectors = Connectors::new(config.connectors.clone());
     let dedupe_window = config.dedupe_window;
+    let (keep_for, keep_max) = (config.executions_keep_for, config.executions_keep_max);
+    let config = Arc::new(RwLock::new(Arc::new(config)));
+    let wake = Arc::new(tokio::sync::Notify::new());
     let state = ServerState {
-        config: Arc::new(RwLock::new(Arc::new(config))),
+        config: config.clone(),
         store: store.clone(),
+        catalog: catalog.clone(),
         clock: clock.clone(),
-        accepted: Arc::new(tokio::sync::Notify::new()),
+        accepted: wake.clone(),
+    };
+    let engine = Engine::new(
+        store.clone(),
+        catalog.clone(),
+        connectors.clone(),
+        clock.clone(),
+        wake,
+    );
+    let overrides = config.read().expect("config lock").overrides.clone();
+    let reloader = Reloader {
+        overrides,
+        config,
+        catalog,
+        connectors,
     };
 
-    let purge = {
+    let mut background = Vec::new();
+    background.push(tokio::spawn(engine.dispatch_forever()));
+    background.push(tokio::spawn(reloader.watch()));
+    background.push({
         let store = store.clone();
         let clock = clock.clone();
         tokio::spawn(async move {
@@ -75,26 +109,35 @@ pub async fn run_with_store(
                 tick.tick().await;
                 let store = store.clone();
                 let now = clock.now();
-                match tokio::task::spawn_blocking(move || store.purge_expired(now, dedupe_window))
-                    .await
-                {
-                    Ok(Ok(n)) if n > 0 => {
-                        tracing::debug!(removed = n, "expired dedupe entries removed")
+                let done = tokio::task::spawn_blocking(move || {
+                    let events = store.purge_expired(now, dedupe_window)?;
+                    let runs = store.prune_executions(now, keep_for, keep_max)?;
+                    let windows = store.prune_windows(now)?;
+                    Ok::<_, StoreError>((events, runs, windows))
+                })
+                .await;
+                match done {
+                    Ok(Ok((events, runs, windows))) => {
+                        tracing::debug!(events, runs, windows, "old records pruned")
                     }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "dedupe cleanup failed"),
-                    _ => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "pruning failed"),
+                    Err(_) => {}
                 }
             }
         })
-    };
+    });
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "ringback listening");
     let result = axum::serve(listener, server::router(state))
         .with_graceful_shutdown(shutdown)
         .await;
-    purge.abort();
-    let _ = purge.await;
+    for task in &background {
+        task.abort();
+    }
+    for task in background {
+        let _ = task.await;
+    }
     tracing::info!("shutting down: flushing the store");
     store.flush_now()?;
     result?;

@@ -182,25 +182,44 @@ fn check(config: Option<PathBuf>, workflows: Option<PathBuf>) -> ExitCode {
         workflows_dir: workflows,
         ..Default::default()
     };
-    match load_config(&overrides) {
-        Ok(c) => {
-            for w in &c.warnings {
-                eprintln!("warning: {w}");
-            }
-            let file = c
-                .file
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "defaults".into());
-            println!(
-                "ok: {file}: {} source(s), {} connector(s)",
-                c.sources.len(),
-                c.connectors.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(code) => code,
+    let config = match load_config(&overrides) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
     }
+    let file = config
+        .file
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "defaults".into());
+    let catalog = crate::reload::load_catalog(
+        &config.workflows_dir,
+        &crate::reload::known_names(&config),
+        None,
+    );
+    let errors: usize = catalog.problems.iter().map(|p| p.errors.len()).sum();
+    for problem in &catalog.problems {
+        for e in &problem.errors {
+            eprintln!("{e}");
+        }
+    }
+    if errors > 0 {
+        eprintln!(
+            "{errors} error(s) in {} workflow file(s)",
+            catalog.problems.len()
+        );
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "ok: {file}: {} source(s), {} connector(s); {}: {} workflow(s)",
+        config.sources.len(),
+        config.connectors.len(),
+        config.workflows_dir.display(),
+        catalog.workflows.len()
+    );
+    ExitCode::SUCCESS
 }
 
 fn parse(payload: PathBuf, provider: &str, source: &str, business: Option<&str>) -> ExitCode {

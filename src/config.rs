@@ -31,6 +31,8 @@ pub const DEFAULT_WORKFLOWS_DIR: &str = "./workflows";
 pub const DEFAULT_CONFIG_FILE: &str = "ringback.yaml";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 262_144;
 pub const DEFAULT_DEDUPE_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+pub const DEFAULT_EXECUTIONS_KEEP_FOR: Duration = Duration::from_secs(30 * 86_400);
+pub const DEFAULT_EXECUTIONS_KEEP_MAX: usize = 100_000;
 pub const DEFAULT_OUTBOUND_TIMEOUT: Duration = Duration::from_secs(10);
 /// WAHA never reports a missed call; after this long without an answer the
 /// call counts as missed (SPEC §4).
@@ -50,6 +52,12 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     pub connectors: BTreeMap<String, ConnectorConfig>,
     pub outbound: OutboundConfig,
+    /// How long and how many execution records are kept.
+    pub executions_keep_for: Duration,
+    pub executions_keep_max: usize,
+    /// The command-line settings this config was loaded with, so a reload
+    /// reads the file the same way.
+    pub overrides: Overrides,
     /// Things worth a log line at start-up (open sources, unset optional
     /// variables). Never contains a secret.
     pub warnings: Vec<String>,
@@ -509,6 +517,27 @@ fn read_config(
         },
         Some(v) => read_outbound(doc, v, ctx),
     };
+    let mut executions_keep_for = DEFAULT_EXECUTIONS_KEEP_FOR;
+    let mut executions_keep_max = DEFAULT_EXECUTIONS_KEEP_MAX;
+    if let Some(v) = f.get("executions") {
+        let mut errs = Vec::new();
+        if let Some(mut ef) = Fields::new(doc, "executions", v, "executions", &mut errs) {
+            if let Some(d) = duration_field(&mut ef, "keep_for", ctx) {
+                executions_keep_for = d;
+            }
+            if let Some(n) = ef.get("keep_max") {
+                match n.as_u64().filter(|n| *n >= 1) {
+                    Some(n) => executions_keep_max = n as usize,
+                    None => errs.push(doc.error(
+                        "executions.keep_max",
+                        format!("keep_max must be a positive whole number, got {n}"),
+                    )),
+                }
+            }
+            ef.finish(&mut errs);
+        }
+        ctx.errs.extend(errs);
+    }
     f.finish(ctx.errs);
 
     for src in sources.values() {
@@ -531,6 +560,9 @@ fn read_config(
         sources,
         connectors,
         outbound,
+        executions_keep_for,
+        executions_keep_max,
+        overrides: overrides.clone(),
         warnings: Vec::new(),
     })
 }

@@ -4,17 +4,20 @@
 //! with `oneshot` or serve it on `127.0.0.1:0`. Errors become HTTP answers in
 //! one place ([`error::ApiError`]), which never carries internals or secrets.
 
+mod admin;
 mod error;
 mod ingest;
 
 use std::sync::{Arc, RwLock};
 
+use axum::middleware;
 use axum::routing::get;
 use axum::Router;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::store::Store;
+use crate::workflow::SharedCatalog;
 
 pub use error::ApiError;
 
@@ -24,6 +27,7 @@ pub use error::ApiError;
 pub struct ServerState {
     pub config: Arc<RwLock<Arc<Config>>>,
     pub store: Store,
+    pub catalog: SharedCatalog,
     pub clock: SharedClock,
     /// Woken after events are accepted, so the engine picks them up at once.
     pub accepted: Arc<tokio::sync::Notify>,
@@ -36,7 +40,25 @@ impl ServerState {
 }
 
 pub fn router(state: ServerState) -> Router {
+    let api = Router::new()
+        .route("/workflows", get(admin::workflows))
+        .route("/contacts", get(admin::list_contacts))
+        .route(
+            "/contacts/{phone}",
+            get(admin::get_contact)
+                .put(admin::put_contact)
+                .patch(admin::patch_contact)
+                .delete(admin::delete_contact),
+        )
+        .route("/executions", get(admin::list_executions))
+        .route("/executions/{id}", get(admin::get_execution))
+        .fallback(not_found)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_token,
+        ));
     Router::new()
+        .nest("/api", api)
         .route("/healthz", get(healthz))
         .route(
             "/hooks/{source}",

@@ -247,3 +247,31 @@ pub const STEP_KINDS: [&str; 16] = [
     "log",
     "stop",
 ];
+
+/// A problem with one workflow file, as `ringback check`, the log and
+/// `GET /api/workflows` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileProblem {
+    pub file: String,
+    /// `file:line:col: message` lines, with hints.
+    pub errors: Vec<String>,
+    /// Whether an older, valid version of this file is still running.
+    pub kept_previous: bool,
+}
+
+/// The loaded workflows: what the engine runs, and what could not load.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub workflows: Vec<std::sync::Arc<Workflow>>,
+    pub problems: Vec<FileProblem>,
+}
+
+impl Catalog {
+    pub fn get(&self, name: &str) -> Option<&std::sync::Arc<Workflow>> {
+        self.workflows.iter().find(|w| w.name == name)
+    }
+}
+
+/// The catalog shared between the reloader (writer) and the engine and API
+/// (readers). Readers take a snapshot per event.
+pub type SharedCatalog = std::sync::Arc<std::sync::RwLock<std::sync::Arc<Catalog>>>;

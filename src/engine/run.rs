@@ -1,0 +1,765 @@
+//! The interpreter: one workflow, one event, step by step.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use jiff::Timestamp;
+use serde_json::{json, Map, Value};
+
+use super::Inner;
+use crate::delivery::{Outbound, Request};
+use crate::event::{normalise_phone, Event};
+use crate::store::{Attempt, Contact, Execution, RunStatus, StepRecord, StepStatus};
+use crate::workflow::{Action, MessageBody, OnError, RenderData, Step, Template, Workflow};
+
+/// How a run is recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Save the execution in the store (the CLI's dry run does not).
+    pub record: bool,
+    /// Mark the execution as coming from the test endpoint.
+    pub test: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            record: true,
+            test: false,
+        }
+    }
+}
+
+/// What the steps of a run share.
+struct RunState<'a> {
+    inner: &'a Inner,
+    workflow: &'a Workflow,
+    event: &'a Event,
+    event_json: Value,
+    run_id: String,
+    contact: Value,
+    steps: Map<String, Value>,
+    vars: Map<String, Value>,
+    records: Vec<StepRecord>,
+    options: RunOptions,
+}
+
+/// What a step tells the run to do next.
+enum Flow {
+    Next,
+    End(RunStatus, Option<String>),
+}
+
+/// A step's result before it is recorded.
+struct Outcome {
+    input: Value,
+    output: Value,
+    attempts: Vec<Attempt>,
+    flow: Flow,
+}
+
+impl Outcome {
+    fn done(input: Value, output: Value) -> Outcome {
+        Outcome {
+            input,
+            output,
+            attempts: Vec::new(),
+            flow: Flow::Next,
+        }
+    }
+}
+
+/// A step failure: its message, and the input and attempts up to it.
+struct StepError {
+    input: Value,
+    message: String,
+    attempts: Vec<Attempt>,
+}
+
+impl StepError {
+    fn new(input: Value, message: impl Into<String>) -> StepError {
+        StepError {
+            input,
+            message: message.into(),
+            attempts: Vec::new(),
+        }
+    }
+}
+
+pub(super) async fn run(
+    inner: &Inner,
+    workflow: Arc<Workflow>,
+    event: &Event,
+    options: RunOptions,
+) -> Option<Execution> {
+    let event_json = serde_json::to_value(event).expect("events serialise");
+    let contact = match event.caller.as_deref().filter(|_| event.caller_is_phone) {
+        Some(phone) => match inner.store.contact(phone) {
+            Ok(Some(c)) => serde_json::to_value(c).expect("contacts serialise"),
+            Ok(None) => Value::Null,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load the caller's contact");
+                Value::Null
+            }
+        },
+        None => Value::Null,
+    };
+    let mut state = RunState {
+        inner,
+        workflow: &workflow,
+        event,
+        event_json,
+        run_id: String::new(),
+        contact,
+        steps: Map::new(),
+        vars: Map::new(),
+        records: Vec::new(),
+        options,
+    };
+    if let Some(when) = &workflow.trigger.when {
+        match workflow.templates.truthy(when, &state.render_data()) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::warn!(workflow = %workflow.name, error = %e, "`on.when` failed to render; not running");
+                return None;
+            }
+        }
+    }
+    state.run_id = match inner.store.next_run_id() {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot allocate a run id");
+            return None;
+        }
+    };
+    let started_at = inner.clock.now();
+    let mut execution = Execution {
+        id: state.run_id.clone(),
+        workflow: workflow.name.clone(),
+        workflow_version: workflow.version.clone(),
+        file: workflow.file.clone(),
+        status: RunStatus::Running,
+        event: event.clone(),
+        started_at,
+        finished_at: None,
+        error: None,
+        test: options.test,
+        steps: Vec::new(),
+    };
+    state.save(&execution);
+
+    let flow = run_steps(&mut state, &workflow.steps).await;
+    let (status, error) = match flow {
+        Flow::Next => (RunStatus::Succeeded, None),
+        Flow::End(status, error) => (status, error),
+    };
+    execution.status = status;
+    execution.error = error;
+    execution.finished_at = Some(inner.clock.now());
+    execution.steps = std::mem::take(&mut state.records);
+    state.save(&execution);
+    Some(execution)
+}
+
+fn run_steps<'s, 'a: 's>(
+    state: &'s mut RunState<'a>,
+    steps: &'a [Step],
+) -> Pin<Box<dyn Future<Output = Flow> + Send + 's>> {
+    Box::pin(async move {
+        for step in steps {
+            if let Flow::End(status, error) = run_step(state, step).await {
+                return Flow::End(status, error);
+            }
+        }
+        Flow::Next
+    })
+}
+
+async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
+    let started_at = state.inner.clock.now();
+    let clock = Instant::now();
+    if let Some(when) = &step.when {
+        match state.workflow.templates.truthy(when, &state.render_data()) {
+            Ok(true) => {}
+            Ok(false) => {
+                state.record(
+                    step,
+                    started_at,
+                    clock,
+                    StepStatus::Skipped,
+                    Value::Null,
+                    Value::Null,
+                    None,
+                    Vec::new(),
+                );
+                return Flow::Next;
+            }
+            Err(e) => {
+                state.record(
+                    step,
+                    started_at,
+                    clock,
+                    StepStatus::Failed,
+                    Value::Null,
+                    Value::Null,
+                    Some(e.clone()),
+                    Vec::new(),
+                );
+                return fail_or_continue(step, e);
+            }
+        }
+    }
+    if let Action::If {
+        condition,
+        then,
+        otherwise,
+    } = &step.action
+    {
+        let taken = match state
+            .workflow
+            .templates
+            .truthy(condition, &state.render_data())
+        {
+            Ok(b) => b,
+            Err(e) => {
+                state.record(
+                    step,
+                    started_at,
+                    clock,
+                    StepStatus::Failed,
+                    Value::Null,
+                    Value::Null,
+                    Some(e.clone()),
+                    Vec::new(),
+                );
+                return fail_or_continue(step, e);
+            }
+        };
+        let branch = if taken { "then" } else { "else" };
+        state.record(
+            step,
+            started_at,
+            clock,
+            StepStatus::Succeeded,
+            json!({"condition": condition.source}),
+            json!({"branch": branch}),
+            None,
+            Vec::new(),
+        );
+        let steps = if taken { then } else { otherwise };
+        return run_steps(state, steps).await;
+    }
+    match execute(state, step).await {
+        Ok(outcome) => {
+            if let Some(id) = &step.id {
+                state.steps.insert(id.clone(), outcome.output.clone());
+            }
+            state.record(
+                step,
+                started_at,
+                clock,
+                StepStatus::Succeeded,
+                outcome.input,
+                outcome.output,
+                None,
+                outcome.attempts,
+            );
+            outcome.flow
+        }
+        Err(err) => {
+            if let Some(id) = &step.id {
+                state
+                    .steps
+                    .insert(id.clone(), json!({"error": err.message}));
+            }
+            state.record(
+                step,
+                started_at,
+                clock,
+                StepStatus::Failed,
+                err.input,
+                Value::Null,
+                Some(err.message.clone()),
+                err.attempts,
+            );
+            fail_or_continue(step, err.message)
+        }
+    }
+}
+
+fn fail_or_continue(step: &Step, message: String) -> Flow {
+    match step.on_error {
+        OnError::Continue => Flow::Next,
+        OnError::Fail => Flow::End(
+            RunStatus::Failed,
+            Some(format!(
+                "step {} ({}): {message}",
+                step.path,
+                step.action.kind()
+            )),
+        ),
+    }
+}
+
+impl RunState<'_> {
+    fn render_data(&self) -> RenderData {
+        RenderData::new(&json!({
+            "event": self.event_json,
+            "contact": self.contact,
+            "steps": self.steps,
+            "vars": self.vars,
+            "workflow": {"name": self.workflow.name, "version": self.workflow.version, "file": self.workflow.file},
+            "now": self.inner.clock.now().to_string(),
+        }))
+    }
+
+    fn render(&self, t: &Template, data: &RenderData) -> Result<String, String> {
+        self.workflow.templates.render(t, data)
+    }
+
+    fn save(&self, e: &Execution) {
+        if !self.options.record {
+            return;
+        }
+        if let Err(err) = self.inner.store.save_execution(e) {
+            tracing::error!(error = %err, run_id = %e.id, "cannot save the execution record");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        step: &Step,
+        started_at: Timestamp,
+        clock: Instant,
+        status: StepStatus,
+        input: Value,
+        output: Value,
+        error: Option<String>,
+        attempts: Vec<Attempt>,
+    ) {
+        self.records.push(StepRecord {
+            path: step.path.clone(),
+            id: step.id.clone(),
+            kind: step.action.kind().to_string(),
+            status,
+            input,
+            output,
+            error,
+            attempts,
+            started_at,
+            duration_ms: clock.elapsed().as_secs_f64() * 1000.0,
+        });
+    }
+
+    /// After a contact step: the run's `contact` follows the caller's record.
+    fn refresh_contact(&mut self, phone: &str, contact: &Option<Contact>) {
+        if self.event.caller.as_deref() == Some(phone) {
+            self.contact = contact
+                .as_ref()
+                .map(|c| serde_json::to_value(c).expect("contacts serialise"))
+                .unwrap_or(Value::Null);
+        }
+    }
+}
+
+/// Render a phone and normalise it to the E.164 key contacts use.
+fn phone_key(rendered: &str) -> Result<String, String> {
+    match normalise_phone(rendered) {
+        Ok(c) if c.is_phone => Ok(c.id),
+        Ok(c) => Err(format!(
+            "`{}` is a WhatsApp privacy id, not a phone number; contacts are keyed by phone (guard the step with when: \"{{{{event.caller_is_phone}}}}\")",
+            c.id
+        )),
+        Err(e) => Err(format!("phone `{rendered}`: {e}")),
+    }
+}
+
+fn render_opt(
+    state: &RunState,
+    t: &Option<Template>,
+    data: &RenderData,
+) -> Result<Option<String>, String> {
+    match t {
+        None => Ok(None),
+        Some(t) => state
+            .render(t, data)
+            .map(|s| Some(s).filter(|s| !s.is_empty())),
+    }
+}
+
+fn render_pairs(
+    state: &RunState,
+    pairs: &[(String, Template)],
+    data: &RenderData,
+) -> Result<Vec<(String, String)>, String> {
+    pairs
+        .iter()
+        .map(|(k, t)| state.render(t, data).map(|v| (k.clone(), v)))
+        .collect()
+}
+
+fn render_list(
+    state: &RunState,
+    list: &[Template],
+    data: &RenderData,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for t in list {
+        let v = state.render(t, data)?;
+        if !v.trim().is_empty() {
+            out.push(v.trim().to_string());
+        }
+    }
+    Ok(out)
+}
+
+async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepError> {
+    let data = state.render_data();
+    let now = state.inner.clock.now();
+    let store = state.inner.store.clone();
+    macro_rules! rendered {
+        ($e:expr, $input:expr) => {
+            $e.map_err(|m| StepError::new($input.clone(), m))?
+        };
+    }
+    match &step.action {
+        Action::FindContact { phone } => {
+            let raw = rendered!(state.render(phone, &data), Value::Null);
+            let input = json!({"phone": raw});
+            let key = rendered!(phone_key(&raw), input);
+            let contact = rendered!(store.contact(&key).map_err(|e| e.to_string()), input);
+            state.refresh_contact(&key, &contact);
+            Ok(Outcome::done(
+                input,
+                json!({"found": contact.is_some(), "contact": contact}),
+            ))
+        }
+        Action::CreateContact {
+            phone,
+            name,
+            country,
+            fields,
+            tags,
+        } => {
+            let raw = rendered!(state.render(phone, &data), Value::Null);
+            let name = rendered!(render_opt(state, name, &data), json!({"phone": raw}));
+            let country = rendered!(render_opt(state, country, &data), json!({"phone": raw}));
+            let fields = rendered!(render_pairs(state, fields, &data), json!({"phone": raw}));
+            let tags = rendered!(render_list(state, tags, &data), json!({"phone": raw}));
+            let input = json!({"phone": raw, "name": name, "country": country,
+                               "fields": fields.iter().cloned().collect::<std::collections::BTreeMap<String, String>>(), "tags": tags});
+            let key = rendered!(phone_key(&raw), input);
+            let mut new = Contact::new(&key, now);
+            new.name = name;
+            new.country = country;
+            new.fields = fields.into_iter().collect();
+            new.tags = tags.into_iter().collect();
+            let changed = rendered!(
+                store
+                    .modify_contact(&key, now, Some(new), |_| {})
+                    .map_err(|e| e.to_string()),
+                input
+            );
+            state.refresh_contact(&key, &changed.contact);
+            Ok(Outcome::done(
+                input,
+                json!({"created": changed.created, "contact": changed.contact}),
+            ))
+        }
+        Action::UpdateContact {
+            phone,
+            name,
+            country,
+            set,
+            unset,
+        } => {
+            let raw = rendered!(state.render(phone, &data), Value::Null);
+            let name = rendered!(render_opt(state, name, &data), json!({"phone": raw}));
+            let country = rendered!(render_opt(state, country, &data), json!({"phone": raw}));
+            let set = rendered!(render_pairs(state, set, &data), json!({"phone": raw}));
+            let input = json!({"phone": raw, "name": name, "country": country,
+                               "set": set.iter().cloned().collect::<std::collections::BTreeMap<String, String>>(), "unset": unset});
+            let key = rendered!(phone_key(&raw), input);
+            let changed = rendered!(
+                store
+                    .modify_contact(&key, now, None, |c| {
+                        if let Some(n) = &name {
+                            c.name = Some(n.clone());
+                        }
+                        if let Some(co) = &country {
+                            c.country = Some(co.clone());
+                        }
+                        for (k, v) in &set {
+                            c.fields.insert(k.clone(), v.clone());
+                        }
+                        for k in unset {
+                            c.fields.remove(k);
+                        }
+                    })
+                    .map_err(|e| e.to_string()),
+                input
+            );
+            if changed.contact.is_none() {
+                return Err(StepError::new(
+                    input,
+                    format!("no contact with phone {key} (use upsert_contact to create it)"),
+                ));
+            }
+            state.refresh_contact(&key, &changed.contact);
+            Ok(Outcome::done(input, json!({"contact": changed.contact})))
+        }
+        Action::UpsertContact {
+            phone,
+            name,
+            country,
+            set,
+        } => {
+            let raw = rendered!(state.render(phone, &data), Value::Null);
+            let name = rendered!(render_opt(state, name, &data), json!({"phone": raw}));
+            let country = rendered!(render_opt(state, country, &data), json!({"phone": raw}));
+            let set = rendered!(render_pairs(state, set, &data), json!({"phone": raw}));
+            let input = json!({"phone": raw, "name": name, "country": country,
+                               "set": set.iter().cloned().collect::<std::collections::BTreeMap<String, String>>()});
+            let key = rendered!(phone_key(&raw), input);
+            let changed = rendered!(
+                store
+                    .modify_contact(&key, now, Some(Contact::new(&key, now)), |c| {
+                        if let Some(n) = &name {
+                            c.name = Some(n.clone());
+                        }
+                        if let Some(co) = &country {
+                            c.country = Some(co.clone());
+                        }
+                        for (k, v) in &set {
+                            c.fields.insert(k.clone(), v.clone());
+                        }
+                    })
+                    .map_err(|e| e.to_string()),
+                input
+            );
+            state.refresh_contact(&key, &changed.contact);
+            Ok(Outcome::done(
+                input,
+                json!({"created": changed.created, "contact": changed.contact}),
+            ))
+        }
+        Action::Tag { phone, add, remove } => {
+            let raw = rendered!(state.render(phone, &data), Value::Null);
+            let add = rendered!(render_list(state, add, &data), json!({"phone": raw}));
+            let remove = rendered!(render_list(state, remove, &data), json!({"phone": raw}));
+            let input = json!({"phone": raw, "add": add, "remove": remove});
+            let key = rendered!(phone_key(&raw), input);
+            let changed = rendered!(
+                store
+                    .modify_contact(&key, now, None, |c| {
+                        for t in &add {
+                            c.tags.insert(t.clone());
+                        }
+                        for t in &remove {
+                            c.tags.remove(t);
+                        }
+                    })
+                    .map_err(|e| e.to_string()),
+                input
+            );
+            if changed.contact.is_none() {
+                return Err(StepError::new(
+                    input,
+                    format!("no contact with phone {key} to tag (create it first with upsert_contact or create_contact)"),
+                ));
+            }
+            state.refresh_contact(&key, &changed.contact);
+            Ok(Outcome::done(input, json!({"contact": changed.contact})))
+        }
+        Action::SendMessage { via, to, body } => {
+            let to = rendered!(state.render(to, &data), Value::Null);
+            let (outbound, input) = match body {
+                MessageBody::Text(text) => {
+                    let text = rendered!(state.render(text, &data), json!({"via": via, "to": to}));
+                    let input = json!({"via": via, "to": to, "text": text});
+                    (Outbound::Text { to, text }, input)
+                }
+                MessageBody::Template {
+                    name,
+                    language,
+                    params,
+                } => {
+                    let base = json!({"via": via, "to": to});
+                    let name = rendered!(state.render(name, &data), base);
+                    let language = rendered!(state.render(language, &data), base);
+                    let mut values = Vec::new();
+                    for p in params {
+                        values.push(rendered!(state.render(p, &data), base));
+                    }
+                    let input = json!({"via": via, "to": to, "template": {"name": name, "language": language, "params": values}});
+                    (
+                        Outbound::Template {
+                            to,
+                            name,
+                            language,
+                            params: values,
+                        },
+                        input,
+                    )
+                }
+            };
+            deliver(state, step, Some(via.clone()), outbound, input).await
+        }
+        Action::Alert { via, text } => {
+            let text = rendered!(state.render(text, &data), json!({"via": via}));
+            let input = json!({"via": via, "text": text});
+            deliver(
+                state,
+                step,
+                Some(via.clone()),
+                Outbound::Alert { text },
+                input,
+            )
+            .await
+        }
+        Action::Forward { via } => {
+            let input = json!({"via": via, "event_id": state.event.id});
+            let event = state.event_json.clone();
+            deliver(
+                state,
+                step,
+                Some(via.clone()),
+                Outbound::Forward { event },
+                input,
+            )
+            .await
+        }
+        Action::Http {
+            method,
+            url,
+            headers,
+            json: body,
+        } => {
+            let url = rendered!(state.render(url, &data), Value::Null);
+            let headers = rendered!(render_pairs(state, headers, &data), json!({"url": url}));
+            let body = match body {
+                None => None,
+                Some(t) => Some(rendered!(
+                    state.workflow.templates.render_json(t, &data),
+                    json!({"url": url})
+                )),
+            };
+            // Header values may carry credentials: record their names only.
+            let input = json!({"method": method.as_str(), "url": url,
+                               "headers": headers.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), "json": body});
+            let outbound = Outbound::Http {
+                method: method.as_str().to_string(),
+                url,
+                headers,
+                json: body,
+            };
+            deliver(state, step, None, outbound, input).await
+        }
+        Action::Debounce { key, window } => {
+            let key = rendered!(state.render(key, &data), Value::Null);
+            let input = json!({"key": key, "for": crate::duration::format_duration(*window)});
+            let passed = rendered!(
+                store
+                    .debounce(&state.workflow.name, &key, *window, now, &state.event.id)
+                    .map_err(|e| e.to_string()),
+                input
+            );
+            Ok(Outcome {
+                input,
+                output: json!({"passed": passed}),
+                attempts: Vec::new(),
+                flow: if passed {
+                    Flow::Next
+                } else {
+                    Flow::End(RunStatus::Debounced, None)
+                },
+            })
+        }
+        Action::Count { key, within } => {
+            let key = rendered!(state.render(key, &data), Value::Null);
+            let input = json!({"key": key, "within": crate::duration::format_duration(*within)});
+            let count = rendered!(
+                store
+                    .count(&state.workflow.name, &key, *within, now, &state.event.id)
+                    .map_err(|e| e.to_string()),
+                input
+            );
+            Ok(Outcome::done(input, json!({"count": count})))
+        }
+        Action::Wait { duration, until } => {
+            let input = json!({"for": crate::duration::format_duration(*duration), "until": until});
+            let caller = state.event.caller.clone();
+            let woken = match (caller, until.is_empty()) {
+                (Some(caller), false) => {
+                    let rx = state.inner.waiters.register(&caller, until);
+                    tokio::select! {
+                        kind = rx => kind.ok(),
+                        _ = tokio::time::sleep(*duration) => None,
+                    }
+                }
+                _ => {
+                    tokio::time::sleep(*duration).await;
+                    None
+                }
+            };
+            Ok(Outcome::done(input, json!({"woken_by": woken})))
+        }
+        Action::Set { vars } => {
+            let mut out = Map::new();
+            for (name, t) in vars {
+                let v = rendered!(state.workflow.templates.render_json(t, &data), Value::Null);
+                out.insert(name.clone(), v.clone());
+                state.vars.insert(name.clone(), v);
+            }
+            Ok(Outcome::done(Value::Null, Value::Object(out)))
+        }
+        Action::Log { text } => {
+            let text = rendered!(state.render(text, &data), Value::Null);
+            tracing::info!(workflow = %state.workflow.name, run_id = %state.run_id, "{text}");
+            Ok(Outcome::done(Value::Null, json!({"text": text})))
+        }
+        Action::Stop { reason } => {
+            let reason = rendered!(state.render(reason, &data), Value::Null);
+            Ok(Outcome {
+                input: Value::Null,
+                output: json!({"reason": reason}),
+                attempts: Vec::new(),
+                flow: Flow::End(RunStatus::Stopped, None),
+            })
+        }
+        Action::If { .. } => unreachable!("if is handled by run_step"),
+    }
+}
+
+async fn deliver(
+    state: &RunState<'_>,
+    step: &Step,
+    connector: Option<String>,
+    outbound: Outbound,
+    input: Value,
+) -> Result<Outcome, StepError> {
+    let request = Request {
+        connector,
+        outbound,
+        idempotency_key: format!("{}:{}", state.run_id, step.path),
+        retry: step.retry.clone(),
+    };
+    let delivered = state.inner.delivery.deliver(request).await;
+    match delivered.result {
+        Ok(output) => Ok(Outcome {
+            input,
+            output,
+            attempts: delivered.attempts,
+            flow: Flow::Next,
+        }),
+        Err(message) => Err(StepError {
+            input,
+            message,
+            attempts: delivered.attempts,
+        }),
+    }
+}
