@@ -169,3 +169,5 @@ fn deliver_log(connector: &ConnectorConfig, request: &Request, at: Timestamp) ->
         }],
     }
 }
+
+pub mod admin_client;
