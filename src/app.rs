@@ -70,7 +70,7 @@ pub async fn run_with_store(
         "workflows loaded"
     );
     let catalog = Arc::new(RwLock::new(Arc::new(catalog)));
-    let connectors = Connectors::new(config.connectors.clone());
+    let connectors = Connectors::new(config.connectors.clone(), &config.outbound);
     let dedupe_window = config.dedupe_window;
     let (keep_for, keep_max) = (config.executions_keep_for, config.executions_keep_max);
     let config = Arc::new(RwLock::new(Arc::new(config)));

@@ -209,7 +209,8 @@ impl Reloader {
                 new.listen = current.listen;
                 new.data_dir = current.data_dir.clone();
                 new.workflows_dir = current.workflows_dir.clone();
-                self.connectors.replace(new.connectors.clone());
+                self.connectors
+                    .replace(new.connectors.clone(), &new.outbound);
                 tracing::info!(
                     sources = new.sources.len(),
                     connectors = new.connectors.len(),

@@ -2,7 +2,15 @@
 //! connector (`connectors:` in ringback.yaml).
 //!
 //! The engine talks to this module through the [`Delivery`] trait so tests
-//! can fake it. [`Connectors`] is the real implementation.
+//! can fake it. [`Connectors`] is the real implementation: one shared HTTP
+//! client (rustls, pooled, redirects never followed), per-connector
+//! timeouts and rate limits, retries on the schedule with jitter, an
+//! `Idempotency-Key` on every request, and the SSRF guard. This is the only
+//! module that imports reqwest.
+//!
+//! Retries wait with `tokio::time::sleep`: a waiting retry holds no thread
+//! and no other run waits for it. Waits do not yet survive a restart; a
+//! restart re-runs the step (with the same idempotency key).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,7 +21,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
-use crate::config::{ConnectorConfig, ConnectorKind};
+use crate::config::{ConnectorConfig, ConnectorKind, OutboundConfig};
 use crate::store::Attempt;
 
 /// What a step asks a connector to do.
@@ -68,55 +76,125 @@ pub trait Delivery: Send + Sync + 'static {
     fn deliver(&self, request: Request) -> DeliveryFuture<'_>;
 }
 
-/// The configured connectors.
+/// The configured connectors, the shared HTTP client and the per-connector
+/// rate limiters. Reloads swap the settings; requests under way keep theirs.
 pub struct Connectors {
-    connectors: std::sync::RwLock<Arc<BTreeMap<String, ConnectorConfig>>>,
+    settings: std::sync::RwLock<Arc<Settings>>,
+    allow: guard::AllowList,
+    client: reqwest::Client,
+    limiters: std::sync::Mutex<BTreeMap<String, Arc<ratelimit::RateLimiter>>>,
+}
+
+struct Settings {
+    connectors: BTreeMap<String, ConnectorConfig>,
+    default_timeout: Duration,
 }
 
 impl Connectors {
-    pub fn new(connectors: BTreeMap<String, ConnectorConfig>) -> Arc<Connectors> {
+    pub fn new(
+        connectors: BTreeMap<String, ConnectorConfig>,
+        outbound: &OutboundConfig,
+    ) -> Arc<Connectors> {
+        let allow: guard::AllowList =
+            Arc::new(std::sync::RwLock::new(outbound.allow_cidrs.clone()));
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(guard::GuardedResolver {
+                allow: allow.clone(),
+            }))
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("ringback/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client builds with static settings");
         Arc::new(Connectors {
-            connectors: std::sync::RwLock::new(Arc::new(connectors)),
+            settings: std::sync::RwLock::new(Arc::new(Settings {
+                connectors,
+                default_timeout: outbound.timeout,
+            })),
+            allow,
+            client,
+            limiters: std::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
-    /// Swap in a reloaded set; requests already under way keep theirs.
-    pub fn replace(&self, connectors: BTreeMap<String, ConnectorConfig>) {
-        *self.connectors.write().expect("connectors lock") = Arc::new(connectors);
+    /// Swap in a reloaded configuration.
+    pub fn replace(
+        &self,
+        connectors: BTreeMap<String, ConnectorConfig>,
+        outbound: &OutboundConfig,
+    ) {
+        *self.allow.write().expect("allow list lock") = outbound.allow_cidrs.clone();
+        *self.settings.write().expect("connectors lock") = Arc::new(Settings {
+            connectors,
+            default_timeout: outbound.timeout,
+        });
+    }
+
+    fn limiter(&self, connector: &ConnectorConfig) -> Option<Arc<ratelimit::RateLimiter>> {
+        let rate = connector.rate_limit?;
+        let mut map = self.limiters.lock().expect("limiters lock");
+        let entry = map
+            .entry(connector.name.clone())
+            .or_insert_with(|| Arc::new(ratelimit::RateLimiter::new(rate)));
+        if (entry.per_second() - rate).abs() > 1e-9 {
+            *entry = Arc::new(ratelimit::RateLimiter::new(rate));
+        }
+        Some(entry.clone())
     }
 }
 
 impl Delivery for Connectors {
     fn deliver(&self, request: Request) -> DeliveryFuture<'_> {
         Box::pin(async move {
-            let started = Timestamp::now();
-            let Some(name) = request.connector.as_deref() else {
-                return Delivered {
-                    result: Err(
-                        "the http step needs network delivery, which is not enabled in this build"
-                            .into(),
-                    ),
-                    attempts: Vec::new(),
-                };
-            };
-            let connectors = self.connectors.read().expect("connectors lock").clone();
-            let Some(connector) = connectors.get(name) else {
-                return Delivered {
-                    result: Err(format!("connector `{name}` is not configured")),
-                    attempts: Vec::new(),
-                };
-            };
-            match connector.kind {
-                ConnectorKind::Log => deliver_log(connector, &request, started),
-                kind => Delivered {
-                    result: Err(format!(
-                        "connector `{}` of kind {} cannot send: network delivery is not enabled in this build",
-                        connector.name,
-                        kind.as_str()
-                    )),
-                    attempts: Vec::new(),
+            let settings = self.settings.read().expect("connectors lock").clone();
+            let connector = match request.connector.as_deref() {
+                None => None,
+                Some(name) => match settings.connectors.get(name) {
+                    Some(c) => Some(c),
+                    None => {
+                        return Delivered {
+                            result: Err(format!("connector `{name}` is not configured")),
+                            attempts: Vec::new(),
+                        }
+                    }
                 },
+            };
+            if let Some(c) = connector {
+                if c.kind == ConnectorKind::Log {
+                    return deliver_log(c, &request, Timestamp::now());
+                }
             }
+            let built = match http::build(connector, &request) {
+                Ok(b) => b,
+                Err(e) => {
+                    return Delivered {
+                        result: Err(e),
+                        attempts: Vec::new(),
+                    }
+                }
+            };
+            let timeout = connector
+                .and_then(|c| c.timeout)
+                .unwrap_or(settings.default_timeout);
+            let schedule = request
+                .retry
+                .clone()
+                .or_else(|| connector.and_then(|c| c.retry.clone()))
+                .unwrap_or_else(|| retry::DEFAULT_SCHEDULE.to_vec());
+            let limiter = connector.and_then(|c| self.limiter(c));
+            let allow = self.allow.read().expect("allow list lock").clone();
+            http::send_with_retries(
+                &self.client,
+                &built,
+                &request.idempotency_key,
+                timeout,
+                &schedule,
+                limiter.as_deref(),
+                &allow,
+                connector.map(|c| c.kind),
+            )
+            .await
         })
     }
 }
@@ -171,3 +249,10 @@ fn deliver_log(connector: &ConnectorConfig, request: &Request, at: Timestamp) ->
 }
 
 pub mod admin_client;
+mod guard;
+mod http;
+mod ratelimit;
+mod retry;
+
+pub use guard::{check_ip, reserved_reason};
+pub use retry::DEFAULT_SCHEDULE;

@@ -1,0 +1,615 @@
+//! Building each connector kind's request and sending it with retries.
+
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use serde_json::{json, Value};
+
+use super::ratelimit::RateLimiter;
+use super::{guard, retry, Attempt, Delivered, Outbound, Request};
+use crate::config::{Cidr, ConnectorConfig, ConnectorKind};
+use crate::event::Secret;
+
+/// Meta's Graph API, when a `meta` connector sets no `base_url`.
+pub const META_DEFAULT_BASE_URL: &str = "https://graph.facebook.com/v21.0";
+/// At most this much of a response body is read.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// At most this much of a response is kept in an attempt record.
+const EXCERPT_CHARS: usize = 512;
+
+/// A request ready to send (and to send again, identically, on retry).
+pub(super) struct Built {
+    method: reqwest::Method,
+    url: reqwest::Url,
+    /// Header name, value, and whether the value is a credential.
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    /// Standard Webhooks signing secret (`http` connectors with `secret`).
+    sign_with: Option<Secret>,
+    /// The `http` step returns the body; connectors return status and id.
+    raw_step: bool,
+}
+
+fn digits(phone: &str) -> String {
+    phone.chars().filter(char::is_ascii_digit).collect()
+}
+
+fn join_url(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+fn parse_url(text: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(text.trim())
+        .map_err(|e| format!("`{}` is not a valid URL: {e}", text.trim()))
+}
+
+fn not_for(kind: ConnectorKind, what: &str, hint: &str) -> String {
+    format!("connectors of kind {} cannot {what}; {hint}", kind.as_str())
+}
+
+/// Turn a step's request into HTTP for its connector's kind.
+pub(super) fn build(
+    connector: Option<&ConnectorConfig>,
+    request: &Request,
+) -> Result<Built, String> {
+    let json_body = |v: Value| Some(serde_json::to_vec(&v).expect("JSON serialises"));
+    let Some(c) = connector else {
+        let Outbound::Http {
+            method,
+            url,
+            headers,
+            json,
+        } = &request.outbound
+        else {
+            return Err("this step needs a connector (`via`)".into());
+        };
+        let method = reqwest::Method::from_bytes(method.as_bytes())
+            .map_err(|_| format!("bad method {method}"))?;
+        let mut headers = headers.clone();
+        if json.is_some()
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            headers.push(("content-type".into(), "application/json".into()));
+        }
+        return Ok(Built {
+            method,
+            url: parse_url(url)?,
+            headers,
+            body: json.clone().and_then(json_body),
+            sign_with: None,
+            raw_step: true,
+        });
+    };
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    let (url, body) = match c.kind {
+        ConnectorKind::Meta => {
+            let base = c.base_url.as_deref().unwrap_or(META_DEFAULT_BASE_URL);
+            let url = join_url(
+                base,
+                &format!(
+                    "{}/messages",
+                    c.phone_number_id.as_deref().unwrap_or_default()
+                ),
+            );
+            if let Some(token) = &c.token {
+                headers.push(("authorization".into(), format!("Bearer {}", token.expose())));
+            }
+            let body = match &request.outbound {
+                Outbound::Text { to, text } => json!({
+                    "messaging_product": "whatsapp", "recipient_type": "individual",
+                    "to": digits(to), "type": "text", "text": {"preview_url": false, "body": text}
+                }),
+                Outbound::Template {
+                    to,
+                    name,
+                    language,
+                    params,
+                } => {
+                    let mut template = json!({"name": name, "language": {"code": language}});
+                    if !params.is_empty() {
+                        let parameters: Vec<Value> = params
+                            .iter()
+                            .map(|p| json!({"type": "text", "text": p}))
+                            .collect();
+                        template["components"] =
+                            json!([{"type": "body", "parameters": parameters}]);
+                    }
+                    json!({"messaging_product": "whatsapp", "recipient_type": "individual",
+                           "to": digits(to), "type": "template", "template": template})
+                }
+                _ => {
+                    return Err(not_for(
+                        c.kind,
+                        "send alerts or forward events",
+                        "use a slack, http or log connector",
+                    ))
+                }
+            };
+            (url, body)
+        }
+        ConnectorKind::Waha => {
+            let url = join_url(c.base_url.as_deref().unwrap_or_default(), "api/sendText");
+            if let Some(key) = &c.api_key {
+                headers.push(("x-api-key".into(), key.expose().to_string()));
+            }
+            let body = match &request.outbound {
+                Outbound::Text { to, text } => json!({
+                    "session": c.session.as_deref().unwrap_or("default"),
+                    "chatId": format!("{}@c.us", digits(to)),
+                    "text": text,
+                }),
+                Outbound::Template { .. } => {
+                    return Err(not_for(
+                        c.kind,
+                        "send template messages",
+                        "WAHA sends text: use `text:`",
+                    ))
+                }
+                _ => {
+                    return Err(not_for(
+                        c.kind,
+                        "send alerts or forward events",
+                        "use a slack, http or log connector",
+                    ))
+                }
+            };
+            (url, body)
+        }
+        ConnectorKind::Slack => {
+            let text = match &request.outbound {
+                Outbound::Alert { text } => text.clone(),
+                Outbound::Text { to, text } => format!("to {to}: {text}"),
+                Outbound::Template { to, name, .. } => format!("to {to}: template {name}"),
+                Outbound::Forward { event } => format!(
+                    "{} from {} ({})",
+                    event["kind"].as_str().unwrap_or("event"),
+                    event["caller"].as_str().unwrap_or("unknown caller"),
+                    event["id"].as_str().unwrap_or("?")
+                ),
+                Outbound::Http { .. } => return Err("the http step takes no connector".into()),
+            };
+            (c.url.clone().unwrap_or_default(), json!({"text": text}))
+        }
+        ConnectorKind::Http => {
+            for (k, v) in &c.headers {
+                headers.push((k.to_ascii_lowercase(), v.expose().to_string()));
+            }
+            let body = match &request.outbound {
+                Outbound::Text { to, text } => json!({"to": to, "text": text}),
+                Outbound::Template {
+                    to,
+                    name,
+                    language,
+                    params,
+                } => {
+                    json!({"to": to, "template": {"name": name, "language": language, "params": params}})
+                }
+                Outbound::Alert { text } => json!({"text": text}),
+                Outbound::Forward { event } => event.clone(),
+                Outbound::Http { .. } => return Err("the http step takes no connector".into()),
+            };
+            (c.url.clone().unwrap_or_default(), body)
+        }
+        ConnectorKind::Log => unreachable!("log connectors never reach the network"),
+    };
+    Ok(Built {
+        method: reqwest::Method::POST,
+        url: parse_url(&url)?,
+        headers,
+        body: json_body(body),
+        sign_with: if c.kind == ConnectorKind::Http {
+            c.secret.clone()
+        } else {
+            None
+        },
+        raw_step: false,
+    })
+}
+
+/// How one attempt ended.
+pub(super) enum Try {
+    Done(Value),
+    /// Worth another attempt, after at least this long (a Retry-After).
+    Retry(String, Option<Duration>),
+    Fail(String),
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn send_with_retries(
+    client: &reqwest::Client,
+    built: &Built,
+    idempotency_key: &str,
+    timeout: Duration,
+    schedule: &[Duration],
+    limiter: Option<&RateLimiter>,
+    allow: &[Cidr],
+    kind: Option<ConnectorKind>,
+) -> Delivered {
+    if let Err(e) = guard::check_url(&built.url, allow) {
+        return Delivered {
+            result: Err(e),
+            attempts: Vec::new(),
+        };
+    }
+    retry_loop(schedule, limiter, fastrand::f64, || {
+        attempt_once(client, built, idempotency_key, timeout, kind)
+    })
+    .await
+}
+
+/// Attempt, and on a retryable outcome wait the next scheduled delay (with
+/// jitter, or the receiver's Retry-After) and attempt again, until the
+/// schedule runs out. The waits are timer sleeps: no thread is held.
+pub(super) async fn retry_loop<F, Fut>(
+    schedule: &[Duration],
+    limiter: Option<&RateLimiter>,
+    mut jitter: impl FnMut() -> f64,
+    mut attempt: F,
+) -> Delivered
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (Try, Attempt)>,
+{
+    let mut attempts = Vec::new();
+    let mut delays = schedule.iter();
+    loop {
+        if let Some(l) = limiter {
+            l.acquire().await;
+        }
+        let (outcome, record) = attempt().await;
+        attempts.push(record);
+        let (message, after) = match outcome {
+            Try::Done(output) => {
+                return Delivered {
+                    result: Ok(output),
+                    attempts,
+                }
+            }
+            Try::Fail(message) => {
+                return Delivered {
+                    result: Err(message),
+                    attempts,
+                }
+            }
+            Try::Retry(message, after) => (message, after),
+        };
+        let Some(delay) = delays.next() else {
+            let n = attempts.len();
+            return Delivered {
+                result: Err(format!(
+                    "{message} (gave up after {n} attempt{})",
+                    if n == 1 { "" } else { "s" }
+                )),
+                attempts,
+            };
+        };
+        let wait = after.unwrap_or_else(|| retry::jittered(*delay, jitter()));
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn attempt_once(
+    client: &reqwest::Client,
+    built: &Built,
+    idempotency_key: &str,
+    timeout: Duration,
+    kind: Option<ConnectorKind>,
+) -> (Try, Attempt) {
+    let at = Timestamp::now();
+    let started = Instant::now();
+    let mut req = client
+        .request(built.method.clone(), built.url.clone())
+        .timeout(timeout)
+        .header("idempotency-key", idempotency_key);
+    for (k, v) in &built.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    if let Some(secret) = &built.sign_with {
+        let ts = at.as_second();
+        let body = built.body.as_deref().unwrap_or_default();
+        if let Some(sig) = crate::event::sign_standard_webhooks(secret, idempotency_key, ts, body) {
+            req = req
+                .header("webhook-id", idempotency_key)
+                .header("webhook-timestamp", ts.to_string())
+                .header("webhook-signature", sig);
+        }
+    }
+    if let Some(body) = &built.body {
+        req = req.body(body.clone());
+    }
+    let attempt = |status: Option<u16>, error: Option<String>, response: Option<String>| Attempt {
+        at,
+        status,
+        error,
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        response,
+    };
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let message = describe(&e);
+            let refused = message.contains("refused to connect to");
+            let outcome = if refused {
+                Try::Fail(message.clone())
+            } else {
+                Try::Retry(message.clone(), None)
+            };
+            return (outcome, attempt(None, Some(message), None));
+        }
+    };
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| retry::retry_after(v, Timestamp::now()));
+    let body = match read_capped(resp).await {
+        Ok(b) => b,
+        Err(e) => {
+            let message = format!("reading the response failed: {e}");
+            return (
+                Try::Retry(message.clone(), None),
+                attempt(Some(status), Some(message), None),
+            );
+        }
+    };
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
+    let excerpt = (!excerpt.is_empty()).then_some(excerpt);
+    if (200..300).contains(&status) {
+        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        let output = if built.raw_step {
+            json!({"status": status, "body": parsed.unwrap_or(Value::String(text))})
+        } else {
+            let mut out = json!({"status": status});
+            if let Some(id) = parsed.as_ref().and_then(|p| message_id(p, kind)) {
+                out["id"] = Value::String(id);
+            }
+            out
+        };
+        return (Try::Done(output), attempt(Some(status), None, excerpt));
+    }
+    let (outcome, message) = if (300..400).contains(&status) {
+        let m = format!("HTTP {status}: redirects are not followed");
+        (Try::Fail(m.clone()), m)
+    } else if retry::retryable_status(status) {
+        let m = format!("HTTP {status}");
+        (
+            Try::Retry(
+                m.clone(),
+                if status == 429 || status == 503 {
+                    retry_after
+                } else {
+                    None
+                },
+            ),
+            m,
+        )
+    } else {
+        let m = format!("HTTP {status}: the receiver refused the request");
+        (Try::Fail(m.clone()), m)
+    };
+    (outcome, attempt(Some(status), Some(message), excerpt))
+}
+
+/// Error text without the URL (a webhook URL can itself be a secret).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let mut detail = String::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e.without_url()))? {
+        let room = MAX_RESPONSE_BYTES.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= MAX_RESPONSE_BYTES {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The message id a provider returns, where it returns one.
+fn message_id(body: &Value, kind: Option<ConnectorKind>) -> Option<String> {
+    let as_text = |v: &Value| match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Object(o) => o
+            .get("_serialized")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    };
+    match kind {
+        Some(ConnectorKind::Meta) => body.pointer("/messages/0/id").and_then(as_text),
+        _ => body
+            .get("id")
+            .and_then(as_text)
+            .or_else(|| body.pointer("/key/id").and_then(as_text))
+            .or_else(|| body.pointer("/messages/0/id").and_then(as_text)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tokio::time::Instant as TokioInstant;
+
+    fn record() -> Attempt {
+        Attempt {
+            at: Timestamp::UNIX_EPOCH,
+            status: None,
+            error: None,
+            latency_ms: 0.0,
+            response: None,
+        }
+    }
+
+    /// Run the loop against scripted outcomes; returns the result and when
+    /// (in paused time) each attempt started.
+    async fn scripted(
+        schedule: &[Duration],
+        script: Vec<Try>,
+        jitter: f64,
+    ) -> (Delivered, Vec<Duration>) {
+        let start = TokioInstant::now();
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(script.into_iter()));
+        let delivered = retry_loop(
+            schedule,
+            None,
+            || jitter,
+            || {
+                let times = times.clone();
+                let script = script.clone();
+                async move {
+                    times.lock().unwrap().push(start.elapsed());
+                    let next = script
+                        .lock()
+                        .unwrap()
+                        .next()
+                        .unwrap_or(Try::Fail("script ran out".into()));
+                    (next, record())
+                }
+            },
+        )
+        .await;
+        let t = times.lock().unwrap().clone();
+        (delivered, t)
+    }
+
+    fn secs(s: &[u64]) -> Vec<Duration> {
+        s.iter().map(|x| Duration::from_secs(*x)).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_follow_the_schedule_until_success() {
+        let script = vec![
+            Try::Retry("HTTP 500".into(), None),
+            Try::Retry("HTTP 503".into(), None),
+            Try::Done(json!({"status": 200})),
+        ];
+        let (d, times) = scripted(&secs(&[5, 30, 120]), script, 0.5).await;
+        assert_eq!(d.result.unwrap(), json!({"status": 200}));
+        assert_eq!(d.attempts.len(), 3);
+        assert_eq!(times, secs(&[0, 5, 35]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jitter_moves_each_wait_by_at_most_twenty_percent() {
+        let script = vec![Try::Retry("x".into(), None), Try::Done(json!({}))];
+        let (_, low) = scripted(&secs(&[10]), script, 0.0).await;
+        assert_eq!(low[1], Duration::from_secs(8));
+        let script = vec![Try::Retry("x".into(), None), Try::Done(json!({}))];
+        let (_, high) = scripted(&secs(&[10]), script, 0.999_999).await;
+        assert!(high[1] > Duration::from_millis(11_999) && high[1] <= Duration::from_secs(12));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_replaces_the_scheduled_delay() {
+        let script = vec![
+            Try::Retry("HTTP 429".into(), Some(Duration::from_secs(42))),
+            Try::Done(json!({})),
+        ];
+        let (d, times) = scripted(&secs(&[5]), script, 0.5).await;
+        assert!(d.result.is_ok());
+        assert_eq!(times, secs(&[0, 42]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_final_failure_stops_at_once_and_the_schedule_bounds_attempts() {
+        let (d, times) = scripted(&secs(&[5, 30]), vec![Try::Fail("HTTP 400".into())], 0.5).await;
+        assert_eq!(d.result.unwrap_err(), "HTTP 400");
+        assert_eq!(times, secs(&[0]));
+        let script = (0..10)
+            .map(|_| Try::Retry("HTTP 502".into(), None))
+            .collect();
+        let (d, times) = scripted(&secs(&[1, 2]), script, 0.5).await;
+        assert_eq!(d.attempts.len(), 3);
+        assert_eq!(times, secs(&[0, 1, 3]));
+        assert!(d.result.unwrap_err().contains("gave up after 3 attempts"));
+        let (d, _) = scripted(&[], vec![Try::Retry("HTTP 500".into(), None)], 0.5).await;
+        assert_eq!(d.attempts.len(), 1, "an empty schedule means one attempt");
+    }
+
+    #[test]
+    fn each_kind_builds_the_documented_request() {
+        use crate::config::ConnectorConfig;
+        let base = ConnectorConfig {
+            name: "c".into(),
+            kind: ConnectorKind::Meta,
+            phone_number_id: Some("106540352242922".into()),
+            token: Some(Secret::new("EAAG-token")),
+            base_url: None,
+            session: None,
+            api_key: None,
+            url: None,
+            headers: Default::default(),
+            secret: None,
+            timeout: None,
+            rate_limit: None,
+            retry: None,
+        };
+        let req = |o: Outbound| Request {
+            connector: Some("c".into()),
+            outbound: o,
+            idempotency_key: "run_1:3".into(),
+            retry: None,
+        };
+        let text = Outbound::Text {
+            to: "+5215512345678".into(),
+            text: "Hi".into(),
+        };
+        let b = build(Some(&base), &req(text.clone())).unwrap();
+        assert_eq!(
+            b.url.as_str(),
+            "https://graph.facebook.com/v21.0/106540352242922/messages"
+        );
+        let body: Value = serde_json::from_slice(b.body.as_ref().unwrap()).unwrap();
+        assert_eq!(body["to"], "5215512345678");
+        assert_eq!(body["type"], "text");
+        assert_eq!(body["text"]["body"], "Hi");
+        assert!(b
+            .headers
+            .contains(&("authorization".into(), "Bearer EAAG-token".into())));
+
+        let waha = ConnectorConfig {
+            kind: ConnectorKind::Waha,
+            base_url: Some("http://waha.local:3000/".into()),
+            session: Some("sales".into()),
+            api_key: Some(Secret::new("k")),
+            ..base.clone()
+        };
+        let b = build(Some(&waha), &req(text)).unwrap();
+        assert_eq!(b.url.as_str(), "http://waha.local:3000/api/sendText");
+        let body: Value = serde_json::from_slice(b.body.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"session": "sales", "chatId": "5215512345678@c.us", "text": "Hi"})
+        );
+        assert!(build(Some(&waha), &req(Outbound::Alert { text: "x".into() })).is_err());
+    }
+}
