@@ -29,6 +29,21 @@ const CALL_KINDS: [&str; 6] = [
     "call.permission_updated",
 ];
 
+/// The path of `value` inside the list at `path` (its position as written),
+/// falling back to `fallback` (its position in a sorted set).
+fn item_path(list: &Value, path: &str, value: &str, fallback: usize) -> String {
+    match list {
+        Value::Array(items) => {
+            let i = items
+                .iter()
+                .position(|x| x.as_str() == Some(value))
+                .unwrap_or(fallback);
+            join_index(path, i)
+        }
+        _ => path.to_string(),
+    }
+}
+
 /// Compile one workflow file. `file` is used in messages; `stem` is the
 /// default name.
 pub fn compile(
@@ -44,6 +59,7 @@ pub fn compile(
         errs: Vec::new(),
         templates: TemplateBuilder::new(),
         ids: Vec::new(),
+        declared: Vec::new(),
     };
     let workflow = c.workflow(stem, text);
     if c.errs.is_empty() {
@@ -61,8 +77,10 @@ struct Compiler<'a> {
     known: &'a Known,
     errs: Vec<Diagnostic>,
     templates: TemplateBuilder,
-    /// Step ids in the order they are defined (and so run).
+    /// Step ids whose output later steps may use (in scope here).
     ids: Vec<String>,
+    /// Every step id declared so far, anywhere: ids must be unique.
+    declared: Vec<String>,
 }
 
 impl<'a> Compiler<'a> {
@@ -132,7 +150,10 @@ impl<'a> Compiler<'a> {
     fn trigger(&mut self, v: &Value) -> Option<Trigger> {
         let doc = self.doc;
         let mut errs = Vec::new();
-        let mut f = Fields::new(doc, "on", v, "`on`", &mut errs)?;
+        let Some(mut f) = Fields::new(doc, "on", v, "`on`", &mut errs) else {
+            self.errs.extend(errs);
+            return None;
+        };
         let events = f.get("events");
         let sources = f.get("sources");
         let business = f.get("business");
@@ -157,6 +178,7 @@ impl<'a> Compiler<'a> {
                 }
             }),
         };
+        let sources_value = sources.unwrap_or(&Value::Null);
         let sources = sources.and_then(|v| self.string_set(v, "on.sources"));
         if let Some(set) = &sources {
             for (i, s) in set.iter().enumerate() {
@@ -167,7 +189,7 @@ impl<'a> Compiler<'a> {
                         None => format!("sources in the config: {}", names.join(", ")),
                     };
                     self.err_hint(
-                        &join_index("on.sources", i),
+                        &item_path(sources_value, "on.sources", s, i),
                         format!("unknown source `{s}`"),
                         hint,
                     );
@@ -202,14 +224,18 @@ impl<'a> Compiler<'a> {
                     None => format!("call kinds: {}", CALL_KINDS.join(", ")),
                 };
                 self.err_hint(
-                    &join_index(path, i),
+                    &item_path(v, path, kind, i),
                     format!("unknown call event kind `{kind}`"),
                     hint,
                 );
             }
         }
         if set.is_empty() {
-            self.err(path, "the list is empty: the workflow would never run");
+            if path == "on.events" {
+                self.err(path, "the list is empty: the workflow would never run");
+            } else {
+                self.err(path, "the list is empty");
+            }
         }
         Some(set)
     }
@@ -234,6 +260,14 @@ impl<'a> Compiler<'a> {
                     }
                 }
                 Some(set)
+            }
+            Value::Number(n) => {
+                self.err_hint(
+                    path,
+                    format!("expected a string, got the number {n}"),
+                    format!("quote it: \"+{n}\" (YAML reads an unquoted +number as a number and drops the +)"),
+                );
+                None
             }
             other => {
                 self.err(
@@ -475,12 +509,13 @@ impl<'a> Compiler<'a> {
                 return None;
             }
             [one] => one.as_str(),
-            [first, second, ..] => {
+            [_, _, ..] => {
                 let known: Vec<&&String> = actions
                     .iter()
                     .filter(|k| STEP_KINDS.contains(&k.as_str()))
                     .collect();
                 if known.len() > 1 {
+                    let (first, second) = (known[0], known[1]);
                     self.err_hint(
                         &format!("{path}.{second}"),
                         format!("a step does one thing: found both `{first}` and `{second}`"),
@@ -517,11 +552,13 @@ impl<'a> Compiler<'a> {
                         format!("step id `{s}` is not a plain name"),
                         "use letters, digits, `_` and `-`",
                     );
-                } else if self.ids.contains(s) {
+                } else if self.declared.contains(s) {
                     self.err(
                         &format!("{path}.id"),
                         format!("step id `{s}` is used twice"),
                     );
+                } else {
+                    self.declared.push(s.clone());
                 }
                 Some(s.clone())
             }
@@ -597,6 +634,15 @@ impl<'a> Compiler<'a> {
     }
 
     fn unknown_step_key(&mut self, path: &str, key: &str) {
+        const SETTINGS: [&str; 6] = ["id", "when", "retry", "on_error", "then", "else"];
+        if let Some(best) = closest(key, &SETTINGS) {
+            let d = self
+                .doc
+                .key_error(path, format!("unknown key `{key}`"))
+                .with_hint(format!("did you mean `{best}`?"));
+            self.errs.push(d);
+            return;
+        }
         let hint = match closest(key, &STEP_KINDS) {
             Some(best) => format!("did you mean `{best}`?"),
             None => format!("steps are: {}", STEP_KINDS.join(", ")),
@@ -618,7 +664,10 @@ impl<'a> Compiler<'a> {
     ) -> Option<T> {
         let doc = self.doc;
         let mut errs = Vec::new();
-        let mut f = Fields::new(doc, path, v, &format!("`{kind}`"), &mut errs)?;
+        let Some(mut f) = Fields::new(doc, path, v, &format!("`{kind}`"), &mut errs) else {
+            self.errs.extend(errs);
+            return None;
+        };
         let out = read(self, &mut f, &mut errs);
         f.finish(&mut errs);
         self.errs.extend(errs);
@@ -714,7 +763,7 @@ impl<'a> Compiler<'a> {
                 let phone = c.req_template(f, "phone", "tag");
                 let add = f.get("add").map(|v| c.template_list(v, &format!("{path}.add"))).unwrap_or_default();
                 let remove = f.get("remove").map(|v| c.template_list(v, &format!("{path}.remove"))).unwrap_or_default();
-                if add.is_empty() && remove.is_empty() && !f.has("add") && !f.has("remove") {
+                if add.is_empty() && remove.is_empty() && f.get("add").is_none() && f.get("remove").is_none() {
                     c.err_hint(path, "`tag` needs `add` or `remove`", "e.g. tag: { phone: \"{{event.caller}}\", add: [lead] }");
                 }
                 Some(Action::Tag { phone: phone?, add, remove })
@@ -745,7 +794,7 @@ impl<'a> Compiler<'a> {
                         None
                     }
                     (None, None) => {
-                        if !f.has("text") {
+                        if f.get("text").is_none() {
                             c.err_hint(path, "`send_message` needs `text` (or a `template`)", "e.g. text: \"Sorry we missed your call\"");
                         }
                         None
@@ -839,6 +888,7 @@ impl<'a> Compiler<'a> {
             }
             "if" => {
                 let condition = self.template(v, path);
+                let before = self.ids.clone();
                 let then = match step_map.get("then") {
                     Some(t) => self.steps(t, &format!("{step_yaml_path}.then"), &format!("{step_path}.then")),
                     None => {
@@ -846,10 +896,19 @@ impl<'a> Compiler<'a> {
                         Vec::new()
                     }
                 };
+                // `else` cannot see what `then` produced: only one of them runs.
+                let after_then = std::mem::replace(&mut self.ids, before);
                 let otherwise = match step_map.get("else") {
                     Some(e) => self.steps(e, &format!("{step_yaml_path}.else"), &format!("{step_path}.else")),
                     None => Vec::new(),
                 };
+                // After the `if`, ids from either branch may be used (null
+                // when that branch did not run).
+                for id in after_then {
+                    if !self.ids.contains(&id) {
+                        self.ids.push(id);
+                    }
+                }
                 Some(Action::If {
                     condition: condition?,
                     then,

@@ -12,10 +12,7 @@
 
 use std::sync::Arc;
 
-use handlebars::{
-    handlebars_helper, Context, Handlebars, Helper, HelperResult, Output, RenderContext,
-    RenderErrorReason,
-};
+use handlebars::{handlebars_helper, Context, Handlebars};
 use serde_json::Value;
 
 /// A compiled template, or a literal string.
@@ -200,61 +197,29 @@ handlebars_helper!(upper: |v: Json| text_of(v).to_uppercase());
 handlebars_helper!(digits: |v: Json| text_of(v).chars().filter(char::is_ascii_digit).collect::<String>());
 handlebars_helper!(json: |v: Json| v.to_string());
 
-/// `{{contains list item}}`: a list holds the item, a string holds the
-/// substring, or a mapping has the key.
-fn contains_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let haystack = h
-        .param(0)
-        .ok_or(RenderErrorReason::ParamNotFoundForIndex("contains", 0))?
-        .value();
-    let needle = h
-        .param(1)
-        .ok_or(RenderErrorReason::ParamNotFoundForIndex("contains", 1))?
-        .value();
-    let found = match haystack {
-        Value::Array(items) => items
-            .iter()
-            .any(|i| i == needle || text_of(i) == text_of(needle)),
+handlebars_helper!(contains: |haystack: Json, needle: Json| {
+    // A list holds the item, a string holds the substring, or a mapping has
+    // the key. Returns a boolean, so it works inside `(...)` subexpressions.
+    match haystack {
+        Value::Array(items) => items.iter().any(|i| i == needle || text_of(i) == text_of(needle)),
         Value::String(s) => s.contains(&text_of(needle)),
         Value::Object(map) => map.contains_key(&text_of(needle)),
         _ => false,
-    };
-    out.write(if found { "true" } else { "false" })?;
-    Ok(())
-}
+    }
+});
 
-/// `{{default value fallback}}`: the value unless it is null, empty or false.
-fn default_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let value = h.param(0).map(|p| p.value().clone()).unwrap_or(Value::Null);
-    let fallback = h.param(1).map(|p| p.value().clone()).unwrap_or(Value::Null);
-    let chosen = if is_truthy_value(&value) {
-        value
-    } else {
-        fallback
-    };
-    out.write(&text_of(&chosen))?;
-    Ok(())
-}
+handlebars_helper!(default: |value: Json, fallback: Json| {
+    // The value unless it is null, empty or false.
+    if is_truthy_value(value) { value.clone() } else { fallback.clone() }
+});
 
 fn register_helpers(r: &mut Handlebars<'static>) {
     r.register_helper("lower", Box::new(lower));
     r.register_helper("upper", Box::new(upper));
     r.register_helper("digits", Box::new(digits));
     r.register_helper("json", Box::new(json));
-    r.register_helper("contains", Box::new(contains_helper));
-    r.register_helper("default", Box::new(default_helper));
+    r.register_helper("contains", Box::new(contains));
+    r.register_helper("default", Box::new(default));
 }
 
 /// Names after `steps.` in a template, for reference checks.
