@@ -19,6 +19,10 @@ use crate::reload::{self, Reloader};
 use crate::server::{self, ServerState};
 use crate::store::{Store, StoreError, DEFAULT_CACHE_BYTES};
 
+/// How long runs in flight get to finish on shutdown; the rest resume from
+/// their journals on the next start.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// How often expired dedupe entries, old executions and ended windows are
 /// cleaned up.
 const PURGE_EVERY: Duration = Duration::from_secs(60);
@@ -88,7 +92,9 @@ pub async fn run_with_store(
         connectors.clone(),
         clock.clone(),
         wake,
-    );
+    )
+    .with_config(config.clone());
+    engine.recover().await;
     let overrides = config.read().expect("config lock").overrides.clone();
     let reloader = Reloader {
         overrides,
@@ -98,7 +104,8 @@ pub async fn run_with_store(
     };
 
     let mut background = Vec::new();
-    background.push(tokio::spawn(engine.dispatch_forever()));
+    background.push(tokio::spawn(engine.clone().dispatch_forever()));
+    background.push(tokio::spawn(engine.clone().timers_forever()));
     background.push(tokio::spawn(reloader.watch()));
     background.push({
         let store = store.clone();
@@ -112,7 +119,7 @@ pub async fn run_with_store(
                 let done = tokio::task::spawn_blocking(move || {
                     let events = store.purge_expired(now, dedupe_window)?;
                     let runs = store.prune_executions(now, keep_for, keep_max)?;
-                    let windows = store.prune_windows(now)?;
+                    let windows = store.prune_windows(now)? + store.prune_calls(now)?;
                     Ok::<_, StoreError>((events, runs, windows))
                 })
                 .await;
@@ -132,6 +139,8 @@ pub async fn run_with_store(
     let result = axum::serve(listener, server::router(state))
         .with_graceful_shutdown(shutdown)
         .await;
+    tracing::info!("stopped accepting; letting runs in flight finish");
+    engine.shutdown(SHUTDOWN_GRACE).await;
     for task in &background {
         task.abort();
     }

@@ -1,38 +1,49 @@
-//! The engine: takes accepted events from the inbox, runs every workflow
-//! that listens for them, and records each run.
+//! The engine: takes accepted events from the inbox, tracks calls, runs
+//! every workflow that listens, resumes waiting runs, and fires timers.
 //!
 //! - The dispatcher reads the `pending` queue in arrival order (woken by
 //!   ingestion, and once a second regardless), hands each event to a task,
-//!   and removes it from the queue once all its runs are recorded. A crash
-//!   before that re-runs the event on start; debounce and count are keyed
-//!   by event id, so a re-run neither debounces itself nor counts twice.
-//! - Runs of different events proceed concurrently (bounded by
-//!   [`MAX_CONCURRENT_EVENTS`]); contact changes are atomic in the store.
-//! - Outbound steps go through [`Delivery`], a trait, so tests fake it.
+//!   and removes it from the queue once its runs are recorded. A crash
+//!   before that offers the event again on start; its runs are found by
+//!   their derived ids and resumed from their journals, not started twice.
+//! - At start-up, runs that were `running` when the process stopped are
+//!   resumed (see `run.rs` for the replay).
+//! - The timer service fires durable timers at their due second: it
+//!   resumes runs paused in `wait`, and ends calls still ringing after their
+//!   source's `ring_timeout` with a synthetic `call.missed` event.
+//! - Runs of different events proceed concurrently; contact changes are
+//!   atomic in the store. Outbound steps go through [`Delivery`], a trait.
+//! - [`Engine::shutdown`] stops taking work and lets runs in flight finish
+//!   (or checkpoint, by their journals) within a bounded time.
 
 mod run;
-mod waiters;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use jiff::Timestamp;
+use serde_json::json;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::clock::SharedClock;
+use crate::config::Config;
 use crate::delivery::Delivery;
-use crate::event::Event;
-use crate::store::{Execution, Store, StoredEvent};
-use crate::workflow::{SharedCatalog, Workflow};
+use crate::event::{self, kind, Event};
+use crate::store::{
+    CallChange, CallState, Execution, RunStatus, StepRecord, StepStatus, Store, StoredEvent, Timer,
+};
+use crate::workflow::{compile, Known, SharedCatalog, Workflow};
 
 pub use run::RunOptions;
-use waiters::Waiters;
 
-/// How many events are processed at once.
-pub const MAX_CONCURRENT_EVENTS: usize = 512;
+/// How many events (and resumed runs) are processed at once. Waits do not
+/// count: a waiting run holds nothing.
+pub const MAX_CONCURRENT: usize = 4096;
 /// How many pending events the dispatcher reads per pass.
 const DISPATCH_BATCH: usize = 1024;
-/// Look at the queue at least this often, even without a wake-up.
+/// Look at the queue and the timers at least this often.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
@@ -45,10 +56,16 @@ struct Inner {
     catalog: SharedCatalog,
     delivery: Arc<dyn Delivery>,
     clock: SharedClock,
+    /// Ingestion wakes the dispatcher through this.
     wake: Arc<Notify>,
-    waiters: Waiters,
+    /// A new timer may be due sooner than the service sleeps.
+    timers_changed: Notify,
+    config: Option<Arc<RwLock<Arc<Config>>>>,
     in_flight: Mutex<HashSet<u64>>,
+    /// Runs being driven by this process, so none is driven twice at once.
+    driving: Mutex<HashSet<String>>,
     permits: Arc<Semaphore>,
+    stopping: AtomicBool,
 }
 
 impl Engine {
@@ -66,16 +83,65 @@ impl Engine {
                 delivery,
                 clock,
                 wake,
-                waiters: Waiters::default(),
+                timers_changed: Notify::new(),
+                config: None,
                 in_flight: Mutex::new(HashSet::new()),
-                permits: Arc::new(Semaphore::new(MAX_CONCURRENT_EVENTS)),
+                driving: Mutex::new(HashSet::new()),
+                permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+                stopping: AtomicBool::new(false),
             }),
         }
     }
 
-    /// Run the dispatcher until the task is aborted.
+    /// Give the engine the live configuration (sources' `ring_timeout` and
+    /// providers, connector names for resumed runs).
+    pub fn with_config(self, config: Arc<RwLock<Arc<Config>>>) -> Engine {
+        let mut inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("with_config before the engine is shared"));
+        inner.config = Some(config);
+        Engine {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn stopping(&self) -> bool {
+        self.inner.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Resume the runs that were running when the process stopped.
+    pub async fn recover(&self) {
+        let runs = match self.inner.store.running_executions() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read interrupted runs");
+                return;
+            }
+        };
+        if !runs.is_empty() {
+            tracing::info!(
+                runs = runs.len(),
+                "resuming runs interrupted by the last stop"
+            );
+        }
+        for execution in runs {
+            let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+                return;
+            };
+            let engine = self.clone();
+            tokio::spawn(async move {
+                engine.resume(execution).await;
+                drop(permit);
+            });
+        }
+    }
+
+    /// Run the dispatcher until the engine stops.
     pub async fn dispatch_forever(self) {
-        loop {
+        while !self.stopping() {
             let dispatched = self.dispatch_once().await;
             if dispatched == 0 {
                 let _ = tokio::time::timeout(IDLE_POLL, self.inner.wake.notified()).await;
@@ -83,8 +149,7 @@ impl Engine {
         }
     }
 
-    /// Hand every pending event not already in flight to a task. Returns
-    /// how many were handed out.
+    /// Hand every pending event not already in flight to a task.
     async fn dispatch_once(&self) -> usize {
         let store = self.inner.store.clone();
         let pending =
@@ -98,15 +163,20 @@ impl Engine {
             };
         let mut handed = 0;
         for stored in pending {
-            {
-                let mut in_flight = self.inner.in_flight.lock().expect("in-flight lock");
-                if !in_flight.insert(stored.seq) {
-                    continue;
-                }
+            if self.stopping() {
+                break;
             }
-            let permit = match self.inner.permits.clone().acquire_owned().await {
-                Ok(p) => p,
-                Err(_) => return handed,
+            if !self
+                .inner
+                .in_flight
+                .lock()
+                .expect("in-flight lock")
+                .insert(stored.seq)
+            {
+                continue;
+            }
+            let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+                return handed;
             };
             handed += 1;
             let engine = self.clone();
@@ -128,10 +198,12 @@ impl Engine {
         handed
     }
 
-    /// Run every matching workflow for one stored event.
+    /// Everything one event causes: waiting runs it wakes, its call's state,
+    /// and a run of every matching workflow.
     pub async fn process(&self, stored: StoredEvent) {
         let event = stored.event;
-        self.inner.waiters.wake(&event);
+        self.wake_waiting_runs(&event).await;
+        self.track_call(&event);
         let catalog = self.inner.catalog.read().expect("catalog lock").clone();
         let matching: Vec<Arc<Workflow>> = catalog
             .workflows
@@ -142,52 +214,391 @@ impl Engine {
             })
             .cloned()
             .collect();
-        let runs = matching.into_iter().map(|wf| {
+        let mut handles = Vec::new();
+        for wf in matching {
             let engine = self.clone();
             let event = event.clone();
-            async move { engine.run_workflow(wf, &event, RunOptions::default()).await }
-        });
-        for execution in futures_join(runs).await.into_iter().flatten() {
-            tracing::info!(
-                run_id = %execution.id,
-                workflow = %execution.workflow,
-                event_id = %execution.event.id,
-                status = execution.status.as_str(),
-                "run finished"
-            );
+            handles.push(tokio::spawn(async move {
+                engine.run_workflow(wf, &event, RunOptions::default()).await
+            }));
+        }
+        for h in handles {
+            match h.await {
+                Ok(Some(execution)) => log_run(&execution),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "a workflow run panicked"),
+            }
         }
     }
 
     /// Run one workflow for one event, if its `when` holds. The execution is
-    /// recorded in the store (unless `options.record` is false).
+    /// recorded in the store unless `options.record` is false.
     pub async fn run_workflow(
         &self,
         workflow: Arc<Workflow>,
         event: &Event,
         options: RunOptions,
     ) -> Option<Execution> {
-        run::run(&self.inner, workflow, event, options).await
+        let id = crate::store::run_id(&event.id, &workflow.name);
+        if options.record
+            && !self
+                .inner
+                .driving
+                .lock()
+                .expect("driving lock")
+                .insert(id.clone())
+        {
+            return None; // already being driven here
+        }
+        let result = run::run(&self.inner, workflow, event, options).await;
+        if options.record {
+            self.inner.driving.lock().expect("driving lock").remove(&id);
+        }
+        result
     }
 
-    pub fn store(&self) -> &Store {
-        &self.inner.store
+    /// Continue a run from its journal, on the workflow version it started
+    /// with.
+    async fn resume(&self, execution: Execution) -> Option<Execution> {
+        if !self
+            .inner
+            .driving
+            .lock()
+            .expect("driving lock")
+            .insert(execution.id.clone())
+        {
+            return None;
+        }
+        let id = execution.id.clone();
+        let result = match self.workflow_for(&execution) {
+            Ok(wf) => Some(run::drive(&self.inner, wf, execution, RunOptions::default()).await),
+            Err(message) => {
+                let mut e = execution;
+                e.status = RunStatus::Failed;
+                e.error = Some(message);
+                e.finished_at = Some(self.inner.clock.now());
+                e.waiting = None;
+                if let Err(err) = self.inner.store.save_execution(&e) {
+                    tracing::error!(error = %err, "cannot save the execution record");
+                }
+                Some(e)
+            }
+        };
+        self.inner.driving.lock().expect("driving lock").remove(&id);
+        if let Some(e) = &result {
+            log_run(e);
+        }
+        result
+    }
+
+    /// The workflow version a run started with: the loaded one if it is
+    /// still that version, else the stored text compiled again (a run
+    /// finishes on its own version even when the file changed or was
+    /// deleted).
+    fn workflow_for(&self, e: &Execution) -> Result<Arc<Workflow>, String> {
+        let catalog = self.inner.catalog.read().expect("catalog lock").clone();
+        if let Some(wf) = catalog
+            .get(&e.workflow)
+            .filter(|w| w.version == e.workflow_version)
+        {
+            return Ok(wf.clone());
+        }
+        let stored = self
+            .inner
+            .store
+            .workflow_version(&e.workflow, &e.workflow_version)
+            .map_err(|err| err.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "workflow {} version {} is not stored",
+                    e.workflow, e.workflow_version
+                )
+            })?;
+        let known = match &self.inner.config {
+            Some(c) => crate::reload::known_names(&c.read().expect("config lock")),
+            None => Known::default(),
+        };
+        let stem = e.workflow.clone();
+        compile(&stored.file, &stem, &stored.text, &known)
+            .map(Arc::new)
+            .map_err(|errs| {
+                let lines: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+                format!(
+                    "the workflow version this run started with no longer compiles:\n{}",
+                    lines.join("\n")
+                )
+            })
+    }
+
+    /// Resume runs waiting for this caller's event of this kind.
+    async fn wake_waiting_runs(&self, event: &Event) {
+        let Some(caller) = event.caller.as_deref() else {
+            return;
+        };
+        let ids = match self.inner.store.waits_for(caller, &event.kind) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read waiting runs");
+                return;
+            }
+        };
+        for id in ids {
+            let _ = self.inner.store.remove_wait(caller, &id);
+            if let Some(execution) = self.claim_waiting(&id, Some(event.kind.clone())) {
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    engine.resume(execution).await;
+                });
+            }
+        }
+    }
+
+    /// Take a waiting run out of its wait, exactly once: records the wait
+    /// step's result and marks the run running again.
+    fn claim_waiting(&self, run_id: &str, woken_by: Option<String>) -> Option<Execution> {
+        let now = self.inner.clock.now();
+        let ended: Mutex<Option<crate::store::Waiting>> = Mutex::new(None);
+        let claimed = self.inner.store.update_execution(run_id, |e| {
+            let Some(w) = e.waiting.take() else {
+                return false;
+            };
+            e.steps.push(StepRecord {
+                path: w.path.clone(),
+                id: None,
+                kind: "wait".into(),
+                status: StepStatus::Succeeded,
+                input: w.input.clone(),
+                output: json!({"woken_by": woken_by}),
+                error: None,
+                attempts: Vec::new(),
+                started_at: w.started_at,
+                duration_ms: (now.as_millisecond() - w.started_at.as_millisecond()).max(0) as f64,
+            });
+            e.status = RunStatus::Running;
+            *ended.lock().expect("lock") = Some(w);
+            true
+        });
+        match claimed {
+            Ok(Some(e)) => {
+                // The other way out of this wait no longer applies: a stale
+                // timer must not end a later wait of the same run.
+                if let Some(w) = ended.into_inner().expect("lock") {
+                    let timer = Timer::Resume {
+                        run_id: run_id.to_string(),
+                    };
+                    let _ = self.inner.store.cancel_timer(w.until, &timer);
+                    if let Some(caller) = &w.caller {
+                        let _ = self.inner.store.remove_wait(caller, run_id);
+                    }
+                }
+                Some(e)
+            }
+            Ok(None) => None,
+            Err(err) => {
+                tracing::error!(error = %err, run_id, "cannot resume a waiting run");
+                None
+            }
+        }
+    }
+
+    /// Follow the event's call; schedule the ring timeout of a new call.
+    fn track_call(&self, event: &Event) {
+        let now = self.inner.clock.now();
+        let change = match self.inner.store.track_call(event, now) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot update call state");
+                return;
+            }
+        };
+        let CallChange::Ringing(state) = change else {
+            return;
+        };
+        let Some(timeout) = self.ring_timeout(&event.source) else {
+            return;
+        };
+        let due = state
+            .started_at
+            .checked_add(
+                jiff::SignedDuration::try_from(timeout).unwrap_or(jiff::SignedDuration::ZERO),
+            )
+            .unwrap_or(now);
+        let timer = Timer::RingTimeout {
+            call_key: state.key,
+        };
+        match self.inner.store.add_timer(due, &timer) {
+            Ok(()) => self.inner.timers_changed.notify_one(),
+            Err(e) => tracing::error!(error = %e, "cannot schedule the ring timeout"),
+        }
+    }
+
+    fn ring_timeout(&self, source: &str) -> Option<Duration> {
+        let config = self
+            .inner
+            .config
+            .as_ref()?
+            .read()
+            .expect("config lock")
+            .clone();
+        config.source(source)?.ring_timeout
+    }
+
+    /// Fire due timers until the engine stops.
+    pub async fn timers_forever(self) {
+        while !self.stopping() {
+            let now = self.inner.clock.now();
+            let due = match self.inner.store.due_timers(now, 256) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read timers");
+                    Vec::new()
+                }
+            };
+            for t in &due {
+                if self.stopping() {
+                    return;
+                }
+                match self.inner.store.take_timer(t) {
+                    Ok(true) => self.fire(t.timer.clone(), t.due).await,
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot claim a timer"),
+                }
+            }
+            if due.len() == 256 {
+                continue;
+            }
+            let sleep = match self.inner.store.next_timer_due() {
+                Ok(Some(next)) => {
+                    let ms = next.as_millisecond() - self.inner.clock.now().as_millisecond();
+                    Duration::from_millis(ms.clamp(0, IDLE_POLL.as_millis() as i64) as u64)
+                }
+                _ => IDLE_POLL,
+            };
+            if sleep.is_zero() {
+                continue;
+            }
+            let _ = tokio::time::timeout(sleep, self.inner.timers_changed.notified()).await;
+        }
+    }
+
+    async fn fire(&self, timer: Timer, due: Timestamp) {
+        match timer {
+            Timer::Resume { run_id } => {
+                let Some(execution) = self.claim_waiting(&run_id, None) else {
+                    return; // woken early by an event
+                };
+                if let Some(caller) = execution.event.caller.as_deref() {
+                    let _ = self.inner.store.remove_wait(caller, &run_id);
+                }
+                let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    engine.resume(execution).await;
+                    drop(permit);
+                });
+            }
+            Timer::RingTimeout { call_key } => {
+                let now = self.inner.clock.now();
+                match self.inner.store.end_if_ringing(&call_key, now) {
+                    Ok(Some(call)) => self.synthesise_missed(call, due).await,
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "cannot end a ringing call"),
+                }
+            }
+        }
+    }
+
+    /// A call rang out with no accept or reject: emit `call.missed` as if
+    /// the provider had sent it (marked synthetic), through the inbox so it
+    /// is durable and deduplicated like any event.
+    async fn synthesise_missed(&self, call: CallState, due: Timestamp) {
+        let (provider, ring_timeout) = match &self.inner.config {
+            Some(c) => {
+                let c = c.read().expect("config lock").clone();
+                match c.source(&call.source) {
+                    Some(s) => (s.provider, s.ring_timeout),
+                    None => (event::Provider::Auto, None),
+                }
+            }
+            None => (event::Provider::Auto, None),
+        };
+        let caller_is_phone = call.caller.as_deref().is_some_and(|c| c.starts_with('+'));
+        let missed = Event {
+            id: event::event_id(&call.source, &format!("synthetic-missed\0{}", call.key)),
+            kind: kind::CALL_MISSED.to_string(),
+            direction: call.direction,
+            caller: call.caller.clone(),
+            caller_is_phone,
+            business: call.business.clone(),
+            country: call
+                .caller
+                .as_deref()
+                .filter(|_| caller_is_phone)
+                .and_then(event::country_of),
+            name: None,
+            video: call.video,
+            at: due,
+            call_id: call.call_id.clone(),
+            duration: None,
+            outcome: None,
+            source: call.source.clone(),
+            provider,
+            synthetic: true,
+            data: None,
+            raw: json!({
+                "synthetic": true,
+                "reason": "no accept or reject within the source's ring_timeout",
+                "ring_timeout": ring_timeout.map(crate::duration::format_duration),
+                "first_event_id": call.first_event_id,
+            }),
+        };
+        let store = &self.inner.store;
+        let window = self
+            .inner
+            .config
+            .as_ref()
+            .map(|c| c.read().expect("config lock").dedupe_window)
+            .unwrap_or(crate::config::DEFAULT_DEDUPE_WINDOW);
+        match store.insert_events(
+            std::slice::from_ref(&missed),
+            self.inner.clock.now(),
+            window,
+        ) {
+            Ok(_) => {
+                if let Err(e) = store.commit().await {
+                    tracing::error!(error = %e, "cannot flush the synthetic missed call");
+                }
+                tracing::info!(event_id = %missed.id, source = %missed.source, caller = missed.caller.as_deref().unwrap_or("-"), "call rang out: synthetic call.missed");
+                self.inner.wake.notify_one();
+            }
+            Err(e) => tracing::error!(error = %e, "cannot store the synthetic missed call"),
+        }
+    }
+
+    /// Stop taking work and wait (at most `grace`) for runs in flight.
+    /// Whatever is still running then resumes from its journal on the next
+    /// start.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.stopping.store(true, Ordering::Relaxed);
+        self.inner.wake.notify_waiters();
+        self.inner.timers_changed.notify_waiters();
+        let all = u32::try_from(MAX_CONCURRENT).unwrap_or(u32::MAX);
+        match tokio::time::timeout(grace, self.inner.permits.acquire_many(all)).await {
+            Ok(Ok(permits)) => drop(permits),
+            _ => tracing::warn!("runs still in flight after {grace:?}; they resume from their journals on the next start"),
+        }
     }
 }
 
-/// Await a set of futures concurrently (they are few: the workflows
-/// matching one event).
-async fn futures_join<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        match h.await {
-            Ok(v) => out.push(v),
-            Err(e) => tracing::error!(error = %e, "a workflow run panicked"),
-        }
-    }
-    out
+fn log_run(execution: &Execution) {
+    tracing::info!(
+        run_id = %execution.id,
+        workflow = %execution.workflow,
+        event_id = %execution.event.id,
+        status = execution.status.as_str(),
+        "run {}",
+        if execution.status.is_finished() { "finished" } else { "paused" }
+    );
 }

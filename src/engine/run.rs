@@ -1,5 +1,19 @@
 //! The interpreter: one workflow, one event, step by step.
+//!
+//! The execution record is the run journal: it is saved after every step,
+//! and flushed to disk after every outbound step and before a run pauses.
+//! Driving a run whose record already has steps *replays* them: a recorded
+//! step is not executed again; its recorded output is put back (`steps.<id>`,
+//! `vars`, the branch an `if` took, the contact) and the run continues with
+//! the first step that has no record. An outbound request that was in
+//! flight at a crash has no record, so it is sent again, with the same
+//! `Idempotency-Key` (the run id is derived from the event and workflow).
+//!
+//! `wait` is durable: the run records where it waits and until when, sets a
+//! timer in the store and ends its task (status `waiting`). The timer, or an
+//! event of an `until` kind from the same caller, resumes it.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +25,9 @@ use serde_json::{json, Map, Value};
 use super::Inner;
 use crate::delivery::{Outbound, Request};
 use crate::event::{normalise_phone, Event};
-use crate::store::{Attempt, Contact, Execution, RunStatus, StepRecord, StepStatus};
+use crate::store::{
+    run_id, Attempt, Contact, Execution, RunStatus, StepRecord, StepStatus, Timer, Waiting,
+};
 use crate::workflow::{Action, MessageBody, OnError, RenderData, Step, Template, Workflow};
 
 /// How a run is recorded.
@@ -43,6 +59,10 @@ struct RunState<'a> {
     steps: Map<String, Value>,
     vars: Map<String, Value>,
     records: Vec<StepRecord>,
+    /// Steps recorded before this process drove the run, by path.
+    replay: HashMap<String, StepRecord>,
+    /// The journal, rewritten after every step.
+    execution: Execution,
     options: RunOptions,
 }
 
@@ -50,6 +70,8 @@ struct RunState<'a> {
 enum Flow {
     Next,
     End(RunStatus, Option<String>),
+    /// Paused in a durable `wait`.
+    Suspend,
 }
 
 /// A step's result before it is recorded.
@@ -88,14 +110,88 @@ impl StepError {
     }
 }
 
+/// Start (or find) the run of `workflow` for `event`. Returns `None` when
+/// the trigger's `when` is false.
 pub(super) async fn run(
     inner: &Inner,
     workflow: Arc<Workflow>,
     event: &Event,
     options: RunOptions,
 ) -> Option<Execution> {
-    let event_json = serde_json::to_value(event).expect("events serialise");
-    let contact = match event.caller.as_deref().filter(|_| event.caller_is_phone) {
+    let id = run_id(&event.id, &workflow.name);
+    if options.record {
+        match inner.store.execution(&id) {
+            Ok(Some(existing)) => {
+                return match existing.status {
+                    // Interrupted: carry on where the journal stops.
+                    RunStatus::Running => Some(drive(inner, workflow, existing, options).await),
+                    // Paused or done: nothing to do for this event again.
+                    _ => Some(existing),
+                };
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the run journal");
+                return None;
+            }
+        }
+    }
+    let contact = load_contact(inner, event);
+    if let Some(when) = &workflow.trigger.when {
+        let data = render_data_for(
+            inner,
+            &workflow,
+            &serde_json::to_value(event).expect("events serialise"),
+            &contact,
+            &Map::new(),
+            &Map::new(),
+        );
+        match workflow.templates.truthy(when, &data) {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::warn!(workflow = %workflow.name, error = %e, "`on.when` failed to render; not running");
+                return None;
+            }
+        }
+    }
+    if options.record {
+        if let Err(e) = inner.store.save_workflow_version(
+            &workflow.name,
+            &workflow.version,
+            &workflow.file,
+            &workflow.source,
+        ) {
+            tracing::error!(error = %e, "cannot store the workflow version");
+        }
+    }
+    let seq = match inner.store.next_run_seq() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot allocate a run");
+            return None;
+        }
+    };
+    let execution = Execution {
+        id,
+        seq,
+        workflow: workflow.name.clone(),
+        workflow_version: workflow.version.clone(),
+        file: workflow.file.clone(),
+        status: RunStatus::Running,
+        event: event.clone(),
+        started_at: inner.clock.now(),
+        finished_at: None,
+        error: None,
+        test: options.test,
+        waiting: None,
+        steps: Vec::new(),
+    };
+    Some(drive(inner, workflow, execution, options).await)
+}
+
+fn load_contact(inner: &Inner, event: &Event) -> Value {
+    match event.caller.as_deref().filter(|_| event.caller_is_phone) {
         Some(phone) => match inner.store.contact(phone) {
             Ok(Some(c)) => serde_json::to_value(c).expect("contacts serialise"),
             Ok(None) => Value::Null,
@@ -105,63 +201,72 @@ pub(super) async fn run(
             }
         },
         None => Value::Null,
-    };
+    }
+}
+
+fn render_data_for(
+    inner: &Inner,
+    workflow: &Workflow,
+    event: &Value,
+    contact: &Value,
+    steps: &Map<String, Value>,
+    vars: &Map<String, Value>,
+) -> RenderData {
+    RenderData::new(&json!({
+        "event": event,
+        "contact": contact,
+        "steps": steps,
+        "vars": vars,
+        "workflow": {"name": workflow.name, "version": workflow.version, "file": workflow.file},
+        "now": inner.clock.now().to_string(),
+    }))
+}
+
+/// Drive a run from its journal to its end or its next pause.
+pub(super) async fn drive(
+    inner: &Inner,
+    workflow: Arc<Workflow>,
+    execution: Execution,
+    options: RunOptions,
+) -> Execution {
+    let event = execution.event.clone();
+    let replay: HashMap<String, StepRecord> = execution
+        .steps
+        .iter()
+        .map(|r| (r.path.clone(), r.clone()))
+        .collect();
     let mut state = RunState {
         inner,
         workflow: &workflow,
-        event,
-        event_json,
-        run_id: String::new(),
-        contact,
+        event: &event,
+        event_json: serde_json::to_value(&event).expect("events serialise"),
+        run_id: execution.id.clone(),
+        contact: load_contact(inner, &event),
         steps: Map::new(),
         vars: Map::new(),
         records: Vec::new(),
+        replay,
+        execution,
         options,
     };
-    if let Some(when) = &workflow.trigger.when {
-        match workflow.templates.truthy(when, &state.render_data()) {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(e) => {
-                tracing::warn!(workflow = %workflow.name, error = %e, "`on.when` failed to render; not running");
-                return None;
-            }
-        }
-    }
-    state.run_id = match inner.store.next_run_id() {
-        Ok(id) => id,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot allocate a run id");
-            return None;
-        }
-    };
-    let started_at = inner.clock.now();
-    let mut execution = Execution {
-        id: state.run_id.clone(),
-        workflow: workflow.name.clone(),
-        workflow_version: workflow.version.clone(),
-        file: workflow.file.clone(),
-        status: RunStatus::Running,
-        event: event.clone(),
-        started_at,
-        finished_at: None,
-        error: None,
-        test: options.test,
-        steps: Vec::new(),
-    };
-    state.save(&execution);
+    state.execution.status = RunStatus::Running;
+    state.execution.waiting = None;
+    state.save();
 
     let flow = run_steps(&mut state, &workflow.steps).await;
     let (status, error) = match flow {
         Flow::Next => (RunStatus::Succeeded, None),
         Flow::End(status, error) => (status, error),
+        Flow::Suspend => (RunStatus::Waiting, None),
     };
-    execution.status = status;
-    execution.error = error;
-    execution.finished_at = Some(inner.clock.now());
-    execution.steps = std::mem::take(&mut state.records);
-    state.save(&execution);
-    Some(execution)
+    state.execution.status = status;
+    state.execution.error = error;
+    state.execution.steps = std::mem::take(&mut state.records);
+    if status.is_finished() {
+        state.execution.finished_at = Some(inner.clock.now());
+    }
+    state.save();
+    state.execution
 }
 
 fn run_steps<'s, 'a: 's>(
@@ -170,8 +275,9 @@ fn run_steps<'s, 'a: 's>(
 ) -> Pin<Box<dyn Future<Output = Flow> + Send + 's>> {
     Box::pin(async move {
         for step in steps {
-            if let Flow::End(status, error) = run_step(state, step).await {
-                return Flow::End(status, error);
+            match run_step(state, step).await {
+                Flow::Next => {}
+                other => return other,
             }
         }
         Flow::Next
@@ -179,6 +285,9 @@ fn run_steps<'s, 'a: 's>(
 }
 
 async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
+    if let Some(record) = state.replay.remove(&step.path) {
+        return replay_step(state, step, record).await;
+    }
     let started_at = state.inner.clock.now();
     let clock = Instant::now();
     if let Some(when) = &step.when {
@@ -252,6 +361,9 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
         let steps = if taken { then } else { otherwise };
         return run_steps(state, steps).await;
     }
+    if let Action::Wait { duration, until } = &step.action {
+        return begin_wait(state, step, *duration, until, started_at, clock).await;
+    }
     match execute(state, step).await {
         Ok(outcome) => {
             if let Some(id) = &step.id {
@@ -267,6 +379,10 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
                 None,
                 outcome.attempts,
             );
+            if step.action.is_outbound() {
+                // A sent message must never be sent again after a crash.
+                state.commit().await;
+            }
             outcome.flow
         }
         Err(err) => {
@@ -290,6 +406,128 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
     }
 }
 
+/// Put a recorded step's effects back without executing it.
+async fn replay_step<'a>(state: &mut RunState<'a>, step: &'a Step, record: StepRecord) -> Flow {
+    let output = record.output.clone();
+    let status = record.status;
+    let error = record.error.clone();
+    state.records.push(record);
+    match status {
+        StepStatus::Skipped => return Flow::Next,
+        StepStatus::Failed => {
+            if let Some(id) = &step.id {
+                state.steps.insert(id.clone(), json!({"error": error}));
+            }
+            return fail_or_continue(step, error.unwrap_or_default());
+        }
+        StepStatus::Succeeded => {}
+    }
+    if let Some(id) = &step.id {
+        state.steps.insert(id.clone(), output.clone());
+    }
+    match &step.action {
+        Action::If {
+            then, otherwise, ..
+        } => {
+            let branch = if output["branch"] == "then" {
+                then
+            } else {
+                otherwise
+            };
+            run_steps(state, branch).await
+        }
+        Action::Set { .. } => {
+            if let Value::Object(vars) = output {
+                state.vars.extend(vars);
+            }
+            Flow::Next
+        }
+        Action::Debounce { .. } if output["passed"] == false => {
+            Flow::End(RunStatus::Debounced, None)
+        }
+        Action::Stop { .. } => Flow::End(RunStatus::Stopped, None),
+        Action::FindContact { .. }
+        | Action::CreateContact { .. }
+        | Action::UpdateContact { .. }
+        | Action::UpsertContact { .. }
+        | Action::Tag { .. } => {
+            let contact: Option<Contact> = serde_json::from_value(output["contact"].clone()).ok();
+            if let Some(c) = &contact {
+                let phone = c.phone.clone();
+                state.refresh_contact(&phone, &contact);
+            }
+            Flow::Next
+        }
+        _ => Flow::Next,
+    }
+}
+
+/// Pause the run: record where and until when, set a timer, and (with
+/// `until`) register for the caller's next event of those kinds.
+async fn begin_wait(
+    state: &mut RunState<'_>,
+    step: &Step,
+    duration: std::time::Duration,
+    until: &[String],
+    started_at: Timestamp,
+    clock: Instant,
+) -> Flow {
+    let input = json!({"for": crate::duration::format_duration(duration), "until": until});
+    if !state.options.record {
+        // A dry run has no journal to pause in: report the wait and go on.
+        state.record(
+            step,
+            started_at,
+            clock,
+            StepStatus::Succeeded,
+            input,
+            json!({"woken_by": null, "dry_run": true}),
+            None,
+            Vec::new(),
+        );
+        return Flow::Next;
+    }
+    let due = started_at
+        .checked_add(jiff::SignedDuration::try_from(duration).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(started_at);
+    let caller = state.event.caller.clone();
+    state.execution.waiting = Some(Waiting {
+        path: step.path.clone(),
+        until: due,
+        kinds: until.to_vec(),
+        caller: caller.clone(),
+        input,
+        started_at,
+    });
+    state.execution.status = RunStatus::Waiting;
+    state.execution.steps = state.records.clone();
+    let store = &state.inner.store;
+    let result = store.save_execution(&state.execution).and_then(|_| {
+        store.add_timer(
+            due,
+            &Timer::Resume {
+                run_id: state.run_id.clone(),
+            },
+        )?;
+        match (&caller, until.is_empty()) {
+            (Some(c), false) => store.add_wait(c, &state.run_id, until),
+            _ => Ok(()),
+        }
+    });
+    if let Err(e) = result {
+        return Flow::End(
+            RunStatus::Failed,
+            Some(format!(
+                "step {} (wait): cannot schedule the wait: {e}",
+                step.path
+            )),
+        );
+    }
+    state.commit().await;
+    state.inner.timers_changed.notify_one();
+    Flow::Suspend
+}
+
 fn fail_or_continue(step: &Step, message: String) -> Flow {
     match step.on_error {
         OnError::Continue => Flow::Next,
@@ -306,26 +544,40 @@ fn fail_or_continue(step: &Step, message: String) -> Flow {
 
 impl RunState<'_> {
     fn render_data(&self) -> RenderData {
-        RenderData::new(&json!({
-            "event": self.event_json,
-            "contact": self.contact,
-            "steps": self.steps,
-            "vars": self.vars,
-            "workflow": {"name": self.workflow.name, "version": self.workflow.version, "file": self.workflow.file},
-            "now": self.inner.clock.now().to_string(),
-        }))
+        render_data_for(
+            self.inner,
+            self.workflow,
+            &self.event_json,
+            &self.contact,
+            &self.steps,
+            &self.vars,
+        )
     }
 
     fn render(&self, t: &Template, data: &RenderData) -> Result<String, String> {
         self.workflow.templates.render(t, data)
     }
 
-    fn save(&self, e: &Execution) {
+    /// Rewrite the journal with the steps so far.
+    fn save(&mut self) {
         if !self.options.record {
             return;
         }
-        if let Err(err) = self.inner.store.save_execution(e) {
-            tracing::error!(error = %err, run_id = %e.id, "cannot save the execution record");
+        if self.execution.status == RunStatus::Running {
+            self.execution.steps = self.records.clone();
+        }
+        if let Err(err) = self.inner.store.save_execution(&self.execution) {
+            tracing::error!(error = %err, run_id = %self.execution.id, "cannot save the execution record");
+        }
+    }
+
+    /// Make the journal durable (group commit).
+    async fn commit(&self) {
+        if !self.options.record {
+            return;
+        }
+        if let Err(e) = self.inner.store.commit().await {
+            tracing::error!(error = %e, run_id = %self.execution.id, "cannot flush the run journal");
         }
     }
 
@@ -353,6 +605,7 @@ impl RunState<'_> {
             started_at,
             duration_ms: clock.elapsed().as_secs_f64() * 1000.0,
         });
+        self.save();
     }
 
     /// After a contact step: the run's `contact` follows the caller's record.
@@ -690,24 +943,6 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             );
             Ok(Outcome::done(input, json!({"count": count})))
         }
-        Action::Wait { duration, until } => {
-            let input = json!({"for": crate::duration::format_duration(*duration), "until": until});
-            let caller = state.event.caller.clone();
-            let woken = match (caller, until.is_empty()) {
-                (Some(caller), false) => {
-                    let rx = state.inner.waiters.register(&caller, until);
-                    tokio::select! {
-                        kind = rx => kind.ok(),
-                        _ = tokio::time::sleep(*duration) => None,
-                    }
-                }
-                _ => {
-                    tokio::time::sleep(*duration).await;
-                    None
-                }
-            };
-            Ok(Outcome::done(input, json!({"woken_by": woken})))
-        }
         Action::Set { vars } => {
             let mut out = Map::new();
             for (name, t) in vars {
@@ -731,7 +966,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                 flow: Flow::End(RunStatus::Stopped, None),
             })
         }
-        Action::If { .. } => unreachable!("if is handled by run_step"),
+        Action::If { .. } | Action::Wait { .. } => unreachable!("handled by run_step"),
     }
 }
 

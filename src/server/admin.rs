@@ -327,3 +327,30 @@ pub(super) async fn get_execution(
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("no execution `{id}`")))
 }
+
+pub(super) async fn active_calls(
+    State(state): State<ServerState>,
+) -> Result<Json<Value>, ApiError> {
+    let calls = state
+        .store
+        .active_calls(state.clock.now())
+        .map_err(storage)?;
+    let calls: Vec<Value> = calls
+        .iter()
+        .map(|c| {
+            json!({
+                "source": c.source,
+                "call_id": c.call_id,
+                "caller": c.caller,
+                "business": c.business,
+                "direction": c.direction,
+                "video": c.video,
+                "state": c.state,
+                "started_at": c.started_at,
+                "last_event_at": c.last_event_at,
+                "last_kind": c.last_kind,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"calls": calls})))
+}

@@ -52,6 +52,7 @@ pub fn router(state: ServerState) -> Router {
         )
         .route("/executions", get(admin::list_executions))
         .route("/executions/{id}", get(admin::get_execution))
+        .route("/calls/active", get(admin::active_calls))
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

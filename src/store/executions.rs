@@ -1,9 +1,18 @@
 //! Execution records: one per workflow run, with every step's rendered
-//! input, output, error, attempts and duration.
+//! input, output, error, attempts and duration. The record doubles as the
+//! run journal: it is rewritten after every step, so a run interrupted by a
+//! crash resumes after its last recorded step.
 //!
-//! Key: the run's sequence number, u64 big-endian, so the tree is in start
-//! order and "newest first" is a reverse scan. The public id is `run_` and
-//! the number in hex. Old records are pruned by age and count.
+//! The run id is derived from (event id, workflow name): the same event
+//! offered to the same workflow again (after a crash, before the queue
+//! entry was removed) finds its run instead of starting a second one, and
+//! the idempotency keys of its requests stay the same.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `executions` | run id | [`Execution`] as JSON |
+//! | `runs_by_seq` | start sequence, u64 big-endian | run id — start order, for listing newest first and pruning oldest first |
+//! | `active_runs` | run id | empty — runs in status `running`, resumed at start-up |
 
 use std::time::Duration;
 
@@ -94,9 +103,29 @@ pub struct StepRecord {
     pub duration_ms: f64,
 }
 
+/// A run paused in a `wait` step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waiting {
+    /// The `wait` step's path.
+    pub path: String,
+    /// When it resumes at the latest.
+    pub until: Timestamp,
+    /// Event kinds that resume it early, for the same caller.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    pub caller: Option<String>,
+    /// The `wait` step's rendered input, for its record when it resumes.
+    #[serde(default)]
+    pub input: Value,
+    pub started_at: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
     pub id: String,
+    /// Start order (the `runs_by_seq` key).
+    #[serde(default)]
+    pub seq: u64,
     pub workflow: String,
     pub workflow_version: String,
     pub file: String,
@@ -110,6 +139,8 @@ pub struct Execution {
     /// Injected through the test endpoint rather than a provider.
     #[serde(default)]
     pub test: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
     pub steps: Vec<StepRecord>,
 }
 
@@ -120,39 +151,90 @@ pub struct ExecutionFilter {
     pub status: Option<RunStatus>,
 }
 
-pub fn run_id(seq: u64) -> String {
-    format!("run_{seq:016x}")
+/// The id of the run of `workflow` for `event_id`.
+pub fn run_id(event_id: &str, workflow: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(event_id.as_bytes());
+    h.update([0]);
+    h.update(workflow.as_bytes());
+    format!("run_{}", hex::encode(&h.finalize()[..10]))
 }
 
-fn seq_of(id: &str) -> Option<u64> {
-    u64::from_str_radix(id.strip_prefix("run_")?, 16).ok()
+fn decode(bytes: &[u8]) -> Result<Execution, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 impl Store {
-    /// A fresh, unique, time-ordered run id.
-    pub fn next_run_id(&self) -> Result<String, StoreError> {
-        Ok(run_id(self.db.generate_id()?))
+    /// A fresh start sequence number for a new run.
+    pub fn next_run_seq(&self) -> Result<u64, StoreError> {
+        Ok(self.db.generate_id()?)
     }
 
-    /// Insert or replace an execution record.
+    /// Insert or replace an execution record (the run journal), keeping the
+    /// start-order index and the set of running runs up to date.
     pub fn save_execution(&self, e: &Execution) -> Result<(), StoreError> {
-        let seq =
-            seq_of(&e.id).ok_or_else(|| StoreError::Corrupt(format!("bad run id {}", e.id)))?;
         let bytes = serde_json::to_vec(e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
-        self.executions.insert(seq.to_be_bytes(), bytes)?;
+        self.executions.insert(e.id.as_bytes(), bytes)?;
+        self.runs_by_seq
+            .insert(e.seq.to_be_bytes(), e.id.as_bytes())?;
+        if e.status == RunStatus::Running {
+            self.active_runs.insert(e.id.as_bytes(), &[] as &[u8])?;
+        } else {
+            self.active_runs.remove(e.id.as_bytes())?;
+        }
         Ok(())
     }
 
     pub fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
-        let Some(seq) = seq_of(id) else {
-            return Ok(None);
-        };
-        match self.executions.get(seq.to_be_bytes())? {
+        match self.executions.get(id.as_bytes())? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(e.to_string())),
+            Some(bytes) => decode(&bytes).map(Some),
         }
+    }
+
+    /// Change an execution atomically: `change` returns false to leave it
+    /// as it is. Returns the changed record, or `None` when absent or left.
+    /// Used to claim a waiting run exactly once.
+    pub fn update_execution(
+        &self,
+        id: &str,
+        change: impl Fn(&mut Execution) -> bool,
+    ) -> Result<Option<Execution>, StoreError> {
+        loop {
+            let Some(old) = self.executions.get(id.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut e = decode(&old)?;
+            if !change(&mut e) {
+                return Ok(None);
+            }
+            let new = serde_json::to_vec(&e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
+            if self
+                .executions
+                .compare_and_swap(id.as_bytes(), Some(old), Some(new))?
+                .is_ok()
+            {
+                if e.status == RunStatus::Running {
+                    self.active_runs.insert(e.id.as_bytes(), &[] as &[u8])?;
+                } else {
+                    self.active_runs.remove(e.id.as_bytes())?;
+                }
+                return Ok(Some(e));
+            }
+        }
+    }
+
+    /// Runs that were `running` when the process stopped.
+    pub fn running_executions(&self) -> Result<Vec<Execution>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.active_runs.iter() {
+            let (id, _) = item?;
+            if let Some(e) = self.execution(&String::from_utf8_lossy(&id))? {
+                out.push(e);
+            }
+        }
+        Ok(out)
     }
 
     /// Newest first, after `cursor` (a run id), filtered.
@@ -162,13 +244,20 @@ impl Store {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<(Vec<Execution>, Option<String>), StoreError> {
-        let end = cursor.and_then(seq_of).unwrap_or(u64::MAX);
+        let end = match cursor {
+            Some(id) => match self.execution(id)? {
+                Some(e) => e.seq,
+                None => return Ok((Vec::new(), None)),
+            },
+            None => u64::MAX,
+        };
         let mut out = Vec::new();
         let mut next = None;
-        for item in self.executions.range(..end.to_be_bytes()).rev() {
-            let (_, bytes) = item?;
-            let e: Execution =
-                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        for item in self.runs_by_seq.range(..end.to_be_bytes()).rev() {
+            let (_, id) = item?;
+            let Some(e) = self.execution(&String::from_utf8_lossy(&id))? else {
+                continue;
+            };
             if filter.workflow.as_ref().is_some_and(|w| *w != e.workflow) {
                 continue;
             }
@@ -199,22 +288,19 @@ impl Store {
         let cutoff = now.as_millisecond() - i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
         let mut excess = self.executions.len().saturating_sub(max_count);
         let mut removed = 0;
-        for item in self.executions.iter() {
-            let (key, bytes) = item?;
-            let e: Execution = match serde_json::from_slice(&bytes) {
-                Ok(e) => e,
-                Err(_) => {
-                    self.executions.remove(&key)?;
-                    removed += 1;
-                    continue;
-                }
+        for item in self.runs_by_seq.iter() {
+            let (seq_key, id) = item?;
+            let Some(e) = self.execution(&String::from_utf8_lossy(&id))? else {
+                self.runs_by_seq.remove(&seq_key)?;
+                continue;
             };
             let old = e.started_at.as_millisecond() < cutoff;
             if !old && excess == 0 {
                 break;
             }
             if e.status.is_finished() {
-                self.executions.remove(&key)?;
+                self.executions.remove(&id)?;
+                self.runs_by_seq.remove(&seq_key)?;
                 removed += 1;
                 excess = excess.saturating_sub(1);
             }

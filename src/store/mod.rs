@@ -22,7 +22,9 @@
 //! | `contacts` | E.164 phone | [`Contact`] as JSON (without call statistics) |
 //! | `tags` | tag, `\0`, phone | empty — the tag index |
 //! | `call_stats` | E.164 phone | [`CallStats`] as JSON, written by ingestion |
-//! | `executions` | run sequence, u64 big-endian | [`Execution`] as JSON |
+//! | `executions`, `runs_by_seq`, `active_runs` | see `executions.rs` | the run journal |
+//! | `timers`, `waits`, `workflow_versions` | see `timers.rs` | durable time |
+//! | `calls` | see `calls.rs` | call state |
 //! | `windows` | `d`/`c`, `\0`, workflow, `\0`, key | debounce and count windows |
 //!
 //! An event id present in `events` and received within `dedupe_window` is a
@@ -30,20 +32,24 @@
 //! crash can never leave a dedupe marker without its event (which would
 //! turn the provider's retry into a "duplicate" of nothing).
 
+mod calls;
 mod commit;
 mod contacts;
 mod executions;
 mod inbox;
+mod timers;
 mod windows;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+pub use calls::{call_key, CallChange, CallPhase, CallState};
 pub use contacts::{CallStats, Changed, Contact};
 pub use executions::{
-    run_id, Attempt, Execution, ExecutionFilter, RunStatus, StepRecord, StepStatus,
+    run_id, Attempt, Execution, ExecutionFilter, RunStatus, StepRecord, StepStatus, Waiting,
 };
 pub use inbox::{Insert, StoredEvent};
+pub use timers::{DueTimer, StoredWorkflow, Timer};
 
 /// The page cache sled may use. Its default (1 GiB) lets RSS grow toward
 /// that under load; ringback's working set is small.
@@ -57,6 +63,12 @@ const TREE_TAGS: &str = "tags";
 const TREE_CALL_STATS: &str = "call_stats";
 const TREE_EXECUTIONS: &str = "executions";
 const TREE_WINDOWS: &str = "windows";
+const TREE_RUNS_BY_SEQ: &str = "runs_by_seq";
+const TREE_ACTIVE_RUNS: &str = "active_runs";
+const TREE_TIMERS: &str = "timers";
+const TREE_WAITS: &str = "waits";
+const TREE_WORKFLOW_VERSIONS: &str = "workflow_versions";
+const TREE_CALLS: &str = "calls";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -86,6 +98,12 @@ pub struct Store {
     call_stats: sled::Tree,
     executions: sled::Tree,
     windows: sled::Tree,
+    runs_by_seq: sled::Tree,
+    active_runs: sled::Tree,
+    timers: sled::Tree,
+    waits: sled::Tree,
+    workflow_versions: sled::Tree,
+    calls: sled::Tree,
     commit: std::sync::Arc<commit::GroupCommit>,
 }
 
@@ -117,6 +135,12 @@ impl Store {
             call_stats: db.open_tree(TREE_CALL_STATS)?,
             executions: db.open_tree(TREE_EXECUTIONS)?,
             windows: db.open_tree(TREE_WINDOWS)?,
+            runs_by_seq: db.open_tree(TREE_RUNS_BY_SEQ)?,
+            active_runs: db.open_tree(TREE_ACTIVE_RUNS)?,
+            timers: db.open_tree(TREE_TIMERS)?,
+            waits: db.open_tree(TREE_WAITS)?,
+            workflow_versions: db.open_tree(TREE_WORKFLOW_VERSIONS)?,
+            calls: db.open_tree(TREE_CALLS)?,
             commit: std::sync::Arc::new(commit::GroupCommit::new(db.clone(), log_file)),
             db,
         })

@@ -32,6 +32,9 @@ pub struct Workflow {
     pub trigger: Trigger,
     pub steps: Vec<Step>,
     pub templates: Templates,
+    /// The file's text: runs keep the version they started with, across
+    /// restarts and reloads, by storing it.
+    pub source: std::sync::Arc<str>,
 }
 
 /// When a workflow runs.

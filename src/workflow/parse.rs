@@ -144,6 +144,7 @@ impl<'a> Compiler<'a> {
             trigger: trigger?,
             steps,
             templates,
+            source: text.into(),
         })
     }
 
@@ -617,11 +618,14 @@ impl<'a> Compiler<'a> {
         }
         let action = action?;
         if retry.is_some() && !action.is_outbound() {
-            self.err_hint(
-                &format!("{path}.retry"),
-                format!("`retry` applies to steps that reach outside (send_message, alert, forward, http), not `{kind}`"),
-                "remove it",
-            );
+            let d = self
+                .doc
+                .key_error(
+                    &format!("{path}.retry"),
+                    format!("`retry` applies to steps that reach outside (send_message, alert, forward, http), not `{kind}`"),
+                )
+                .with_hint("remove it");
+            self.errs.push(d);
         }
         Some(Step {
             path: step_path,

@@ -1243,7 +1243,7 @@ fn retry_on_a_step_that_does_not_reach_outside() {
         errors(&with_steps(
             "  - log: x\n    retry: { schedule: [5s] }\n"
         )),
-        ["wf.yaml:4:12: `retry` applies to steps that reach outside (send_message, alert, forward, http), not `log`\n  hint: remove it"]
+        ["wf.yaml:4:5: `retry` applies to steps that reach outside (send_message, alert, forward, http), not `log`\n  hint: remove it"]
     );
 }
 

@@ -1,0 +1,213 @@
+//! Call state: each call's events correlated (by call id, else caller and
+//! business), so ringback can say which calls are ringing or connected and
+//! synthesise a missed call for providers that never report one.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `calls` | source, `\0`, call id or `caller/business` | [`CallState`] as JSON |
+//!
+//! A call that ended stays as a tombstone for [`TOMBSTONE_FOR`], so a late
+//! or redelivered event (a `call.received` after the missed call, a
+//! `terminate` before the `connect`) cannot reopen it as a ghost.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+use crate::event::{kind, Event};
+
+/// How long an ended call is remembered.
+pub const TOMBSTONE_FOR: Duration = Duration::from_secs(15 * 60);
+/// An active call with no event for this long is no longer listed.
+pub const ACTIVE_FOR: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallPhase {
+    Ringing,
+    Connected,
+    Ended,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallState {
+    pub key: String,
+    pub state: CallPhase,
+    pub source: String,
+    pub caller: Option<String>,
+    pub business: Option<String>,
+    pub call_id: Option<String>,
+    pub direction: crate::event::Direction,
+    pub video: bool,
+    pub started_at: Timestamp,
+    pub last_event_at: Timestamp,
+    pub last_kind: String,
+    /// The event that started the ringing (for a synthetic missed call).
+    pub first_event_id: String,
+}
+
+/// What an event did to its call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallChange {
+    /// Not a call event, or no way to correlate it.
+    Untracked,
+    /// A new call started ringing.
+    Ringing(CallState),
+    /// The event moved a known call along, or ended it.
+    Updated(CallState),
+    /// The call had already ended: the event changed nothing.
+    Late(CallState),
+}
+
+/// The correlation key of an event's call.
+pub fn call_key(e: &Event) -> Option<String> {
+    match (&e.call_id, &e.caller) {
+        (Some(id), _) => Some(format!("{}\0{id}", e.source)),
+        (None, Some(caller)) => Some(format!(
+            "{}\0{caller}/{}",
+            e.source,
+            e.business.as_deref().unwrap_or("")
+        )),
+        _ => None,
+    }
+}
+
+fn is_tracked(k: &str) -> bool {
+    kind::is_call(k)
+}
+
+impl Store {
+    /// Apply an event to its call's state, atomically.
+    pub fn track_call(&self, e: &Event, now: Timestamp) -> Result<CallChange, StoreError> {
+        if !is_tracked(&e.kind) {
+            return Ok(CallChange::Untracked);
+        }
+        let Some(key) = call_key(e) else {
+            return Ok(CallChange::Untracked);
+        };
+        let mut change = CallChange::Untracked;
+        self.calls.fetch_and_update(key.as_bytes(), |old| {
+            let prev: Option<CallState> = old.and_then(|b| serde_json::from_slice(b).ok());
+            let fresh = |phase| CallState {
+                key: key.clone(),
+                state: phase,
+                source: e.source.clone(),
+                caller: e.caller.clone(),
+                business: e.business.clone(),
+                call_id: e.call_id.clone(),
+                direction: e.direction,
+                video: e.video,
+                started_at: e.at,
+                last_event_at: now,
+                last_kind: e.kind.clone(),
+                first_event_id: e.id.clone(),
+            };
+            let next = match prev {
+                Some(p) if p.state == CallPhase::Ended => {
+                    change = CallChange::Late(p.clone());
+                    return old.map(<[u8]>::to_vec);
+                }
+                None => {
+                    let phase = match e.kind.as_str() {
+                        kind::CALL_INCOMING => CallPhase::Ringing,
+                        kind::CALL_ACCEPTED => CallPhase::Connected,
+                        _ => CallPhase::Ended,
+                    };
+                    let s = fresh(phase);
+                    change = if phase == CallPhase::Ringing {
+                        CallChange::Ringing(s.clone())
+                    } else {
+                        CallChange::Updated(s.clone())
+                    };
+                    s
+                }
+                Some(mut p) => {
+                    p.last_event_at = now;
+                    p.last_kind = e.kind.clone();
+                    p.state = match e.kind.as_str() {
+                        kind::CALL_INCOMING => p.state,
+                        kind::CALL_ACCEPTED => CallPhase::Connected,
+                        _ => CallPhase::Ended,
+                    };
+                    change = CallChange::Updated(p.clone());
+                    p
+                }
+            };
+            Some(serde_json::to_vec(&next).expect("serialise"))
+        })?;
+        Ok(change)
+    }
+
+    /// End a call that is still ringing; returns its state if it was.
+    pub fn end_if_ringing(
+        &self,
+        key: &str,
+        now: Timestamp,
+    ) -> Result<Option<CallState>, StoreError> {
+        let mut ended = None;
+        self.calls.fetch_and_update(key.as_bytes(), |old| {
+            let mut s: CallState = match old.and_then(|b| serde_json::from_slice(b).ok()) {
+                Some(s) => s,
+                None => {
+                    ended = None;
+                    return old.map(<[u8]>::to_vec);
+                }
+            };
+            if s.state != CallPhase::Ringing {
+                ended = None;
+                return old.map(<[u8]>::to_vec);
+            }
+            ended = Some(s.clone());
+            s.state = CallPhase::Ended;
+            s.last_event_at = now;
+            s.last_kind = kind::CALL_MISSED.to_string();
+            Some(serde_json::to_vec(&s).expect("serialise"))
+        })?;
+        Ok(ended)
+    }
+
+    /// Ringing or connected calls with an event in the last minute.
+    pub fn active_calls(&self, now: Timestamp) -> Result<Vec<CallState>, StoreError> {
+        let cutoff = now.as_millisecond() - ACTIVE_FOR.as_millis() as i64;
+        let mut out = Vec::new();
+        for item in self.calls.iter() {
+            let (_, v) = item?;
+            if let Ok(s) = serde_json::from_slice::<CallState>(&v) {
+                if s.state != CallPhase::Ended && s.last_event_at.as_millisecond() >= cutoff {
+                    out.push(s);
+                }
+            }
+        }
+        out.sort_by_key(|s| s.started_at);
+        Ok(out)
+    }
+
+    /// Forget ended calls after [`TOMBSTONE_FOR`] and silent ones after a day.
+    pub fn prune_calls(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for item in self.calls.iter() {
+            let (k, v) = item?;
+            let Ok(s) = serde_json::from_slice::<CallState>(&v) else {
+                self.calls.remove(&k)?;
+                continue;
+            };
+            let age = now.as_millisecond() - s.last_event_at.as_millisecond();
+            let limit = if s.state == CallPhase::Ended {
+                TOMBSTONE_FOR.as_millis() as i64
+            } else {
+                86_400_000
+            };
+            if age > limit
+                && self
+                    .calls
+                    .compare_and_swap(&k, Some(v), None as Option<&[u8]>)?
+                    .is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

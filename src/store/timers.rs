@@ -1,0 +1,234 @@
+//! Durable timers and the waits they end, plus the workflow versions runs
+//! were started with.
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `timers` | due Unix ms (u64 big-endian), `\0`, timer id | [`Timer`] as JSON — walked in due order |
+//! | `waits` | caller, `\0`, run id | JSON list of event kinds that end the wait early |
+//! | `workflow_versions` | workflow name, `\0`, version | `{"file", "text"}`: the exact text a run started with |
+//!
+//! A timer fires once: whoever removes its key owns the firing, so a timer
+//! and an early wake-up for the same wait cannot both resume a run.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError};
+
+/// What a timer does when it fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Timer {
+    /// Resume a run paused in `wait`.
+    Resume { run_id: String },
+    /// A ringing call's `ring_timeout`: if it is still ringing, it was missed.
+    RingTimeout { call_key: String },
+}
+
+impl Timer {
+    fn id(&self) -> String {
+        match self {
+            Timer::Resume { run_id } => format!("resume\0{run_id}"),
+            Timer::RingTimeout { call_key } => format!("ring\0{call_key}"),
+        }
+    }
+}
+
+fn timer_key(due: Timestamp, timer: &Timer) -> Vec<u8> {
+    let ms = due.as_millisecond().max(0) as u64;
+    let id = timer.id();
+    let mut k = Vec::with_capacity(9 + id.len());
+    k.extend_from_slice(&ms.to_be_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn pair_key(a: &str, b: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(a.len() + 1 + b.len());
+    k.extend_from_slice(a.as_bytes());
+    k.push(0);
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+/// A timer that is due, with the key that claims it.
+#[derive(Debug, Clone)]
+pub struct DueTimer {
+    key: Vec<u8>,
+    pub due: Timestamp,
+    pub timer: Timer,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredWorkflow {
+    pub file: String,
+    pub text: String,
+}
+
+impl Store {
+    pub fn add_timer(&self, due: Timestamp, timer: &Timer) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(timer).expect("timers serialise");
+        self.timers.insert(timer_key(due, timer), bytes)?;
+        Ok(())
+    }
+
+    /// Remove a timer that has not fired. Returns whether it was there.
+    pub fn cancel_timer(&self, due: Timestamp, timer: &Timer) -> Result<bool, StoreError> {
+        Ok(self.timers.remove(timer_key(due, timer))?.is_some())
+    }
+
+    /// Timers due at or before `now`, oldest first.
+    pub fn due_timers(&self, now: Timestamp, limit: usize) -> Result<Vec<DueTimer>, StoreError> {
+        let end = (now.as_millisecond().max(0) as u64 + 1).to_be_bytes();
+        let mut out = Vec::new();
+        for item in self.timers.range(..end.to_vec()).take(limit) {
+            let (key, value) = item?;
+            let ms = u64::from_be_bytes(key[..8].try_into().expect("8-byte prefix"));
+            let timer: Timer =
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            out.push(DueTimer {
+                key: key.to_vec(),
+                due: Timestamp::from_millisecond(ms as i64).unwrap_or(Timestamp::UNIX_EPOCH),
+                timer,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Claim a due timer: true for exactly one caller.
+    pub fn take_timer(&self, due: &DueTimer) -> Result<bool, StoreError> {
+        Ok(self.timers.remove(&due.key)?.is_some())
+    }
+
+    /// When the next timer is due.
+    pub fn next_timer_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(match self.timers.first()? {
+            None => None,
+            Some((key, _)) => {
+                let ms = u64::from_be_bytes(key[..8].try_into().expect("8-byte prefix"));
+                Timestamp::from_millisecond(ms as i64).ok()
+            }
+        })
+    }
+
+    pub fn timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Register a run waiting for `kinds` from `caller`.
+    pub fn add_wait(&self, caller: &str, run_id: &str, kinds: &[String]) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(kinds).expect("kinds serialise");
+        self.waits.insert(pair_key(caller, run_id), bytes)?;
+        Ok(())
+    }
+
+    /// Runs waiting on this caller for this kind.
+    pub fn waits_for(&self, caller: &str, kind: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = pair_key(caller, "");
+        let mut out = Vec::new();
+        for item in self.waits.scan_prefix(&prefix) {
+            let (key, value) = item?;
+            let kinds: Vec<String> = serde_json::from_slice(&value).unwrap_or_default();
+            if kinds.iter().any(|k| k == kind) {
+                out.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn remove_wait(&self, caller: &str, run_id: &str) -> Result<(), StoreError> {
+        self.waits.remove(pair_key(caller, run_id))?;
+        Ok(())
+    }
+
+    /// Keep the text of a workflow version a run started with.
+    pub fn save_workflow_version(
+        &self,
+        name: &str,
+        version: &str,
+        file: &str,
+        text: &str,
+    ) -> Result<(), StoreError> {
+        let key = pair_key(name, version);
+        if self.workflow_versions.contains_key(&key)? {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(&StoredWorkflow {
+            file: file.to_string(),
+            text: text.to_string(),
+        })
+        .expect("serialise");
+        self.workflow_versions.insert(key, bytes)?;
+        Ok(())
+    }
+
+    pub fn workflow_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<StoredWorkflow>, StoreError> {
+        match self.workflow_versions.get(pair_key(name, version))? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_come_back_in_due_order_and_fire_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 8 << 20).unwrap();
+        let at = |x| Timestamp::from_second(x).unwrap();
+        s.add_timer(at(30), &Timer::Resume { run_id: "b".into() })
+            .unwrap();
+        s.add_timer(
+            at(10),
+            &Timer::RingTimeout {
+                call_key: "k".into(),
+            },
+        )
+        .unwrap();
+        s.add_timer(at(20), &Timer::Resume { run_id: "a".into() })
+            .unwrap();
+        assert_eq!(s.next_timer_due().unwrap(), Some(at(10)));
+        let due = s.due_timers(at(20), 10).unwrap();
+        assert_eq!(due.len(), 2);
+        assert_eq!(
+            due[0].timer,
+            Timer::RingTimeout {
+                call_key: "k".into()
+            }
+        );
+        assert!(s.take_timer(&due[0]).unwrap());
+        assert!(!s.take_timer(&due[0]).unwrap(), "a timer fires once");
+        assert!(s
+            .cancel_timer(at(30), &Timer::Resume { run_id: "b".into() })
+            .unwrap());
+        assert_eq!(s.timer_count(), 1);
+    }
+
+    #[test]
+    fn waits_are_found_by_caller_and_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path(), 8 << 20).unwrap();
+        s.add_wait("+52", "run_a", &["call.incoming".into(), "message".into()])
+            .unwrap();
+        s.add_wait("+52", "run_b", &["message".into()]).unwrap();
+        s.add_wait("+34", "run_c", &["call.incoming".into()])
+            .unwrap();
+        assert_eq!(s.waits_for("+52", "call.incoming").unwrap(), vec!["run_a"]);
+        assert_eq!(
+            s.waits_for("+52", "message").unwrap(),
+            vec!["run_a", "run_b"]
+        );
+        s.remove_wait("+52", "run_a").unwrap();
+        assert_eq!(s.waits_for("+52", "message").unwrap(), vec!["run_b"]);
+    }
+}
