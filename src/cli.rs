@@ -1,5 +1,19 @@
 //! Subcommands. Each one validates its arguments into the types the library
 //! uses and maps failures to an exit code and a message on stderr.
+//!
+//! `serve`, `check` and `parse` live here; the rest have a file each under
+//! `cli/`: `admin` (`contacts`, `executions`: clients of a running server's
+//! admin API), `run_workflow` (`run`), `contacts_file` (CSV and JSON contact
+//! files) and `output` (tables and run traces).
+
+mod admin;
+mod contacts_file;
+mod output;
+mod run_workflow;
+
+pub use admin::{ContactsCommand, ExecutionsCommand, ServerArgs};
+pub use contacts_file::FileFormat;
+pub use run_workflow::RunArgs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +80,22 @@ pub enum Command {
         #[arg(long)]
         business: Option<String>,
     },
+    /// Run one workflow file on one payload and print what each step did.
+    Run(run_workflow::RunArgs),
+    /// List, show, import and export contacts (talks to a running server).
+    Contacts {
+        #[command(flatten)]
+        server: admin::ServerArgs,
+        #[command(subcommand)]
+        command: admin::ContactsCommand,
+    },
+    /// List and inspect workflow runs (talks to a running server).
+    Executions {
+        #[command(flatten)]
+        server: admin::ServerArgs,
+        #[command(subcommand)]
+        command: admin::ExecutionsCommand,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,6 +133,9 @@ pub fn run(cli: Cli) -> ExitCode {
             source,
             business,
         } => parse(payload, &provider, &source, business.as_deref()),
+        Command::Run(args) => run_workflow::run(args),
+        Command::Contacts { server, command } => admin::contacts(server, command),
+        Command::Executions { server, command } => admin::executions(server, command),
     }
 }
 

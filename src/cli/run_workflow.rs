@@ -1,0 +1,406 @@
+//! `ringback run WORKFLOW.yaml --event PAYLOAD.json`: one workflow, one
+//! payload, here and now, with a step-by-step trace.
+//!
+//! Without `--dry-run` the run is real: it opens the data directory (so it
+//! refuses one a server holds: sled allows one process per directory),
+//! changes contacts, sends through the configured connectors and records the
+//! execution. With `--dry-run` it uses a throwaway store that starts empty
+//! and a [`Delivery`] that sends nothing and answers with what it would
+//! have sent.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+
+use serde_json::{json, Value};
+
+use super::output::{self, Detail};
+use crate::config::{Config, ConnectorConfig, Overrides};
+use crate::delivery::{Connectors, Delivered, Delivery, DeliveryFuture, Outbound, Request};
+use crate::engine::{Engine, RunOptions};
+use crate::event::{self, Event, ParseContext, Provider};
+use crate::store::{RunStatus, Store, StoreError};
+use crate::workflow::{compile, Catalog, Workflow};
+
+/// The page cache for the CLI's store: one run needs little.
+const CACHE_BYTES: u64 = 16 << 20;
+/// The source id stamped on events when no configured source fits.
+const CLI_SOURCE: &str = "cli";
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The workflow file to run.
+    pub workflow: PathBuf,
+    /// A JSON file with the provider's webhook body (`-` for stdin).
+    #[arg(long, value_name = "PAYLOAD.json")]
+    pub event: PathBuf,
+    /// wazzap, waha, v3, meta, timelinesai, standard or auto (default).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// The source the event comes in on (default: the first configured
+    /// source of the payload's provider, else `cli`).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Config file, for connectors and sources (default ./ringback.yaml
+    /// when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data folder (default: the config's data_dir).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Send nothing and save nothing: a throwaway store, and connectors that
+    /// only say what they would send.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(args: RunArgs) -> ExitCode {
+    let overrides = Overrides {
+        config: args.config.clone(),
+        data_dir: args.data.clone(),
+        ..Default::default()
+    };
+    let config = match super::load_config(&overrides) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let workflow = match load_workflow(&args.workflow, &config) {
+        Ok(w) => Arc::new(w),
+        Err(code) => return code,
+    };
+    let events = match read_events(&args, &config) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+
+    // A throwaway store lives in a temporary folder removed on drop; it must
+    // outlive the store (declared first, dropped last).
+    let scratch;
+    let store = if args.dry_run {
+        scratch = match tempfile::Builder::new()
+            .prefix("ringback-dry-run-")
+            .tempdir()
+        {
+            Ok(dir) => dir,
+            Err(e) => {
+                eprintln!("cannot create a temporary folder for the dry run: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        Store::open(scratch.path(), CACHE_BYTES)
+    } else {
+        Store::open(&config.data_dir, CACHE_BYTES)
+    };
+    let store = match store {
+        Ok(s) => s,
+        Err(e @ StoreError::Locked(_)) => {
+            eprintln!("{e}");
+            eprintln!(
+                "hint: stop `ringback serve` first, or add --dry-run to run against a throwaway store"
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let delivery: Arc<dyn Delivery> = if args.dry_run {
+        Arc::new(DryRun {
+            connectors: config.connectors.clone(),
+        })
+    } else {
+        Connectors::new(config.connectors.clone(), &config.outbound)
+    };
+    let catalog = Catalog {
+        workflows: vec![workflow.clone()],
+        problems: Vec::new(),
+    };
+    let engine = Engine::new(
+        store.clone(),
+        Arc::new(RwLock::new(Arc::new(catalog))),
+        delivery,
+        crate::clock::system(),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = RunOptions {
+        record: !args.dry_run,
+        test: false,
+    };
+    let result = runtime.block_on(run_all(&engine, &workflow, &events, options, args.dry_run));
+    drop(engine);
+    if !args.dry_run {
+        if let Err(e) = store.flush_now() {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match result {
+        Ok(code) => code,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("cannot write the output: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_all(
+    engine: &Engine,
+    workflow: &Arc<Workflow>,
+    events: &[Event],
+    options: RunOptions,
+    dry_run: bool,
+) -> io::Result<ExitCode> {
+    let mut out = io::stdout().lock();
+    let mut ran = 0;
+    let mut failed = false;
+    for (i, event) in events.iter().enumerate() {
+        if i > 0 {
+            writeln!(out, "\n---\n")?;
+        }
+        if let Some(why) = not_listening(workflow, event) {
+            eprintln!(
+                "{} does not run for event {} ({} from {}): {why}",
+                workflow.name,
+                event.id,
+                event.kind,
+                event.caller.as_deref().unwrap_or("nobody")
+            );
+            continue;
+        }
+        let Some(execution) = engine.run_workflow(workflow.clone(), event, options).await else {
+            eprintln!(
+                "{} does not run for event {} ({} from {}): its `on.when` condition is false",
+                workflow.name,
+                event.id,
+                event.kind,
+                event.caller.as_deref().unwrap_or("nobody")
+            );
+            continue;
+        };
+        ran += 1;
+        output::write_trace(&mut out, &execution, Detail::InputOutput)?;
+        if dry_run {
+            writeln!(out, "dry run: nothing was sent or saved")?;
+        } else {
+            writeln!(out, "recorded as {}", execution.id)?;
+        }
+        if execution.status == RunStatus::Waiting {
+            // A durable wait: its timer is in the data folder.
+            writeln!(
+                out,
+                "the run is paused at a `wait` step; `ringback serve` on this data folder resumes it"
+            )?;
+        }
+        failed |= !matches!(
+            execution.status,
+            RunStatus::Succeeded | RunStatus::Stopped | RunStatus::Debounced | RunStatus::Waiting
+        );
+    }
+    out.flush()?;
+    if ran == 0 {
+        eprintln!("nothing ran: the workflow does not run for any event in the payload");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Why the trigger does not take this event, if it does not.
+fn not_listening(workflow: &Workflow, event: &Event) -> Option<String> {
+    let t = &workflow.trigger;
+    if t.matches(&event.kind, &event.source, event.business.as_deref()) {
+        return None;
+    }
+    let list =
+        |s: &std::collections::BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
+    if let Some(events) = &t.events {
+        if !events.contains("*") && !events.contains(&event.kind) {
+            return Some(format!(
+                "it listens for {}, this event is {}",
+                list(events),
+                event.kind
+            ));
+        }
+    }
+    if let Some(sources) = &t.sources {
+        if !sources.contains(&event.source) {
+            return Some(format!(
+                "it listens to sources {}, this event came in on `{}` (pick one with --source)",
+                list(sources),
+                event.source
+            ));
+        }
+    }
+    if let Some(business) = &t.business {
+        return Some(format!(
+            "it listens for business numbers {}, this event is for {}",
+            list(business),
+            event.business.as_deref().unwrap_or("no business number")
+        ));
+    }
+    Some("its `on` filter does not match".to_string())
+}
+
+fn load_workflow(path: &Path, config: &Config) -> Result<Workflow, ExitCode> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("cannot read {}: {e}", path.display());
+        ExitCode::FAILURE
+    })?;
+    let file = path.display().to_string();
+    let stem = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| {
+            n.trim_end_matches(".yaml")
+                .trim_end_matches(".yml")
+                .to_string()
+        })
+        .unwrap_or_default();
+    compile(&file, &stem, &text, &crate::reload::known_names(config)).map_err(|errors| {
+        for e in &errors {
+            eprintln!("{e}");
+        }
+        eprintln!("{} error(s) in {file}", errors.len());
+        ExitCode::FAILURE
+    })
+}
+
+/// The payload's events, as the source they would come in on makes them.
+fn read_events(args: &RunArgs, config: &Config) -> Result<Vec<Event>, ExitCode> {
+    let provider = match args.provider.as_deref() {
+        None => None,
+        Some(name) => match Provider::parse_name(name) {
+            Some(p) => Some(p),
+            None => {
+                let names: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
+                eprintln!("unknown provider `{name}` (one of: {})", names.join(", "));
+                return Err(ExitCode::from(2));
+            }
+        },
+    };
+    let body = if args.event.as_os_str() == "-" {
+        io::read_to_string(io::stdin()).map(String::into_bytes)
+    } else {
+        std::fs::read(&args.event)
+    }
+    .map_err(|e| {
+        eprintln!("cannot read {}: {e}", args.event.display());
+        ExitCode::FAILURE
+    })?;
+    let received_at = jiff::Timestamp::now();
+    let parse = |source: &str, provider: Provider, business: Option<&str>| {
+        event::parse(
+            &body,
+            &ParseContext {
+                source,
+                provider,
+                business,
+                received_at,
+                delivery_id: None,
+            },
+        )
+        .map_err(|e| {
+            eprintln!("{}: {e}", args.event.display());
+            ExitCode::FAILURE
+        })
+    };
+    let (source, provider) = match &args.source {
+        Some(id) => match config.source(id) {
+            Some(s) => (id.clone(), provider.unwrap_or(s.provider)),
+            None => {
+                eprintln!(
+                    "note: source `{id}` is not in the configuration; using it as a label only"
+                );
+                (id.clone(), provider.unwrap_or(Provider::Auto))
+            }
+        },
+        None => {
+            // Which provider's shape is it? Then the source that takes it.
+            let detected = parse(CLI_SOURCE, provider.unwrap_or(Provider::Auto), None)?[0].provider;
+            let source = config
+                .sources
+                .values()
+                .find(|s| s.provider == detected)
+                .or_else(|| {
+                    config
+                        .sources
+                        .values()
+                        .find(|s| s.provider == Provider::Auto)
+                })
+                .map(|s| s.id.clone())
+                .unwrap_or_else(|| CLI_SOURCE.to_string());
+            (source, detected)
+        }
+    };
+    let business = config.source(&source).and_then(|s| s.business.clone());
+    parse(&source, provider, business.as_deref())
+}
+
+/// Sends nothing: each request answers with what would have gone out.
+struct DryRun {
+    connectors: BTreeMap<String, ConnectorConfig>,
+}
+
+impl Delivery for DryRun {
+    fn deliver(&self, request: Request) -> DeliveryFuture<'_> {
+        Box::pin(async move {
+            let mut would = match &request.outbound {
+                Outbound::Text { to, text } => json!({"to": to, "text": text}),
+                Outbound::Template {
+                    to,
+                    name,
+                    language,
+                    params,
+                } => {
+                    json!({"to": to, "template": {"name": name, "language": language, "params": params}})
+                }
+                Outbound::Alert { text } => json!({"text": text}),
+                Outbound::Forward { event } => json!({"event_id": event.get("id")}),
+                Outbound::Http {
+                    method,
+                    url,
+                    headers,
+                    json,
+                } => json!({
+                    "method": method,
+                    "url": url,
+                    // Header values may carry credentials.
+                    "headers": headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+                    "json": json,
+                }),
+            };
+            would["status"] = Value::from("dry-run");
+            if let Some(name) = &request.connector {
+                let Some(connector) = self.connectors.get(name) else {
+                    return Delivered {
+                        result: Err(format!("connector `{name}` is not configured")),
+                        attempts: Vec::new(),
+                    };
+                };
+                would["connector"] = Value::from(name.as_str());
+                would["kind"] = Value::from(connector.kind.as_str());
+            }
+            Delivered {
+                result: Ok(would),
+                attempts: Vec::new(),
+            }
+        })
+    }
+}
