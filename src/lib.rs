@@ -1,8 +1,9 @@
 //! ringback: a self-hosted automation engine for WhatsApp call events.
 //!
 //! Providers POST call events to `/hooks/<source>`; ringback verifies each
-//! one over its raw bytes, writes it durably before answering, and
-//! normalises it into one canonical [`event::Event`].
+//! one over its raw bytes, writes it durably before answering, normalises it
+//! into one canonical [`event::Event`], and runs every YAML workflow that
+//! listens for it, with a journal so a crash never loses or repeats work.
 //!
 //! # Layout
 //!
@@ -10,10 +11,14 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`cli`] | subcommands: argument parsing, exit codes |
-//! | [`app`] | the wiring point: store, server, background tasks, shutdown |
-//! | [`server`] | HTTP (the only axum user): ingestion, errors → status codes |
-//! | [`store`] | disk (the only sled user): inbox, dedupe, group commit |
+//! | [`cli`] | subcommands: argument parsing, exit codes; `cli/` holds the admin API clients (`contacts`, `executions`), `run`, file formats and output |
+//! | [`app`] | the wiring point: store, server, engine, timers, reloader, shutdown |
+//! | [`server`] | HTTP (the only axum user): ingestion, admin API, errors → status codes |
+//! | [`reload`] | loading the workflows folder; hot reload of it and of the config |
+//! | [`engine`] | the interpreter: runs, journal and replay, durable waits, timers, call state |
+//! | [`delivery`] | outbound HTTP (the only reqwest user): connectors, retries, rate limits, SSRF guard; the admin API client |
+//! | [`store`] | disk (the only sled user): inbox, dedupe, contacts, executions, timers, calls, group commit |
+//! | [`workflow`] | pure: the workflow language, validation with positions, templates |
 //! | [`config`] | `ringback.yaml` → validated [`config::Config`], all errors at once |
 //! | [`event`] | pure: canonical event, one parser per provider, signatures, phones |
 //! | [`yaml`] | the one YAML reader: values plus `file:line:col` for every path |
