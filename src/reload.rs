@@ -62,7 +62,17 @@ pub fn load_catalog(dir: &Path, known: &Known, previous: Option<&Catalog>) -> Ca
             return catalog;
         }
     };
-    files.sort();
+    // Files that were already loaded go first, so a new file reusing a
+    // running workflow's name is the one reported as the duplicate, whatever
+    // the file names' order.
+    files.sort_by_key(|p| {
+        let known = previous.is_some_and(|prev| {
+            prev.workflows
+                .iter()
+                .any(|w| Path::new(&w.file) == p.as_path())
+        });
+        (!known, p.clone())
+    });
     let mut names = BTreeSet::new();
     for path in files {
         let file = path.display().to_string();

@@ -26,6 +26,8 @@ pub(super) struct Built {
     body: Option<Vec<u8>>,
     /// Standard Webhooks signing secret (`http` connectors with `secret`).
     sign_with: Option<Secret>,
+    /// Credential values, blanked out of anything recorded.
+    secrets: Vec<String>,
     /// The `http` step returns the body; connectors return status and id.
     raw_step: bool,
 }
@@ -77,12 +79,19 @@ pub(super) fn build(
         {
             headers.push(("content-type".into(), "application/json".into()));
         }
+        // The step's own header values may be credentials.
+        let secrets = headers
+            .iter()
+            .map(|(_, v)| v.clone())
+            .filter(|v| v.len() >= 6)
+            .collect();
         return Ok(Built {
             method,
             url: parse_url(url)?,
             headers,
             body: json.clone().and_then(json_body),
             sign_with: None,
+            secrets,
             raw_step: true,
         });
     };
@@ -178,7 +187,10 @@ pub(super) fn build(
         }
         ConnectorKind::Http => {
             for (k, v) in &c.headers {
-                headers.push((k.to_ascii_lowercase(), v.expose().to_string()));
+                let name = k.to_ascii_lowercase();
+                // A configured header replaces the default of the same name.
+                headers.retain(|(existing, _)| *existing != name);
+                headers.push((name, v.expose().to_string()));
             }
             let body = match &request.outbound {
                 Outbound::Text { to, text } => json!({"to": to, "text": text}),
@@ -208,6 +220,13 @@ pub(super) fn build(
         } else {
             None
         },
+        secrets: [c.token.as_ref(), c.api_key.as_ref(), c.secret.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose().to_string())
+            .chain(c.headers.values().map(|v| v.expose().to_string()))
+            .filter(|v| !v.is_empty())
+            .collect(),
         raw_step: false,
     })
 }
@@ -351,6 +370,15 @@ async fn attempt_once(
         .and_then(|v| retry::retry_after(v, Timestamp::now()));
     let body = match read_capped(resp).await {
         Ok(b) => b,
+        Err(e) if (200..300).contains(&status) => {
+            // The receiver accepted the request; sending it again could
+            // deliver it twice. Count it as delivered and note the problem.
+            let note = format!("delivered, but reading the response failed: {e}");
+            return (
+                Try::Done(json!({"status": status})),
+                attempt(Some(status), Some(note), None),
+            );
+        }
         Err(e) => {
             let message = format!("reading the response failed: {e}");
             return (
@@ -359,7 +387,7 @@ async fn attempt_once(
             );
         }
     };
-    let text = String::from_utf8_lossy(&body).into_owned();
+    let text = redact(&String::from_utf8_lossy(&body), &built.secrets);
     let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
     let excerpt = (!excerpt.is_empty()).then_some(excerpt);
     if (200..300).contains(&status) {
@@ -396,6 +424,17 @@ async fn attempt_once(
         (Try::Fail(m.clone()), m)
     };
     (outcome, attempt(Some(status), Some(message), excerpt))
+}
+
+/// Blank out credential values a receiver may echo back.
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for s in secrets {
+        if !s.is_empty() && out.contains(s.as_str()) {
+            out = out.replace(s.as_str(), "***");
+        }
+    }
+    out
 }
 
 /// Error text without the URL (a webhook URL can itself be a secret).

@@ -175,6 +175,15 @@ impl Engine {
             {
                 continue;
             }
+            // It may have finished between reading the queue and now.
+            if !self.inner.store.is_pending(stored.seq).unwrap_or(true) {
+                self.inner
+                    .in_flight
+                    .lock()
+                    .expect("in-flight lock")
+                    .remove(&stored.seq);
+                continue;
+            }
             let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
                 return handed;
             };

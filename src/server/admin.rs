@@ -106,13 +106,25 @@ pub(super) async fn list_contacts(
     State(state): State<ServerState>,
     Query(query): Query<ContactQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    // A cursor is a phone; pasted into a URL unencoded its `+` arrives as a
+    // space, so read it the way phones are read everywhere else.
+    let cursor = query
+        .cursor
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            crate::event::normalise_phone(c)
+                .map(|p| p.id)
+                .unwrap_or_else(|_| c.to_string())
+        });
     let store = state.store.clone();
     let (contacts, next) = tokio::task::spawn_blocking(move || {
         store.list_contacts(
             query.tag.as_deref().filter(|t| !t.is_empty()),
             query.q.as_deref(),
             limit(query.limit),
-            query.cursor.as_deref().filter(|c| !c.is_empty()),
+            cursor.as_deref(),
         )
     })
     .await

@@ -111,6 +111,11 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether the event with this sequence number is still queued.
+    pub fn is_pending(&self, seq: u64) -> Result<bool, StoreError> {
+        Ok(self.pending.contains_key(seq.to_be_bytes())?)
+    }
+
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }

@@ -2,5 +2,10 @@
 //! for kill -9 and signal tests), real HTTP, real files, real sled.
 
 mod binary;
+mod calls;
+mod cli;
+mod crash;
+mod delivery;
 mod ingest;
 mod support;
+mod workflows;

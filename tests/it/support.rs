@@ -22,6 +22,37 @@ impl TestServer {
     /// Start with this `ringback.yaml` text; `${VAR}`s come from `env`.
     pub async fn start(config_yaml: &str, env: &[(&str, &str)]) -> TestServer {
         let tmp = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tmp, config_yaml, env).await
+    }
+
+    /// Like [`TestServer::start`], with these workflow files (file name,
+    /// text) written into the workflows folder before the server starts.
+    /// The folder exists (possibly empty) while the server runs; see
+    /// [`TestServer::workflows_dir`].
+    pub async fn start_with_workflows(
+        config_yaml: &str,
+        env: &[(&str, &str)],
+        files: &[(&str, &str)],
+    ) -> TestServer {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("workflows");
+        std::fs::create_dir_all(&dir).expect("create the workflows folder");
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).expect("write a workflow file");
+        }
+        Self::start_in(tmp, config_yaml, env).await
+    }
+
+    /// The running server's workflows folder (hot reload watches it).
+    pub fn workflows_dir(&self) -> std::path::PathBuf {
+        self._tmp.path().join("workflows")
+    }
+
+    async fn start_in(
+        tmp: tempfile::TempDir,
+        config_yaml: &str,
+        env: &[(&str, &str)],
+    ) -> TestServer {
         let data_dir = tmp.path().join("data");
         let env: HashMap<String, String> = env
             .iter()
