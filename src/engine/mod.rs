@@ -373,7 +373,7 @@ impl Engine {
             };
             e.steps.push(StepRecord {
                 path: w.path.clone(),
-                id: None,
+                id: w.id.clone(),
                 kind: "wait".into(),
                 status: StepStatus::Succeeded,
                 input: w.input.clone(),
@@ -535,7 +535,16 @@ impl Engine {
         };
         let caller_is_phone = call.caller.as_deref().is_some_and(|c| c.starts_with('+'));
         let missed = Event {
-            id: event::event_id(&call.source, &format!("synthetic-missed\0{}", call.key)),
+            // One missed call per call: the key, and when it started (a
+            // number without call ids can call again under the same key).
+            id: event::event_id(
+                &call.source,
+                &format!(
+                    "synthetic-missed\0{}\0{}",
+                    call.key,
+                    call.started_at.as_millisecond()
+                ),
+            ),
             kind: kind::CALL_MISSED.to_string(),
             direction: call.direction,
             caller: call.caller.clone(),

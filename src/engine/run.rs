@@ -493,6 +493,7 @@ async fn begin_wait(
     let caller = state.event.caller.clone();
     state.execution.waiting = Some(Waiting {
         path: step.path.clone(),
+        id: step.id.clone(),
         until: due,
         kinds: until.to_vec(),
         caller: caller.clone(),

@@ -44,8 +44,15 @@ pub struct CallState {
     pub started_at: Timestamp,
     pub last_event_at: Timestamp,
     pub last_kind: String,
+    /// Provider time of the latest event.
+    #[serde(default = "epoch")]
+    pub last_at: Timestamp,
     /// The event that started the ringing (for a synthetic missed call).
     pub first_event_id: String,
+}
+
+fn epoch() -> Timestamp {
+    Timestamp::UNIX_EPOCH
 }
 
 /// What an event did to its call.
@@ -102,14 +109,35 @@ impl Store {
                 started_at: e.at,
                 last_event_at: now,
                 last_kind: e.kind.clone(),
+                last_at: e.at,
                 first_event_id: e.id.clone(),
             };
+            // Without a call id, the same number calling again after its last
+            // call ended is a new call, not a late event of the old one.
+            let new_call = |p: &CallState| {
+                e.call_id.is_none() && e.kind == kind::CALL_INCOMING && e.at > p.last_at
+            };
             let next = match prev {
-                Some(p) if p.state == CallPhase::Ended => {
+                Some(p) if p.state == CallPhase::Ended && !new_call(&p) => {
                     change = CallChange::Late(p.clone());
                     return old.map(<[u8]>::to_vec);
                 }
-                None => {
+                Some(mut p) if p.state != CallPhase::Ended => {
+                    p.last_event_at = now;
+                    p.last_kind = e.kind.clone();
+                    if e.at > p.last_at {
+                        p.last_at = e.at;
+                    }
+                    p.state = match e.kind.as_str() {
+                        kind::CALL_INCOMING => p.state,
+                        kind::CALL_ACCEPTED => CallPhase::Connected,
+                        _ => CallPhase::Ended,
+                    };
+                    change = CallChange::Updated(p.clone());
+                    p
+                }
+                // No call yet, or a new call from a number whose last call ended.
+                _ => {
                     let phase = match e.kind.as_str() {
                         kind::CALL_INCOMING => CallPhase::Ringing,
                         kind::CALL_ACCEPTED => CallPhase::Connected,
@@ -122,17 +150,6 @@ impl Store {
                         CallChange::Updated(s.clone())
                     };
                     s
-                }
-                Some(mut p) => {
-                    p.last_event_at = now;
-                    p.last_kind = e.kind.clone();
-                    p.state = match e.kind.as_str() {
-                        kind::CALL_INCOMING => p.state,
-                        kind::CALL_ACCEPTED => CallPhase::Connected,
-                        _ => CallPhase::Ended,
-                    };
-                    change = CallChange::Updated(p.clone());
-                    p
                 }
             };
             Some(serde_json::to_vec(&next).expect("serialise"))

@@ -108,6 +108,9 @@ pub struct StepRecord {
 pub struct Waiting {
     /// The `wait` step's path.
     pub path: String,
+    /// The `wait` step's `id`, if it has one.
+    #[serde(default)]
+    pub id: Option<String>,
     /// When it resumes at the latest.
     pub until: Timestamp,
     /// Event kinds that resume it early, for the same caller.
