@@ -249,16 +249,24 @@ pub(super) async fn send_with_retries(
     limiter: Option<&RateLimiter>,
     allow: &[Cidr],
     kind: Option<ConnectorKind>,
-) -> Delivered {
+    prior: Vec<Attempt>,
+    wait_inline_up_to: Duration,
+) -> (Delivered, Option<Duration>) {
     if let Err(e) = guard::check_url(&built.url, allow) {
-        return Delivered {
+        let d = Delivered {
             result: Err(e),
-            attempts: Vec::new(),
+            attempts: prior,
         };
+        return (d, None);
     }
-    retry_loop(schedule, limiter, fastrand::f64, || {
-        attempt_once(client, built, idempotency_key, timeout, kind)
-    })
+    retry_loop(
+        schedule,
+        limiter,
+        fastrand::f64,
+        prior,
+        wait_inline_up_to,
+        || attempt_once(client, built, idempotency_key, timeout, kind),
+    )
     .await
 }
 
@@ -269,14 +277,17 @@ pub(super) async fn retry_loop<F, Fut>(
     schedule: &[Duration],
     limiter: Option<&RateLimiter>,
     mut jitter: impl FnMut() -> f64,
+    prior: Vec<Attempt>,
+    wait_inline_up_to: Duration,
     mut attempt: F,
-) -> Delivered
+) -> (Delivered, Option<Duration>)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = (Try, Attempt)>,
 {
-    let mut attempts = Vec::new();
-    let mut delays = schedule.iter();
+    // Attempts made before a pause used up that many scheduled delays.
+    let mut delays = schedule.iter().skip(prior.len());
+    let mut attempts = prior;
     loop {
         if let Some(l) = limiter {
             l.acquire().await;
@@ -285,30 +296,41 @@ where
         attempts.push(record);
         let (message, after) = match outcome {
             Try::Done(output) => {
-                return Delivered {
+                let d = Delivered {
                     result: Ok(output),
                     attempts,
-                }
+                };
+                return (d, None);
             }
             Try::Fail(message) => {
-                return Delivered {
+                let d = Delivered {
                     result: Err(message),
                     attempts,
-                }
+                };
+                return (d, None);
             }
             Try::Retry(message, after) => (message, after),
         };
         let Some(delay) = delays.next() else {
             let n = attempts.len();
-            return Delivered {
+            let d = Delivered {
                 result: Err(format!(
                     "{message} (gave up after {n} attempt{})",
                     if n == 1 { "" } else { "s" }
                 )),
                 attempts,
             };
+            return (d, None);
         };
         let wait = after.unwrap_or_else(|| retry::jittered(*delay, jitter()));
+        if wait > wait_inline_up_to {
+            // Too long to hold the run: the caller waits durably.
+            let d = Delivered {
+                result: Err(message),
+                attempts,
+            };
+            return (d, Some(wait));
+        }
         tokio::time::sleep(wait).await;
     }
 }
@@ -517,10 +539,12 @@ mod tests {
         let start = TokioInstant::now();
         let times = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(script.into_iter()));
-        let delivered = retry_loop(
+        let (delivered, _) = retry_loop(
             schedule,
             None,
             || jitter,
+            Vec::new(),
+            Duration::MAX,
             || {
                 let times = times.clone();
                 let script = script.clone();
@@ -592,6 +616,50 @@ mod tests {
         assert!(d.result.unwrap_err().contains("gave up after 3 attempts"));
         let (d, _) = scripted(&[], vec![Try::Retry("HTTP 500".into(), None)], 0.5).await;
         assert_eq!(d.attempts.len(), 1, "an empty schedule means one attempt");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_retry_wait_is_handed_back_and_the_schedule_continues_after_it() {
+        let schedule = secs(&[1, 60, 300]);
+        let script = Arc::new(Mutex::new(
+            vec![
+                Try::Retry("HTTP 503".into(), None),
+                Try::Retry("HTTP 503".into(), None),
+            ]
+            .into_iter(),
+        ));
+        let run = |prior: Vec<Attempt>| {
+            let script = script.clone();
+            let schedule = schedule.clone();
+            async move {
+                retry_loop(
+                    &schedule,
+                    None,
+                    || 0.5,
+                    prior,
+                    Duration::from_secs(2),
+                    || {
+                        let next = script
+                            .lock()
+                            .unwrap()
+                            .next()
+                            .unwrap_or(Try::Done(json!({"status": 200})));
+                        async move { (next, record()) }
+                    },
+                )
+                .await
+            }
+        };
+        // The 1 s wait happens inline; the 60 s one is handed back.
+        let (first, retry_in) = run(Vec::new()).await;
+        assert_eq!(first.attempts.len(), 2);
+        assert_eq!(retry_in, Some(Duration::from_secs(60)));
+        assert_eq!(first.result.unwrap_err(), "HTTP 503");
+        // Resumed with those two attempts, the third attempt succeeds.
+        let (second, retry_in) = run(first.attempts).await;
+        assert_eq!(retry_in, None);
+        assert_eq!(second.attempts.len(), 3);
+        assert_eq!(second.result.unwrap(), json!({"status": 200}));
     }
 
     #[test]

@@ -8,9 +8,10 @@
 //! `Idempotency-Key` on every request, and the SSRF guard. This is the only
 //! module that imports reqwest.
 //!
-//! Retries wait with `tokio::time::sleep`: a waiting retry holds no thread
-//! and no other run waits for it. Waits do not yet survive a restart; a
-//! restart re-runs the step (with the same idempotency key).
+//! Short retry waits are timer sleeps (no thread is held). Longer ones end
+//! the delivery early ([`Delivery::deliver_resumable`]): the engine records
+//! the attempts in the run's journal and waits on a durable timer, so a
+//! retry scheduled minutes ahead survives a restart and holds nothing.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -71,9 +72,29 @@ pub struct Delivered {
 
 pub type DeliveryFuture<'a> = Pin<Box<dyn Future<Output = Delivered> + Send + 'a>>;
 
+/// A delivery that may stop early to wait for its next attempt durably:
+/// the result, and when a further attempt is due (`None`: final).
+pub type ResumableFuture<'a> =
+    Pin<Box<dyn Future<Output = (Delivered, Option<Duration>)> + Send + 'a>>;
+
 /// Sends requests through connectors.
 pub trait Delivery: Send + Sync + 'static {
+    /// Send, retrying on the schedule until done.
     fn deliver(&self, request: Request) -> DeliveryFuture<'_>;
+
+    /// Send, continuing after `prior` attempts (made before a pause). When
+    /// the next retry is due later than `wait_inline_up_to`, stop and say
+    /// when, instead of sleeping: the engine then waits on a durable timer,
+    /// so a retry minutes ahead holds nothing and survives a restart.
+    fn deliver_resumable(
+        &self,
+        request: Request,
+        prior: Vec<Attempt>,
+        wait_inline_up_to: Duration,
+    ) -> ResumableFuture<'_> {
+        let _ = (prior, wait_inline_up_to);
+        Box::pin(async move { (self.deliver(request).await, None) })
+    }
 }
 
 /// The configured connectors, the shared HTTP client and the per-connector
@@ -147,31 +168,46 @@ impl Connectors {
 impl Delivery for Connectors {
     fn deliver(&self, request: Request) -> DeliveryFuture<'_> {
         Box::pin(async move {
+            self.deliver_resumable(request, Vec::new(), Duration::MAX)
+                .await
+                .0
+        })
+    }
+
+    fn deliver_resumable(
+        &self,
+        request: Request,
+        prior: Vec<Attempt>,
+        wait_inline_up_to: Duration,
+    ) -> ResumableFuture<'_> {
+        Box::pin(async move {
             let settings = self.settings.read().expect("connectors lock").clone();
             let connector = match request.connector.as_deref() {
                 None => None,
                 Some(name) => match settings.connectors.get(name) {
                     Some(c) => Some(c),
                     None => {
-                        return Delivered {
+                        let d = Delivered {
                             result: Err(format!("connector `{name}` is not configured")),
-                            attempts: Vec::new(),
-                        }
+                            attempts: prior,
+                        };
+                        return (d, None);
                     }
                 },
             };
             if let Some(c) = connector {
                 if c.kind == ConnectorKind::Log {
-                    return deliver_log(c, &request, Timestamp::now());
+                    return (deliver_log(c, &request, Timestamp::now()), None);
                 }
             }
             let built = match http::build(connector, &request) {
                 Ok(b) => b,
                 Err(e) => {
-                    return Delivered {
+                    let d = Delivered {
                         result: Err(e),
-                        attempts: Vec::new(),
-                    }
+                        attempts: prior,
+                    };
+                    return (d, None);
                 }
             };
             let timeout = connector
@@ -193,6 +229,8 @@ impl Delivery for Connectors {
                 limiter.as_deref(),
                 &allow,
                 connector.map(|c| c.kind),
+                prior,
+                wait_inline_up_to,
             )
             .await
         })

@@ -371,6 +371,17 @@ impl Engine {
             let Some(w) = e.waiting.take() else {
                 return false;
             };
+            if let Some(attempts) = &w.retry_attempts {
+                // A pause between attempts of an outbound step: the step
+                // runs again, continuing its retry schedule.
+                e.retrying = Some(crate::store::Retrying {
+                    path: w.path.clone(),
+                    attempts: attempts.clone(),
+                });
+                e.status = RunStatus::Running;
+                *ended.lock().expect("lock") = Some(w);
+                return true;
+            }
             e.steps.push(StepRecord {
                 path: w.path.clone(),
                 id: w.id.clone(),

@@ -98,7 +98,13 @@ struct StepError {
     input: Value,
     message: String,
     attempts: Vec<Attempt>,
+    /// An outbound step whose next attempt is due later: pause, don't fail.
+    retry_in: Option<std::time::Duration>,
 }
+
+/// Retry waits up to this long happen in the run's task; longer ones pause
+/// the run on a durable timer.
+const INLINE_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl StepError {
     fn new(input: Value, message: impl Into<String>) -> StepError {
@@ -106,6 +112,7 @@ impl StepError {
             input,
             message: message.into(),
             attempts: Vec::new(),
+            retry_in: None,
         }
     }
 }
@@ -185,6 +192,7 @@ pub(super) async fn run(
         error: None,
         test: options.test,
         waiting: None,
+        retrying: None,
         steps: Vec::new(),
     };
     Some(drive(inner, workflow, execution, options).await)
@@ -385,6 +393,10 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
             }
             outcome.flow
         }
+        Err(err) if err.retry_in.is_some() => {
+            let delay = err.retry_in.unwrap_or_default();
+            begin_retry_pause(state, step, delay, err.input, err.attempts, started_at).await
+        }
         Err(err) => {
             if let Some(id) = &step.id {
                 state
@@ -462,6 +474,59 @@ async fn replay_step<'a>(state: &mut RunState<'a>, step: &'a Step, record: StepR
     }
 }
 
+/// Pause the run between two attempts of an outbound step: the attempts so
+/// far go in the journal and a durable timer resumes the step, which then
+/// continues its retry schedule.
+async fn begin_retry_pause(
+    state: &mut RunState<'_>,
+    step: &Step,
+    delay: std::time::Duration,
+    input: Value,
+    attempts: Vec<Attempt>,
+    started_at: Timestamp,
+) -> Flow {
+    let due = state
+        .inner
+        .clock
+        .now()
+        .checked_add(jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(started_at);
+    state.execution.waiting = Some(Waiting {
+        path: step.path.clone(),
+        id: step.id.clone(),
+        until: due,
+        kinds: Vec::new(),
+        caller: None,
+        retry_attempts: Some(attempts),
+        input,
+        started_at,
+    });
+    state.execution.status = RunStatus::Waiting;
+    state.execution.steps = state.records.clone();
+    let store = &state.inner.store;
+    let result = store.save_execution(&state.execution).and_then(|_| {
+        store.add_timer(
+            due,
+            &Timer::Resume {
+                run_id: state.run_id.clone(),
+            },
+        )
+    });
+    if let Err(e) = result {
+        return Flow::End(
+            RunStatus::Failed,
+            Some(format!(
+                "step {} ({}): cannot schedule the retry: {e}",
+                step.path,
+                step.action.kind()
+            )),
+        );
+    }
+    state.commit().await;
+    state.inner.timers_changed.notify_one();
+    Flow::Suspend
+}
+
 /// Pause the run: record where and until when, set a timer, and (with
 /// `until`) register for the caller's next event of those kinds.
 async fn begin_wait(
@@ -494,6 +559,7 @@ async fn begin_wait(
     state.execution.waiting = Some(Waiting {
         path: step.path.clone(),
         id: step.id.clone(),
+        retry_attempts: None,
         until: due,
         kinds: until.to_vec(),
         caller: caller.clone(),
@@ -972,7 +1038,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
 }
 
 async fn deliver(
-    state: &RunState<'_>,
+    state: &mut RunState<'_>,
     step: &Step,
     connector: Option<String>,
     outbound: Outbound,
@@ -984,7 +1050,25 @@ async fn deliver(
         idempotency_key: format!("{}:{}", state.run_id, step.path),
         retry: step.retry.clone(),
     };
-    let delivered = state.inner.delivery.deliver(request).await;
+    // Attempts made before a retry pause continue the schedule.
+    let prior = match state.execution.retrying.take() {
+        Some(r) if r.path == step.path => r.attempts,
+        Some(other) => {
+            state.execution.retrying = Some(other);
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    let inline = if state.options.record {
+        INLINE_RETRY_WAIT
+    } else {
+        std::time::Duration::MAX
+    };
+    let (delivered, retry_in) = state
+        .inner
+        .delivery
+        .deliver_resumable(request, prior, inline)
+        .await;
     match delivered.result {
         Ok(output) => Ok(Outcome {
             input,
@@ -996,6 +1080,7 @@ async fn deliver(
             input,
             message,
             attempts: delivered.attempts,
+            retry_in,
         }),
     }
 }

@@ -117,6 +117,9 @@ pub struct Waiting {
     #[serde(default)]
     pub kinds: Vec<String>,
     pub caller: Option<String>,
+    /// For a pause between outbound attempts: the attempts made so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_attempts: Option<Vec<Attempt>>,
     /// The `wait` step's rendered input, for its record when it resumes.
     #[serde(default)]
     pub input: Value,
@@ -144,7 +147,17 @@ pub struct Execution {
     pub test: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
+    /// An outbound step that resumes after a durable retry pause, with the
+    /// attempts it already made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrying: Option<Retrying>,
     pub steps: Vec<StepRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retrying {
+    pub path: String,
+    pub attempts: Vec<Attempt>,
 }
 
 /// Filters for [`Store::list_executions`].
