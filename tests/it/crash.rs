@@ -17,11 +17,20 @@ const BIN: &str = env!("CARGO_BIN_EXE_ringback");
 #[derive(Clone, Default)]
 struct Receiver {
     keys: Arc<Mutex<HashMap<String, usize>>>,
+    /// Answer 503 to the first this-many requests of each key.
+    fail_first: usize,
 }
 
 impl Receiver {
     async fn start() -> (Receiver, String) {
-        let receiver = Receiver::default();
+        Receiver::start_failing_first(0).await
+    }
+
+    async fn start_failing_first(fail_first: usize) -> (Receiver, String) {
+        let receiver = Receiver {
+            fail_first,
+            ..Receiver::default()
+        };
         let r = receiver.clone();
         let app = Router::new().route(
             "/{phone_id}/messages",
@@ -33,8 +42,22 @@ impl Receiver {
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("")
                         .to_string();
-                    *r.keys.lock().unwrap().entry(key).or_insert(0) += 1;
-                    axum::Json(serde_json::json!({"messages": [{"id": "wamid.test"}]}))
+                    let n = {
+                        let mut keys = r.keys.lock().unwrap();
+                        let n = keys.entry(key).or_insert(0);
+                        *n += 1;
+                        *n
+                    };
+                    if n <= r.fail_first {
+                        return (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            axum::Json(serde_json::json!({"error": "busy"})),
+                        );
+                    }
+                    (
+                        axum::http::StatusCode::OK,
+                        axum::Json(serde_json::json!({"messages": [{"id": "wamid.test"}]})),
+                    )
                 }
             }),
         );
@@ -391,5 +414,91 @@ steps:
         receiver.snapshot().len(),
         1,
         "one message for two calls within the window"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_scheduled_ahead_survives_kill_9_and_keeps_its_idempotency_key() {
+    // The first attempt gets a 503; the next is scheduled 3 s ahead, which
+    // the run waits for on a durable timer, not in memory.
+    let (receiver, url) = Receiver::start_failing_first(1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg =
+        config(&url, port).replace("schedule: [200ms, 500ms, 1s, 2s, 5s]", "schedule: [3s, 3s]");
+    std::fs::write(dir.path().join("ringback.yaml"), cfg).unwrap();
+    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
+    std::fs::write(dir.path().join("workflows/followup.yaml"), FOLLOWUP).unwrap();
+    let mut server = start(dir.path(), port).await;
+    let accepted: Vec<String> = post_all(&server.base, 0..1, 1)
+        .await
+        .into_iter()
+        .filter_map(|(_, id)| id)
+        .collect();
+    let key = format!("{}:2", ringback::store::run_id(&accepted[0], "followup"));
+    wait_until("the first, failed attempt", Duration::from_secs(10), || {
+        receiver.snapshot().get(&key) == Some(&1)
+    })
+    .await;
+    let base = server.base.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let runs = executions(&base, "workflow=followup").await;
+        if runs.first().is_some_and(|r| r["status"] == "waiting") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not pause for its retry"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    kill9(&mut server);
+
+    let mut server = start(dir.path(), port).await;
+    wait_until(
+        "the retry after the restart",
+        Duration::from_secs(20),
+        || receiver.snapshot().get(&key) == Some(&2),
+    )
+    .await;
+    let base = server.base.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let run = loop {
+        let runs = executions(&base, "workflow=followup").await;
+        if runs.first().is_some_and(|r| r["status"] == "succeeded") {
+            break runs[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not finish after its retry"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let detail: serde_json::Value = reqwest::get(format!(
+        "{base}/api/executions/{}",
+        run["id"].as_str().unwrap()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let send = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "send_message")
+        .unwrap()
+        .clone();
+    let attempts = send["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{send:#}");
+    assert_eq!(attempts[0]["status"], 503);
+    assert_eq!(attempts[1]["status"], 200);
+    sigterm(&mut server);
+    assert_eq!(
+        receiver.snapshot().len(),
+        1,
+        "one idempotency key for the whole step"
     );
 }
