@@ -686,6 +686,25 @@ impl RunState<'_> {
     }
 }
 
+/// The name, country and fields a contact step sets (empty renders leave
+/// the contact's value alone).
+fn apply_changes(
+    c: &mut Contact,
+    name: &Option<String>,
+    country: &Option<String>,
+    set: &[(String, String)],
+) {
+    if let Some(n) = name {
+        c.name = Some(n.clone());
+    }
+    if let Some(co) = country {
+        c.country = Some(co.clone());
+    }
+    for (k, v) in set {
+        c.fields.insert(k.clone(), v.clone());
+    }
+}
+
 /// Render a phone and normalise it to the E.164 key contacts use.
 fn phone_key(rendered: &str) -> Result<String, String> {
     match normalise_phone(rendered) {
@@ -807,15 +826,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             let changed = rendered!(
                 store
                     .modify_contact(&key, now, None, |c| {
-                        if let Some(n) = &name {
-                            c.name = Some(n.clone());
-                        }
-                        if let Some(co) = &country {
-                            c.country = Some(co.clone());
-                        }
-                        for (k, v) in &set {
-                            c.fields.insert(k.clone(), v.clone());
-                        }
+                        apply_changes(c, &name, &country, &set);
                         for k in unset {
                             c.fields.remove(k);
                         }
@@ -848,15 +859,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             let changed = rendered!(
                 store
                     .modify_contact(&key, now, Some(Contact::new(&key, now)), |c| {
-                        if let Some(n) = &name {
-                            c.name = Some(n.clone());
-                        }
-                        if let Some(co) = &country {
-                            c.country = Some(co.clone());
-                        }
-                        for (k, v) in &set {
-                            c.fields.insert(k.clone(), v.clone());
-                        }
+                        apply_changes(c, &name, &country, &set)
                     })
                     .map_err(|e| e.to_string()),
                 input
