@@ -43,6 +43,8 @@ pub use run::RunOptions;
 pub const MAX_CONCURRENT: usize = 4096;
 /// How many pending events the dispatcher reads per pass.
 const DISPATCH_BATCH: usize = 1024;
+/// How long a resumed run waits for the task that paused it to finish.
+const RESUME_HANDOVER: Duration = Duration::from_secs(30);
 /// Look at the queue and the timers at least this often.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -269,14 +271,38 @@ impl Engine {
     /// Continue a run from its journal, on the workflow version it started
     /// with.
     async fn resume(&self, execution: Execution) -> Option<Execution> {
-        if !self
+        // A wake-up can claim a run while the task that paused it is still
+        // finishing (flushing its journal): wait for that task to let go,
+        // then continue from the record as the claim left it.
+        let mut execution = execution;
+        let mut waited = false;
+        let deadline = tokio::time::Instant::now() + RESUME_HANDOVER;
+        while !self
             .inner
             .driving
             .lock()
             .expect("driving lock")
             .insert(execution.id.clone())
         {
-            return None;
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(run_id = %execution.id, "run still busy; it resumes at the next start");
+                return None;
+            }
+            waited = true;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if waited {
+            match self.inner.store.execution(&execution.id) {
+                Ok(Some(e)) if e.status == RunStatus::Running => execution = e,
+                _ => {
+                    self.inner
+                        .driving
+                        .lock()
+                        .expect("driving lock")
+                        .remove(&execution.id);
+                    return None;
+                }
+            }
         }
         let id = execution.id.clone();
         let result = match self.workflow_for(&execution) {

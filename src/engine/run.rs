@@ -265,7 +265,9 @@ pub(super) async fn drive(
     let (status, error) = match flow {
         Flow::Next => (RunStatus::Succeeded, None),
         Flow::End(status, error) => (status, error),
-        Flow::Suspend => (RunStatus::Waiting, None),
+        // The pause is already in the journal, and a wake-up may have
+        // claimed it since: writing the record again would undo the claim.
+        Flow::Suspend => return state.execution,
     };
     state.execution.status = status;
     state.execution.error = error;
