@@ -504,11 +504,7 @@ impl Engine {
                 if self.stopping() {
                     return;
                 }
-                match self.inner.store.take_timer(t) {
-                    Ok(true) => self.fire(t.timer.clone(), t.due).await,
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(error = %e, "cannot claim a timer"),
-                }
+                self.fire(t).await;
             }
             if due.len() == 256 {
                 continue;
@@ -527,15 +523,18 @@ impl Engine {
         }
     }
 
-    async fn fire(&self, timer: Timer, due: Timestamp) {
-        match timer {
+    /// Carry out a due timer. The timer is removed only once its effect
+    /// is in the store, so a crash in between fires it again (both effects
+    /// are idempotent) instead of losing it.
+    async fn fire(&self, t: &crate::store::DueTimer) {
+        match &t.timer {
             Timer::Resume { run_id } => {
-                let Some(execution) = self.claim_waiting(&run_id, None) else {
-                    return; // woken early by an event
+                // Claiming the run cancels this timer with it.
+                let Some(execution) = self.claim_waiting(run_id, None) else {
+                    // Woken early by an event: the timer is stale.
+                    let _ = self.inner.store.take_timer(t);
+                    return;
                 };
-                if let Some(caller) = execution.event.caller.as_deref() {
-                    let _ = self.inner.store.remove_wait(caller, &run_id);
-                }
                 let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
                     return;
                 };
@@ -546,12 +545,27 @@ impl Engine {
                 });
             }
             Timer::RingTimeout { call_key } => {
-                let now = self.inner.clock.now();
-                match self.inner.store.end_if_ringing(&call_key, now) {
-                    Ok(Some(call)) => self.synthesise_missed(call, due).await,
-                    Ok(None) => {}
-                    Err(e) => tracing::error!(error = %e, "cannot end a ringing call"),
+                let ringing = match self.inner.store.call_state(call_key) {
+                    Ok(Some(call)) if call.state == crate::store::CallPhase::Ringing => Some(call),
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read a ringing call");
+                        return;
+                    }
+                };
+                if let Some(call) = ringing {
+                    // The missed call goes in (durably, deduplicated) before
+                    // the call is marked ended and the timer removed.
+                    self.synthesise_missed(call, t.due).await;
+                    if let Err(e) = self
+                        .inner
+                        .store
+                        .end_if_ringing(call_key, self.inner.clock.now())
+                    {
+                        tracing::error!(error = %e, "cannot end a ringing call");
+                    }
                 }
+                let _ = self.inner.store.take_timer(t);
             }
         }
     }

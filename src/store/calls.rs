@@ -157,6 +157,14 @@ impl Store {
         Ok(change)
     }
 
+    /// The state of one call.
+    pub fn call_state(&self, key: &str) -> Result<Option<CallState>, StoreError> {
+        match self.calls.get(key.as_bytes())? {
+            None => Ok(None),
+            Some(b) => Ok(serde_json::from_slice(&b).ok()),
+        }
+    }
+
     /// End a call that is still ringing; returns its state if it was.
     pub fn end_if_ringing(
         &self,

@@ -183,17 +183,6 @@ async fn run_with_status(s: &TestServer, workflow: &str, event_id: &str, status:
     .await
 }
 
-/// The run of `workflow` for `event_id` once it is paused in a wait, and
-/// the task that paused it has had time to finish: a wake-up sent while it
-/// is still flushing its journal is lost (a bug, reproduced on its own by
-/// `paused::a_wake_up_while_the_pausing_task_flushes_is_not_lost`); the
-/// tests that use this are about who wakes a run, not about that race.
-async fn paused_run(s: &TestServer, workflow: &str, event_id: &str) -> Value {
-    let run = run_with_status(s, workflow, event_id, "waiting").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    run
-}
-
 /// Full records of the missed-call runs, newest first.
 async fn missed_runs(s: &TestServer) -> Vec<Value> {
     let mut out = Vec::new();
@@ -648,7 +637,7 @@ async fn a_wait_until_an_event_wakes_only_for_the_same_caller() {
         wazzap("call.incoming", x, "2026-05-14T15:00:00Z"),
     )
     .await;
-    paused_run(&s, "callback", &first).await;
+    run_with_status(&s, "callback", &first, "waiting").await;
 
     // Another caller calls: a run of their own, and nothing for `x`.
     let other = post(
@@ -708,7 +697,7 @@ async fn a_finished_wait_step_keeps_its_id_in_the_record() {
         wazzap("call.incoming", x, "2026-05-14T15:00:00Z"),
     )
     .await;
-    paused_run(&s, "callback", &first).await;
+    run_with_status(&s, "callback", &first, "waiting").await;
     post(
         &s,
         "wazzap",
@@ -732,11 +721,11 @@ steps:
 /// `waiting`: every run wakes (none is lost while the task that paused it
 /// is still flushing its journal), long before its 30 s are up.
 ///
-/// Over HTTP the race only shows under load (about one run in four of the
-/// whole `calls` suite); `paused::a_wake_up_while_the_pausing_task_flushes_is_not_lost`
+/// Over HTTP the race only showed under load (about one run in four of
+/// the whole `calls` suite);
+/// `paused::a_wake_up_while_the_pausing_task_flushes_is_not_lost`
 /// reproduces it every time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a wake-up that claims a waiting run while the task that paused it is still in its journal flush is lost (see paused::a_wake_up_while_the_pausing_task_flushes_is_not_lost); fails under load"]
 async fn a_wake_up_right_after_the_run_pauses_is_not_lost() {
     const CALLERS: usize = 64;
     let s = start(&[("hold.yaml", HOLD_WF)]).await;
@@ -1565,7 +1554,6 @@ steps:
     /// its flush, this task sees `waiting` and hands the engine the
     /// caller's call before the pausing task runs again.
     #[tokio::test]
-
     async fn a_wake_up_while_the_pausing_task_flushes_is_not_lost() {
         let rig = Rig::start_with(
             "sources:\n  wazzap: { provider: wazzap, business: \"+5215500000000\" }\n",
