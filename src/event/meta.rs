@@ -57,13 +57,11 @@
 //! status are both `call.incoming` of the same call, so whichever arrives
 //! second is a duplicate: one "ringing" event per call.
 
-use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use super::access::{self, join};
+use super::access::{self, expect_object, join, opt_array, opt_time, raw_text};
 use super::{
-    json_type_name, kind, normalise_phone, parse_time, Caller, Direction, Draft, Identity, Outcome,
-    ParseError,
+    json_type_name, kind, normalise_phone, Caller, Direction, Draft, Identity, Outcome, ParseError,
 };
 
 pub(crate) fn parse(v: &Value) -> Result<Vec<Draft>, ParseError> {
@@ -703,54 +701,8 @@ fn status_of(v: &Value, path: &str) -> Result<Option<String>, ParseError> {
     }
 }
 
-pub(super) fn opt_time(v: &Value, key: &str, path: &str) -> Result<Option<Timestamp>, ParseError> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(t) => parse_time(t)
-            .map(Some)
-            .map_err(|e| ParseError::field(join(path, key), e)),
-    }
-}
-
-pub(super) fn opt_array<'a>(
-    v: &'a Value,
-    key: &str,
-    path: &str,
-) -> Result<&'a [Value], ParseError> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(&[]),
-        Some(Value::Array(a)) => Ok(a.as_slice()),
-        Some(other) => Err(ParseError::field(
-            join(path, key),
-            format!("expected an array, got {}", json_type_name(other)),
-        )),
-    }
-}
-
-pub(super) fn expect_object(v: &Value, path: &str) -> Result<(), ParseError> {
-    if v.is_object() {
-        Ok(())
-    } else {
-        let field = if path.is_empty() { "(body)" } else { path };
-        Err(ParseError::field(
-            field,
-            format!("expected an object, got {}", json_type_name(v)),
-        ))
-    }
-}
-
 pub(super) fn digits(s: &str) -> String {
     s.chars().filter(char::is_ascii_digit).collect()
-}
-
-/// A value as sent, for content hashes.
-fn raw_text(v: Option<&Value>) -> String {
-    match v {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
 }
 
 /// An SDP with a video media section.

@@ -512,6 +512,64 @@ pub(crate) mod access {
         }
     }
 
+    /// A time field in any provider format; `None` when absent, null or
+    /// blank.
+    pub fn opt_time(
+        v: &Value,
+        key: &str,
+        path: &str,
+    ) -> Result<Option<jiff::Timestamp>, ParseError> {
+        match v.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(t) => super::parse_time(t)
+                .map(Some)
+                .map_err(|e| ParseError::field(join(path, key), e)),
+        }
+    }
+
+    /// An array field; empty when absent or null.
+    pub fn opt_array<'a>(v: &'a Value, key: &str, path: &str) -> Result<&'a [Value], ParseError> {
+        match v.get(key) {
+            None | Some(Value::Null) => Ok(&[]),
+            Some(Value::Array(a)) => Ok(a.as_slice()),
+            Some(other) => Err(ParseError::field(
+                join(path, key),
+                format!("expected an array, got {}", json_type_name(other)),
+            )),
+        }
+    }
+
+    /// Refuse anything but an object at `path`.
+    pub fn expect_object(v: &Value, path: &str) -> Result<(), ParseError> {
+        if v.is_object() {
+            Ok(())
+        } else {
+            let field = if path.is_empty() { "(body)" } else { path };
+            Err(ParseError::field(
+                field,
+                format!("expected an object, got {}", json_type_name(v)),
+            ))
+        }
+    }
+
+    /// A JSON scalar as the provider sent it (strings without quotes), for
+    /// content hashes.
+    pub fn as_sent(v: &Value) -> String {
+        match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// [`as_sent`] of an optional field; empty when absent or null.
+    pub fn raw_text(v: Option<&Value>) -> String {
+        match v {
+            None | Some(Value::Null) => String::new(),
+            Some(other) => as_sent(other),
+        }
+    }
+
     pub fn join(path: &str, key: &str) -> String {
         if path.is_empty() {
             key.to_string()

@@ -30,7 +30,7 @@
 
 use serde_json::Value;
 
-use super::access::{join, opt_id, opt_str, opt_u64, req_str};
+use super::access::{as_sent, join, opt_id, opt_str, opt_u64, req_str};
 use super::{
     json_type_name, kind, normalise_phone, parse_time, Caller, Direction, Draft, Identity, Outcome,
     ParseError,
@@ -275,13 +275,6 @@ fn call_outcome(object: &Value, path: &str, kind: &str) -> Result<Option<Outcome
         kind::CALL_ENDED => Some(given.unwrap_or(Outcome::Unknown)),
         _ => given,
     })
-}
-
-fn as_sent(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]

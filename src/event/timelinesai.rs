@@ -45,7 +45,7 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::access::{flag, join, opt_id, opt_obj, opt_str, opt_u64, req_str};
+use super::access::{as_sent, flag, join, opt_id, opt_obj, opt_str, opt_u64, req_str};
 use super::{
     json_type_name, kind, normalise_phone, parse_time, Caller, Direction, Draft, Identity, Outcome,
     ParseError,
@@ -345,11 +345,7 @@ fn time_field(
         None | Some(Value::Null) => Ok(None),
         Some(t) => {
             let at = parse_time(t).map_err(|e| ParseError::field(join(path, key), e))?;
-            let sent = match t {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            Ok(Some((at, sent)))
+            Ok(Some((at, as_sent(t))))
         }
     }
 }

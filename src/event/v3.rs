@@ -34,8 +34,8 @@
 
 use serde_json::Value;
 
-use super::access::{self, join};
-use super::meta::{self, expect_object, opt_time, settle_caller, Lookup};
+use super::access::{self, expect_object, join, opt_time};
+use super::meta::{self, settle_caller, Lookup};
 use super::{kind, normalise_phone, Caller, Direction, Draft, Identity, Outcome, ParseError};
 
 /// Where a `calls` event may carry the Meta envelope, besides the top level.

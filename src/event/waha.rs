@@ -54,7 +54,7 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::access::{flag, join, opt_id, opt_obj, opt_str, req_str};
+use super::access::{as_sent, flag, join, opt_id, opt_obj, opt_str, req_str};
 use super::{
     json_type_name, kind, normalise_phone, parse_time, Caller, Direction, Draft, Identity, Outcome,
     ParseError, PhoneError,
@@ -272,13 +272,6 @@ fn provider_time(
 
 fn is_zero_time(t: &Value) -> bool {
     t.as_f64().is_some_and(|f| f <= 0.0)
-}
-
-fn as_sent(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@
 
 use serde_json::Value;
 
-use super::access::{opt_str, req_str};
+use super::access::{as_sent, opt_str, req_str};
 use super::{kind, normalise_phone, parse_time, Draft, Identity, ParseError};
 
 pub(crate) fn parse(v: &Value) -> Result<Vec<Draft>, ParseError> {
@@ -79,14 +79,6 @@ pub(crate) fn parse(v: &Value) -> Result<Vec<Draft>, ParseError> {
 fn country_code(raw: &str) -> Option<String> {
     let t = raw.trim();
     (t.len() == 2 && t.bytes().all(|b| b.is_ascii_alphabetic())).then(|| t.to_ascii_uppercase())
-}
-
-/// A JSON scalar as the provider sent it (strings without quotes).
-fn as_sent(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 fn clip(s: &str) -> String {
