@@ -80,15 +80,11 @@ pub struct Listing<T> {
     pub more: bool,
 }
 
+/// One page of a listing: the items under `contacts` or `executions`.
 #[derive(Deserialize)]
-struct ContactPage {
-    contacts: Vec<Contact>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ExecutionPage {
-    executions: Vec<Value>,
+struct Page<T> {
+    #[serde(alias = "contacts", alias = "executions")]
+    items: Vec<T>,
     next_cursor: Option<String>,
 }
 
@@ -194,18 +190,30 @@ impl AdminClient {
         filter: &ContactFilter,
         limit: Option<usize>,
     ) -> Result<Listing<Contact>, AdminError> {
+        let filters = [("tag", &filter.tag), ("q", &filter.q)];
+        self.list("/api/contacts", &filters, limit).await
+    }
+
+    /// Follow a listing's cursors until `limit` items (or all of them).
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        filters: &[(&str, &Option<String>)],
+        limit: Option<usize>,
+    ) -> Result<Listing<T>, AdminError> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
             let want = page_size(limit, items.len());
             let mut query: Vec<(&str, String)> = vec![("limit", want.to_string())];
-            push_some(&mut query, "tag", &filter.tag);
-            push_some(&mut query, "q", &filter.q);
+            for (key, value) in filters {
+                push_some(&mut query, key, value);
+            }
             push_some(&mut query, "cursor", &cursor);
-            let page: ContactPage = self
-                .send(self.http.get(self.url("/api/contacts")).query(&query))
+            let page: Page<T> = self
+                .send(self.http.get(self.url(path)).query(&query))
                 .await?;
-            items.extend(page.contacts);
+            items.extend(page.items);
             match (page.next_cursor, limit) {
                 (Some(_), Some(l)) if items.len() >= l => {
                     items.truncate(l);
@@ -238,27 +246,8 @@ impl AdminClient {
         filter: &ExecutionFilter,
         limit: Option<usize>,
     ) -> Result<Listing<Value>, AdminError> {
-        let mut items = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let want = page_size(limit, items.len());
-            let mut query: Vec<(&str, String)> = vec![("limit", want.to_string())];
-            push_some(&mut query, "workflow", &filter.workflow);
-            push_some(&mut query, "status", &filter.status);
-            push_some(&mut query, "cursor", &cursor);
-            let page: ExecutionPage = self
-                .send(self.http.get(self.url("/api/executions")).query(&query))
-                .await?;
-            items.extend(page.executions);
-            match (page.next_cursor, limit) {
-                (Some(_), Some(l)) if items.len() >= l => {
-                    items.truncate(l);
-                    return Ok(Listing { items, more: true });
-                }
-                (Some(next), _) => cursor = Some(next),
-                (None, _) => return Ok(Listing { items, more: false }),
-            }
-        }
+        let filters = [("workflow", &filter.workflow), ("status", &filter.status)];
+        self.list("/api/executions", &filters, limit).await
     }
 
     /// One execution record, whole, as the server gives it.
