@@ -58,10 +58,10 @@ struct RunState<'a> {
     contact: Value,
     steps: Map<String, Value>,
     vars: Map<String, Value>,
-    records: Vec<StepRecord>,
     /// Steps recorded before this process drove the run, by path.
     replay: HashMap<String, StepRecord>,
-    /// The journal, rewritten after every step.
+    /// The journal, rewritten after every step; its `steps` are every step
+    /// recorded so far, replayed ones included, in the order they ran.
     execution: Execution,
     options: RunOptions,
 }
@@ -252,7 +252,6 @@ pub(super) async fn drive(
         contact: load_contact(inner, &event),
         steps: Map::new(),
         vars: Map::new(),
-        records: Vec::new(),
         replay,
         execution,
         options,
@@ -271,7 +270,6 @@ pub(super) async fn drive(
     };
     state.execution.status = status;
     state.execution.error = error;
-    state.execution.steps = std::mem::take(&mut state.records);
     if status.is_finished() {
         state.execution.finished_at = Some(inner.clock.now());
     }
@@ -422,10 +420,14 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
 
 /// Put a recorded step's effects back without executing it.
 async fn replay_step<'a>(state: &mut RunState<'a>, step: &'a Step, record: StepRecord) -> Flow {
-    let output = record.output.clone();
-    let status = record.status;
-    let error = record.error.clone();
-    state.records.push(record);
+    // The record is already in the journal's steps; only its effects come
+    // back.
+    let StepRecord {
+        output,
+        status,
+        error,
+        ..
+    } = record;
     match status {
         StepStatus::Skipped => return Flow::Next,
         StepStatus::Failed => {
@@ -504,7 +506,6 @@ async fn begin_retry_pause(
         started_at,
     });
     state.execution.status = RunStatus::Waiting;
-    state.execution.steps = state.records.clone();
     let store = &state.inner.store;
     let result = store.save_execution(&state.execution).and_then(|_| {
         store.add_timer(
@@ -569,7 +570,6 @@ async fn begin_wait(
         started_at,
     });
     state.execution.status = RunStatus::Waiting;
-    state.execution.steps = state.records.clone();
     let store = &state.inner.store;
     let result = store.save_execution(&state.execution).and_then(|_| {
         store.add_timer(
@@ -632,9 +632,6 @@ impl RunState<'_> {
         if !self.options.record {
             return;
         }
-        if self.execution.status == RunStatus::Running {
-            self.execution.steps = self.records.clone();
-        }
         if let Err(err) = self.inner.store.save_execution(&self.execution) {
             tracing::error!(error = %err, run_id = %self.execution.id, "cannot save the execution record");
         }
@@ -662,7 +659,7 @@ impl RunState<'_> {
         error: Option<String>,
         attempts: Vec<Attempt>,
     ) {
-        self.records.push(StepRecord {
+        self.execution.steps.push(StepRecord {
             path: step.path.clone(),
             id: step.id.clone(),
             kind: step.action.kind().to_string(),
