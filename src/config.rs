@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -991,11 +991,6 @@ fn read_outbound(doc: &Document, v: &Value, ctx: &mut Ctx) -> OutboundConfig {
     }
     f.finish(ctx.errs);
     out
-}
-
-/// For `Path`-taking callers that want the default config location.
-pub fn default_config_path() -> &'static Path {
-    Path::new(DEFAULT_CONFIG_FILE)
 }
 
 #[cfg(test)]

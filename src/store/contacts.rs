@@ -273,10 +273,6 @@ impl Store {
         Ok((out, if more { last } else { None }))
     }
 
-    pub fn contact_count(&self) -> usize {
-        self.contacts.len()
-    }
-
     /// Call statistics for a number, whether or not it is a contact.
     pub fn call_stats(&self, phone: &str) -> Result<CallStats, StoreError> {
         match self.call_stats.get(phone.as_bytes())? {

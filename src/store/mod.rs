@@ -164,9 +164,4 @@ impl Store {
     pub fn dangerous_fail_commits(&self, on: bool) {
         self.commit.set_fail_flushes(on);
     }
-
-    /// Bytes on disk, as sled counts them.
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
-    }
 }
