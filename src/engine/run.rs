@@ -478,48 +478,42 @@ async fn replay_step<'a>(state: &mut RunState<'a>, step: &'a Step, record: StepR
     }
 }
 
-/// Pause the run between two attempts of an outbound step: the attempts so
-/// far go in the journal and a durable timer resumes the step, which then
-/// continues its retry schedule.
-async fn begin_retry_pause(
-    state: &mut RunState<'_>,
-    step: &Step,
-    delay: std::time::Duration,
-    input: Value,
-    attempts: Vec<Attempt>,
-    started_at: Timestamp,
-) -> Flow {
-    let due = state
-        .inner
-        .clock
-        .now()
-        .checked_add(jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX))
-        .unwrap_or(started_at);
-    state.execution.waiting = Some(Waiting {
-        path: step.path.clone(),
-        id: step.id.clone(),
-        until: due,
-        kinds: Vec::new(),
-        caller: None,
-        retry_attempts: Some(attempts),
-        input,
-        started_at,
-    });
+/// `from` plus `delay`, saturating.
+fn after(from: Timestamp, delay: std::time::Duration) -> Timestamp {
+    from.checked_add(jiff::SignedDuration::try_from(delay).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(from)
+}
+
+/// Pause the run at `step`: write the pause into the journal, set the timer
+/// that ends it, register for the caller's events of `waiting.kinds`, and
+/// flush, so the pause survives a restart.
+async fn pause(state: &mut RunState<'_>, step: &Step, waiting: Waiting) -> Flow {
+    let due = waiting.until;
+    let wake_on = match (&waiting.caller, waiting.kinds.is_empty()) {
+        (Some(caller), false) => Some((caller.clone(), waiting.kinds.clone())),
+        _ => None,
+    };
+    state.execution.waiting = Some(waiting);
     state.execution.status = RunStatus::Waiting;
     let store = &state.inner.store;
+    let run_id = state.run_id.clone();
     let result = store.save_execution(&state.execution).and_then(|_| {
         store.add_timer(
             due,
             &Timer::Resume {
-                run_id: state.run_id.clone(),
+                run_id: run_id.clone(),
             },
-        )
+        )?;
+        match &wake_on {
+            Some((caller, kinds)) => store.add_wait(caller, &run_id, kinds),
+            None => Ok(()),
+        }
     });
     if let Err(e) = result {
         return Flow::End(
             RunStatus::Failed,
             Some(format!(
-                "step {} ({}): cannot schedule the retry: {e}",
+                "step {} ({}): cannot schedule the pause: {e}",
                 step.path,
                 step.action.kind()
             )),
@@ -530,8 +524,32 @@ async fn begin_retry_pause(
     Flow::Suspend
 }
 
-/// Pause the run: record where and until when, set a timer, and (with
-/// `until`) register for the caller's next event of those kinds.
+/// Pause the run between two attempts of an outbound step: the attempts so
+/// far go in the journal and the timer resumes the step, which then
+/// continues its retry schedule.
+async fn begin_retry_pause(
+    state: &mut RunState<'_>,
+    step: &Step,
+    delay: std::time::Duration,
+    input: Value,
+    attempts: Vec<Attempt>,
+    started_at: Timestamp,
+) -> Flow {
+    let waiting = Waiting {
+        path: step.path.clone(),
+        id: step.id.clone(),
+        until: after(state.inner.clock.now(), delay),
+        kinds: Vec::new(),
+        caller: None,
+        retry_attempts: Some(attempts),
+        input,
+        started_at,
+    };
+    pause(state, step, waiting).await
+}
+
+/// A `wait` step: pause until its time, or (with `until`) until the
+/// caller's next event of those kinds.
 async fn begin_wait(
     state: &mut RunState<'_>,
     step: &Step,
@@ -555,46 +573,17 @@ async fn begin_wait(
         );
         return Flow::Next;
     }
-    let due = started_at
-        .checked_add(jiff::SignedDuration::try_from(duration).unwrap_or(jiff::SignedDuration::MAX))
-        .unwrap_or(started_at);
-    let caller = state.event.caller.clone();
-    state.execution.waiting = Some(Waiting {
+    let waiting = Waiting {
         path: step.path.clone(),
         id: step.id.clone(),
         retry_attempts: None,
-        until: due,
+        until: after(started_at, duration),
         kinds: until.to_vec(),
-        caller: caller.clone(),
+        caller: state.event.caller.clone(),
         input,
         started_at,
-    });
-    state.execution.status = RunStatus::Waiting;
-    let store = &state.inner.store;
-    let result = store.save_execution(&state.execution).and_then(|_| {
-        store.add_timer(
-            due,
-            &Timer::Resume {
-                run_id: state.run_id.clone(),
-            },
-        )?;
-        match (&caller, until.is_empty()) {
-            (Some(c), false) => store.add_wait(c, &state.run_id, until),
-            _ => Ok(()),
-        }
-    });
-    if let Err(e) = result {
-        return Flow::End(
-            RunStatus::Failed,
-            Some(format!(
-                "step {} (wait): cannot schedule the wait: {e}",
-                step.path
-            )),
-        );
-    }
-    state.commit().await;
-    state.inner.timers_changed.notify_one();
-    Flow::Suspend
+    };
+    pause(state, step, waiting).await
 }
 
 fn fail_or_continue(step: &Step, message: String) -> Flow {
