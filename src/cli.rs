@@ -3,17 +3,20 @@
 //!
 //! `serve`, `check` and `parse` live here; the rest have a file each under
 //! `cli/`: `admin` (`contacts`, `executions`: clients of a running server's
-//! admin API), `run_workflow` (`run`), `contacts_file` (CSV and JSON contact
-//! files) and `output` (tables and run traces).
+//! admin API), `run_workflow` (`run`), `test_workflows` (`test`),
+//! `contacts_file` (CSV and JSON contact files) and `output` (tables and
+//! run traces).
 
 mod admin;
 mod contacts_file;
 mod output;
 mod run_workflow;
+mod test_workflows;
 
 pub use admin::{ContactsCommand, ExecutionsCommand, ServerArgs};
 pub use contacts_file::FileFormat;
 pub use run_workflow::RunArgs;
+pub use test_workflows::TestArgs;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -82,6 +85,9 @@ pub enum Command {
     },
     /// Run one workflow file on one payload and print what each step did.
     Run(run_workflow::RunArgs),
+    /// Run the workflow tests (`*.test.yaml`) with no network, a throwaway
+    /// store and simulated time; exit 1 on any failure.
+    Test(test_workflows::TestArgs),
     /// List, show, import and export contacts (talks to a running server).
     Contacts {
         #[command(flatten)]
@@ -111,9 +117,15 @@ pub struct PathArgs {
     pub data: Option<PathBuf>,
 }
 
-pub fn init_logging(format: LogFormat) {
+pub fn init_logging(format: LogFormat, command: &Command) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // `ringback test` prints its own report; the engine's lines would bury
+    // it unless asked for.
+    let default = match command {
+        Command::Test(_) => "warn",
+        _ => "info",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colours only for a person at a terminal, not for log files.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -137,6 +149,7 @@ pub fn run(cli: Cli) -> ExitCode {
             business,
         } => parse(payload, &provider, &source, business.as_deref()),
         Command::Run(args) => run_workflow::run(args),
+        Command::Test(args) => test_workflows::run(args),
         Command::Contacts { server, command } => admin::contacts(server, command),
         Command::Executions { server, command } => admin::executions(server, command),
     }

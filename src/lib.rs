@@ -14,6 +14,7 @@
 //! | [`cli`] | subcommands: argument parsing, exit codes; `cli/` holds the admin API clients (`contacts`, `executions`), `run`, file formats and output |
 //! | [`app`] | the wiring point: store, server, engine, timers, reloader, shutdown |
 //! | [`server`] | HTTP (the only axum user): ingestion, admin API, errors → status codes |
+//! | [`workflow_test`] | `*.test.yaml`: cases run on the engine with a throwaway store, canned answers and simulated time |
 //! | [`reload`] | loading the workflows folder; hot reload of it and of the config |
 //! | [`engine`] | the interpreter: runs, journal and replay, durable waits, timers, call state |
 //! | [`delivery`] | outbound HTTP (the only reqwest user): connectors, retries, rate limits, SSRF guard; the admin API client |
@@ -37,4 +38,5 @@ pub mod reload;
 pub mod server;
 pub mod store;
 pub mod workflow;
+pub mod workflow_test;
 pub mod yaml;

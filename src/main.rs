@@ -4,6 +4,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = ringback::cli::Cli::parse();
-    ringback::cli::init_logging(cli.log_format);
+    ringback::cli::init_logging(cli.log_format, &cli.command);
     ringback::cli::run(cli)
 }

@@ -20,7 +20,7 @@ use super::output::{self, Detail};
 use crate::config::{Config, ConnectorConfig, Overrides};
 use crate::delivery::{Connectors, Delivered, Delivery, DeliveryFuture, Outbound, Request};
 use crate::engine::{Engine, RunOptions};
-use crate::event::{self, Event, ParseContext, Provider};
+use crate::event::{Event, Provider};
 use crate::store::{RunStatus, Store, StoreError};
 use crate::workflow::{compile, Catalog, Workflow};
 
@@ -304,53 +304,23 @@ fn read_events(args: &RunArgs, config: &Config) -> Result<Vec<Event>, ExitCode> 
         eprintln!("cannot read {}: {e}", args.event.display());
         ExitCode::FAILURE
     })?;
-    let received_at = jiff::Timestamp::now();
-    let parse = |source: &str, provider: Provider, business: Option<&str>| {
-        event::parse(
-            &body,
-            &ParseContext {
-                source,
-                provider,
-                business,
-                received_at,
-                delivery_id: None,
-            },
-        )
-        .map_err(|e| {
-            eprintln!("{}: {e}", args.event.display());
-            ExitCode::FAILURE
-        })
-    };
-    let (source, provider) = match &args.source {
-        Some(id) => match config.source(id) {
-            Some(s) => (id.clone(), provider.unwrap_or(s.provider)),
-            None => {
-                eprintln!(
-                    "note: source `{id}` is not in the configuration; using it as a label only"
-                );
-                (id.clone(), provider.unwrap_or(Provider::Auto))
-            }
-        },
-        None => {
-            // Which provider's shape is it? Then the source that takes it.
-            let detected = parse(CLI_SOURCE, provider.unwrap_or(Provider::Auto), None)?[0].provider;
-            let source = config
-                .sources
-                .values()
-                .find(|s| s.provider == detected)
-                .or_else(|| {
-                    config
-                        .sources
-                        .values()
-                        .find(|s| s.provider == Provider::Auto)
-                })
-                .map(|s| s.id.clone())
-                .unwrap_or_else(|| CLI_SOURCE.to_string());
-            (source, detected)
+    if let Some(id) = &args.source {
+        if config.source(id).is_none() {
+            eprintln!("note: source `{id}` is not in the configuration; using it as a label only");
         }
-    };
-    let business = config.source(&source).and_then(|s| s.business.clone());
-    parse(&source, provider, business.as_deref())
+    }
+    crate::workflow_test::parse_as_received(
+        &body,
+        provider,
+        args.source.as_deref(),
+        config,
+        jiff::Timestamp::now(),
+        CLI_SOURCE,
+    )
+    .map_err(|e| {
+        eprintln!("{}: {e}", args.event.display());
+        ExitCode::FAILURE
+    })
 }
 
 /// Sends nothing: each request answers with what would have gone out.

@@ -32,6 +32,18 @@ pub(super) struct Built {
     raw_step: bool,
 }
 
+impl Built {
+    /// What would go on the wire, for people: method, URL and JSON body.
+    /// Headers are left out (they carry credentials).
+    pub(super) fn preview(&self) -> Value {
+        let body = self.body.as_deref().map(|b| {
+            serde_json::from_slice::<Value>(b)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned()))
+        });
+        json!({"method": self.method.as_str(), "url": self.url.as_str(), "body": body})
+    }
+}
+
 fn digits(phone: &str) -> String {
     phone.chars().filter(char::is_ascii_digit).collect()
 }
@@ -409,11 +421,26 @@ async fn attempt_once(
             );
         }
     };
-    let text = redact(&String::from_utf8_lossy(&body), &built.secrets);
+    let (outcome, error, excerpt) = judge_answer(status, &body, retry_after, built, kind);
+    (outcome, attempt(Some(status), error, excerpt))
+}
+
+/// What an answer means for the step: done (with the step's output), worth
+/// another attempt, or a final failure; with the attempt's error message
+/// and a (redacted) excerpt of the body. Real sends and `ringback test`'s
+/// canned answers are judged alike.
+pub(super) fn judge_answer(
+    status: u16,
+    body: &[u8],
+    retry_after: Option<Duration>,
+    built: &Built,
+    kind: Option<ConnectorKind>,
+) -> (Try, Option<String>, Option<String>) {
+    let text = redact(&String::from_utf8_lossy(body), &built.secrets);
     let excerpt: String = text.chars().take(EXCERPT_CHARS).collect();
     let excerpt = (!excerpt.is_empty()).then_some(excerpt);
     if (200..300).contains(&status) {
-        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+        let parsed: Option<Value> = serde_json::from_slice(body).ok();
         let output = if built.raw_step {
             json!({"status": status, "body": parsed.unwrap_or(Value::String(text))})
         } else {
@@ -423,7 +450,7 @@ async fn attempt_once(
             }
             out
         };
-        return (Try::Done(output), attempt(Some(status), None, excerpt));
+        return (Try::Done(output), None, excerpt);
     }
     let (outcome, message) = if (300..400).contains(&status) {
         let m = format!("HTTP {status}: redirects are not followed");
@@ -445,7 +472,7 @@ async fn attempt_once(
         let m = format!("HTTP {status}: the receiver refused the request");
         (Try::Fail(m.clone()), m)
     };
-    (outcome, attempt(Some(status), Some(message), excerpt))
+    (outcome, Some(message), excerpt)
 }
 
 /// Blank out credential values a receiver may echo back.

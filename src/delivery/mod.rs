@@ -239,7 +239,27 @@ impl Delivery for Connectors {
 
 /// The `log` kind: no network; the message is printed and recorded.
 fn deliver_log(connector: &ConnectorConfig, request: &Request, at: Timestamp) -> Delivered {
-    let (summary, output) = match &request.outbound {
+    let (summary, output) = log_entry(request);
+    tracing::info!(
+        connector = %connector.name,
+        idempotency_key = %request.idempotency_key,
+        "[log connector] {summary}"
+    );
+    Delivered {
+        result: Ok(output),
+        attempts: vec![Attempt {
+            at,
+            status: None,
+            error: None,
+            latency_ms: 0.0,
+            response: None,
+        }],
+    }
+}
+
+/// A `log` connector's line and the step output it gives.
+fn log_entry(request: &Request) -> (String, Value) {
+    match &request.outbound {
         Outbound::Text { to, text } => (
             format!("message to {to}: {text}"),
             json!({"status": "logged", "to": to, "text": text}),
@@ -268,21 +288,6 @@ fn deliver_log(connector: &ConnectorConfig, request: &Request, at: Timestamp) ->
             ),
             json!({"status": "logged", "event_id": event.get("id")}),
         ),
-    };
-    tracing::info!(
-        connector = %connector.name,
-        idempotency_key = %request.idempotency_key,
-        "[log connector] {summary}"
-    );
-    Delivered {
-        result: Ok(output),
-        attempts: vec![Attempt {
-            at,
-            status: None,
-            error: None,
-            latency_ms: 0.0,
-            response: None,
-        }],
     }
 }
 
@@ -290,6 +295,7 @@ pub mod admin_client;
 mod guard;
 mod http;
 mod ratelimit;
+pub mod rehearsal;
 mod retry;
 
 pub use guard::{check_ip, reserved_reason};

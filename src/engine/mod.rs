@@ -213,7 +213,7 @@ impl Engine {
     /// and a run of every matching workflow.
     pub async fn process(&self, stored: StoredEvent) {
         let event = stored.event;
-        self.wake_waiting_runs(&event).await;
+        let woken = self.wake_waiting_runs(&event).await;
         self.track_call(&event);
         let catalog = self.inner.catalog.read().expect("catalog lock").clone();
         let matching: Vec<Arc<Workflow>> = catalog
@@ -240,6 +240,60 @@ impl Engine {
                 Err(e) => tracing::error!(error = %e, "a workflow run panicked"),
             }
         }
+        // The runs this event woke went on concurrently; the event is done
+        // when they have finished or paused again.
+        for h in woken {
+            if let Err(e) = h.await {
+                tracing::error!(error = %e, "a resumed run panicked");
+            }
+        }
+    }
+
+    /// Process every pending event and fire every timer due by the clock's
+    /// now, awaiting all the work they cause, until nothing is left. This is
+    /// the dispatcher and the timer service run to completion in order,
+    /// for callers that drive time themselves (`ringback test`).
+    pub async fn settle(&self) {
+        loop {
+            let mut progressed = false;
+            let pending = match self.inner.store.pending_events(DISPATCH_BATCH) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the pending queue");
+                    return;
+                }
+            };
+            for stored in pending {
+                progressed = true;
+                let seq = stored.seq;
+                self.process(stored).await;
+                if let Err(e) = self.inner.store.mark_taken(seq) {
+                    tracing::error!(error = %e, "cannot remove a processed event from the queue");
+                    return;
+                }
+            }
+            let due = match self.inner.store.due_timers(self.inner.clock.now(), 256) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read timers");
+                    return;
+                }
+            };
+            for t in &due {
+                progressed = true;
+                if let Some(resumed) = self.fire(t).await {
+                    let _ = resumed.await;
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// When the next durable timer is due, if any is set.
+    pub fn next_timer_due(&self) -> Option<Timestamp> {
+        self.inner.store.next_timer_due().ok().flatten()
     }
 
     /// Run one workflow for one event, if its `when` holds. The execution is
@@ -365,27 +419,30 @@ impl Engine {
             })
     }
 
-    /// Resume runs waiting for this caller's event of this kind.
-    async fn wake_waiting_runs(&self, event: &Event) {
+    /// Resume runs waiting for this caller's event of this kind; the
+    /// handles of the resumed runs' tasks.
+    async fn wake_waiting_runs(&self, event: &Event) -> Vec<tokio::task::JoinHandle<()>> {
         let Some(caller) = event.caller.as_deref() else {
-            return;
+            return Vec::new();
         };
         let ids = match self.inner.store.waits_for(caller, &event.kind) {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read waiting runs");
-                return;
+                return Vec::new();
             }
         };
+        let mut resumed = Vec::new();
         for id in ids {
             let _ = self.inner.store.remove_wait(caller, &id);
             if let Some(execution) = self.claim_waiting(&id, Some(event.kind.clone())) {
                 let engine = self.clone();
-                tokio::spawn(async move {
+                resumed.push(tokio::spawn(async move {
                     engine.resume(execution).await;
-                });
+                }));
             }
         }
+        resumed
     }
 
     /// Take a waiting run out of its wait, exactly once: records the wait
@@ -504,7 +561,8 @@ impl Engine {
                 if self.stopping() {
                     return;
                 }
-                self.fire(t).await;
+                // A resumed run goes on in its own task.
+                drop(self.fire(t).await);
             }
             if due.len() == 256 {
                 continue;
@@ -525,24 +583,23 @@ impl Engine {
 
     /// Carry out a due timer. The timer is removed only once its effect
     /// is in the store, so a crash in between fires it again (both effects
-    /// are idempotent) instead of losing it.
-    async fn fire(&self, t: &crate::store::DueTimer) {
+    /// are idempotent) instead of losing it. A resumed run's task handle is
+    /// returned.
+    async fn fire(&self, t: &crate::store::DueTimer) -> Option<tokio::task::JoinHandle<()>> {
         match &t.timer {
             Timer::Resume { run_id } => {
                 // Claiming the run cancels this timer with it.
                 let Some(execution) = self.claim_waiting(run_id, None) else {
                     // Woken early by an event: the timer is stale.
                     let _ = self.inner.store.take_timer(t);
-                    return;
+                    return None;
                 };
-                let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
-                    return;
-                };
+                let permit = self.inner.permits.clone().acquire_owned().await.ok()?;
                 let engine = self.clone();
-                tokio::spawn(async move {
+                Some(tokio::spawn(async move {
                     engine.resume(execution).await;
                     drop(permit);
-                });
+                }))
             }
             Timer::RingTimeout { call_key } => {
                 let ringing = match self.inner.store.call_state(call_key) {
@@ -550,7 +607,7 @@ impl Engine {
                     Ok(_) => None,
                     Err(e) => {
                         tracing::error!(error = %e, "cannot read a ringing call");
-                        return;
+                        return None;
                     }
                 };
                 if let Some(call) = ringing {
@@ -566,6 +623,7 @@ impl Engine {
                     }
                 }
                 let _ = self.inner.store.take_timer(t);
+                None
             }
         }
     }
