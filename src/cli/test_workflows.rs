@@ -102,8 +102,12 @@ pub fn run(args: TestArgs) -> ExitCode {
 fn write_report(out: &mut impl Write, report: &FileReport) -> io::Result<()> {
     writeln!(out, "{}", report.file)?;
     for problem in &report.problems {
-        for line in problem.lines() {
-            writeln!(out, "  error: {line}")?;
+        let mut lines = problem.lines();
+        if let Some(first) = lines.next() {
+            writeln!(out, "  error: {first}")?;
+        }
+        for line in lines {
+            writeln!(out, "       {line}")?;
         }
     }
     for case in &report.cases {

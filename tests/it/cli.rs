@@ -670,3 +670,227 @@ async fn run_refuses_a_data_folder_a_running_server_holds() {
     assert!(out.stdout.is_empty(), "nothing ran: {}", out.stdout);
     server.stop().await;
 }
+
+/// `ringback test` on the repository's own example workflows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_shipped_workflow_has_tests_and_they_pass() {
+    let workflows = repo_path("workflows");
+    for entry in std::fs::read_dir(&workflows).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if ringback::reload::is_workflow_file(&path) {
+            let test = workflows.join(name.replace(".yaml", ".test.yaml"));
+            assert!(test.is_file(), "{name} ships without {}", test.display());
+        }
+    }
+    let config = repo_path("ringback.yaml");
+    let out = ringback(
+        &[
+            "test",
+            workflows.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    out.ok();
+    assert!(
+        out.stdout.contains(" 0 failed in 4 files"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("FAIL"), "{}", out.stdout);
+}
+
+/// A copy of the examples with one expectation broken: exit 1 and a diff
+/// naming the expected and the actual text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_expectation_fails_with_a_readable_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo_path("workflows");
+    std::fs::copy(
+        src.join("missed-call-followup.yaml"),
+        dir.path().join("missed-call-followup.yaml"),
+    )
+    .unwrap();
+    let fixtures = repo_path("tests/fixtures");
+    let tests = std::fs::read_to_string(src.join("missed-call-followup.test.yaml"))
+        .unwrap()
+        .replace("../tests/fixtures", fixtures.to_str().unwrap())
+        .replace(
+            "Hi Ana, sorry we missed your call",
+            "Hello Ana, sorry we missed your call",
+        );
+    std::fs::write(dir.path().join("missed-call-followup.test.yaml"), tests).unwrap();
+    let config = repo_path("ringback.yaml");
+    let out = ringback(
+        &[
+            "test",
+            dir.path().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("FAIL  a known caller is greeted by name and keeps their tags"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "-   text: 'Hello Ana, sorry we missed your call. Book a time that suits you: https://cal.example/book'"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "+   text: 'Hi Ana, sorry we missed your call. Book a time that suits you: https://cal.example/book'"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("5 passed, 1 failed"), "{}", out.stdout);
+}
+
+const WAIT_CONFIG: &str = r#"
+sources:
+  wazzap: { provider: wazzap }
+  waha: { provider: waha, ring_timeout: 45s }
+connectors:
+  whatsapp: { kind: log }
+  crm: { kind: http, url: "https://crm.example/hooks/ringback" }
+"#;
+
+/// A workflow that waits for the caller to call back before it sends, and
+/// calls a CRM whose answer it uses.
+const WAIT_WORKFLOW: &str = r#"
+name: callback-or-nudge
+on: { events: [call.missed] }
+steps:
+  - id: crm
+    http:
+      url: "https://crm.example/api/lookup"
+      json: { phone: "{{event.caller}}" }
+  - id: callback
+    wait: { for: 1h, until: [call.incoming] }
+  - if: "{{steps.callback.woken_by}}"
+    then:
+      - stop: "called back"
+  - send_message:
+      via: whatsapp
+      to: "{{event.caller}}"
+      text: "Hi {{steps.crm.body.first_name}}, still need us?"
+"#;
+
+const WAIT_TESTS: &str = r#"
+tests:
+  - name: no call back within the hour gets a nudge an hour later
+    answers:
+      http: [{ status: 200, body: { first_name: Ana } }]
+    event:
+      payload: { event: call.missed, phone: "+5215512345678", ts: "2026-03-02T10:00:00Z" }
+    expect:
+      status: succeeded
+      steps:
+        - crm
+        - { step: callback, output: { woken_by: null } }
+        - if
+        - send_message
+      requests:
+        - { step: crm, method: POST, json: { phone: "+5215512345678" } }
+        - { step: send_message, text: "Hi Ana, still need us?" }
+
+  - name: a call back within the hour ends the run without a message
+    answers:
+      http: [{ status: 200, body: { first_name: Ana } }]
+    events:
+      - payload: { event: call.missed, phone: "+5215512345678", ts: "2026-03-02T10:00:00Z" }
+      - payload: { event: call.incoming, phone: "+5215512345678", ts: "2026-03-02T10:20:00Z" }
+        after: 20m
+    expect:
+      status: stopped
+      steps: [crm, { step: callback, output: { woken_by: call.incoming } }, if, stop]
+
+  - name: a ring that times out becomes a missed call that waits
+    then: 10m
+    event: { file: FIXTURES/waha/call_received_noweb.json }
+    expect:
+      runs:
+        - { status: waiting, event: { kind: call.missed, synthetic: true } }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_ring_timeouts_and_canned_http_answers_run_in_simulated_time() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ringback.yaml"), WAIT_CONFIG).unwrap();
+    std::fs::write(dir.path().join("callback.yaml"), WAIT_WORKFLOW).unwrap();
+    let fixtures = repo_path("tests/fixtures");
+    std::fs::write(
+        dir.path().join("callback.test.yaml"),
+        WAIT_TESTS.replace("FIXTURES", fixtures.to_str().unwrap()),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let config = dir.path().join("ringback.yaml");
+    let out = ringback(
+        &[
+            "test",
+            dir.path().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    out.ok();
+    assert!(out.stdout.contains("3 passed, 0 failed"), "{}", out.stdout);
+    // An hour of waiting took no hour (generous: this is not a benchmark).
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_test_file_is_reported_by_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ringback.yaml"), WAIT_CONFIG).unwrap();
+    std::fs::write(dir.path().join("callback.yaml"), WAIT_WORKFLOW).unwrap();
+    std::fs::write(
+        dir.path().join("callback.test.yaml"),
+        "tests:\n  - name: typo\n    event: { payload: { event: call.missed, phone: \"+5215512345678\" } }\n    answers:\n      whatsap: [{ status: 200 }]\n    expect: { status: succeded }\n",
+    )
+    .unwrap();
+    let config = dir.path().join("ringback.yaml");
+    let out = ringback(
+        &[
+            "test",
+            dir.path().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("callback.test.yaml:5:7: unknown connector `whatsap`"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("did you mean `whatsapp`?"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("callback.test.yaml:6:23: unknown run status `succeded`"),
+        "{}",
+        out.stdout
+    );
+}
