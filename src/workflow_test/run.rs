@@ -204,7 +204,7 @@ async fn run_case(
             .map_err(|e| e.to_string())?;
         let duplicates = inserted
             .iter()
-            .filter(|i| matches!(i, crate::store::Insert::Duplicate { .. }))
+            .filter(|i| matches!(i, crate::store::Insert::Duplicate))
             .count();
         if duplicates > 0 {
             notes.push(format!(
@@ -476,7 +476,7 @@ fn check(
         // Tags are a set: compare them sorted.
         for v in [&mut want, &mut got] {
             if let Some(Value::Array(tags)) = v.get_mut("tags") {
-                tags.sort_by(|a, b| a.to_string().cmp(&b.to_string()));
+                tags.sort_by_key(|t| t.to_string());
             }
         }
         contacts_expected.insert(phone.clone(), want);
