@@ -79,12 +79,14 @@ pub async fn run_with_store(
     let (keep_for, keep_max) = (config.executions_keep_for, config.executions_keep_max);
     let config = Arc::new(RwLock::new(Arc::new(config)));
     let wake = Arc::new(tokio::sync::Notify::new());
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let state = ServerState {
         config: config.clone(),
         store: store.clone(),
         catalog: catalog.clone(),
         clock: clock.clone(),
         accepted: wake.clone(),
+        metrics: metrics.clone(),
     };
     let engine = Engine::new(
         store.clone(),
@@ -93,7 +95,8 @@ pub async fn run_with_store(
         clock.clone(),
         wake,
     )
-    .with_config(config.clone());
+    .with_config(config.clone())
+    .with_metrics(metrics);
     engine.recover().await;
     let overrides = config.read().expect("config lock").overrides.clone();
     let reloader = Reloader {

@@ -23,6 +23,7 @@
 //! | [`config`] | `ringback.yaml` → validated [`config::Config`], all errors at once |
 //! | [`event`] | pure: canonical event, one parser per provider, signatures, phones |
 //! | [`yaml`] | the one YAML reader: values plus `file:line:col` for every path |
+//! | [`metrics`] | the counters and histograms of `GET /metrics` (prometheus-client), one registry per server |
 //! | [`duration`] | `250ms` / `90s` / `2m` / `1h` / `7d` |
 //! | [`clock`] | time through a trait, so tests can fake it |
 
@@ -34,6 +35,7 @@ pub mod delivery;
 pub mod duration;
 pub mod engine;
 pub mod event;
+pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod store;

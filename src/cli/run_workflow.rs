@@ -137,7 +137,6 @@ pub fn run(args: RunArgs) -> ExitCode {
     };
     let options = RunOptions {
         record: !args.dry_run,
-        test: false,
     };
     let result = runtime.block_on(run_all(&engine, &workflow, &events, options, args.dry_run));
     drop(engine);

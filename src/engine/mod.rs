@@ -31,6 +31,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::event::{self, kind, Event};
+use crate::metrics::Metrics;
 use crate::store::{
     CallChange, CallState, Execution, RunStatus, StepRecord, StepStatus, Store, StoredEvent, Timer,
 };
@@ -63,6 +64,7 @@ struct Inner {
     /// A new timer may be due sooner than the service sleeps.
     timers_changed: Notify,
     config: Option<Arc<RwLock<Arc<Config>>>>,
+    metrics: Option<Arc<Metrics>>,
     in_flight: Mutex<HashSet<u64>>,
     /// Runs being driven by this process, so none is driven twice at once.
     driving: Mutex<HashSet<String>>,
@@ -87,6 +89,7 @@ impl Engine {
                 wake,
                 timers_changed: Notify::new(),
                 config: None,
+                metrics: None,
                 in_flight: Mutex::new(HashSet::new()),
                 driving: Mutex::new(HashSet::new()),
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
@@ -101,6 +104,16 @@ impl Engine {
         let mut inner = Arc::try_unwrap(self.inner)
             .unwrap_or_else(|_| panic!("with_config before the engine is shared"));
         inner.config = Some(config);
+        Engine {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Count runs, steps, attempts and follow-ups in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<Metrics>) -> Engine {
+        let mut inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("with_metrics before the engine is shared"));
+        inner.metrics = Some(metrics);
         Engine {
             inner: Arc::new(inner),
         }
@@ -213,6 +226,13 @@ impl Engine {
     /// and a run of every matching workflow.
     pub async fn process(&self, stored: StoredEvent) {
         let event = stored.event;
+        // Test events are not calls anyone made: keep them out of the
+        // business figures.
+        if event.kind == kind::CALL_MISSED && !event.test {
+            if let Some(m) = &self.inner.metrics {
+                m.missed_call();
+            }
+        }
         let woken = self.wake_waiting_runs(&event).await;
         self.track_call(&event);
         let catalog = self.inner.catalog.read().expect("catalog lock").clone();
@@ -365,6 +385,9 @@ impl Engine {
                 let mut e = execution;
                 e.status = RunStatus::Failed;
                 e.error = Some(message);
+                if let Some(m) = &self.inner.metrics {
+                    m.run_finished(&e.workflow, e.status.as_str());
+                }
                 e.finished_at = Some(self.inner.clock.now());
                 e.waiting = None;
                 if let Err(err) = self.inner.store.save_execution(&e) {
@@ -465,6 +488,10 @@ impl Engine {
                 *ended.lock().expect("lock") = Some(w);
                 return true;
             }
+            let waited_ms = (now.as_millisecond() - w.started_at.as_millisecond()).max(0) as f64;
+            if let Some(m) = &self.inner.metrics {
+                m.step(&e.workflow, "wait", waited_ms / 1000.0);
+            }
             e.steps.push(StepRecord {
                 path: w.path.clone(),
                 id: w.id.clone(),
@@ -475,7 +502,7 @@ impl Engine {
                 error: None,
                 attempts: Vec::new(),
                 started_at: w.started_at,
-                duration_ms: (now.as_millisecond() - w.started_at.as_millisecond()).max(0) as f64,
+                duration_ms: waited_ms,
             });
             e.status = RunStatus::Running;
             *ended.lock().expect("lock") = Some(w);
@@ -673,6 +700,7 @@ impl Engine {
             source: call.source.clone(),
             provider,
             synthetic: true,
+            test: false,
             data: None,
             raw: json!({
                 "synthetic": true,

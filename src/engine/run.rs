@@ -35,16 +35,11 @@ use crate::workflow::{Action, MessageBody, OnError, RenderData, Step, Template, 
 pub struct RunOptions {
     /// Save the execution in the store (the CLI's dry run does not).
     pub record: bool,
-    /// Mark the execution as coming from the test endpoint.
-    pub test: bool,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions {
-            record: true,
-            test: false,
-        }
+        RunOptions { record: true }
     }
 }
 
@@ -190,7 +185,8 @@ pub(super) async fn run(
         started_at: inner.clock.now(),
         finished_at: None,
         error: None,
-        test: options.test,
+        // Events injected through the test endpoint mark their runs.
+        test: event.test,
         waiting: None,
         retrying: None,
         steps: Vec::new(),
@@ -272,6 +268,9 @@ pub(super) async fn drive(
     state.execution.error = error;
     if status.is_finished() {
         state.execution.finished_at = Some(inner.clock.now());
+        if let (Some(m), true) = (&inner.metrics, options.record) {
+            m.run_finished(&workflow.name, status.as_str());
+        }
     }
     state.save();
     state.execution
@@ -390,6 +389,7 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
             if step.action.is_outbound() {
                 // A sent message must never be sent again after a crash.
                 state.commit().await;
+                state.note_follow_up(step);
             }
             outcome.flow
         }
@@ -648,6 +648,14 @@ impl RunState<'_> {
         error: Option<String>,
         attempts: Vec<Attempt>,
     ) {
+        let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
+        if let (Some(m), false) = (&self.inner.metrics, status == StepStatus::Skipped) {
+            m.step(
+                &self.workflow.name,
+                step.action.kind(),
+                duration_ms / 1000.0,
+            );
+        }
         self.execution.steps.push(StepRecord {
             path: step.path.clone(),
             id: step.id.clone(),
@@ -658,9 +666,38 @@ impl RunState<'_> {
             error,
             attempts,
             started_at,
-            duration_ms: clock.elapsed().as_secs_f64() * 1000.0,
+            duration_ms,
         });
         self.save();
+    }
+
+    /// A message to the caller of a missed call is its follow-up (for the
+    /// metrics: how many missed calls get one, and how fast).
+    fn note_follow_up(&self, step: &Step) {
+        let Some(m) = &self.inner.metrics else {
+            return;
+        };
+        if !matches!(step.action, Action::SendMessage { .. })
+            || self.event.kind != crate::event::kind::CALL_MISSED
+            || self.event.test
+        {
+            return;
+        }
+        let to = self
+            .execution
+            .steps
+            .last()
+            .and_then(|r| r.input["to"].as_str());
+        let to_caller = match (to, self.event.caller.as_deref()) {
+            (Some(to), Some(caller)) => phone_key(to).is_ok_and(|k| k == caller),
+            _ => false,
+        };
+        if to_caller {
+            let seconds = (self.inner.clock.now().as_millisecond() - self.event.at.as_millisecond())
+                as f64
+                / 1000.0;
+            m.followed_up(&self.event.id, seconds);
+        }
     }
 
     /// After a contact step: the run's `contact` follows the caller's record.
@@ -1055,11 +1092,21 @@ async fn deliver(
     } else {
         std::time::Duration::MAX
     };
+    let connector_label = request
+        .connector
+        .clone()
+        .unwrap_or_else(|| "http".to_string());
+    let already = prior.len();
     let (delivered, retry_in) = state
         .inner
         .delivery
         .deliver_resumable(request, prior, inline)
         .await;
+    if let Some(m) = &state.inner.metrics {
+        for a in delivered.attempts.iter().skip(already) {
+            m.attempt(&connector_label, a.status, a.error.is_some());
+        }
+    }
     match delivered.result {
         Ok(output) => Ok(Outcome {
             input,

@@ -25,6 +25,7 @@
 mod detect;
 mod meta;
 mod phone;
+mod sample;
 mod signature;
 mod standard;
 mod time;
@@ -41,6 +42,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub use phone::{country_of, normalise_phone, Caller, PhoneError};
+pub use sample::{sample_body, sample_kinds, DEFAULT_TEST_CALLER};
 pub use signature::{
     sign_standard_webhooks, verify, AuthError, HeaderLookup, SourceAuth, HEADER_HUB_SIGNATURE,
     HEADER_WAHA_HMAC, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP,
@@ -186,6 +188,10 @@ pub struct Event {
     pub provider: Provider,
     #[serde(default)]
     pub synthetic: bool,
+    /// Injected through `POST /api/sources/{source}/test`, not sent by the
+    /// provider; its runs are marked as tests.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
     /// Provider-specific detail worth a template's reach, e.g. a Standard
     /// Webhooks envelope's `data.object` or a reaction's emoji.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -392,6 +398,7 @@ fn finish(d: Draft, provider: Provider, raw: &Value, ctx: &ParseContext<'_>) -> 
         source: ctx.source.to_string(),
         provider,
         synthetic: false,
+        test: false,
         data: d.data,
         raw: raw.clone(),
     }

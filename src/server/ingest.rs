@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 
 use super::{ApiError, ServerState};
 use crate::event::{self, HeaderLookup, ParseContext, ParseError, Provider, HEADER_WEBHOOK_ID};
+use crate::metrics::EventOutcome;
 use crate::store::Insert;
 
 struct Headers<'a>(&'a HeaderMap);
@@ -49,12 +50,21 @@ pub(super) async fn receive(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let rejected = || {
+        state
+            .metrics
+            .event(&source.id, None, EventOutcome::Rejected)
+    };
     if declared.is_some_and(|n| n > limit as u64) {
+        rejected();
         return Err(too_large(limit));
     }
     let body: Bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large(limit)),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            rejected();
+            return Err(too_large(limit));
+        }
         Err(_) => return Err(ApiError::bad_request("could not read the request body")),
     };
 
@@ -68,6 +78,7 @@ pub(super) async fn receive(
         now,
     )
     .map_err(|e| {
+        rejected();
         tracing::warn!(source = %source.id, reason = %e, "webhook rejected: authentication failed");
         ApiError::unauthorized(e.to_string())
     })?;
@@ -80,6 +91,7 @@ pub(super) async fn receive(
         delivery_id: headers.get(HEADER_WEBHOOK_ID).and_then(|v| v.to_str().ok()),
     };
     let events = event::parse(&body, &ctx).map_err(|e| {
+        rejected();
         tracing::info!(source = %source.id, error = %e, "webhook rejected: cannot parse");
         match e {
             ParseError::NotJson(_) => ApiError::bad_request(e.to_string()),
@@ -97,6 +109,13 @@ pub(super) async fn receive(
     let mut accepted = Vec::new();
     let mut duplicates = 0usize;
     for (event, outcome) in events.iter().zip(&outcomes) {
+        let counted = match outcome {
+            Insert::Accepted => EventOutcome::Accepted,
+            Insert::Duplicate => EventOutcome::Duplicate,
+        };
+        state
+            .metrics
+            .event(&event.source, Some(&event.kind), counted);
         match outcome {
             Insert::Accepted => {
                 tracing::info!(
@@ -176,4 +195,104 @@ fn storage_failed(e: crate::store::StoreError) -> ApiError {
 /// A source id echoed in an error, cut short and without control characters.
 fn printable(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+/// `POST /api/sources/{source}/test`: what a signed-webhook platform's
+/// "Send test event" does. A sample body in the source's provider shape
+/// (for `caller`, default [`event::DEFAULT_TEST_CALLER`], and `kind`,
+/// default `call.missed` where the provider sends it) goes through the
+/// source's parser and the inbox like a real delivery, minus the
+/// signature; the event and its runs are marked `test`.
+pub(super) async fn test_event(
+    State(state): State<ServerState>,
+    Path(source_id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TestRequest {
+        caller: Option<String>,
+        kind: Option<String>,
+    }
+    let config = state.config();
+    let source = config.source(&source_id).ok_or_else(|| {
+        ApiError::not_found(format!("unknown source `{}`", printable(&source_id)))
+    })?;
+    let request: TestRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        TestRequest {
+            caller: None,
+            kind: None,
+        }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                ApiError::bad_request(format!("body is not valid JSON: {e}"))
+            }
+            _ => ApiError::unprocessable(format!("{e} (a test event takes `caller` and `kind`)")),
+        })?
+    };
+    let caller = request
+        .caller
+        .as_deref()
+        .unwrap_or(event::DEFAULT_TEST_CALLER);
+    let caller = match event::normalise_phone(caller) {
+        Ok(c) if c.is_phone => c.id,
+        Ok(_) => {
+            return Err(ApiError::unprocessable(
+                "field `caller`: a test event needs a phone number",
+            ))
+        }
+        Err(e) => return Err(ApiError::unprocessable(format!("field `caller`: {e}"))),
+    };
+    let kinds = event::sample_kinds(source.provider);
+    let kind = request.kind.as_deref().unwrap_or(kinds[0]);
+    let now = state.clock.now();
+    let body = event::sample_body(
+        source.provider,
+        kind,
+        &caller,
+        source.business.as_deref(),
+        now,
+        fastrand::u64(..),
+    )
+    .ok_or_else(|| {
+        ApiError::unprocessable(format!(
+            "field `kind`: a {} source sends {} as a test event, not `{}`",
+            source.provider.as_str(),
+            kinds.join(" or "),
+            printable(kind)
+        ))
+    })?;
+    let ctx = ParseContext {
+        source: &source.id,
+        provider: source.provider,
+        business: source.business.as_deref(),
+        received_at: now,
+        delivery_id: None,
+    };
+    let mut events = event::parse(&body, &ctx).map_err(|e| {
+        tracing::error!(source = %source.id, error = %e, "a test sample did not parse");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the test sample did not parse",
+        )
+    })?;
+    for e in &mut events {
+        e.test = true;
+    }
+    state
+        .store
+        .insert_events(&events, now, config.dedupe_window)
+        .map_err(storage_failed)?;
+    state.store.commit().await.map_err(storage_failed)?;
+    for e in &events {
+        tracing::info!(event_id = %e.id, source = %e.source, kind = %e.kind, caller = e.caller.as_deref().unwrap_or("-"), "test event accepted");
+    }
+    state.accepted.notify_one();
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"accepted": events.len(), "events": ids, "event": events.first()})),
+    )
+        .into_response())
 }

@@ -16,6 +16,7 @@ use axum::Router;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::workflow::SharedCatalog;
 
@@ -31,6 +32,7 @@ pub struct ServerState {
     pub clock: SharedClock,
     /// Woken after events are accepted, so the engine picks them up at once.
     pub accepted: Arc<tokio::sync::Notify>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl ServerState {
@@ -53,6 +55,10 @@ pub fn router(state: ServerState) -> Router {
         .route("/executions", get(admin::list_executions))
         .route("/executions/{id}", get(admin::get_execution))
         .route("/calls/active", get(admin::active_calls))
+        .route(
+            "/sources/{source}/test",
+            axum::routing::post(ingest::test_event),
+        )
         .fallback(not_found)
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -61,6 +67,7 @@ pub fn router(state: ServerState) -> Router {
     Router::new()
         .nest("/api", api)
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route(
             "/hooks/{source}",
             get(ingest::meta_handshake).post(ingest::receive),
@@ -71,6 +78,18 @@ pub fn router(state: ServerState) -> Router {
 
 async fn healthz() -> &'static str {
     "ok"
+}
+
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<ServerState>,
+) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        state.metrics.render(),
+    )
 }
 
 async fn not_found() -> ApiError {
