@@ -88,6 +88,9 @@ pub enum Command {
     /// Run the workflow tests (`*.test.yaml`) with no network, a throwaway
     /// store and simulated time; exit 1 on any failure.
     Test(test_workflows::TestArgs),
+    /// Print the JSON Schema of workflow files (for editors: see the
+    /// README's "Editor support").
+    Schema,
     /// List, show, import and export contacts (talks to a running server).
     Contacts {
         #[command(flatten)]
@@ -150,6 +153,14 @@ pub fn run(cli: Cli) -> ExitCode {
         } => parse(payload, &provider, &source, business.as_deref()),
         Command::Run(args) => run_workflow::run(args),
         Command::Test(args) => test_workflows::run(args),
+        Command::Schema => {
+            let schema = crate::workflow::language::json_schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("JSON serialises")
+            );
+            ExitCode::SUCCESS
+        }
         Command::Contacts { server, command } => admin::contacts(server, command),
         Command::Executions { server, command } => admin::executions(server, command),
     }

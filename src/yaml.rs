@@ -337,6 +337,8 @@ pub struct Fields<'d> {
     path: String,
     map: &'d serde_json::Map<String, Value>,
     known: Vec<&'static str>,
+    /// Keys were declared up front: reading any other is a bug.
+    declared: bool,
 }
 
 impl<'d> Fields<'d> {
@@ -354,6 +356,7 @@ impl<'d> Fields<'d> {
                 path: path.to_string(),
                 map,
                 known: Vec::new(),
+                declared: false,
             }),
             other => {
                 errs.push(doc.error(
@@ -378,9 +381,26 @@ impl<'d> Fields<'d> {
         join_key(&self.path, key)
     }
 
+    /// Accept exactly these keys (from the workflow language table),
+    /// whether or not they are read.
+    pub fn declare(&mut self, keys: impl IntoIterator<Item = &'static str>) {
+        self.known = keys.into_iter().collect();
+        self.declared = true;
+    }
+
     /// The raw value of `key`; `None` when absent or null. Marks the key known.
     pub fn get(&mut self, key: &'static str) -> Option<&'d Value> {
-        self.known.push(key);
+        if self.declared {
+            // Reading a key the table does not declare is a bug: tests
+            // catch it; a release build reports the key as unknown.
+            debug_assert!(
+                self.known.contains(&key),
+                "`{key}` is read at {} but not declared in workflow::language",
+                self.path
+            );
+        } else {
+            self.known.push(key);
+        }
         self.map.get(key).filter(|v| !v.is_null())
     }
 

@@ -10,6 +10,7 @@
 //! templates (compiled once, here), and `steps.<id>` references, which must
 //! name a step that runs earlier.
 
+pub mod language;
 mod parse;
 pub mod template;
 
@@ -232,24 +233,9 @@ impl Action {
 }
 
 /// Every step keyword, for suggestions.
-pub const STEP_KINDS: [&str; 16] = [
-    "find_contact",
-    "create_contact",
-    "update_contact",
-    "upsert_contact",
-    "tag",
-    "send_message",
-    "alert",
-    "forward",
-    "http",
-    "debounce",
-    "count",
-    "wait",
-    "set",
-    "if",
-    "log",
-    "stop",
-];
+pub fn step_kind_names() -> Vec<&'static str> {
+    language::STEPS.iter().map(|k| k.name).collect()
+}
 
 /// A problem with one workflow file, as `ringback check`, the log and
 /// `GET /api/workflows` show it.

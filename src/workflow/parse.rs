@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::language;
 use super::template::{step_references, TemplateBuilder};
 use super::*;
 use crate::duration::parse_duration;
@@ -100,6 +101,7 @@ impl<'a> Compiler<'a> {
             self.errs.extend(errs);
             return None;
         };
+        f.declare(language::names(language::WORKFLOW));
         let name = f
             .string("name", &mut errs)
             .unwrap_or_else(|| stem.to_string());
@@ -155,6 +157,7 @@ impl<'a> Compiler<'a> {
             self.errs.extend(errs);
             return None;
         };
+        f.declare(language::names(language::TRIGGER));
         let events = f.get("events");
         let sources = f.get("sources");
         let business = f.get("business");
@@ -495,17 +498,18 @@ impl<'a> Compiler<'a> {
             );
             return None;
         };
-        const COMMON: [&str; 6] = ["id", "when", "retry", "on_error", "then", "else"];
+        let settings = language::names(language::STEP_SETTINGS);
+        let step_kinds = step_kind_names();
         let actions: Vec<&String> = map
             .keys()
-            .filter(|k| !COMMON.contains(&k.as_str()))
+            .filter(|k| !settings.contains(&k.as_str()))
             .collect();
         let kind = match actions.as_slice() {
             [] => {
                 self.err_hint(
                     path,
                     "this step does nothing",
-                    format!("add one of: {}", STEP_KINDS.join(", ")),
+                    format!("add one of: {}", step_kinds.join(", ")),
                 );
                 return None;
             }
@@ -513,7 +517,7 @@ impl<'a> Compiler<'a> {
             [_, _, ..] => {
                 let known: Vec<&&String> = actions
                     .iter()
-                    .filter(|k| STEP_KINDS.contains(&k.as_str()))
+                    .filter(|k| step_kinds.contains(&k.as_str()))
                     .collect();
                 if known.len() > 1 {
                     let (first, second) = (known[0], known[1]);
@@ -526,7 +530,7 @@ impl<'a> Compiler<'a> {
                 }
                 // One known step plus unknown keys: report the unknown ones.
                 for k in &actions {
-                    if !STEP_KINDS.contains(&k.as_str()) {
+                    if !step_kinds.contains(&k.as_str()) {
                         self.unknown_step_key(&format!("{path}.{k}"), k);
                     }
                 }
@@ -536,7 +540,7 @@ impl<'a> Compiler<'a> {
                 }
             }
         };
-        if !STEP_KINDS.contains(&kind) {
+        if !step_kinds.contains(&kind) {
             self.unknown_step_key(&format!("{path}.{kind}"), kind);
             return None;
         }
@@ -638,8 +642,7 @@ impl<'a> Compiler<'a> {
     }
 
     fn unknown_step_key(&mut self, path: &str, key: &str) {
-        const SETTINGS: [&str; 6] = ["id", "when", "retry", "on_error", "then", "else"];
-        if let Some(best) = closest(key, &SETTINGS) {
+        if let Some(best) = closest(key, &language::names(language::STEP_SETTINGS)) {
             let d = self
                 .doc
                 .key_error(path, format!("unknown key `{key}`"))
@@ -647,9 +650,10 @@ impl<'a> Compiler<'a> {
             self.errs.push(d);
             return;
         }
-        let hint = match closest(key, &STEP_KINDS) {
+        let step_kinds = step_kind_names();
+        let hint = match closest(key, &step_kinds) {
             Some(best) => format!("did you mean `{best}`?"),
-            None => format!("steps are: {}", STEP_KINDS.join(", ")),
+            None => format!("steps are: {}", step_kinds.join(", ")),
         };
         let d = self
             .doc
@@ -672,6 +676,12 @@ impl<'a> Compiler<'a> {
             self.errs.extend(errs);
             return None;
         };
+        let declared = match language::step_kind(kind) {
+            Some(k) => k.fields(),
+            None if kind == "template" => language::MESSAGE_TEMPLATE,
+            None => unreachable!("`{kind}` has no entry in the language table"),
+        };
+        f.declare(language::names(declared));
         let out = read(self, &mut f, &mut errs);
         f.finish(&mut errs);
         self.errs.extend(errs);

@@ -894,3 +894,54 @@ async fn a_malformed_test_file_is_reported_by_line_and_column() {
         out.stdout
     );
 }
+
+/// `ringback schema` validates every shipped workflow and rejects broken
+/// ones, checked by an independent JSON Schema validator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_validates_the_shipped_workflows_and_rejects_broken_ones() {
+    let out = ringback(&["schema"], &[]).await;
+    out.ok();
+    let schema: Value = serde_json::from_str(&out.stdout).expect("the schema is JSON");
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    compiler
+        .add_resource("ringback-workflow.json", schema)
+        .expect("the schema loads");
+    let index = compiler
+        .compile("ringback-workflow.json", &mut schemas)
+        .expect("the schema is a valid JSON Schema");
+    let as_json = |yaml: &str| -> Value { serde_yaml::from_str(yaml).expect("valid YAML") };
+
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo_path("workflows")).unwrap() {
+        let path = entry.unwrap().path();
+        if !ringback::reload::is_workflow_file(&path) {
+            continue;
+        }
+        let value = as_json(&std::fs::read_to_string(&path).unwrap());
+        if let Err(e) = schemas.validate(&value, index) {
+            panic!("{} does not validate: {e}", path.display());
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+
+    let broken = [
+        // A typo in a step kind.
+        "on: { events: [call.missed] }\nsteps:\n  - send_mesage: { via: whatsapp, to: x, text: hi }\n",
+        // `on` is required.
+        "steps:\n  - log: hi\n",
+        // A duration without a unit.
+        "on: { events: [call.missed] }\nsteps:\n  - wait: { for: 10 }\n",
+        // `retry` on a step that does not reach outside.
+        "on: { events: [call.missed] }\nsteps:\n  - tag: { phone: x, add: [a] }\n    retry: { schedule: [1s] }\n",
+        // A missing required argument.
+        "on: { events: [call.missed] }\nsteps:\n  - debounce: { key: x }\n",
+    ];
+    for text in broken {
+        assert!(
+            schemas.validate(&as_json(text), index).is_err(),
+            "the schema accepts a broken workflow:\n{text}"
+        );
+    }
+}
