@@ -166,6 +166,14 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
+/// A tokio runtime from `builder`, or the message and exit code.
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 fn load_config(overrides: &Overrides) -> Result<Config, ExitCode> {
     Config::load(overrides, &ProcessEnv).map_err(|errs| {
         eprintln!("{errs}");
@@ -185,15 +193,9 @@ fn serve(paths: PathArgs, listen: Option<String>) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(config.listen).await {

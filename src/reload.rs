@@ -34,6 +34,18 @@ pub fn is_workflow_file(path: &Path) -> bool {
 }
 
 /// What the config says workflows may refer to.
+/// A workflow file's default name: its file name without `.yaml`/`.yml`.
+pub fn workflow_stem(path: &Path) -> String {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| {
+            n.trim_end_matches(".yaml")
+                .trim_end_matches(".yml")
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
 pub fn known_names(config: &Config) -> Known {
     Known {
         connectors: config.connectors.keys().cloned().collect(),
@@ -76,15 +88,7 @@ pub fn load_catalog(dir: &Path, known: &Known, previous: Option<&Catalog>) -> Ca
     let mut names = BTreeSet::new();
     for path in files {
         let file = path.display().to_string();
-        let stem = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .map(|n| {
-                n.trim_end_matches(".yaml")
-                    .trim_end_matches(".yml")
-                    .to_string()
-            })
-            .unwrap_or_default();
+        let stem = workflow_stem(&path);
         let result = match std::fs::read_to_string(&path) {
             Ok(text) => compile(&file, &stem, &text, known).and_then(|wf| {
                 if names.contains(&wf.name) {

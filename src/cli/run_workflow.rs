@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::output::{self, Detail};
 use crate::config::{Config, ConnectorConfig, Overrides};
-use crate::delivery::{Connectors, Delivered, Delivery, DeliveryFuture, Outbound, Request};
+use crate::delivery::{Connectors, Delivered, Delivery, DeliveryFuture, Request};
 use crate::engine::{Engine, RunOptions};
 use crate::event::{Event, Provider};
 use crate::store::{RunStatus, Store, StoreError};
@@ -125,15 +125,9 @@ pub fn run(args: RunArgs) -> ExitCode {
         crate::clock::system(),
         Arc::new(tokio::sync::Notify::new()),
     );
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let options = RunOptions {
         record: !args.dry_run,
@@ -263,15 +257,7 @@ fn load_workflow(path: &Path, config: &Config) -> Result<Workflow, ExitCode> {
         ExitCode::FAILURE
     })?;
     let file = path.display().to_string();
-    let stem = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .map(|n| {
-            n.trim_end_matches(".yaml")
-                .trim_end_matches(".yml")
-                .to_string()
-        })
-        .unwrap_or_default();
+    let stem = crate::reload::workflow_stem(path);
     compile(&file, &stem, &text, &crate::reload::known_names(config)).map_err(|errors| {
         for e in &errors {
             eprintln!("{e}");
@@ -330,31 +316,7 @@ struct DryRun {
 impl Delivery for DryRun {
     fn deliver(&self, request: Request) -> DeliveryFuture<'_> {
         Box::pin(async move {
-            let mut would = match &request.outbound {
-                Outbound::Text { to, text } => json!({"to": to, "text": text}),
-                Outbound::Template {
-                    to,
-                    name,
-                    language,
-                    params,
-                } => {
-                    json!({"to": to, "template": {"name": name, "language": language, "params": params}})
-                }
-                Outbound::Alert { text } => json!({"text": text}),
-                Outbound::Forward { event } => json!({"event_id": event.get("id")}),
-                Outbound::Http {
-                    method,
-                    url,
-                    headers,
-                    json,
-                } => json!({
-                    "method": method,
-                    "url": url,
-                    // Header values may carry credentials.
-                    "headers": headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
-                    "json": json,
-                }),
-            };
+            let mut would = crate::delivery::describe_outbound(&request.outbound);
             would["status"] = Value::from("dry-run");
             if let Some(name) = &request.connector {
                 let Some(connector) = self.connectors.get(name) else {

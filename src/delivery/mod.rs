@@ -257,6 +257,34 @@ fn deliver_log(connector: &ConnectorConfig, request: &Request, at: Timestamp) ->
     }
 }
 
+/// What a step asks to send, as people read it (dry runs, `ringback
+/// test`): the fields of the message or request, never header values
+/// (they may be credentials).
+pub fn describe_outbound(outbound: &Outbound) -> Value {
+    match outbound {
+        Outbound::Text { to, text } => json!({"to": to, "text": text}),
+        Outbound::Template {
+            to,
+            name,
+            language,
+            params,
+        } => json!({"to": to, "template": {"name": name, "language": language, "params": params}}),
+        Outbound::Alert { text } => json!({"text": text}),
+        Outbound::Forward { event } => json!({"event_id": event.get("id")}),
+        Outbound::Http {
+            method,
+            url,
+            headers,
+            json,
+        } => json!({
+            "method": method,
+            "url": url,
+            "headers": headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            "json": json,
+        }),
+    }
+}
+
 /// A `log` connector's line and the step output it gives.
 fn log_entry(request: &Request) -> (String, Value) {
     match &request.outbound {

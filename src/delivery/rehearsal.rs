@@ -13,11 +13,11 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::http::{self, Try};
 use super::ResumableFuture;
-use super::{log_entry, retry, Delivered, Delivery, DeliveryFuture, Outbound, Request};
+use super::{describe_outbound, log_entry, retry, Delivered, Delivery, DeliveryFuture, Request};
 use crate::clock::SharedClock;
 use crate::config::ConnectorConfig;
 use crate::config::ConnectorKind;
@@ -131,33 +131,6 @@ impl Rehearsal {
     }
 }
 
-/// The step's request as people read it: the fields of what is sent.
-fn describe(outbound: &Outbound) -> Value {
-    match outbound {
-        Outbound::Text { to, text } => json!({"to": to, "text": text}),
-        Outbound::Template {
-            to,
-            name,
-            language,
-            params,
-        } => json!({"to": to, "template": {"name": name, "language": language, "params": params}}),
-        Outbound::Alert { text } => json!({"text": text}),
-        Outbound::Forward { event } => json!({"event_id": event.get("id")}),
-        Outbound::Http {
-            method,
-            url,
-            headers,
-            json,
-        } => json!({
-            "method": method,
-            "url": url,
-            // Header values may be credentials.
-            "headers": headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
-            "json": json,
-        }),
-    }
-}
-
 impl Delivery for Rehearsal {
     fn deliver(&self, request: Request) -> DeliveryFuture<'_> {
         Box::pin(async move {
@@ -174,7 +147,7 @@ impl Delivery for Rehearsal {
         _wait_inline_up_to: Duration,
     ) -> ResumableFuture<'_> {
         Box::pin(async move {
-            let mut described = describe(&request.outbound);
+            let mut described = describe_outbound(&request.outbound);
             let connector = match request.connector.as_deref() {
                 None => None,
                 Some(name) => {

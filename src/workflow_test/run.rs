@@ -104,15 +104,7 @@ fn load_workflow(file: &TestFile, config: &Config) -> Result<Workflow, Vec<Strin
             path.display()
         )]
     })?;
-    let stem = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .map(|n| {
-            n.trim_end_matches(".yaml")
-                .trim_end_matches(".yml")
-                .to_string()
-        })
-        .unwrap_or_default();
+    let stem = crate::reload::workflow_stem(path);
     compile(
         &path.display().to_string(),
         &stem,

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ringback::store::{Contact, ExecutionFilter, Store};
+use ringback::store::{Contact, Store};
 use serde_json::Value;
 
 use crate::support::{TestServer, CONFIG, ENV, WAZZAP_MISSED};
@@ -311,20 +311,6 @@ async fn list_filters_by_tag_and_get_prints_one_contact() {
     server.stop().await;
 }
 
-async fn wait_for_executions(store: &Store, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (runs, _) = store
-            .list_executions(&ExecutionFilter::default(), 100, None)
-            .unwrap();
-        if runs.len() >= n && runs.iter().all(|r| r.status.is_finished()) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no finished execution appeared");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executions_list_and_show_follow_a_run_of_a_posted_event() {
     let workflow =
@@ -340,7 +326,7 @@ async fn executions_list_and_show_follow_a_run_of_a_posted_event() {
         )
         .await;
     assert_eq!(answer.status, 202, "{}", answer.text);
-    wait_for_executions(&server.store, 1).await;
+    crate::support::finished_runs(&server.store, 1).await;
     let url = server_url(&server);
 
     let out = ringback(
@@ -671,6 +657,20 @@ async fn run_refuses_a_data_folder_a_running_server_holds() {
     server.stop().await;
 }
 
+/// `ringback test DIR --config CONFIG`.
+async fn ringback_test(dir: &Path, config: &Path) -> Out {
+    ringback(
+        &[
+            "test",
+            dir.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await
+}
+
 /// `ringback test` on the repository's own example workflows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_shipped_workflow_has_tests_and_they_pass() {
@@ -684,16 +684,7 @@ async fn every_shipped_workflow_has_tests_and_they_pass() {
         }
     }
     let config = repo_path("ringback.yaml");
-    let out = ringback(
-        &[
-            "test",
-            workflows.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let out = ringback_test(&workflows, &config).await;
     out.ok();
     assert!(
         out.stdout.contains(" 0 failed in 4 files"),
@@ -724,16 +715,7 @@ async fn a_broken_expectation_fails_with_a_readable_diff() {
         );
     std::fs::write(dir.path().join("missed-call-followup.test.yaml"), tests).unwrap();
     let config = repo_path("ringback.yaml");
-    let out = ringback(
-        &[
-            "test",
-            dir.path().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let out = ringback_test(dir.path(), &config).await;
     assert_eq!(out.code, Some(1), "{}", out.stdout);
     assert!(
         out.stdout
@@ -838,16 +820,7 @@ async fn waits_ring_timeouts_and_canned_http_answers_run_in_simulated_time() {
     .unwrap();
     let started = Instant::now();
     let config = dir.path().join("ringback.yaml");
-    let out = ringback(
-        &[
-            "test",
-            dir.path().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let out = ringback_test(dir.path(), &config).await;
     out.ok();
     assert!(out.stdout.contains("3 passed, 0 failed"), "{}", out.stdout);
     // An hour of waiting took no hour (generous: this is not a benchmark).
@@ -865,16 +838,7 @@ async fn a_malformed_test_file_is_reported_by_line_and_column() {
     )
     .unwrap();
     let config = dir.path().join("ringback.yaml");
-    let out = ringback(
-        &[
-            "test",
-            dir.path().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    )
-    .await;
+    let out = ringback_test(dir.path(), &config).await;
     assert_eq!(out.code, Some(1), "{}", out.stdout);
     assert!(
         out.stdout

@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use ringback::store::{ExecutionFilter, Store};
-
 use crate::support::{TestServer, CONFIG, ENV, WAZZAP_MISSED};
 
 const FOLLOWUP: &str = r#"
@@ -16,23 +14,6 @@ steps:
   - tag: { phone: "{{event.caller}}", add: [missed-call-followup] }
   - send_message: { via: whatsapp, to: "{{event.caller}}", text: "Sorry we missed your call" }
 "#;
-
-async fn finished_runs(store: &Store, n: usize) -> Vec<ringback::store::Execution> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (runs, _) = store
-            .list_executions(&ExecutionFilter::default(), 100, None)
-            .unwrap();
-        if runs.len() >= n && runs.iter().all(|r| r.status.is_finished()) {
-            return runs;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{n} finished runs never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// The value of one sample line (`name{labels} value`) in an exposition.
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -67,7 +48,7 @@ async fn metrics_count_events_runs_attempts_and_follow_ups() {
             .status,
         401
     );
-    finished_runs(&server.store, 1).await;
+    crate::support::finished_runs(&server.store, 1).await;
     // The run is recorded before its event leaves the queue: give the
     // dispatcher a moment to finish counting.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -164,7 +145,7 @@ async fn a_test_event_runs_workflows_and_its_execution_is_marked_test() {
     assert_eq!(body["event"]["caller"], "+34612345678");
     assert_eq!(body["event"]["test"], true);
 
-    let runs = finished_runs(&server.store, 1).await;
+    let runs = crate::support::finished_runs(&server.store, 1).await;
     assert_eq!(runs.len(), 1);
     assert!(runs[0].test, "the execution is marked as a test");
     let listed = server

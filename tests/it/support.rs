@@ -227,3 +227,21 @@ pub async fn server() -> TestServer {
 }
 
 pub const WAZZAP_MISSED: &str = r#"{"event": "call.missed", "phone": "+5215587654321", "country": "MX", "ts": "2026-05-14T14:32:11Z"}"#;
+
+/// Wait (at most 10 s) until at least `n` runs exist and all have finished.
+pub async fn finished_runs(store: &Store, n: usize) -> Vec<ringback::store::Execution> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (runs, _) = store
+            .list_executions(&ringback::store::ExecutionFilter::default(), 100, None)
+            .unwrap();
+        if runs.len() >= n && runs.iter().all(|r| r.status.is_finished()) {
+            return runs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{n} finished runs never appeared"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
