@@ -524,6 +524,47 @@ fn memory_mib(pid: u32) -> (f64, f64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line (11 and 12 after it).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The share of the machine's CPU time that was idle over `window`, so a
+/// busy machine (another build, say) shows up next to the figures.
+fn machine_idle(window: Duration) -> f64 {
+    let read = || -> (u64, u64) {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+        (idle, cpu.iter().sum())
+    };
+    let (idle0, total0) = read();
+    std::thread::sleep(window);
+    let (idle1, total1) = read();
+    if total1 <= total0 {
+        return f64::NAN;
+    }
+    (idle1 - idle0) as f64 / (total1 - total0) as f64
+}
+
 // ---------------------------------------------------------------- clients
 
 #[derive(Debug, Clone, Copy)]
@@ -937,7 +978,23 @@ fn load_case(
             std::fs::rename(&tmp, &path).expect("rename the new workflow");
         })
     });
+    let server_cpu0 = cpu_secs(&server.pid().to_string());
+    let bench_cpu0 = cpu_secs("self");
     let (client, start_ns, end_ns) = rt.block_on(drive(&load, Arc::new(AtomicU64::new(0))));
+    let load_secs = (end_ns - start_ns) as f64 / 1e9;
+    r.put(
+        "server_cpu_cores",
+        round(
+            (cpu_secs(&server.pid().to_string()) - server_cpu0) / load_secs,
+            2,
+        ),
+        "cores during load",
+    );
+    r.put(
+        "bench_cpu_cores",
+        round((cpu_secs("self") - bench_cpu0) / load_secs, 2),
+        "cores during load (clients + receiver)",
+    );
     if let Some(t) = reloader {
         let _ = t.join();
     }
@@ -1007,7 +1064,16 @@ fn baseline_case(rt: &tokio::runtime::Runtime, opts: &Opts) -> Result<Results, S
         rate: opts.rate,
         run: "baseline".into(),
     };
+    let bench_cpu0 = cpu_secs("self");
     let (client, start_ns, end_ns) = rt.block_on(drive(&load, Arc::new(AtomicU64::new(0))));
+    r.put(
+        "bench_cpu_cores",
+        round(
+            (cpu_secs("self") - bench_cpu0) / ((end_ns - start_ns) as f64 / 1e9),
+            2,
+        ),
+        "cores during load (clients + handler)",
+    );
     summarise_ingest(
         &mut r,
         &LoadOutcome {
@@ -1387,6 +1453,7 @@ fn main() {
     let mut all = Vec::new();
     let mut failed = false;
     for case in opts.cases.clone() {
+        let idle = machine_idle(Duration::from_secs(1));
         let result = match case {
             Case::Baseline => baseline_case(&rt, &opts),
             Case::Ingest | Case::E2e | Case::Reload => load_case(&rt, &opts, case, opts.rate),
@@ -1394,7 +1461,15 @@ fn main() {
             Case::Contacts => contacts_case(&rt, &opts),
         };
         match result {
-            Ok(r) => {
+            Ok(mut r) => {
+                r.rows.insert(
+                    0,
+                    (
+                        "machine_idle_before".into(),
+                        round(idle * 100.0, 0).into(),
+                        "% (1 s before the case)".into(),
+                    ),
+                );
                 if !opts.json {
                     r.print();
                 }
