@@ -121,6 +121,8 @@ struct Opts {
     json: bool,
     bin: PathBuf,
     server_log: String,
+    /// Record the server with `perf record` during each load into this folder.
+    perf: Option<PathBuf>,
 }
 
 const USAGE: &str = "\
@@ -135,6 +137,8 @@ usage: cargo bench --bench load -- [options]
   --lookups N      contact lookups measured in the contacts case (default 2000)
   --wrk            also measure the baseline with wrk (when installed)
   --server-log F   RUST_LOG of the server (default info, its shipped default)
+  --perf DIR       record the server with `perf record` (cpu-clock, DWARF stacks) during
+                   each load case, into DIR/<case>.perf.data
   --json           print the results as JSON instead of tables
 env: RINGBACK_BIN (default: the ringback binary cargo built next to this bench),
      RINGBACK_BENCH_CACHE (default: <target>/bench-cache)";
@@ -155,6 +159,7 @@ fn parse_opts() -> Result<Opts, String> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringback"))),
         server_log: "info".into(),
+        perf: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -189,6 +194,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--startups" => opts.startups = number(&value("--startups")?)?,
             "--lookups" => opts.lookups = number(&value("--lookups")?)?,
             "--server-log" => opts.server_log = value("--server-log")?,
+            "--perf" => opts.perf = Some(PathBuf::from(value("--perf")?)),
             // Filters cargo may pass through; this bench has no named filters.
             other if !other.starts_with('-') => {}
             other => return Err(format!("unknown option `{other}`")),
@@ -978,6 +984,11 @@ fn load_case(
             std::fs::rename(&tmp, &path).expect("rename the new workflow");
         })
     });
+    let perf = opts
+        .perf
+        .as_ref()
+        .map(|dir| start_perf(dir, case.name(), server.pid()))
+        .transpose()?;
     let server_cpu0 = cpu_secs(&server.pid().to_string());
     let bench_cpu0 = cpu_secs("self");
     let (client, start_ns, end_ns) = rt.block_on(drive(&load, Arc::new(AtomicU64::new(0))));
@@ -995,6 +1006,9 @@ fn load_case(
         round((cpu_secs("self") - bench_cpu0) / load_secs, 2),
         "cores during load (clients + receiver)",
     );
+    if let Some(perf) = perf {
+        stop_perf(perf);
+    }
     if let Some(t) = reloader {
         let _ = t.join();
     }
@@ -1020,6 +1034,46 @@ fn load_case(
     server.stop();
     drop(receiver);
     Ok(r)
+}
+
+fn start_perf(dir: &Path, case: &str, pid: u32) -> Result<Child, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let child = Command::new("perf")
+        .args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "299",
+            "--call-graph",
+            "dwarf,16384",
+        ])
+        .arg("-o")
+        .arg(dir.join(format!("{case}.perf.data")))
+        .args(["-p", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("perf: {e}"))?;
+    // Let it attach before the load starts.
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(child)
+}
+
+/// SIGINT makes perf write its file and exit; bounded, then SIGKILL.
+fn stop_perf(mut perf: Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = perf.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = perf.kill();
+    let _ = perf.wait();
 }
 
 fn summarise_reload(r: &mut Results, o: &LoadOutcome, rx: &Received, reload_ns: u64) {
@@ -1219,32 +1273,34 @@ fn contacts_case(rt: &tokio::runtime::Runtime, opts: &Opts) -> Result<Results, S
         round(dir_size(&cached) as f64 / 1048576.0, 1),
         "MiB",
     );
+    // One copy per bench run (the server writes to its data folder; the
+    // cache stays as generated). Copying also leaves the files in the page
+    // cache: start-ups below are warm-cache restarts.
+    let scratch = tempfile::Builder::new()
+        .prefix("ringback-bench-data-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let data = scratch.path().join("data");
+    copy_dir(&cached, &data).map_err(|e| format!("copy the data folder: {e}"))?;
     let mut startups = Vec::new();
     let mut rss_after_start = Vec::new();
     let mut last = None;
     for i in 0..opts.startups {
-        // A fresh copy each time: the server may write to its data folder.
-        let scratch = tempfile::Builder::new()
-            .prefix("ringback-bench-data-")
-            .tempdir()
-            .map_err(|e| e.to_string())?;
-        let data = scratch.path().join("data");
-        copy_dir(&cached, &data).map_err(|e| format!("copy the data folder: {e}"))?;
         let (server, took) = start_server(
             opts,
             None,
             &[("missed-call-followup.yaml", SHIPPED_WORKFLOW)],
-            Some(data),
+            Some(data.clone()),
         )?;
         startups.push(took.as_secs_f64() * 1000.0);
         rss_after_start.push(memory_mib(server.pid()).1);
         if i + 1 == opts.startups {
-            last = Some((server, scratch));
+            last = Some(server);
         } else {
             server.stop();
         }
     }
-    let (server, _scratch) = last.expect("at least one start-up");
+    let server = last.expect("at least one start-up");
     r.put("startup_runs", startups.len() as u64, "");
     r.put(
         "startup_median",
@@ -1273,6 +1329,7 @@ fn contacts_case(rt: &tokio::runtime::Runtime, opts: &Opts) -> Result<Results, S
     r.put("rss_after_lookups", round(rss, 1), "MiB");
     r.put("peak_rss", round(hwm, 1), "MiB");
     server.stop();
+    drop(scratch);
     Ok(r)
 }
 
