@@ -328,7 +328,7 @@ fn bench_workflow(c: &mut Criterion) {
     assert_eq!(execution.status, RunStatus::Succeeded, "{execution:?}");
 
     let mut group = c.benchmark_group("workflow");
-    group.measurement_time(Duration::from_secs(10));
+    group.measurement_time(Duration::from_secs(5));
     // Steps, contact reads and writes, no journal (as `ringback run --dry-run`
     // records nothing, but here against the warm store).
     group.bench_function("missed_call_followup_unrecorded", |b| {
@@ -358,5 +358,76 @@ fn bench_workflow(c: &mut Criterion) {
     drop(store);
 }
 
-criterion_group!(benches, bench_verify_parse, bench_templates, bench_workflow);
+/// What ingestion does to the store per request: `insert_events` (one sled
+/// transaction per event) and the flush a 2xx waits for. `n` inserts then one
+/// flush shows what a group commit of `n` requests costs.
+fn bench_store(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path(), 64 << 20).expect("store");
+    let now = Timestamp::now();
+    let d = &deliveries(now)[3];
+    let ctx = ParseContext {
+        source: "meta",
+        provider: Provider::Meta,
+        business: None,
+        received_at: now,
+        delivery_id: None,
+    };
+    let template = event::parse(d.body, &ctx).expect("parses").remove(0);
+    let mut n = 0u64;
+    let mut events = |count: usize| -> Vec<Event> {
+        (0..count)
+            .map(|_| {
+                n += 1;
+                let mut e = template.clone();
+                e.id = format!("evt_store_{n}");
+                e.caller = Some(format!("+52157{:08}", n % 100_000_000));
+                e
+            })
+            .collect()
+    };
+    let window = Duration::from_secs(7 * 86_400);
+    let mut group = c.benchmark_group("store");
+    for count in [1usize, 16, 64] {
+        group.throughput(Throughput::Elements(count as u64));
+        group.bench_function(format!("insert_{count}_events_no_flush"), |b| {
+            b.iter_batched(
+                || events(count),
+                |batch| {
+                    for e in &batch {
+                        store
+                            .insert_events(std::slice::from_ref(e), now, window)
+                            .expect("insert");
+                    }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function(format!("insert_{count}_events_then_flush"), |b| {
+            b.iter_batched(
+                || events(count),
+                |batch| {
+                    for e in &batch {
+                        store
+                            .insert_events(std::slice::from_ref(e), now, window)
+                            .expect("insert");
+                    }
+                    store.flush_now().expect("flush");
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    // Short runs: this machine is shared and noisy; medians of several
+    // invocations are what BENCH.md quotes.
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = bench_verify_parse, bench_templates, bench_workflow, bench_store
+}
 criterion_main!(benches);
