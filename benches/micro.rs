@@ -182,6 +182,16 @@ fn bench_verify_parse(c: &mut Criterion) {
         });
     }
     group.finish();
+    // Parts of a parse: the phone normalisation and the country lookup
+    // (phonenumber's metadata and regexes) every call event goes through.
+    let mut group = c.benchmark_group("phone");
+    group.bench_function("normalise_phone", |b| {
+        b.iter(|| black_box(event::normalise_phone(black_box("5215512345678"))))
+    });
+    group.bench_function("country_of", |b| {
+        b.iter(|| black_box(event::country_of(black_box("+5215512345678"))))
+    });
+    group.finish();
 }
 
 fn render_context() -> Value {
