@@ -1,0 +1,1607 @@
+//! Load bench: the real `ringback serve` (release binary) under load, on
+//! 127.0.0.1 only. See BENCH.md for the numbers and how to read them.
+//!
+//! ```sh
+//! cargo build --release
+//! cargo bench --bench load -- [--case all|baseline|ingest|e2e|rate|reload|contacts]...
+//!     [--clients 16] [--duration 10] [--rate 2000] [--contacts 1000000]
+//!     [--startups 5] [--lookups 2000] [--wrk] [--json]
+//! ```
+//!
+//! Cases:
+//!
+//! - `baseline`: a bare axum handler in this process (its own runtime) that
+//!   parses the JSON and answers 202, driven by the same clients, so every
+//!   other figure can be quoted as a ratio to it. `--wrk` also measures it
+//!   with `wrk` when that is installed.
+//! - `ingest`: the server with one workflow that listens to `call.incoming`
+//!   only (never sent), so each event is verified, parsed, stored, flushed,
+//!   answered and dispatched, but starts no run.
+//! - `e2e`: the shipped `missed-call-followup.yaml` with a `meta` connector
+//!   pointing at a receiver in this process; follow-ups are counted there.
+//! - `rate`: `e2e` at a fixed total rate (`--rate`, default 2000/s), with
+//!   latencies measured from each request's scheduled send time.
+//! - `reload`: `e2e` at full load; half way, the workflow file is rewritten
+//!   (write + rename) with a changed follow-up text.
+//! - `contacts`: a data folder with `--contacts` contacts (made once with
+//!   the library's own `Store::modify_contact`, cached under the target
+//!   dir), then start-up time, RSS and contact lookups over the admin API.
+//!
+//! Every loop is bounded in count and time; nothing leaves 127.0.0.1.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const APP_SECRET: &str = "bench-app-secret";
+const PHONE_NUMBER_ID: &str = "436666719526789";
+/// Callers of load events: `+52155` and an 8-digit event index.
+const LOAD_PREFIX: &str = "52155";
+/// Contacts of the 1M case: `+52156` and an 8-digit index.
+const CONTACT_PREFIX: &str = "52156";
+const SHIPPED_WORKFLOW: &str = include_str!("../workflows/missed-call-followup.yaml");
+const FOLLOWUP_TEXT: &str = "sorry we missed your call.";
+const FOLLOWUP_TEXT_V2: &str = "sorry we missed your call (v2).";
+const V2_MARK: &str = "(v2)";
+/// No client sends more than this many events in one case, whatever the rate.
+const MAX_EVENTS_PER_CLIENT: u64 = 5_000_000;
+/// Longest wait for the backlog to drain after the load stops.
+const DRAIN_LIMIT: Duration = Duration::from_secs(120);
+/// The drain gives up when no follow-up arrived for this long.
+const DRAIN_STALL: Duration = Duration::from_secs(15);
+const START_LIMIT: Duration = Duration::from_secs(60);
+
+const INGEST_ONLY_WORKFLOW: &str = r#"# Ingest-only: listens to a kind the bench never sends, so no run starts.
+name: ingest-only
+on:
+  events: [call.incoming]
+steps:
+  - log: "never runs during the bench"
+"#;
+
+// ---------------------------------------------------------------- options
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Baseline,
+    Ingest,
+    E2e,
+    Rate,
+    Reload,
+    Contacts,
+}
+
+impl Case {
+    const ALL: [Case; 6] = [
+        Case::Baseline,
+        Case::Ingest,
+        Case::E2e,
+        Case::Rate,
+        Case::Reload,
+        Case::Contacts,
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            Case::Baseline => "baseline",
+            Case::Ingest => "ingest",
+            Case::E2e => "e2e",
+            Case::Rate => "rate",
+            Case::Reload => "reload",
+            Case::Contacts => "contacts",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Opts {
+    cases: Vec<Case>,
+    clients: usize,
+    duration: Duration,
+    rate: Option<f64>,
+    /// The rate of the `rate` case.
+    fixed_rate: f64,
+    contacts: u64,
+    startups: usize,
+    lookups: usize,
+    wrk: bool,
+    json: bool,
+    bin: PathBuf,
+    server_log: String,
+    /// Record the server with `perf record` during each load into this folder.
+    perf: Option<PathBuf>,
+}
+
+const USAGE: &str = "\
+usage: cargo bench --bench load -- [options]
+  --case NAME      baseline, ingest, e2e, rate, reload, contacts or all (default all; repeatable, or comma-separated)
+  --clients N      concurrent keep-alive clients (default 16)
+  --duration S     seconds of load per case (default 10)
+  --rate R         cap every load case at R events/s in total (default: as fast as possible)
+  --fixed-rate R   the rate of the `rate` case (default 2000)
+  --contacts N     contacts in the contacts case (default 1000000)
+  --startups N     start-ups measured in the contacts case (default 5)
+  --lookups N      contact lookups measured in the contacts case (default 2000)
+  --wrk            also measure the baseline with wrk (when installed)
+  --server-log F   RUST_LOG of the server (default info, its shipped default)
+  --perf DIR       record the server with `perf record` (cpu-clock, DWARF stacks) during
+                   each load case, into DIR/<case>.perf.data
+  --json           print the results as JSON instead of tables
+env: RINGBACK_BIN (default: the ringback binary cargo built next to this bench),
+     RINGBACK_BENCH_CACHE (default: <target>/bench-cache)";
+
+fn parse_opts() -> Result<Opts, String> {
+    let mut opts = Opts {
+        cases: Vec::new(),
+        clients: 16,
+        duration: Duration::from_secs(10),
+        rate: None,
+        fixed_rate: 2000.0,
+        contacts: 1_000_000,
+        startups: 5,
+        lookups: 2000,
+        wrk: false,
+        json: false,
+        bin: std::env::var_os("RINGBACK_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringback"))),
+        server_log: "info".into(),
+        perf: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            // cargo bench passes --bench to harness = false targets.
+            "--bench" => {}
+            "--json" => opts.json = true,
+            "--wrk" => opts.wrk = true,
+            "--help" | "-h" => return Err(String::new()),
+            "--case" => {
+                for name in value("--case")?.split(',') {
+                    if name == "all" {
+                        opts.cases.extend(Case::ALL);
+                    } else {
+                        let case = Case::ALL
+                            .into_iter()
+                            .find(|c| c.name() == name)
+                            .ok_or_else(|| format!("unknown case `{name}`"))?;
+                        opts.cases.push(case);
+                    }
+                }
+            }
+            "--clients" => opts.clients = number(&value("--clients")?)?,
+            "--duration" => {
+                let secs: f64 = number(&value("--duration")?)?;
+                opts.duration = Duration::from_secs_f64(secs.clamp(0.5, 3600.0));
+            }
+            "--rate" => opts.rate = Some(number(&value("--rate")?)?),
+            "--fixed-rate" => opts.fixed_rate = number(&value("--fixed-rate")?)?,
+            "--contacts" => opts.contacts = number(&value("--contacts")?)?,
+            "--startups" => opts.startups = number(&value("--startups")?)?,
+            "--lookups" => opts.lookups = number(&value("--lookups")?)?,
+            "--server-log" => opts.server_log = value("--server-log")?,
+            "--perf" => opts.perf = Some(PathBuf::from(value("--perf")?)),
+            // Filters cargo may pass through; this bench has no named filters.
+            other if !other.starts_with('-') => {}
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    if opts.cases.is_empty() {
+        opts.cases.extend(Case::ALL);
+    }
+    opts.clients = opts.clients.clamp(1, 1024);
+    opts.startups = opts.startups.clamp(1, 50);
+    opts.lookups = opts.lookups.clamp(1, 1_000_000);
+    opts.contacts = opts.contacts.clamp(1, 99_999_999);
+    Ok(opts)
+}
+
+fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("`{text}` is not a number"))
+}
+
+// ---------------------------------------------------------------- clock
+
+fn t0() -> Instant {
+    static T0: OnceLock<Instant> = OnceLock::new();
+    *T0.get_or_init(Instant::now)
+}
+
+/// Nanoseconds since the bench started: one time base for clients and the
+/// receiver, which share this process.
+fn now_ns() -> u64 {
+    t0().elapsed().as_nanos() as u64
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+// ---------------------------------------------------------------- payloads
+
+fn caller_digits(prefix: &str, idx: u64) -> String {
+    format!("{prefix}{idx:08}")
+}
+
+/// A Meta `calls` webhook whose terminate without connection is a missed
+/// call (the shape of tests/fixtures/meta/terminate_unanswered.json), with
+/// its own caller and call id.
+fn meta_missed_call(run: &str, idx: u64, unix: u64) -> Vec<u8> {
+    let from = caller_digits(LOAD_PREFIX, idx);
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"366634483210360","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"525500000000","phone_number_id":"{PHONE_NUMBER_ID}"}},"contacts":[{{"profile":{{"name":"Caller {idx}"}},"wa_id":"{from}"}}],"calls":[{{"id":"wacid.bench.{run}.{idx}","from":"{from}","to":"525500000000","event":"terminate","timestamp":"{unix}","direction":"USER_INITIATED","status":"FAILED","end_time":"{unix}"}}]}},"field":"calls"}}]}}]}}"#
+    )
+    .into_bytes()
+}
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(APP_SECRET.as_bytes()).expect("any key length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+// ---------------------------------------------------------------- receiver
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Hit {
+    idx: Option<u64>,
+    at_ns: u64,
+    key: String,
+    v2: bool,
+}
+
+#[derive(Default)]
+struct Received {
+    hits: Mutex<Vec<Hit>>,
+    count: AtomicU64,
+}
+
+/// A stand-in for Meta's Graph API: answers every POST like Meta does, and
+/// records who it was for, when, and with which Idempotency-Key.
+async fn receive(
+    axum::extract::State(rx): axum::extract::State<Arc<Received>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, axum::Json<Value>) {
+    let at_ns = now_ns();
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let to = parsed["to"].as_str().unwrap_or_default();
+    let idx = to.strip_prefix(LOAD_PREFIX).and_then(|n| n.parse().ok());
+    let text = parsed["text"]["body"].as_str().unwrap_or_default();
+    let hit = Hit {
+        idx,
+        at_ns,
+        key: headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        v2: text.contains(V2_MARK),
+    };
+    rx.hits.lock().expect("hits lock").push(hit);
+    rx.count.fetch_add(1, Ordering::Relaxed);
+    (
+        StatusCode::OK,
+        axum::Json(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": to}],
+            "messages": [{"id": "wamid.bench"}]
+        })),
+    )
+}
+
+/// A server on its own runtime and thread(s), so the clients' runtime
+/// cannot starve it (and the other way round).
+struct SideServer {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SideServer {
+    fn start(name: &str, workers: usize, router: axum::Router) -> SideServer {
+        let listener = StdListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .enable_all()
+                    .build()
+                    .expect("side runtime");
+                rt.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                    let _ = axum::serve(listener, router)
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                });
+                rt.shutdown_timeout(Duration::from_secs(2));
+            })
+            .expect("spawn a side server thread");
+        SideServer {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SideServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn start_receiver() -> (SideServer, Arc<Received>) {
+    let rx = Arc::new(Received::default());
+    let router = axum::Router::new()
+        .route("/{*path}", axum::routing::post(receive))
+        .with_state(rx.clone());
+    (SideServer::start("receiver", 1, router), rx)
+}
+
+/// The baseline: the same route, a bare handler that parses the JSON and
+/// answers 202, no verification, no storage. Two workers, like the server
+/// on this 2-core machine.
+fn start_baseline() -> SideServer {
+    async fn bare(
+        axum::extract::Path(_source): axum::extract::Path<String>,
+        body: Bytes,
+    ) -> (StatusCode, &'static str) {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(_) => (StatusCode::ACCEPTED, r#"{"accepted":1}"#),
+            Err(_) => (StatusCode::BAD_REQUEST, "not json"),
+        }
+    }
+    let router = axum::Router::new().route("/hooks/{source}", axum::routing::post(bare));
+    SideServer::start("baseline", 2, router)
+}
+
+// ---------------------------------------------------------------- server
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn workflows_dir(&self) -> PathBuf {
+        self.dir.path().join("workflows")
+    }
+
+    /// Stop with SIGTERM (bounded), then SIGKILL.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn config_yaml(receiver: Option<SocketAddr>) -> String {
+    let whatsapp = match receiver {
+        Some(addr) => format!(
+            "  whatsapp:\n    kind: meta\n    phone_number_id: \"{PHONE_NUMBER_ID}\"\n    token: bench-token\n    base_url: http://{addr}\n"
+        ),
+        None => "  whatsapp:\n    kind: log\n".into(),
+    };
+    format!(
+        "sources:\n  meta:\n    provider: meta\n    app_secret: {APP_SECRET}\nconnectors:\n{whatsapp}  slack:\n    kind: log\noutbound:\n  allow_cidrs: [127.0.0.1/32]\n"
+    )
+}
+
+/// Start `ringback serve` on a free port with its own config, workflows and
+/// data folders under a temporary folder (or `data` if given), and wait for
+/// `/healthz`. Returns the server and how long start-up took.
+fn start_server(
+    opts: &Opts,
+    receiver: Option<SocketAddr>,
+    workflows: &[(&str, &str)],
+    data: Option<PathBuf>,
+) -> Result<(Server, Duration), String> {
+    let dir = tempfile::Builder::new()
+        .prefix("ringback-bench-")
+        .tempdir()
+        .map_err(|e| format!("temp dir: {e}"))?;
+    let wf_dir = dir.path().join("workflows");
+    std::fs::create_dir_all(&wf_dir).map_err(|e| e.to_string())?;
+    for (name, text) in workflows {
+        std::fs::write(wf_dir.join(name), text).map_err(|e| e.to_string())?;
+    }
+    let config = dir.path().join("ringback.yaml");
+    std::fs::write(&config, config_yaml(receiver)).map_err(|e| e.to_string())?;
+    let data = data.unwrap_or_else(|| dir.path().join("data"));
+    let log = std::fs::File::create(dir.path().join("server.log")).map_err(|e| e.to_string())?;
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let started = Instant::now();
+    let mut child = Command::new(&opts.bin)
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--workflows")
+        .arg(&wf_dir)
+        .arg("--data")
+        .arg(&data)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .env("RUST_LOG", &opts.server_log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", opts.bin.display()))?;
+    let deadline = started + START_LIMIT;
+    loop {
+        if healthz(addr) {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+            return Err(format!("the server exited ({status}) at start-up:\n{log}"));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("the server did not answer /healthz within 60 s".into());
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let took = started.elapsed();
+    Ok((Server { child, addr, dir }, took))
+}
+
+/// One `GET /healthz` on a fresh connection: true on a 200.
+fn healthz(addr: SocketAddr) -> bool {
+    let Ok(mut conn) = StdStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    if conn
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = Vec::new();
+    let _ = conn.take(4096).read_to_end(&mut answer);
+    answer.starts_with(b"HTTP/1.1 200")
+}
+
+/// `VmHWM` (peak) and `VmRSS` (now) of a process, in MiB.
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(f64::NAN)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line (11 and 12 after it).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Busy and total CPU seconds of the whole machine so far (all cores).
+fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = cpu.iter().take(8).sum();
+    let idle = cpu.get(3).copied().unwrap_or(0.0) + cpu.get(4).copied().unwrap_or(0.0);
+    ((total - idle) / 100.0, total / 100.0)
+}
+
+/// The share of the machine's CPU time that was idle over `window`, so a
+/// busy machine (another build, say) shows up next to the figures.
+fn machine_idle(window: Duration) -> f64 {
+    let read = || -> (u64, u64) {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let cpu: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
+        (idle, cpu.iter().sum())
+    };
+    let (idle0, total0) = read();
+    std::thread::sleep(window);
+    let (idle1, total1) = read();
+    if total1 <= total0 {
+        return f64::NAN;
+    }
+    (idle1 - idle0) as f64 / (total1 - total0) as f64
+}
+
+// ---------------------------------------------------------------- clients
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    idx: u64,
+    /// When it was sent (or, at a fixed rate, when it was due).
+    sent_ns: u64,
+    ack_ns: u64,
+    accepted: bool,
+}
+
+#[derive(Default, Debug)]
+struct ClientResult {
+    samples: Vec<Sample>,
+    duplicates: u64,
+    errors: HashMap<String, u64>,
+}
+
+async fn connect(addr: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+struct Load {
+    addr: SocketAddr,
+    clients: usize,
+    duration: Duration,
+    rate: Option<f64>,
+    run: String,
+}
+
+/// Drive `clients` keep-alive connections for `duration`, each posting
+/// signed, distinct missed calls; at a fixed total rate if `rate` is set.
+async fn drive(load: &Load, next_idx: Arc<AtomicU64>) -> (ClientResult, u64, u64) {
+    let start_ns = now_ns();
+    let end_ns = start_ns + load.duration.as_nanos() as u64;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..load.clients {
+        let next_idx = next_idx.clone();
+        let stop = stop.clone();
+        let run = load.run.clone();
+        let addr = load.addr;
+        // Each client's share of the rate, offset so they interleave.
+        let pacing = load.rate.map(|r| {
+            let every = 1e9 * load.clients as f64 / r;
+            (every, every * c as f64 / load.clients as f64)
+        });
+        tasks.push(tokio::spawn(async move {
+            client(addr, &run, start_ns, end_ns, pacing, &next_idx, &stop).await
+        }));
+    }
+    let mut total = ClientResult::default();
+    for t in tasks {
+        match t.await {
+            Ok(r) => {
+                total.samples.extend(r.samples);
+                total.duplicates += r.duplicates;
+                for (k, v) in r.errors {
+                    *total.errors.entry(k).or_default() += v;
+                }
+            }
+            Err(e) => *total.errors.entry(format!("client task: {e}")).or_default() += 1,
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    (total, start_ns, now_ns())
+}
+
+async fn client(
+    addr: SocketAddr,
+    run: &str,
+    start_ns: u64,
+    end_ns: u64,
+    pacing: Option<(f64, f64)>,
+    next_idx: &AtomicU64,
+    stop: &AtomicBool,
+) -> ClientResult {
+    let mut out = ClientResult::default();
+    let mut sender: Option<SendRequest<Full<Bytes>>> = None;
+    let unix = jiff::Timestamp::now().as_second().max(0) as u64;
+    let uri = format!("http://{addr}/hooks/meta");
+    for k in 0..MAX_EVENTS_PER_CLIENT {
+        let due_ns = match pacing {
+            Some((every, offset)) => {
+                let due = start_ns + (offset + every * k as f64) as u64;
+                let now = now_ns();
+                if due > now {
+                    tokio::time::sleep(Duration::from_nanos(due - now)).await;
+                }
+                Some(due)
+            }
+            None => None,
+        };
+        if now_ns() >= end_ns || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if sender.as_ref().is_none_or(|s| s.is_closed()) {
+            match connect(addr).await {
+                Ok(s) => sender = Some(s),
+                Err(e) => {
+                    *out.errors.entry(e).or_default() += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let s = sender.as_mut().expect("connected above");
+        let idx = next_idx.fetch_add(1, Ordering::Relaxed);
+        let body = meta_missed_call(run, idx, unix);
+        let signature = sign(&body);
+        let request = hyper::Request::post(&uri)
+            .header("host", "127.0.0.1")
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(Full::new(Bytes::from(body)))
+            .expect("a valid request");
+        let sent_ns = due_ns.unwrap_or_else(now_ns);
+        let outcome = async {
+            s.ready().await.map_err(|e| format!("not ready: {e}"))?;
+            let resp = s
+                .send_request(request)
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            let status = resp.status().as_u16();
+            resp.into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("body: {e}"))?;
+            Ok::<u16, String>(status)
+        }
+        .await;
+        let ack_ns = now_ns();
+        match outcome {
+            Ok(202) => out.samples.push(Sample {
+                idx,
+                sent_ns,
+                ack_ns,
+                accepted: true,
+            }),
+            Ok(200) => out.duplicates += 1,
+            Ok(status) => {
+                *out.errors.entry(format!("HTTP {status}")).or_default() += 1;
+                out.samples.push(Sample {
+                    idx,
+                    sent_ns,
+                    ack_ns,
+                    accepted: false,
+                });
+            }
+            Err(e) => {
+                *out.errors.entry(e).or_default() += 1;
+                sender = None;
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- statistics
+
+fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// Results of one case, printed as a table and as JSON.
+#[derive(Debug, Default)]
+struct Results {
+    case: String,
+    rows: Vec<(String, Value, String)>,
+}
+
+impl Results {
+    fn new(case: &str) -> Results {
+        Results {
+            case: case.into(),
+            rows: Vec::new(),
+        }
+    }
+    fn put(&mut self, key: &str, value: impl Into<Value>, unit: &str) {
+        self.rows.push((key.into(), value.into(), unit.into()));
+    }
+    fn put_ms(&mut self, key: &str, ns: Option<u64>) {
+        let v = ns.map(|n| round(ms(n), 3)).map(Value::from);
+        self.put(key, v.unwrap_or(Value::Null), "ms");
+    }
+    fn json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        m.insert("case".into(), self.case.clone().into());
+        for (k, v, _) in &self.rows {
+            m.insert(k.clone(), v.clone());
+        }
+        Value::Object(m)
+    }
+    fn print(&self) {
+        println!("\n== {} ==", self.case);
+        let width = self.rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        for (k, v, unit) in &self.rows {
+            let shown = match v {
+                Value::String(s) => s.clone(),
+                Value::Null => "-".into(),
+                other => other.to_string(),
+            };
+            println!("  {k:<width$}  {shown} {unit}");
+        }
+    }
+    fn get(&self, key: &str) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| r.0 == key)
+            .and_then(|r| r.1.as_f64())
+    }
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+// ---------------------------------------------------------------- load cases
+
+struct LoadOutcome {
+    client: ClientResult,
+    start_ns: u64,
+    end_ns: u64,
+}
+
+fn summarise_ingest(r: &mut Results, o: &LoadOutcome) {
+    let secs = (o.end_ns - o.start_ns) as f64 / 1e9;
+    let accepted: Vec<&Sample> = o.client.samples.iter().filter(|s| s.accepted).collect();
+    let mut acks: Vec<u64> = accepted.iter().map(|s| s.ack_ns - s.sent_ns).collect();
+    acks.sort_unstable();
+    let errors: u64 = o.client.errors.values().sum();
+    r.put("load_s", round(secs, 2), "s");
+    r.put("accepted", accepted.len() as u64, "events");
+    r.put(
+        "accepted_per_s",
+        round(accepted.len() as f64 / secs, 0),
+        "events/s",
+    );
+    r.put_ms("ack_p50", percentile(&acks, 50.0));
+    r.put_ms("ack_p99", percentile(&acks, 99.0));
+    r.put_ms("ack_max", acks.last().copied());
+    r.put("duplicates", o.client.duplicates, "answers");
+    r.put("errors", errors, "");
+    if !o.client.errors.is_empty() {
+        let detail: Vec<String> = o
+            .client
+            .errors
+            .iter()
+            .map(|(k, v)| format!("{k} x{v}"))
+            .collect();
+        r.put("error_detail", detail.join("; "), "");
+    }
+}
+
+/// Wait (bounded) until the receiver has one hit per accepted event.
+fn drain(rx: &Received, expected: u64) -> bool {
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    let mut last = rx.count.load(Ordering::Relaxed);
+    let mut last_change = Instant::now();
+    loop {
+        let n = rx.count.load(Ordering::Relaxed);
+        if n >= expected {
+            return true;
+        }
+        if n != last {
+            last = n;
+            last_change = Instant::now();
+        }
+        if Instant::now() > deadline || last_change.elapsed() > DRAIN_STALL {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Follow-ups: rate, latency, drain, and exactly-once per accepted event.
+fn summarise_followups(r: &mut Results, o: &LoadOutcome, rx: &Received, drained: bool) {
+    let hits = rx.hits.lock().expect("hits lock").clone();
+    let secs = (o.end_ns - o.start_ns) as f64 / 1e9;
+    let accepted: HashMap<u64, u64> = o
+        .client
+        .samples
+        .iter()
+        .filter(|s| s.accepted)
+        .map(|s| (s.idx, s.sent_ns))
+        .collect();
+    let mut per_idx: HashMap<u64, u32> = HashMap::new();
+    let mut e2e = Vec::with_capacity(hits.len());
+    let mut keys = std::collections::HashSet::new();
+    let mut unknown = 0u64;
+    for h in &hits {
+        keys.insert(h.key.as_str());
+        match h.idx.and_then(|i| accepted.get(&i).map(|sent| (i, sent))) {
+            Some((i, sent)) => {
+                *per_idx.entry(i).or_default() += 1;
+                e2e.push(h.at_ns.saturating_sub(*sent));
+            }
+            None => unknown += 1,
+        }
+    }
+    e2e.sort_unstable();
+    let during = hits.iter().filter(|h| h.at_ns <= o.end_ns).count();
+    let last_hit = hits.iter().map(|h| h.at_ns).max().unwrap_or(o.end_ns);
+    let missing = accepted.keys().filter(|i| !per_idx.contains_key(i)).count();
+    let twice = per_idx.values().filter(|n| **n > 1).count();
+    r.put("followups", hits.len() as u64, "hits");
+    r.put(
+        "followups_per_s_during_load",
+        round(during as f64 / secs, 0),
+        "hits/s",
+    );
+    r.put(
+        "followups_per_s_overall",
+        round(
+            hits.len() as f64 / ((last_hit.max(o.end_ns) - o.start_ns) as f64 / 1e9),
+            0,
+        ),
+        "hits/s",
+    );
+    r.put_ms("e2e_p50", percentile(&e2e, 50.0));
+    r.put_ms("e2e_p99", percentile(&e2e, 99.0));
+    r.put_ms("e2e_max", e2e.last().copied());
+    r.put(
+        "drain_s",
+        if drained {
+            Value::from(round(last_hit.saturating_sub(o.end_ns) as f64 / 1e9, 3))
+        } else {
+            Value::String(format!(
+                "not drained ({} of {} after the limit)",
+                hits.len(),
+                accepted.len()
+            ))
+        },
+        "s",
+    );
+    r.put("lost", missing as u64, "events without a follow-up");
+    r.put("run_twice", twice as u64, "events with >1 follow-up");
+    r.put(
+        "distinct_idempotency_keys",
+        keys.len() as u64,
+        &format!("of {} hits", hits.len()),
+    );
+    r.put("unknown_hits", unknown, "");
+}
+
+fn load_case(
+    rt: &tokio::runtime::Runtime,
+    opts: &Opts,
+    case: Case,
+    rate: Option<f64>,
+) -> Result<Results, String> {
+    let followups = matches!(case, Case::E2e | Case::Rate | Case::Reload);
+    let (receiver, rx) = start_receiver();
+    let workflows: Vec<(&str, &str)> = if followups {
+        vec![("missed-call-followup.yaml", SHIPPED_WORKFLOW)]
+    } else {
+        vec![("ingest-only.yaml", INGEST_ONLY_WORKFLOW)]
+    };
+    let (server, startup) = start_server(opts, Some(receiver.addr), &workflows, None)?;
+    let mut r = Results::new(case.name());
+    r.put("clients", opts.clients as u64, "");
+    if let Some(rate) = rate {
+        r.put("target_rate", rate, "events/s");
+    }
+    r.put("startup", round(startup.as_secs_f64() * 1000.0, 1), "ms");
+    let load = Load {
+        addr: server.addr,
+        clients: opts.clients,
+        duration: opts.duration,
+        rate,
+        run: format!("{}{}", case.name(), fastrand::u32(..)),
+    };
+    let perf = opts
+        .perf
+        .as_ref()
+        .map(|dir| start_perf(dir, case.name(), server.pid()))
+        .transpose()?;
+    let reload_at = Arc::new(AtomicU64::new(0));
+    let reloader = (case == Case::Reload).then(|| {
+        let path = server.workflows_dir().join("missed-call-followup.yaml");
+        let half = opts.duration / 2;
+        let reload_at = reload_at.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(half);
+            let text = SHIPPED_WORKFLOW.replace(FOLLOWUP_TEXT, FOLLOWUP_TEXT_V2);
+            assert_ne!(text, SHIPPED_WORKFLOW, "the follow-up text changed");
+            // Written aside (a dot file is not a workflow) and renamed over
+            // the old one, as editors do.
+            let tmp = path.with_file_name(".missed-call-followup.yaml.tmp");
+            std::fs::write(&tmp, text).expect("write the new workflow");
+            reload_at.store(now_ns(), Ordering::SeqCst);
+            std::fs::rename(&tmp, &path).expect("rename the new workflow");
+        })
+    });
+    let server_cpu0 = cpu_secs(&server.pid().to_string());
+    let bench_cpu0 = cpu_secs("self");
+    let machine0 = machine_cpu().0;
+    let (client, start_ns, end_ns) = rt.block_on(drive(&load, Arc::new(AtomicU64::new(0))));
+    let load_secs = (end_ns - start_ns) as f64 / 1e9;
+    let server_cores = (cpu_secs(&server.pid().to_string()) - server_cpu0) / load_secs;
+    let bench_cores = (cpu_secs("self") - bench_cpu0) / load_secs;
+    let machine_cores = (machine_cpu().0 - machine0) / load_secs;
+    r.put(
+        "server_cpu_cores",
+        round(server_cores, 2),
+        "cores during load",
+    );
+    r.put(
+        "bench_cpu_cores",
+        round(bench_cores, 2),
+        "cores during load (clients + receiver)",
+    );
+    // Everything else that ran meanwhile (kernel threads, other users).
+    r.put(
+        "other_cpu_cores",
+        round((machine_cores - server_cores - bench_cores).max(0.0), 2),
+        "cores during load (not the server, not the bench)",
+    );
+    if let Some(perf) = perf {
+        stop_perf(perf);
+    }
+    if let Some(t) = reloader {
+        let _ = t.join();
+    }
+    let outcome = LoadOutcome {
+        client,
+        start_ns,
+        end_ns,
+    };
+    summarise_ingest(&mut r, &outcome);
+    if followups {
+        let expected = outcome.client.samples.iter().filter(|s| s.accepted).count() as u64;
+        let drained = drain(&rx, expected);
+        // Late extras (a run twice) would arrive just after; give them a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        summarise_followups(&mut r, &outcome, &rx, drained);
+    }
+    if case == Case::Reload {
+        summarise_reload(&mut r, &outcome, &rx, reload_at.load(Ordering::SeqCst));
+    }
+    let (hwm, rss) = memory_mib(server.pid());
+    r.put("server_peak_rss", round(hwm, 1), "MiB");
+    r.put("server_rss_after", round(rss, 1), "MiB");
+    server.stop();
+    drop(receiver);
+    Ok(r)
+}
+
+fn start_perf(dir: &Path, case: &str, pid: u32) -> Result<Child, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let child = Command::new("perf")
+        .args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            "299",
+            "--call-graph",
+            "dwarf,16384",
+        ])
+        .arg("-o")
+        .arg(dir.join(format!("{case}.perf.data")))
+        .args(["-p", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("perf: {e}"))?;
+    // Let it attach before the load starts.
+    std::thread::sleep(Duration::from_millis(500));
+    Ok(child)
+}
+
+/// SIGINT makes perf write its file and exit; bounded, then SIGKILL.
+fn stop_perf(mut perf: Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = perf.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = perf.kill();
+    let _ = perf.wait();
+}
+
+fn summarise_reload(r: &mut Results, o: &LoadOutcome, rx: &Received, reload_ns: u64) {
+    let hits = rx.hits.lock().expect("hits lock").clone();
+    let sent: HashMap<u64, u64> = o
+        .client
+        .samples
+        .iter()
+        .map(|s| (s.idx, s.sent_ns))
+        .collect();
+    let first_v2 = hits.iter().filter(|h| h.v2).map(|h| h.at_ns).min();
+    // The last event still answered with the old text, by when it was sent.
+    let last_v1_sent = hits
+        .iter()
+        .filter(|h| !h.v2)
+        .filter_map(|h| h.idx.and_then(|i| sent.get(&i)))
+        .max()
+        .copied();
+    let v2 = hits.iter().filter(|h| h.v2).count();
+    r.put_ms(
+        "reload_first_v2_followup_after",
+        first_v2.map(|t| t.saturating_sub(reload_ns)),
+    );
+    r.put_ms(
+        "reload_last_v1_event_sent_after",
+        last_v1_sent.map(|t| t.saturating_sub(reload_ns)),
+    );
+    r.put("reload_v1_followups", (hits.len() - v2) as u64, "");
+    r.put("reload_v2_followups", v2 as u64, "");
+}
+
+// ---------------------------------------------------------------- baseline
+
+fn baseline_case(rt: &tokio::runtime::Runtime, opts: &Opts) -> Result<Results, String> {
+    let server = start_baseline();
+    let mut r = Results::new("baseline");
+    r.put("clients", opts.clients as u64, "");
+    let load = Load {
+        addr: server.addr,
+        clients: opts.clients,
+        duration: opts.duration,
+        rate: opts.rate,
+        run: "baseline".into(),
+    };
+    let bench_cpu0 = cpu_secs("self");
+    let machine0 = machine_cpu().0;
+    let (client, start_ns, end_ns) = rt.block_on(drive(&load, Arc::new(AtomicU64::new(0))));
+    let load_secs = (end_ns - start_ns) as f64 / 1e9;
+    let bench_cores = (cpu_secs("self") - bench_cpu0) / load_secs;
+    r.put(
+        "bench_cpu_cores",
+        round(bench_cores, 2),
+        "cores during load (clients + handler)",
+    );
+    r.put(
+        "other_cpu_cores",
+        round(
+            ((machine_cpu().0 - machine0) / load_secs - bench_cores).max(0.0),
+            2,
+        ),
+        "cores during load (not the bench)",
+    );
+    summarise_ingest(
+        &mut r,
+        &LoadOutcome {
+            client,
+            start_ns,
+            end_ns,
+        },
+    );
+    if opts.wrk {
+        match wrk(opts, server.addr) {
+            Ok(rps) => r.put("wrk_req_per_s", round(rps, 0), "req/s"),
+            Err(e) => r.put("wrk_req_per_s", format!("not measured: {e}"), ""),
+        }
+    }
+    drop(server);
+    Ok(r)
+}
+
+/// `wrk -t2 -c<clients>` posting one signed payload to the baseline.
+fn wrk(opts: &Opts, addr: SocketAddr) -> Result<f64, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let body = String::from_utf8(meta_missed_call("wrk", 0, 1_749_197_480)).expect("utf-8");
+    let script = format!(
+        "wrk.method = \"POST\"\nwrk.body = [[{body}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"X-Hub-Signature-256\"] = \"{}\"\n",
+        sign(body.as_bytes())
+    );
+    let script_path = dir.path().join("post.lua");
+    std::fs::write(&script_path, script).map_err(|e| e.to_string())?;
+    let secs = opts.duration.as_secs().max(1);
+    let out = Command::new("wrk")
+        .args(["-t2", &format!("-c{}", opts.clients), &format!("-d{secs}s")])
+        .arg("-s")
+        .arg(&script_path)
+        .arg(format!("http://{addr}/hooks/meta"))
+        .output()
+        .map_err(|e| format!("wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no Requests/sec in wrk's output: {text}"))
+}
+
+// ---------------------------------------------------------------- contacts
+
+fn cache_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RINGBACK_BENCH_CACHE") {
+        return PathBuf::from(dir);
+    }
+    // <target>/release/deps/load-<hash>
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("bench-cache")
+}
+
+/// A data folder with `n` contacts, made once with the library's own
+/// contact writes (one transaction per contact, as the admin API does) and
+/// kept for later runs.
+fn contacts_store(n: u64) -> Result<(PathBuf, Option<Duration>), String> {
+    let dir = cache_root().join(format!("contacts-{n}"));
+    if dir.join("complete").exists() {
+        return Ok((dir, None));
+    }
+    let building = dir.with_extension("building");
+    let _ = std::fs::remove_dir_all(&building);
+    std::fs::create_dir_all(&building).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    {
+        let store = ringback::store::Store::open(&building, ringback::store::DEFAULT_CACHE_BYTES)
+            .map_err(|e| e.to_string())?;
+        let now = jiff::Timestamp::now();
+        for i in 0..n {
+            let phone = format!("+{}", caller_digits(CONTACT_PREFIX, i));
+            let mut contact = ringback::store::Contact::new(&phone, now);
+            contact.name = Some(format!("Contact {i}"));
+            contact.country = Some("MX".into());
+            contact.tags.insert("customer".into());
+            if i % 10 == 0 {
+                contact.tags.insert("vip".into());
+            }
+            contact.fields.insert("plan".into(), "basic".into());
+            store
+                .modify_contact(&phone, now, Some(contact), |_| {})
+                .map_err(|e| e.to_string())?;
+            if i > 0 && i % 100_000 == 0 {
+                eprintln!(
+                    "  {i} contacts written ({:.0} s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        store.flush_now().map_err(|e| e.to_string())?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&building, &dir).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("complete"), n.to_string()).map_err(|e| e.to_string())?;
+    Ok((dir, Some(started.elapsed())))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| match e.file_type() {
+                    Ok(t) if t.is_dir() => dir_size(&e.path()),
+                    _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn contacts_case(rt: &tokio::runtime::Runtime, opts: &Opts) -> Result<Results, String> {
+    let mut r = Results::new("contacts");
+    let (cached, built) = contacts_store(opts.contacts)?;
+    r.put("contacts", opts.contacts, "");
+    if let Some(t) = built {
+        r.put(
+            "generated_in",
+            round(t.as_secs_f64(), 1),
+            "s (once; cached)",
+        );
+    }
+    r.put(
+        "data_on_disk",
+        round(dir_size(&cached) as f64 / 1048576.0, 1),
+        "MiB",
+    );
+    // One copy per bench run (the server writes to its data folder; the
+    // cache stays as generated). Copying also leaves the files in the page
+    // cache: start-ups below are warm-cache restarts.
+    let scratch = tempfile::Builder::new()
+        .prefix("ringback-bench-data-")
+        .tempdir()
+        .map_err(|e| e.to_string())?;
+    let data = scratch.path().join("data");
+    copy_dir(&cached, &data).map_err(|e| format!("copy the data folder: {e}"))?;
+    let mut startups = Vec::new();
+    let mut rss_after_start = Vec::new();
+    let mut last = None;
+    for i in 0..opts.startups {
+        let (server, took) = start_server(
+            opts,
+            None,
+            &[("missed-call-followup.yaml", SHIPPED_WORKFLOW)],
+            Some(data.clone()),
+        )?;
+        startups.push(took.as_secs_f64() * 1000.0);
+        rss_after_start.push(memory_mib(server.pid()).1);
+        if i + 1 == opts.startups {
+            last = Some(server);
+        } else {
+            server.stop();
+        }
+    }
+    let server = last.expect("at least one start-up");
+    r.put("startup_runs", startups.len() as u64, "");
+    r.put(
+        "startups",
+        startups
+            .iter()
+            .map(|t| format!("{t:.0}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        "ms, in order",
+    );
+    r.put(
+        "startup_median",
+        round(median(&mut startups.clone()), 1),
+        "ms",
+    );
+    r.put(
+        "startup_max",
+        round(startups.iter().copied().fold(0.0, f64::max), 1),
+        "ms",
+    );
+    r.put(
+        "rss_after_start_median",
+        round(median(&mut rss_after_start), 1),
+        "MiB",
+    );
+    let lookups = rt.block_on(lookup_contacts(server.addr, opts.contacts, opts.lookups))?;
+    let (mut lat, misses) = lookups;
+    lat.sort_unstable();
+    r.put("lookups", lat.len() as u64, "");
+    r.put("lookup_wrong_answers", misses, "");
+    r.put_ms("lookup_p50", percentile(&lat, 50.0));
+    r.put_ms("lookup_p99", percentile(&lat, 99.0));
+    r.put_ms("lookup_max", lat.last().copied());
+    let (hwm, rss) = memory_mib(server.pid());
+    r.put("rss_after_lookups", round(rss, 1), "MiB");
+    r.put("peak_rss", round(hwm, 1), "MiB");
+    server.stop();
+    drop(scratch);
+    Ok(r)
+}
+
+/// `GET /api/contacts/{phone}` for random existing contacts, one at a time
+/// on one keep-alive connection.
+async fn lookup_contacts(
+    addr: SocketAddr,
+    contacts: u64,
+    lookups: usize,
+) -> Result<(Vec<u64>, u64), String> {
+    let mut sender: SendRequest<Full<Bytes>> = connect(addr).await?;
+    let mut lat = Vec::with_capacity(lookups);
+    let mut wrong = 0u64;
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _ in 0..lookups {
+        let phone = format!("+{}", caller_digits(CONTACT_PREFIX, rng.u64(..contacts)));
+        let request = hyper::Request::get(format!("http://{addr}/api/contacts/{phone}"))
+            .header("host", "127.0.0.1")
+            .body(Full::new(Bytes::new()))
+            .expect("a valid request");
+        let started = now_ns();
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("not ready: {e}"))?;
+        let resp = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("lookup: {e}"))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("lookup body: {e}"))?
+            .to_bytes();
+        lat.push(now_ns() - started);
+        let ok = status == 200
+            && serde_json::from_slice::<Value>(&body)
+                .is_ok_and(|v| v["phone"].as_str() == Some(phone.as_str()));
+        if !ok {
+            wrong += 1;
+        }
+    }
+    Ok((lat, wrong))
+}
+
+// ---------------------------------------------------------------- main
+
+fn summary(all: &[Results], opts: &Opts) {
+    let find = |case: &str| all.iter().find(|r| r.case == case);
+    let v = |case: &str, key: &str| find(case).and_then(|r| r.get(key));
+    let show = |x: Option<f64>| x.map(|x| format!("{x}")).unwrap_or_else(|| "-".into());
+    let check = |x: Option<f64>, ok: &dyn Fn(f64) -> bool| match x {
+        Some(x) if ok(x) => "yes",
+        Some(_) => "NO",
+        None => "-",
+    };
+    println!("\n== summary vs the targets of issue 7 ==");
+    println!(
+        "  {:<46} {:>14} {:>14} {:>4}",
+        "figure", "measured", "target", "met"
+    );
+    let line = |name: &str, x: Option<f64>, target: &str, ok: &dyn Fn(f64) -> bool| {
+        println!(
+            "  {:<46} {:>14} {:>14} {:>4}",
+            name,
+            show(x),
+            target,
+            check(x, ok)
+        );
+    };
+    let base = v("baseline", "accepted_per_s");
+    line(
+        "baseline (bare axum) req/s, same clients",
+        base,
+        "",
+        &|_| true,
+    );
+    let ingest = v("ingest", "accepted_per_s");
+    line("durable ingestion events/s", ingest, ">= 20000", &|x| {
+        x >= 20000.0
+    });
+    if let (Some(i), Some(b)) = (ingest, base) {
+        println!("  {:<46} {:>14.3}", "  ratio to baseline", i / b);
+    }
+    line(
+        "follow-ups/s during load (e2e)",
+        v("e2e", "followups_per_s_during_load"),
+        ">= 5000",
+        &|x| x >= 5000.0,
+    );
+    line(
+        "e2e accepted events/s",
+        v("e2e", "accepted_per_s"),
+        "",
+        &|_| true,
+    );
+    line(
+        "backlog drain after load (e2e), s",
+        v("e2e", "drain_s"),
+        "<= 2",
+        &|x| x <= 2.0,
+    );
+    let rate = format!("at {} events/s", opts.fixed_rate);
+    line(
+        &format!("p99 ack ms {rate}"),
+        v("rate", "ack_p99"),
+        "< 5",
+        &|x| x < 5.0,
+    );
+    line(
+        &format!("p99 event-to-follow-up ms {rate}"),
+        v("rate", "e2e_p99"),
+        "< 50",
+        &|x| x < 50.0,
+    );
+    line(
+        "RSS MiB with the contacts (after lookups)",
+        v("contacts", "rss_after_lookups"),
+        "< 150 MB",
+        &|x| x * 1.048576 < 150.0,
+    );
+    line(
+        "start-up ms with the contacts (median)",
+        v("contacts", "startup_median"),
+        "< 300",
+        &|x| x < 300.0,
+    );
+    line(
+        "hot reload: last old-version event sent after, ms",
+        v("reload", "reload_last_v1_event_sent_after"),
+        "< 1000",
+        &|x| x < 1000.0,
+    );
+    line(
+        "hot reload: lost + run twice",
+        v("reload", "lost")
+            .zip(v("reload", "run_twice"))
+            .map(|(a, b)| a + b),
+        "0",
+        &|x| x == 0.0,
+    );
+}
+
+fn main() {
+    let opts = match parse_opts() {
+        Ok(o) => o,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("{e}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(if e.is_empty() { 0 } else { 2 });
+        }
+    };
+    if !opts.bin.exists() {
+        eprintln!(
+            "no ringback binary at {}: run `cargo build --release` or set RINGBACK_BIN",
+            opts.bin.display()
+        );
+        std::process::exit(2);
+    }
+    t0();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    if !opts.json {
+        println!(
+            "ringback load bench: {} clients, {:.1} s per case, binary {}",
+            opts.clients,
+            opts.duration.as_secs_f64(),
+            opts.bin.display()
+        );
+    }
+    let mut all = Vec::new();
+    let mut failed = false;
+    for case in opts.cases.clone() {
+        // Let the previous case's after-effects (a server's last flush,
+        // deleted temp files) settle: up to 10 s for a mostly idle second.
+        let mut idle = machine_idle(Duration::from_secs(1));
+        for _ in 0..9 {
+            if idle >= 0.8 {
+                break;
+            }
+            idle = machine_idle(Duration::from_secs(1));
+        }
+        let result = match case {
+            Case::Baseline => baseline_case(&rt, &opts),
+            Case::Ingest | Case::E2e | Case::Reload => load_case(&rt, &opts, case, opts.rate),
+            Case::Rate => load_case(&rt, &opts, case, Some(opts.fixed_rate)),
+            Case::Contacts => contacts_case(&rt, &opts),
+        };
+        match result {
+            Ok(mut r) => {
+                r.rows.insert(
+                    0,
+                    (
+                        "machine_idle_before".into(),
+                        round(idle * 100.0, 0).into(),
+                        "% (the last 1 s before the case)".into(),
+                    ),
+                );
+                if !opts.json {
+                    r.print();
+                }
+                all.push(r);
+            }
+            Err(e) => {
+                eprintln!("case {} failed: {e}", case.name());
+                failed = true;
+            }
+        }
+    }
+    if opts.json {
+        let cases: Vec<Value> = all.iter().map(Results::json).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "clients": opts.clients,
+                "duration_s": opts.duration.as_secs_f64(),
+                "cases": cases,
+            }))
+            .expect("JSON serialises")
+        );
+    } else {
+        summary(&all, &opts);
+    }
+    rt.shutdown_timeout(Duration::from_secs(2));
+    if failed {
+        std::process::exit(1);
+    }
+}
