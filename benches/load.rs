@@ -546,6 +546,17 @@ fn cpu_secs(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Bytes a process has caused to be written to storage so far
+/// (`write_bytes` of /proc/<pid>/io).
+fn disk_written(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
 /// Busy and total CPU seconds of the whole machine so far (all cores).
 fn machine_cpu() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -1008,7 +1019,9 @@ fn load_case(
     let server_cpu0 = cpu_secs(&server.pid().to_string());
     let bench_cpu0 = cpu_secs("self");
     let machine0 = machine_cpu().0;
+    let written0 = disk_written(server.pid());
     let (client, start_ns, end_ns) = rt.block_on(drive(&load, Arc::new(AtomicU64::new(0))));
+    let written = disk_written(server.pid()) - written0;
     let load_secs = (end_ns - start_ns) as f64 / 1e9;
     let server_cores = (cpu_secs(&server.pid().to_string()) - server_cpu0) / load_secs;
     let bench_cores = (cpu_secs("self") - bench_cpu0) / load_secs;
@@ -1041,6 +1054,12 @@ fn load_case(
         end_ns,
     };
     summarise_ingest(&mut r, &outcome);
+    let accepted = outcome.client.samples.iter().filter(|s| s.accepted).count();
+    r.put(
+        "server_disk_write_per_event",
+        round(written / accepted.max(1) as f64 / 1024.0, 1),
+        "KiB (write_bytes during load / accepted)",
+    );
     if followups {
         let expected = outcome.client.samples.iter().filter(|s| s.accepted).count() as u64;
         let drained = drain(&rx, expected);
