@@ -1,5 +1,5 @@
 //! Load bench: the real `ringback serve` (release binary) under load, on
-//! 127.0.0.1 only. See BENCH.md for the numbers and how to read them.
+//! 127.0.0.1 only. See benches/README.md for the numbers and how to read them.
 //!
 //! ```sh
 //! cargo build --release

@@ -431,7 +431,7 @@ fn bench_store(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     // Short runs: this machine is shared and noisy; medians of several
-    // invocations are what BENCH.md quotes.
+    // invocations are what benches/README.md quotes.
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
