@@ -101,7 +101,8 @@ pub(super) async fn receive(
 
     let outcomes = state
         .store
-        .insert_events(&events, now, config.dedupe_window)
+        .accept_events(events.clone(), now, config.dedupe_window)
+        .await
         .map_err(storage_failed)?;
     // Duplicates wait too: the first copy may still be on its way to disk.
     state.store.commit().await.map_err(storage_failed)?;
@@ -282,7 +283,8 @@ pub(super) async fn test_event(
     }
     state
         .store
-        .insert_events(&events, now, config.dedupe_window)
+        .accept_events(events.clone(), now, config.dedupe_window)
+        .await
         .map_err(storage_failed)?;
     state.store.commit().await.map_err(storage_failed)?;
     for e in &events {

@@ -37,6 +37,7 @@ mod commit;
 mod contacts;
 mod executions;
 mod inbox;
+mod intake;
 mod timers;
 mod windows;
 
@@ -85,6 +86,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("flush failed: {0}")]
     Flush(String),
+    #[error("storage write failed: {0}")]
+    Write(String),
 }
 
 /// The handle to the database. Cheap to clone.
@@ -106,6 +109,7 @@ pub struct Store {
     workflow_versions: sled::Tree,
     calls: sled::Tree,
     commit: std::sync::Arc<commit::GroupCommit>,
+    intake: std::sync::Arc<intake::Intake>,
 }
 
 impl Store {
@@ -143,6 +147,7 @@ impl Store {
             workflow_versions: db.open_tree(TREE_WORKFLOW_VERSIONS)?,
             calls: db.open_tree(TREE_CALLS)?,
             commit: std::sync::Arc::new(commit::GroupCommit::new(db.clone(), log_file)),
+            intake: Default::default(),
             db,
         })
     }
