@@ -26,7 +26,7 @@ use super::Inner;
 use crate::delivery::{Outbound, Request};
 use crate::event::{normalise_phone, Event};
 use crate::store::{
-    run_id, Attempt, Contact, Execution, RunStatus, StepRecord, StepStatus, Timer, Waiting,
+    run_id, Attempt, Changed, Contact, Execution, RunStatus, StepRecord, StepStatus, Timer, Waiting,
 };
 use crate::workflow::{Action, MessageBody, OnError, RenderData, Step, Template, Workflow};
 
@@ -781,6 +781,25 @@ fn render_list(
     Ok(out)
 }
 
+/// Apply `change` to the contact `key` (starting from `create` when there
+/// is none; `None` leaves an absent contact absent), and let the run's
+/// `contact` follow the caller's record.
+fn change_contact(
+    state: &mut RunState<'_>,
+    key: &str,
+    create: Option<Contact>,
+    change: impl Fn(&mut Contact),
+) -> Result<Changed, String> {
+    let now = state.inner.clock.now();
+    let changed = state
+        .inner
+        .store
+        .modify_contact(key, now, create, change)
+        .map_err(|e| e.to_string())?;
+    state.refresh_contact(key, &changed.contact);
+    Ok(changed)
+}
+
 async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepError> {
     let data = state.render_data();
     let now = state.inner.clock.now();
@@ -822,13 +841,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             new.country = country;
             new.fields = fields.into_iter().collect();
             new.tags = tags.into_iter().collect();
-            let changed = rendered!(
-                store
-                    .modify_contact(&key, now, Some(new), |_| {})
-                    .map_err(|e| e.to_string()),
-                input
-            );
-            state.refresh_contact(&key, &changed.contact);
+            let changed = rendered!(change_contact(state, &key, Some(new), |_| {}), input);
             Ok(Outcome::done(
                 input,
                 json!({"created": changed.created, "contact": changed.contact}),
@@ -849,14 +862,12 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                                "set": set.iter().cloned().collect::<std::collections::BTreeMap<String, String>>(), "unset": unset});
             let key = rendered!(phone_key(&raw), input);
             let changed = rendered!(
-                store
-                    .modify_contact(&key, now, None, |c| {
-                        apply_changes(c, &name, &country, &set);
-                        for k in unset {
-                            c.fields.remove(k);
-                        }
-                    })
-                    .map_err(|e| e.to_string()),
+                change_contact(state, &key, None, |c| {
+                    apply_changes(c, &name, &country, &set);
+                    for k in unset {
+                        c.fields.remove(k);
+                    }
+                }),
                 input
             );
             if changed.contact.is_none() {
@@ -865,7 +876,6 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                     format!("no contact with phone {key} (use upsert_contact to create it)"),
                 ));
             }
-            state.refresh_contact(&key, &changed.contact);
             Ok(Outcome::done(input, json!({"contact": changed.contact})))
         }
         Action::UpsertContact {
@@ -882,14 +892,11 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                                "set": set.iter().cloned().collect::<std::collections::BTreeMap<String, String>>()});
             let key = rendered!(phone_key(&raw), input);
             let changed = rendered!(
-                store
-                    .modify_contact(&key, now, Some(Contact::new(&key, now)), |c| {
-                        apply_changes(c, &name, &country, &set)
-                    })
-                    .map_err(|e| e.to_string()),
+                change_contact(state, &key, Some(Contact::new(&key, now)), |c| {
+                    apply_changes(c, &name, &country, &set)
+                }),
                 input
             );
-            state.refresh_contact(&key, &changed.contact);
             Ok(Outcome::done(
                 input,
                 json!({"created": changed.created, "contact": changed.contact}),
@@ -902,16 +909,14 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             let input = json!({"phone": raw, "add": add, "remove": remove});
             let key = rendered!(phone_key(&raw), input);
             let changed = rendered!(
-                store
-                    .modify_contact(&key, now, None, |c| {
-                        for t in &add {
-                            c.tags.insert(t.clone());
-                        }
-                        for t in &remove {
-                            c.tags.remove(t);
-                        }
-                    })
-                    .map_err(|e| e.to_string()),
+                change_contact(state, &key, None, |c| {
+                    for t in &add {
+                        c.tags.insert(t.clone());
+                    }
+                    for t in &remove {
+                        c.tags.remove(t);
+                    }
+                }),
                 input
             );
             if changed.contact.is_none() {
@@ -920,7 +925,6 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                     format!("no contact with phone {key} to tag (create it first with upsert_contact or create_contact)"),
                 ));
             }
-            state.refresh_contact(&key, &changed.contact);
             Ok(Outcome::done(input, json!({"contact": changed.contact})))
         }
         Action::SendMessage { via, to, body } => {
