@@ -31,6 +31,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::event::{kind, Event};
+use jiff::Timestamp;
+
+fn is_missed_call(event: &Event) -> bool {
+    event.kind == kind::CALL_MISSED && !event.test
+}
+
 /// The content type of [`Metrics::render`].
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -76,7 +83,7 @@ fn seconds_histogram() -> Histogram {
 
 /// Whether an event was taken in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventOutcome {
+enum EventOutcome {
     Accepted,
     Duplicate,
     Rejected,
@@ -181,8 +188,29 @@ impl Metrics {
         }
     }
 
+    /// A webhook to `source` refused before its events could be read
+    /// (authentication, size, shape).
+    pub fn rejected(&self, source: &str) {
+        self.event(source, None, EventOutcome::Rejected);
+    }
+
+    /// An event offered to the inbox: new, or a duplicate. Test events
+    /// (`POST /api/sources/{source}/test`) are not provider traffic and
+    /// are not counted.
+    pub fn event_stored(&self, event: &Event, accepted: bool) {
+        if event.test {
+            return;
+        }
+        let outcome = if accepted {
+            EventOutcome::Accepted
+        } else {
+            EventOutcome::Duplicate
+        };
+        self.event(&event.source, Some(&event.kind), outcome);
+    }
+
     /// `kind` is `None` when the body could not be read as events.
-    pub fn event(&self, source: &str, kind: Option<&str>, outcome: EventOutcome) {
+    fn event(&self, source: &str, kind: Option<&str>, outcome: EventOutcome) {
         self.events
             .get_or_create(&EventLabels {
                 source: source.to_string(),
@@ -226,14 +254,26 @@ impl Metrics {
             .inc();
     }
 
-    pub fn missed_call(&self) {
-        self.missed.inc();
-        self.without_followup.inc();
+    /// An event the engine processes: a missed call counts (test events
+    /// are nobody's call and stay out of the business figures).
+    pub fn event_processed(&self, event: &Event) {
+        if is_missed_call(event) {
+            self.missed.inc();
+            self.without_followup.inc();
+        }
     }
 
-    /// A message reached the caller of missed call `event_id`, `seconds`
-    /// after the call. Counted once per call.
-    pub fn followed_up(&self, event_id: &str, seconds: f64) {
+    /// A message reached the caller of `event` at `at`: the follow-up of
+    /// that event when it is a missed call. Counted once per call.
+    pub fn caller_messaged(&self, event: &Event, at: Timestamp) {
+        if !is_missed_call(event) {
+            return;
+        }
+        let seconds = (at.as_millisecond() - event.at.as_millisecond()) as f64 / 1000.0;
+        self.followed_up(&event.id, seconds);
+    }
+
+    fn followed_up(&self, event_id: &str, seconds: f64) {
         {
             let mut guard = self.followed.lock().expect("follow-ups lock");
             let (seen, order) = &mut *guard;
@@ -265,11 +305,44 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    fn missed(id: &str) -> Event {
+        let ctx = crate::event::ParseContext {
+            source: "wazzap",
+            provider: crate::event::Provider::Wazzap,
+            business: None,
+            received_at: Timestamp::UNIX_EPOCH,
+            delivery_id: None,
+        };
+        let body = format!(
+            r#"{{"event": "call.missed", "phone": "+5215512345678", "ts": "2026-05-14T14:32:11Z", "id": "{id}"}}"#
+        );
+        crate::event::parse(body.as_bytes(), &ctx)
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn test_events_stay_out_of_the_business_figures() {
+        let m = Metrics::new();
+        let mut e = missed("evt_1");
+        e.test = true;
+        m.event_stored(&e, true);
+        m.event_processed(&e);
+        m.caller_messaged(&e, e.at);
+        let text = m.render();
+        assert!(text.contains("ringback_missed_calls_total 0\n"), "{text}");
+        assert!(
+            text.contains("ringback_missed_calls_followed_up_total 0\n"),
+            "{text}"
+        );
+        assert!(!text.contains("outcome=\"accepted\""), "{text}");
+    }
+
     #[test]
     fn a_missed_call_followed_up_twice_counts_once() {
         let m = Metrics::new();
-        m.missed_call();
-        m.missed_call();
+        m.event_processed(&missed("evt_1"));
+        m.event_processed(&missed("evt_2"));
         m.followed_up("evt_1", 1.5);
         m.followed_up("evt_1", 2.0);
         let text = m.render();
@@ -295,8 +368,8 @@ mod tests {
     #[test]
     fn labels_are_written_as_given() {
         let m = Metrics::new();
-        m.event("wazzap", Some("call.missed"), EventOutcome::Accepted);
-        m.event("wazzap", None, EventOutcome::Rejected);
+        m.event_stored(&missed("evt_1"), true);
+        m.rejected("wazzap");
         m.attempt("whatsapp", Some(503), true);
         m.attempt("whatsapp", None, true);
         let text = m.render();

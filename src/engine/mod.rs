@@ -226,12 +226,8 @@ impl Engine {
     /// and a run of every matching workflow.
     pub async fn process(&self, stored: StoredEvent) {
         let event = stored.event;
-        // Test events are not calls anyone made: keep them out of the
-        // business figures.
-        if event.kind == kind::CALL_MISSED && !event.test {
-            if let Some(m) = &self.inner.metrics {
-                m.missed_call();
-            }
+        if let Some(m) = &self.inner.metrics {
+            m.event_processed(&event);
         }
         let woken = self.wake_waiting_runs(&event).await;
         self.track_call(&event);

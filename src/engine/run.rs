@@ -671,16 +671,13 @@ impl RunState<'_> {
         self.save();
     }
 
-    /// A message to the caller of a missed call is its follow-up (for the
-    /// metrics: how many missed calls get one, and how fast).
+    /// A message delivered to the event's caller (for the metrics: a
+    /// missed call's follow-up, and how fast it came).
     fn note_follow_up(&self, step: &Step) {
         let Some(m) = &self.inner.metrics else {
             return;
         };
-        if !matches!(step.action, Action::SendMessage { .. })
-            || self.event.kind != crate::event::kind::CALL_MISSED
-            || self.event.test
-        {
+        if !matches!(step.action, Action::SendMessage { .. }) {
             return;
         }
         let to = self
@@ -693,10 +690,7 @@ impl RunState<'_> {
             _ => false,
         };
         if to_caller {
-            let seconds = (self.inner.clock.now().as_millisecond() - self.event.at.as_millisecond())
-                as f64
-                / 1000.0;
-            m.followed_up(&self.event.id, seconds);
+            m.caller_messaged(self.event, self.inner.clock.now());
         }
     }
 

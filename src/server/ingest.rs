@@ -15,8 +15,9 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, ServerState};
-use crate::event::{self, HeaderLookup, ParseContext, ParseError, Provider, HEADER_WEBHOOK_ID};
-use crate::metrics::EventOutcome;
+use crate::event::{
+    self, Event, HeaderLookup, ParseContext, ParseError, Provider, HEADER_WEBHOOK_ID,
+};
 use crate::store::Insert;
 
 struct Headers<'a>(&'a HeaderMap);
@@ -50,11 +51,7 @@ pub(super) async fn receive(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let rejected = || {
-        state
-            .metrics
-            .event(&source.id, None, EventOutcome::Rejected)
-    };
+    let rejected = || state.metrics.rejected(&source.id);
     if declared.is_some_and(|n| n > limit as u64) {
         rejected();
         return Err(too_large(limit));
@@ -99,38 +96,13 @@ pub(super) async fn receive(
         }
     })?;
 
-    let outcomes = state
-        .store
-        .accept_events(events.clone(), now, config.dedupe_window)
-        .await
-        .map_err(storage_failed)?;
-    // Duplicates wait too: the first copy may still be on its way to disk.
-    state.store.commit().await.map_err(storage_failed)?;
-
-    let mut accepted = Vec::new();
-    let mut duplicates = 0usize;
-    for (event, outcome) in events.iter().zip(&outcomes) {
-        let counted = match outcome {
-            Insert::Accepted => EventOutcome::Accepted,
-            Insert::Duplicate => EventOutcome::Duplicate,
-        };
-        state
-            .metrics
-            .event(&event.source, Some(&event.kind), counted);
-        match outcome {
-            Insert::Accepted => {
-                tracing::info!(
-                    event_id = %event.id,
-                    source = %event.source,
-                    kind = %event.kind,
-                    caller = event.caller.as_deref().unwrap_or("-"),
-                    "event accepted"
-                );
-                accepted.push(event.id.as_str());
-            }
-            Insert::Duplicate => duplicates += 1,
-        }
-    }
+    let stored = store_durably(&state, events, now, config.dedupe_window).await?;
+    let accepted: Vec<&str> = stored
+        .iter()
+        .filter(|(_, outcome)| *outcome == Insert::Accepted)
+        .map(|(event, _)| event.id.as_str())
+        .collect();
+    let duplicates = stored.len() - accepted.len();
     if accepted.is_empty() {
         return Ok((
             StatusCode::OK,
@@ -138,7 +110,6 @@ pub(super) async fn receive(
         )
             .into_response());
     }
-    state.accepted.notify_one();
     let mut answer = json!({"accepted": accepted.len(), "events": accepted});
     if duplicates > 0 {
         answer["duplicates"] = json!(duplicates);
@@ -281,20 +252,48 @@ pub(super) async fn test_event(
     for e in &mut events {
         e.test = true;
     }
-    state
-        .store
-        .accept_events(events.clone(), now, config.dedupe_window)
-        .await
-        .map_err(storage_failed)?;
-    state.store.commit().await.map_err(storage_failed)?;
-    for e in &events {
-        tracing::info!(event_id = %e.id, source = %e.source, kind = %e.kind, caller = e.caller.as_deref().unwrap_or("-"), "test event accepted");
-    }
-    state.accepted.notify_one();
-    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let stored = store_durably(&state, events, now, config.dedupe_window).await?;
+    let ids: Vec<&str> = stored.iter().map(|(e, _)| e.id.as_str()).collect();
+    let first = stored.first().map(|(e, _)| e);
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"accepted": events.len(), "events": ids, "event": events.first()})),
+        Json(json!({"accepted": stored.len(), "events": ids, "event": first})),
     )
         .into_response())
+}
+
+/// Store events durably — one write combined with concurrent requests,
+/// then the group commit — count and log them, and wake the engine when
+/// any is new. Each event comes back with what became of it.
+async fn store_durably(
+    state: &ServerState,
+    events: Vec<Event>,
+    now: jiff::Timestamp,
+    window: std::time::Duration,
+) -> Result<Vec<(Event, Insert)>, ApiError> {
+    let stored = state
+        .store
+        .accept_events(events, now, window)
+        .await
+        .map_err(storage_failed)?;
+    // Duplicates wait too: the first copy may still be on its way to disk.
+    state.store.commit().await.map_err(storage_failed)?;
+    for (event, outcome) in &stored {
+        let accepted = *outcome == Insert::Accepted;
+        state.metrics.event_stored(event, accepted);
+        if accepted {
+            tracing::info!(
+                event_id = %event.id,
+                source = %event.source,
+                kind = %event.kind,
+                caller = event.caller.as_deref().unwrap_or("-"),
+                test = event.test,
+                "event accepted"
+            );
+        }
+    }
+    if stored.iter().any(|(_, o)| *o == Insert::Accepted) {
+        state.accepted.notify_one();
+    }
+    Ok(stored)
 }

@@ -19,6 +19,14 @@ pub struct StoredEvent {
     pub event: Event,
 }
 
+/// [`StoredEvent`]'s stored form, written without copying the event.
+#[derive(Serialize)]
+struct StoredEventRef<'a> {
+    seq: u64,
+    received_at: Timestamp,
+    event: &'a Event,
+}
+
 /// One delivery's events, as offered to [`Store::insert_arrivals`].
 pub(super) struct Arrival<'a> {
     pub events: &'a [Event],
@@ -81,10 +89,10 @@ impl Store {
             let window_ms = i64::try_from(a.window.as_millis()).unwrap_or(i64::MAX);
             for event in a.events {
                 let seq = self.db.generate_id()?;
-                let record = StoredEvent {
+                let record = StoredEventRef {
                     seq,
                     received_at: a.now,
-                    event: event.clone(),
+                    event,
                 };
                 let bytes =
                     serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -250,7 +258,7 @@ mod tests {
         for t in tasks {
             let (id, out) = t.await.unwrap();
             assert_eq!(out.len(), 1);
-            if out[0] == Insert::Accepted {
+            if out[0].1 == Insert::Accepted {
                 *accepted.entry(id).or_insert(0) += 1;
             }
         }

@@ -31,21 +31,25 @@ struct Queued {
     events: Vec<Event>,
     now: Timestamp,
     window: Duration,
-    reply: oneshot::Sender<Result<Vec<Insert>, String>>,
+    reply: oneshot::Sender<Result<Stored, String>>,
 }
+
+/// Each event of a request, with what became of it.
+type Stored = Vec<(Event, Insert)>;
 
 /// At most this many requests go into one transaction.
 const MAX_COMBINED: usize = 512;
 
 impl Store {
     /// [`Store::insert_events`], combined with concurrent callers into one
-    /// transaction. Not durable until [`Store::commit`] returns.
+    /// transaction: each event, with what became of it. Not durable until
+    /// [`Store::commit`] returns.
     pub async fn accept_events(
         &self,
         events: Vec<Event>,
         now: Timestamp,
         window: Duration,
-    ) -> Result<Vec<Insert>, StoreError> {
+    ) -> Result<Stored, StoreError> {
         let (reply, answer) = oneshot::channel();
         let lead = {
             let mut state = self.intake.state.lock().expect("intake lock");
@@ -96,7 +100,9 @@ impl Store {
         match written {
             Ok((batch, Ok(outcomes))) => {
                 for (q, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = q.reply.send(Ok(outcome));
+                    let _ = q
+                        .reply
+                        .send(Ok(q.events.into_iter().zip(outcome).collect()));
                 }
             }
             Ok((batch, Err(e))) => {
