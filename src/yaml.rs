@@ -134,6 +134,19 @@ impl Document {
     }
 
     /// A diagnostic pointing at the key of `path`.
+    /// The duration at `path` (`250ms`, `90s`, `2m`, `1h`, `7d`), or why not.
+    pub fn duration(&self, path: &str, v: &Value) -> Result<std::time::Duration, Diagnostic> {
+        match v {
+            Value::String(s) => crate::duration::parse_duration(s).map_err(|e| self.error(path, e)),
+            other => Err(self
+                .error(
+                    path,
+                    format!("expected a duration, got {}", type_name(other)),
+                )
+                .with_hint("write a number with a unit: 250ms, 90s, 2m, 1h, 7d")),
+        }
+    }
+
     pub fn key_error(&self, path: &str, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             file: self.file.clone(),
@@ -451,6 +464,15 @@ impl<'d> Fields<'d> {
             }
             errs.push(d);
         }
+    }
+}
+
+/// A hint for an unknown `word`: the known one it is probably a typo of,
+/// else the whole list after `listing` (e.g. "sources in the config").
+pub fn suggest(word: &str, known: &[&str], listing: &str) -> String {
+    match closest(word, known) {
+        Some(best) => format!("did you mean `{best}`?"),
+        None => format!("{listing}: {}", known.join(", ")),
     }
 }
 

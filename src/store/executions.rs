@@ -46,17 +46,17 @@ impl RunStatus {
         }
     }
 
+    pub const ALL: [RunStatus; 6] = [
+        RunStatus::Running,
+        RunStatus::Waiting,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Debounced,
+        RunStatus::Stopped,
+    ];
+
     pub fn parse(s: &str) -> Option<RunStatus> {
-        [
-            RunStatus::Running,
-            RunStatus::Waiting,
-            RunStatus::Succeeded,
-            RunStatus::Failed,
-            RunStatus::Debounced,
-            RunStatus::Stopped,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        RunStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
     pub fn is_finished(self) -> bool {

@@ -9,8 +9,7 @@ use sha2::{Digest, Sha256};
 use super::language;
 use super::template::{step_references, TemplateBuilder};
 use super::*;
-use crate::duration::parse_duration;
-use crate::yaml::{closest, join_index, type_name, Diagnostic, Document, Fields};
+use crate::yaml::{closest, join_index, suggest, type_name, Diagnostic, Document, Fields};
 
 /// Names a workflow may refer to, from the configuration.
 #[derive(Debug, Clone, Default)]
@@ -188,10 +187,7 @@ impl<'a> Compiler<'a> {
             for (i, s) in set.iter().enumerate() {
                 if !self.known.sources.is_empty() && !self.known.sources.contains(s) {
                     let names: Vec<&str> = self.known.sources.iter().map(String::as_str).collect();
-                    let hint = match closest(s, &names) {
-                        Some(best) => format!("did you mean `{best}`?"),
-                        None => format!("sources in the config: {}", names.join(", ")),
-                    };
+                    let hint = suggest(s, &names, "sources in the config");
                     self.err_hint(
                         &item_path(sources_value, "on.sources", s, i),
                         format!("unknown source `{s}`"),
@@ -223,10 +219,7 @@ impl<'a> Compiler<'a> {
         let set = self.string_set(v, path)?;
         for (i, kind) in set.iter().enumerate() {
             if kind.starts_with("call.") && !CALL_KINDS.contains(&kind.as_str()) {
-                let hint = match closest(kind, &CALL_KINDS) {
-                    Some(best) => format!("did you mean `{best}`?"),
-                    None => format!("call kinds: {}", CALL_KINDS.join(", ")),
-                };
+                let hint = suggest(kind, &CALL_KINDS, "call kinds");
                 self.err_hint(
                     &item_path(v, path, kind, i),
                     format!("unknown call event kind `{kind}`"),
@@ -412,23 +405,10 @@ impl<'a> Compiler<'a> {
     }
 
     fn duration(&mut self, v: &Value, path: &str) -> Option<Duration> {
-        match v {
-            Value::String(s) => match parse_duration(s) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    self.err(path, e);
-                    None
-                }
-            },
-            other => {
-                self.err_hint(
-                    path,
-                    format!("expected a duration, got {}", type_name(other)),
-                    "write a number with a unit: 250ms, 90s, 2m, 1h, 7d",
-                );
-                None
-            }
-        }
+        self.doc
+            .duration(path, v)
+            .map_err(|d| self.errs.push(d))
+            .ok()
     }
 
     fn connector(&mut self, v: Option<&Value>, path: &str, step_path: &str) -> Option<String> {
@@ -651,10 +631,7 @@ impl<'a> Compiler<'a> {
             return;
         }
         let step_kinds = step_kind_names();
-        let hint = match closest(key, &step_kinds) {
-            Some(best) => format!("did you mean `{best}`?"),
-            None => format!("steps are: {}", step_kinds.join(", ")),
-        };
+        let hint = suggest(key, &step_kinds, "steps are");
         let d = self
             .doc
             .key_error(path, format!("unknown step `{key}`"))

@@ -28,10 +28,9 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::delivery::rehearsal::{Answer, HTTP_STEP};
-use crate::duration::parse_duration;
 use crate::event::{self, Event, ParseContext, Provider};
 use crate::store::RunStatus;
-use crate::yaml::{closest, join_index, type_name, Diagnostic, Document, Fields};
+use crate::yaml::{join_index, suggest, type_name, Diagnostic, Document, Fields};
 
 pub use run::{run_file, CaseReport, FileReport};
 
@@ -196,26 +195,11 @@ impl Reader<'_> {
 
     fn duration(&mut self, f: &mut Fields, key: &'static str) -> Option<Duration> {
         let path = f.path_of(key);
-        match f.get(key)? {
-            Value::String(s) => match parse_duration(s) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    self.err(&path, e);
-                    None
-                }
-            },
-            other => {
-                let d = self
-                    .doc
-                    .error(
-                        &path,
-                        format!("expected a duration, got {}", type_name(other)),
-                    )
-                    .with_hint("write a number with a unit: 250ms, 90s, 2m, 1h, 7d");
-                self.errs.push(d);
-                None
-            }
-        }
+        let v = f.get(key)?;
+        self.doc
+            .duration(&path, v)
+            .map_err(|d| self.errs.push(d))
+            .ok()
     }
 
     fn file(&mut self, path: &Path) -> Option<TestFile> {
@@ -459,13 +443,11 @@ impl Reader<'_> {
         for (name, list) in map {
             let p = format!("{path}.{name}");
             if !names.contains(&name.as_str()) {
-                let hint = match closest(name, &names) {
-                    Some(best) => format!("did you mean `{best}`?"),
-                    None => format!(
-                        "connectors in the config: {} (and `http` for http steps)",
-                        names[..names.len() - 1].join(", ")
-                    ),
-                };
+                let hint = suggest(
+                    name,
+                    &names,
+                    "connectors in the config, and `http` for http steps",
+                );
                 let d = self
                     .doc
                     .key_error(&p, format!("unknown connector `{name}`"))
@@ -564,10 +546,7 @@ impl Reader<'_> {
         if let Some(s) = &source {
             if self.config.source(s).is_none() {
                 let names: Vec<&str> = self.config.sources.keys().map(String::as_str).collect();
-                let hint = match closest(s, &names) {
-                    Some(best) => format!("did you mean `{best}`?"),
-                    None => format!("sources in the config: {}", names.join(", ")),
-                };
+                let hint = suggest(s, &names, "sources in the config");
                 let d = self
                     .doc
                     .error(&source_path, format!("unknown source `{s}`"))
@@ -638,18 +617,8 @@ impl Reader<'_> {
             Some(s) => match RunStatus::parse(&s) {
                 Some(st) => Some(st),
                 None => {
-                    const NAMES: [&str; 6] = [
-                        "succeeded",
-                        "failed",
-                        "stopped",
-                        "debounced",
-                        "waiting",
-                        "running",
-                    ];
-                    let hint = match closest(&s, &NAMES) {
-                        Some(best) => format!("did you mean `{best}`?"),
-                        None => format!("one of: {}", NAMES.join(", ")),
-                    };
+                    let names: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    let hint = suggest(&s, &names, "one of");
                     let d = self
                         .doc
                         .error(&status_path, format!("unknown run status `{s}`"))
