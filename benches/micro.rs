@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::hint::black_box;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -24,7 +24,7 @@ use ringback::engine::{Engine, RunOptions};
 use ringback::event::{self, Event, ParseContext, Provider, Secret, SourceAuth};
 use ringback::store::{Contact, RunStatus, Store};
 use ringback::workflow::template::TemplateBuilder;
-use ringback::workflow::{compile, Catalog, Known, RenderData};
+use ringback::workflow::{compile, Known, RenderData};
 
 const SECRET: &str = "bench-secret";
 /// A Standard Webhooks secret: `whsec_` + base64 of the key.
@@ -286,16 +286,11 @@ fn bench_workflow(c: &mut Criterion) {
         )
         .expect("the shipped workflow compiles"),
     );
-    let catalog = Catalog {
-        workflows: vec![workflow.clone()],
-        problems: Vec::new(),
-    };
-    let engine = Engine::new(
+    let engine = Engine::for_workflow(
         store.clone(),
-        Arc::new(RwLock::new(Arc::new(catalog))),
+        workflow.clone(),
         Arc::new(FakeDelivery),
         ringback::clock::system(),
-        Arc::new(tokio::sync::Notify::new()),
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -22,7 +22,7 @@ use crate::delivery::{Connectors, Delivered, Delivery, DeliveryFuture, Request};
 use crate::engine::{Engine, RunOptions};
 use crate::event::{Event, Provider};
 use crate::store::{RunStatus, Store, StoreError};
-use crate::workflow::{compile, Catalog, Workflow};
+use crate::workflow::{compile, Workflow};
 
 /// The page cache for the CLI's store: one run needs little.
 const CACHE_BYTES: u64 = 16 << 20;
@@ -114,16 +114,11 @@ pub fn run(args: RunArgs) -> ExitCode {
     } else {
         Connectors::new(config.connectors.clone(), &config.outbound)
     };
-    let catalog = Catalog {
-        workflows: vec![workflow.clone()],
-        problems: Vec::new(),
-    };
-    let engine = Engine::new(
+    let engine = Engine::for_workflow(
         store.clone(),
-        Arc::new(RwLock::new(Arc::new(catalog))),
+        workflow.clone(),
         delivery,
         crate::clock::system(),
-        Arc::new(tokio::sync::Notify::new()),
     );
     let runtime = match super::runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(rt) => rt,

@@ -98,6 +98,27 @@ impl Engine {
         }
     }
 
+    /// An engine for `workflow` alone, driven by its caller (`ringback
+    /// run`, `ringback test`, benchmarks): no ingestion wakes it.
+    pub fn for_workflow(
+        store: Store,
+        workflow: Arc<Workflow>,
+        delivery: Arc<dyn Delivery>,
+        clock: SharedClock,
+    ) -> Engine {
+        let catalog = crate::workflow::Catalog {
+            workflows: vec![workflow],
+            problems: Vec::new(),
+        };
+        Engine::new(
+            store,
+            Arc::new(RwLock::new(Arc::new(catalog))),
+            delivery,
+            clock,
+            Arc::new(Notify::new()),
+        )
+    }
+
     /// Give the engine the live configuration (sources' `ring_timeout` and
     /// providers, connector names for resumed runs).
     pub fn with_config(self, config: Arc<RwLock<Arc<Config>>>) -> Engine {

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::delivery::rehearsal::Rehearsal;
 use crate::engine::Engine;
 use crate::store::{Contact, Execution, ExecutionFilter, StepStatus, Store};
-use crate::workflow::{compile, Catalog, Step, Workflow};
+use crate::workflow::{compile, Step, Workflow};
 
 /// The source id of events when no configured source takes the payload.
 const TEST_SOURCE: &str = "test";
@@ -164,16 +164,11 @@ async fn run_case(
         clock.clone(),
         case.answers.clone(),
     ));
-    let catalog = Catalog {
-        workflows: vec![workflow.clone()],
-        problems: Vec::new(),
-    };
-    let engine = Engine::new(
+    let engine = Engine::for_workflow(
         store.clone(),
-        Arc::new(RwLock::new(Arc::new(catalog))),
+        workflow.clone(),
         rehearsal.clone(),
         clock.clone(),
-        Arc::new(tokio::sync::Notify::new()),
     )
     .with_config(Arc::new(RwLock::new(config.clone())));
 
