@@ -88,6 +88,32 @@ pub struct Step {
     pub action: Action,
 }
 
+impl Step {
+    /// How people name the step: its `id`, else its kind.
+    pub fn label(&self) -> &str {
+        self.id.as_deref().unwrap_or_else(|| self.action.kind())
+    }
+}
+
+/// The step at `path` (`3`, `3.then.0`, ...) among `steps` and their
+/// branches.
+pub fn step_at<'a>(steps: &'a [Step], path: &str) -> Option<&'a Step> {
+    for step in steps {
+        if step.path == path {
+            return Some(step);
+        }
+        if let Action::If {
+            then, otherwise, ..
+        } = &step.action
+        {
+            if let Some(found) = step_at(then, path).or_else(|| step_at(otherwise, path)) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
 /// The body of a `send_message`.
 #[derive(Debug, Clone)]
 pub enum MessageBody {

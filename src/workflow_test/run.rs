@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::delivery::rehearsal::Rehearsal;
 use crate::engine::Engine;
 use crate::store::{Contact, Execution, ExecutionFilter, StepStatus, Store};
-use crate::workflow::{compile, Step, Workflow};
+use crate::workflow::{compile, step_at, Workflow};
 
 /// The source id of events when no configured source takes the payload.
 const TEST_SOURCE: &str = "test";
@@ -268,37 +268,16 @@ fn with_step_label(mut request: Value, idempotency_key: &str, workflow: &Workflo
         .split_once(':')
         .map(|(_, p)| p)
         .unwrap_or_default();
-    if let Some(step) = find_step(&workflow.steps, path) {
-        let label = step
-            .id
-            .clone()
-            .unwrap_or_else(|| step.action.kind().to_string());
+    if let Some(step) = step_at(&workflow.steps, path) {
         if let Value::Object(map) = &mut request {
             // First, for reading.
             let mut ordered = serde_json::Map::new();
-            ordered.insert("step".into(), Value::String(label));
+            ordered.insert("step".into(), Value::from(step.label()));
             ordered.extend(std::mem::take(map));
             *map = ordered;
         }
     }
     request
-}
-
-fn find_step<'a>(steps: &'a [Step], path: &str) -> Option<&'a Step> {
-    for step in steps {
-        if step.path == path {
-            return Some(step);
-        }
-        if let crate::workflow::Action::If {
-            then, otherwise, ..
-        } = &step.action
-        {
-            if let Some(s) = find_step(then, path).or_else(|| find_step(otherwise, path)) {
-                return Some(s);
-            }
-        }
-    }
-    None
 }
 
 /// A run as tests see it.

@@ -50,23 +50,7 @@ fn with_steps(steps: &str) -> String {
 
 /// The step at `path` (`3`, `3.then.0`, ...), searching nested branches.
 fn step_at<'a>(steps: &'a [Step], path: &str) -> &'a Step {
-    fn find<'a>(steps: &'a [Step], path: &str) -> Option<&'a Step> {
-        for s in steps {
-            if s.path == path {
-                return Some(s);
-            }
-            if let Action::If {
-                then, otherwise, ..
-            } = &s.action
-            {
-                if let Some(found) = find(then, path).or_else(|| find(otherwise, path)) {
-                    return Some(found);
-                }
-            }
-        }
-        None
-    }
-    find(steps, path).unwrap_or_else(|| panic!("no step at path {path}"))
+    crate::workflow::step_at(steps, path).unwrap_or_else(|| panic!("no step at path {path}"))
 }
 
 fn set(items: &[&str]) -> BTreeSet<String> {
