@@ -713,40 +713,26 @@ fn has_video(sdp: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::{parse, Direction, Event, Outcome, ParseContext, ParseError, Provider};
-    use jiff::Timestamp;
+    use crate::event::testing;
 
     fn ctx() -> ParseContext<'static> {
-        ParseContext {
-            source: "meta",
-            provider: Provider::Meta,
-            business: None,
-            received_at: "2030-01-01T00:00:00Z".parse::<Timestamp>().unwrap(),
-            delivery_id: None,
-        }
+        testing::ctx("meta", Provider::Meta)
     }
 
     fn events(body: &str) -> Vec<Event> {
-        parse(body.as_bytes(), &ctx()).unwrap_or_else(|e| panic!("parse failed: {e}"))
+        testing::all(body, &ctx())
     }
 
     fn one(body: &str) -> Event {
-        let mut all = events(body);
-        assert_eq!(all.len(), 1, "{all:#?}");
-        all.remove(0)
+        testing::only(body, &ctx())
     }
 
     fn error(body: &str) -> ParseError {
-        match parse(body.as_bytes(), &ctx()) {
-            Ok(evs) => panic!("expected an error, got {evs:#?}"),
-            Err(e) => e,
-        }
+        testing::error(body, &ctx())
     }
 
     fn field_of(e: &ParseError) -> &str {
-        match e {
-            ParseError::Field { field, .. } => field,
-            other => panic!("expected a field error, got {other:?}"),
-        }
+        testing::field(e).0
     }
 
     const CONNECT: &str = include_str!("../../tests/fixtures/meta/user_initiated_connect.json");

@@ -28,6 +28,8 @@ mod phone;
 mod sample;
 mod signature;
 mod standard;
+#[cfg(test)]
+mod testing;
 mod time;
 mod timelinesai;
 mod v3;

@@ -279,7 +279,8 @@ fn call_outcome(object: &Value, path: &str, kind: &str) -> Result<Option<Outcome
 
 #[cfg(test)]
 mod tests {
-    use crate::event::{parse, Direction, Event, Outcome, ParseContext, ParseError, Provider};
+    use crate::event::testing;
+    use crate::event::{parse, Direction, Event, Outcome, ParseContext, Provider};
 
     const REPORT: &str = include_str!("../../tests/fixtures/standard/message_report.json");
     const INCOMING: &str = include_str!("../../tests/fixtures/standard/message_incoming.json");
@@ -288,18 +289,13 @@ mod tests {
 
     fn ctx(provider: Provider, delivery_id: Option<&'static str>) -> ParseContext<'static> {
         ParseContext {
-            source: "relay",
-            provider,
-            business: None,
-            received_at: "2030-01-01T00:00:00Z".parse().unwrap(),
             delivery_id,
+            ..testing::ctx("relay", provider)
         }
     }
 
     fn one_with(body: &str, delivery_id: Option<&'static str>) -> Event {
-        let mut events = parse(body.as_bytes(), &ctx(Provider::Standard, delivery_id)).unwrap();
-        assert_eq!(events.len(), 1);
-        events.remove(0)
+        testing::only(body, &ctx(Provider::Standard, delivery_id))
     }
 
     fn one(body: &str) -> Event {
@@ -307,10 +303,9 @@ mod tests {
     }
 
     fn field_err(body: &str) -> (String, String) {
-        match parse(body.as_bytes(), &ctx(Provider::Standard, None)).unwrap_err() {
-            ParseError::Field { field, problem } => (field, problem),
-            other => panic!("expected a field error, got {other:?}"),
-        }
+        let e = testing::error(body, &ctx(Provider::Standard, None));
+        let (field, problem) = testing::field(&e);
+        (field.to_string(), problem.to_string())
     }
 
     #[test]

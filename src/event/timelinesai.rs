@@ -358,7 +358,8 @@ fn non_empty(s: Option<&str>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::event::{parse, Direction, Event, Outcome, ParseContext, ParseError, Provider};
+    use crate::event::testing;
+    use crate::event::{parse, Direction, Event, Outcome, ParseContext, Provider};
 
     const MISSED: &str = include_str!("../../tests/fixtures/timelinesai/call_incoming_missed.json");
     const ANSWERED: &str =
@@ -378,26 +379,17 @@ mod tests {
         include_str!("../../tests/fixtures/timelinesai/message_received_new.json");
 
     fn ctx(provider: Provider) -> ParseContext<'static> {
-        ParseContext {
-            source: "timelines",
-            provider,
-            business: None,
-            received_at: "2030-01-01T00:00:00Z".parse().unwrap(),
-            delivery_id: None,
-        }
+        testing::ctx("timelines", provider)
     }
 
     fn one(body: &str) -> Event {
-        let mut events = parse(body.as_bytes(), &ctx(Provider::Timelinesai)).unwrap();
-        assert_eq!(events.len(), 1);
-        events.remove(0)
+        testing::only(body, &ctx(Provider::Timelinesai))
     }
 
     fn field_err(body: &str) -> (String, String) {
-        match parse(body.as_bytes(), &ctx(Provider::Timelinesai)).unwrap_err() {
-            ParseError::Field { field, problem } => (field, problem),
-            other => panic!("expected a field error, got {other:?}"),
-        }
+        let e = testing::error(body, &ctx(Provider::Timelinesai));
+        let (field, problem) = testing::field(&e);
+        (field.to_string(), problem.to_string())
     }
 
     #[test]

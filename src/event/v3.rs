@@ -358,41 +358,27 @@ fn country_of_payload(v: &Value, path: &str) -> Result<Option<String>, ParseErro
 #[cfg(test)]
 mod tests {
     use super::super::{parse, Direction, Event, Outcome, ParseContext, ParseError, Provider};
-    use jiff::Timestamp;
+    use crate::event::testing;
     use serde_json::{json, Value};
 
     fn ctx(provider: Provider) -> ParseContext<'static> {
-        ParseContext {
-            source: "pilot",
-            provider,
-            business: None,
-            received_at: "2030-01-01T00:00:00Z".parse::<Timestamp>().unwrap(),
-            delivery_id: None,
-        }
+        testing::ctx("pilot", provider)
     }
 
     fn events(body: &str) -> Vec<Event> {
-        parse(body.as_bytes(), &ctx(Provider::V3)).unwrap_or_else(|e| panic!("parse failed: {e}"))
+        testing::all(body, &ctx(Provider::V3))
     }
 
     fn one(body: &str) -> Event {
-        let mut all = events(body);
-        assert_eq!(all.len(), 1, "{all:#?}");
-        all.remove(0)
+        testing::only(body, &ctx(Provider::V3))
     }
 
     fn error(body: &str) -> ParseError {
-        match parse(body.as_bytes(), &ctx(Provider::V3)) {
-            Ok(evs) => panic!("expected an error, got {evs:#?}"),
-            Err(e) => e,
-        }
+        testing::error(body, &ctx(Provider::V3))
     }
 
     fn field_of(e: &ParseError) -> &str {
-        match e {
-            ParseError::Field { field, .. } => field,
-            other => panic!("expected a field error, got {other:?}"),
-        }
+        testing::field(e).0
     }
 
     fn edit(body: &str, f: impl FnOnce(&mut Value)) -> String {

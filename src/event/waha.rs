@@ -276,7 +276,8 @@ fn is_zero_time(t: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::event::{parse, Direction, Event, ParseContext, ParseError, Provider};
+    use crate::event::testing;
+    use crate::event::{parse, Direction, Event, ParseContext, Provider};
 
     const SEED: &str = include_str!("../../tests/fixtures/waha/call_received_wawp_seed.json");
     const WEBJS: &str = include_str!("../../tests/fixtures/waha/call_received_webjs.json");
@@ -296,25 +297,19 @@ mod tests {
 
     fn ctx(provider: Provider, business: Option<&'static str>) -> ParseContext<'static> {
         ParseContext {
-            source: "wawp",
-            provider,
             business,
-            received_at: "2030-01-01T00:00:00Z".parse().unwrap(),
-            delivery_id: None,
+            ..testing::ctx("wawp", provider)
         }
     }
 
     fn one(body: &str) -> Event {
-        let mut events = parse(body.as_bytes(), &ctx(Provider::Waha, None)).unwrap();
-        assert_eq!(events.len(), 1);
-        events.remove(0)
+        testing::only(body, &ctx(Provider::Waha, None))
     }
 
     fn field_err(body: &str) -> (String, String) {
-        match parse(body.as_bytes(), &ctx(Provider::Waha, None)).unwrap_err() {
-            ParseError::Field { field, problem } => (field, problem),
-            other => panic!("expected a field error, got {other:?}"),
-        }
+        let e = testing::error(body, &ctx(Provider::Waha, None));
+        let (field, problem) = testing::field(&e);
+        (field.to_string(), problem.to_string())
     }
 
     #[test]

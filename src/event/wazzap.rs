@@ -87,6 +87,7 @@ fn clip(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::event::testing;
     use crate::event::{parse, Direction, Event, ParseContext, ParseError, Provider};
 
     const MISSED: &str = include_str!("../../tests/fixtures/wazzap/call_missed.json");
@@ -98,33 +99,21 @@ mod tests {
 
     fn ctx(provider: Provider, business: Option<&'static str>) -> ParseContext<'static> {
         ParseContext {
-            source: "wazzap-mx",
-            provider,
             business,
-            received_at: "2030-01-01T00:00:00Z".parse().unwrap(),
-            delivery_id: None,
+            ..testing::ctx("wazzap-mx", provider)
         }
     }
 
     fn one(body: &str) -> Event {
-        let mut events = parse(
-            body.as_bytes(),
-            &ctx(Provider::Wazzap, Some("+5215500000000")),
-        )
-        .unwrap();
-        assert_eq!(events.len(), 1);
-        events.remove(0)
+        testing::only(body, &ctx(Provider::Wazzap, Some("+5215500000000")))
     }
 
     fn err(body: &str) -> ParseError {
-        parse(body.as_bytes(), &ctx(Provider::Wazzap, None)).unwrap_err()
+        testing::error(body, &ctx(Provider::Wazzap, None))
     }
 
     fn field_of(e: ParseError) -> String {
-        match e {
-            ParseError::Field { field, .. } => field,
-            other => panic!("expected a field error, got {other:?}"),
-        }
+        testing::field(&e).0.to_string()
     }
 
     #[test]
