@@ -438,25 +438,53 @@ fn parse_message_status(status: &Value, path: &str, ctx: &Change<'_>) -> Result<
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty());
     let kind = format!("message.{}", state.as_deref().unwrap_or("status"));
-    let identity = match &id {
-        Some(id) => Identity::ProviderId(format!("{id}\0{kind}")),
-        None => Identity::Content(raw_text(status.get("timestamp"))),
-    };
-    let caller = find_caller(
+    let id = id.map(|id| format!("{id}\0{kind}"));
+    let party = ("recipient_id", "recipient_user_id");
+    let data = status.clone();
+    message_draft(
         status,
         path,
-        "recipient_id",
-        Some("recipient_user_id"),
+        ctx,
+        kind,
+        id,
+        Direction::Outgoing,
+        party,
+        data,
+    )
+}
+
+/// The draft of a message or a message status: `party` names the other
+/// side's phone and user-id fields; `id` (else the timestamp) identifies it.
+#[allow(clippy::too_many_arguments)]
+fn message_draft(
+    v: &Value,
+    path: &str,
+    ctx: &Change<'_>,
+    kind: String,
+    id: Option<String>,
+    direction: Direction,
+    party: (&str, &str),
+    data: Value,
+) -> Result<Draft, ParseError> {
+    let identity = match id {
+        Some(id) => Identity::ProviderId(id),
+        None => Identity::Content(raw_text(v.get("timestamp"))),
+    };
+    let caller = find_caller(
+        v,
+        path,
+        party.0,
+        Some(party.1),
         None,
         ctx.business_digits.as_deref(),
     )?;
     let mut d = Draft::new(kind, identity);
-    d.direction = Direction::Outgoing;
+    d.direction = direction;
     d.caller = settle_caller(caller, &d.kind)?;
     d.business = ctx.business.clone();
     apply_contact(&mut d, ctx)?;
-    d.at = opt_time(status, "timestamp", path)?;
-    d.data = Some(status.clone());
+    d.at = opt_time(v, "timestamp", path)?;
+    d.data = Some(data);
     Ok(d)
 }
 
@@ -499,26 +527,17 @@ fn parse_message(message: &Value, path: &str, ctx: &Change<'_>) -> Result<Draft,
     } else {
         "message.received".to_string()
     };
-    let identity = match &id {
-        Some(id) => Identity::ProviderId(id.clone()),
-        None => Identity::Content(raw_text(message.get("timestamp"))),
-    };
-    let caller = find_caller(
+    let party = ("from", "from_user_id");
+    message_draft(
         message,
         path,
-        "from",
-        Some("from_user_id"),
-        None,
-        ctx.business_digits.as_deref(),
-    )?;
-    let mut d = Draft::new(kind, identity);
-    d.direction = Direction::Incoming;
-    d.caller = settle_caller(caller, &d.kind)?;
-    d.business = ctx.business.clone();
-    apply_contact(&mut d, ctx)?;
-    d.at = opt_time(message, "timestamp", path)?;
-    d.data = Some(data);
-    Ok(d)
+        ctx,
+        kind,
+        id,
+        Direction::Incoming,
+        party,
+        data,
+    )
 }
 
 // -------------------------------------------------------------- callers --
