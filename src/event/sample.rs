@@ -79,20 +79,17 @@ pub fn sample_body(
             "createdAt": at.to_string(),
         }),
         Provider::Meta => {
-            let call = if missed {
-                json!({
-                    "id": call_id, "from": digits, "to": business_digits,
-                    "event": "terminate", "timestamp": secs.to_string(),
-                    "direction": "USER_INITIATED", "status": "FAILED",
-                    "end_time": secs.to_string(),
-                })
-            } else {
-                json!({
-                    "id": call_id, "from": digits, "to": business_digits,
-                    "event": "connect", "timestamp": secs.to_string(),
-                    "direction": "USER_INITIATED",
-                })
-            };
+            let mut call = json!({
+                "id": call_id, "from": digits, "to": business_digits,
+                "event": "connect", "timestamp": secs.to_string(),
+                "direction": "USER_INITIATED",
+            });
+            if missed {
+                // A user's call that ended without connecting.
+                call["event"] = json!("terminate");
+                call["status"] = json!("FAILED");
+                call["end_time"] = json!(secs.to_string());
+            }
             json!({
                 "object": "whatsapp_business_account",
                 "entry": [{
