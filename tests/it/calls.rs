@@ -68,6 +68,11 @@ fn fixture(rel: &str) -> Value {
 /// own time (whole seconds) is left out, so the event time is the
 /// envelope's, to the millisecond: the 1 s ring window starts when the
 /// call is posted, not up to a second earlier.
+/// POST a WAHA call event from the usual caller to the `waha` source.
+async fn post_waha(s: &TestServer, event: &str, envelope_id: &str, call_id: &str) -> String {
+    post(s, "waha", waha(event, envelope_id, call_id, CALLER_DIGITS)).await
+}
+
 fn waha(event: &str, envelope_id: &str, call_id: &str, from_digits: &str) -> String {
     let file = match event {
         "call.received" => "waha/call_received_webjs.json",
@@ -318,12 +323,7 @@ async fn no_missed_call_after(second: &str) {
         ),
     )
     .await;
-    post(
-        &s,
-        "waha",
-        waha(second, &format!("evt_{second}_2"), &call, CALLER_DIGITS),
-    )
-    .await;
+    post_waha(&s, second, &format!("evt_{second}_2"), &call).await;
     settle(&s).await;
     match second {
         "call.accepted" => {
@@ -381,23 +381,13 @@ async fn a_rejected_call_is_never_missed() {
 async fn a_call_received_redelivered_after_the_missed_call_does_not_ring_again() {
     let s = start(&[("missed.yaml", MISSED_WF)]).await;
     let call = "CALLS0REDELIVERED000000000000004";
-    post(
-        &s,
-        "waha",
-        waha("call.received", "evt_redelivered_1", call, CALLER_DIGITS),
-    )
-    .await;
+    post_waha(&s, "call.received", "evt_redelivered_1", call).await;
     let list = wait_missed(&s, 1).await;
     assert_eq!(list.len(), 1, "{list:#?}");
 
     // The same call again, late, under a new envelope id: a new event (it
     // is accepted), but the call it belongs to is over.
-    post(
-        &s,
-        "waha",
-        waha("call.received", "evt_redelivered_2", call, CALLER_DIGITS),
-    )
-    .await;
+    post_waha(&s, "call.received", "evt_redelivered_2", call).await;
     settle(&s).await;
     let calls = active(&s).await;
     assert!(
@@ -421,18 +411,8 @@ async fn a_call_received_redelivered_after_the_missed_call_does_not_ring_again()
 async fn a_call_received_twice_while_ringing_is_missed_once() {
     let s = start(&[("missed.yaml", MISSED_WF)]).await;
     let call = "CALLS0TWICE000000000000000000007";
-    post(
-        &s,
-        "waha",
-        waha("call.received", "evt_twice_1", call, CALLER_DIGITS),
-    )
-    .await;
-    post(
-        &s,
-        "waha",
-        waha("call.received", "evt_twice_2", call, CALLER_DIGITS),
-    )
-    .await;
+    post_waha(&s, "call.received", "evt_twice_1", call).await;
+    post_waha(&s, "call.received", "evt_twice_2", call).await;
     let list = wait_missed(&s, 1).await;
     assert_eq!(list.len(), 1, "{list:#?}");
     tokio::time::sleep(QUIET).await;
@@ -448,19 +428,9 @@ async fn a_call_received_twice_while_ringing_is_missed_once() {
 async fn an_accept_that_arrives_before_its_ring_still_counts() {
     let s = start(&[("missed.yaml", MISSED_WF)]).await;
     let call = "CALLS0OVERTAKEN00000000000000008";
-    post(
-        &s,
-        "waha",
-        waha("call.accepted", "evt_overtaken_2", call, CALLER_DIGITS),
-    )
-    .await;
+    post_waha(&s, "call.accepted", "evt_overtaken_2", call).await;
     settle(&s).await;
-    post(
-        &s,
-        "waha",
-        waha("call.received", "evt_overtaken_1", call, CALLER_DIGITS),
-    )
-    .await;
+    post_waha(&s, "call.received", "evt_overtaken_1", call).await;
     settle(&s).await;
     wait_listed(&s, call, "connected").await;
     tokio::time::sleep(QUIET).await;
@@ -521,12 +491,7 @@ async fn a_meta_terminate_before_its_connect_leaves_no_ghost_ringing_call() {
 async fn a_ringing_waha_call_is_listed_until_it_rings_out() {
     let s = start(&[("missed.yaml", MISSED_WF)]).await;
     let call = "CALLS0LISTED00000000000000000005";
-    post(
-        &s,
-        "waha",
-        waha("call.received", "evt_listed_1", call, CALLER_DIGITS),
-    )
-    .await;
+    post_waha(&s, "call.received", "evt_listed_1", call).await;
     let c = wait_listed(&s, call, "ringing").await;
     assert_eq!(c["caller"], CALLER, "{c:#}");
     assert_eq!(c["source"], "waha", "{c:#}");
