@@ -118,6 +118,17 @@ struct Server {
     base: String,
 }
 
+/// A server folder: `ringback.yaml` for the receiver at `url` on a free
+/// port, and one workflow file.
+fn folder(url: &str, file: &str, workflow: &str) -> (tempfile::TempDir, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(dir.path().join("ringback.yaml"), config(url, port)).unwrap();
+    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
+    std::fs::write(dir.path().join("workflows").join(file), workflow).unwrap();
+    (dir, port)
+}
+
 async fn start(dir: &Path, port: u16) -> Server {
     let child = Command::new(BIN)
         .current_dir(dir)
@@ -218,12 +229,7 @@ async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_accepted_event_gets_its_follow_up_across_a_kill_9() {
     let (receiver, url) = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    std::fs::write(dir.path().join("ringback.yaml"), config(&url, port)).unwrap();
-    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
-    std::fs::write(dir.path().join("workflows/followup.yaml"), FOLLOWUP).unwrap();
-
+    let (dir, port) = folder(&url, "followup.yaml", FOLLOWUP);
     let mut server = start(dir.path(), port).await;
     // Kill at a moment that depends on the run: somewhere in the load.
     let kill_after = Duration::from_millis(300 + (std::process::id() as u64 % 700));
@@ -302,12 +308,9 @@ async fn executions(base: &str, query: &str) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_interrupted_by_kill_9_still_ends_in_its_next_step() {
     let (receiver, url) = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    std::fs::write(dir.path().join("ringback.yaml"), config(&url, port)).unwrap();
-    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
-    std::fs::write(
-        dir.path().join("workflows/later.yaml"),
+    let (dir, port) = folder(
+        &url,
+        "later.yaml",
         r#"
 name: later
 on: { events: [call.missed] }
@@ -315,8 +318,7 @@ steps:
   - wait: { for: 3s }
   - send_message: { via: whatsapp, to: "{{event.caller}}", text: "Still there?" }
 "#,
-    )
-    .unwrap();
+    );
     let mut server = start(dir.path(), port).await;
     let accepted: Vec<String> = post_all(&server.base, 0..1, 1)
         .await
@@ -356,12 +358,9 @@ steps:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_debounce_window_survives_a_restart() {
     let (receiver, url) = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    std::fs::write(dir.path().join("ringback.yaml"), config(&url, port)).unwrap();
-    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
-    std::fs::write(
-        dir.path().join("workflows/once.yaml"),
+    let (dir, port) = folder(
+        &url,
+        "once.yaml",
         r#"
 name: once
 on: { events: [call.missed] }
@@ -369,8 +368,7 @@ steps:
   - debounce: { key: "{{event.caller}}", for: 10m }
   - send_message: { via: whatsapp, to: "{{event.caller}}", text: "Once per 10 minutes" }
 "#,
-    )
-    .unwrap();
+    );
     let mut server = start(dir.path(), port).await;
     let first = r#"{"event":"call.missed","phone":"+5215512345678","ts":"2026-05-14T14:32:11Z"}"#;
     let client = reqwest::Client::new();
@@ -422,13 +420,10 @@ async fn a_retry_scheduled_ahead_survives_kill_9_and_keeps_its_idempotency_key()
     // The first attempt gets a 503; the next is scheduled 3 s ahead, which
     // the run waits for on a durable timer, not in memory.
     let (receiver, url) = Receiver::start_failing_first(1).await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let (dir, port) = folder(&url, "followup.yaml", FOLLOWUP);
     let cfg =
         config(&url, port).replace("schedule: [200ms, 500ms, 1s, 2s, 5s]", "schedule: [3s, 3s]");
     std::fs::write(dir.path().join("ringback.yaml"), cfg).unwrap();
-    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
-    std::fs::write(dir.path().join("workflows/followup.yaml"), FOLLOWUP).unwrap();
     let mut server = start(dir.path(), port).await;
     let accepted: Vec<String> = post_all(&server.base, 0..1, 1)
         .await
