@@ -313,19 +313,7 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
                 );
                 return Flow::Next;
             }
-            Err(e) => {
-                state.record(
-                    step,
-                    started_at,
-                    clock,
-                    StepStatus::Failed,
-                    Value::Null,
-                    Value::Null,
-                    Some(e.clone()),
-                    Vec::new(),
-                );
-                return fail_or_continue(step, e);
-            }
+            Err(e) => return state.template_failed(step, started_at, clock, e),
         }
     }
     if let Action::If {
@@ -340,19 +328,7 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
             .truthy(condition, &state.render_data())
         {
             Ok(b) => b,
-            Err(e) => {
-                state.record(
-                    step,
-                    started_at,
-                    clock,
-                    StepStatus::Failed,
-                    Value::Null,
-                    Value::Null,
-                    Some(e.clone()),
-                    Vec::new(),
-                );
-                return fail_or_continue(step, e);
-            }
+            Err(e) => return state.template_failed(step, started_at, clock, e),
         };
         let branch = if taken { "then" } else { "else" };
         state.record(
@@ -692,6 +668,28 @@ impl RunState<'_> {
         if to_caller {
             m.caller_messaged(self.event, self.inner.clock.now());
         }
+    }
+
+    /// A step whose `when` or `if` condition could not be rendered: it
+    /// failed before doing anything.
+    fn template_failed(
+        &mut self,
+        step: &Step,
+        started_at: Timestamp,
+        clock: Instant,
+        error: String,
+    ) -> Flow {
+        self.record(
+            step,
+            started_at,
+            clock,
+            StepStatus::Failed,
+            Value::Null,
+            Value::Null,
+            Some(error.clone()),
+            Vec::new(),
+        );
+        fail_or_continue(step, error)
     }
 
     /// After a contact step: the run's `contact` follows the caller's record.
