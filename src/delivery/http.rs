@@ -204,19 +204,11 @@ pub(super) fn build(
                 headers.retain(|(existing, _)| *existing != name);
                 headers.push((name, v.expose().to_string()));
             }
+            // The message as the step gives it; a forward posts the event.
             let body = match &request.outbound {
-                Outbound::Text { to, text } => json!({"to": to, "text": text}),
-                Outbound::Template {
-                    to,
-                    name,
-                    language,
-                    params,
-                } => {
-                    json!({"to": to, "template": {"name": name, "language": language, "params": params}})
-                }
-                Outbound::Alert { text } => json!({"text": text}),
                 Outbound::Forward { event } => event.clone(),
                 Outbound::Http { .. } => return Err("the http step takes no connector".into()),
+                message => super::describe_outbound(message),
             };
             (c.url.clone().unwrap_or_default(), body)
         }
