@@ -662,7 +662,9 @@ impl RunState<'_> {
             .last()
             .and_then(|r| r.input["to"].as_str());
         let to_caller = match (to, self.event.caller.as_deref()) {
-            (Some(to), Some(caller)) => phone_key(to).is_ok_and(|k| k == caller),
+            // Usually the step sends to "{{event.caller}}" verbatim; only
+            // another spelling needs the phone parser.
+            (Some(to), Some(caller)) => to == caller || phone_key(to).is_ok_and(|k| k == caller),
             _ => false,
         };
         if to_caller {

@@ -204,10 +204,6 @@ async fn run_case(
     }
     let horizon = add(now, case.then.unwrap_or(MAX_SETTLE));
     advance(&engine, &clock, horizon, &mut notes).await;
-    if case.then.is_some() {
-        clock.set(horizon);
-        engine.settle().await;
-    }
     for (connector, left) in rehearsal.unused() {
         notes.push(format!(
             "{left} canned answer(s) for `{connector}` were never used"
