@@ -402,7 +402,12 @@ async fn list_executions(
                 vec![
                     text(e, "/id"),
                     text(e, "/workflow"),
-                    text(e, "/status"),
+                    // Runs of injected test events say so.
+                    if e["test"] == true {
+                        format!("{} (test)", text(e, "/status"))
+                    } else {
+                        text(e, "/status")
+                    },
                     text(e, "/event/kind"),
                     text(e, "/event/caller"),
                     short_time_str(&text(e, "/started_at")),

@@ -909,3 +909,26 @@ async fn the_schema_validates_the_shipped_workflows_and_rejects_broken_ones() {
         );
     }
 }
+
+/// A run of an injected test event is marked in `executions list`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_list_marks_runs_of_test_events() {
+    let workflow =
+        std::fs::read_to_string(repo_path("workflows/missed-call-followup.yaml")).unwrap();
+    let server =
+        TestServer::start_with_workflows(CONFIG, ENV, &[("missed-call-followup.yaml", &workflow)])
+            .await;
+    let answer = server
+        .client
+        .post(server.url("/api/sources/wazzap/test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    crate::support::finished_runs(&server.store, 1).await;
+    let url = server_url(&server);
+    let out = ringback(&["executions", "list", "--server", &url], &[]).await;
+    out.ok();
+    assert!(out.stdout.contains("succeeded (test)"), "{}", out.stdout);
+    server.stop().await;
+}
