@@ -78,14 +78,14 @@ pub async fn run_with_store(
     let dedupe_window = config.dedupe_window;
     let (keep_for, keep_max) = (config.executions_keep_for, config.executions_keep_max);
     let config = Arc::new(RwLock::new(Arc::new(config)));
-    let wake = Arc::new(tokio::sync::Notify::new());
+    let arrivals = Arc::new(crate::engine::Arrivals::default());
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let state = ServerState {
         config: config.clone(),
         store: store.clone(),
         catalog: catalog.clone(),
         clock: clock.clone(),
-        accepted: wake.clone(),
+        arrivals: arrivals.clone(),
         metrics: metrics.clone(),
     };
     let engine = Engine::new(
@@ -93,7 +93,7 @@ pub async fn run_with_store(
         catalog.clone(),
         connectors.clone(),
         clock.clone(),
-        wake,
+        arrivals,
     )
     .with_config(config.clone())
     .with_metrics(metrics);

@@ -1,11 +1,13 @@
 //! The engine: takes accepted events from the inbox, tracks calls, runs
 //! every workflow that listens, resumes waiting runs, and fires timers.
 //!
-//! - The dispatcher reads the `pending` queue in arrival order (woken by
-//!   ingestion, and once a second regardless), hands each event to a task,
-//!   and removes it from the queue once its runs are recorded. A crash
-//!   before that offers the event again on start; its runs are found by
-//!   their derived ids and resumed from their journals, not started twice.
+//! - The dispatcher takes the events ingestion just stored from memory
+//!   ([`Arrivals`]), and reads the stored `pending` queue at start, when
+//!   that memory overflowed, and once a second regardless. It hands each
+//!   event to a task, and removes it from the stored queue once its runs
+//!   are recorded. A crash before that offers the event again on start;
+//!   its runs are found by their derived ids and resumed from their
+//!   journals, not started twice.
 //! - At start-up, runs that were `running` when the process stopped are
 //!   resumed (see `run.rs` for the replay).
 //! - The timer service fires durable timers at their due second: it
@@ -16,6 +18,7 @@
 //! - [`Engine::shutdown`] stops taking work and lets runs in flight finish
 //!   (or checkpoint, by their journals) within a bounded time.
 
+mod arrivals;
 mod run;
 
 use std::collections::HashSet;
@@ -37,6 +40,7 @@ use crate::store::{
 };
 use crate::workflow::{compile, Known, SharedCatalog, Workflow};
 
+pub use arrivals::Arrivals;
 pub use run::RunOptions;
 
 /// How many events (and resumed runs) are processed at once. Waits do not
@@ -59,8 +63,8 @@ struct Inner {
     catalog: SharedCatalog,
     delivery: Arc<dyn Delivery>,
     clock: SharedClock,
-    /// Ingestion wakes the dispatcher through this.
-    wake: Arc<Notify>,
+    /// Ingestion hands accepted events to the dispatcher through this.
+    arrivals: Arc<Arrivals>,
     /// A new timer may be due sooner than the service sleeps.
     timers_changed: Notify,
     config: Option<Arc<RwLock<Arc<Config>>>>,
@@ -78,7 +82,7 @@ impl Engine {
         catalog: SharedCatalog,
         delivery: Arc<dyn Delivery>,
         clock: SharedClock,
-        wake: Arc<Notify>,
+        arrivals: Arc<Arrivals>,
     ) -> Engine {
         Engine {
             inner: Arc::new(Inner {
@@ -86,7 +90,7 @@ impl Engine {
                 catalog,
                 delivery,
                 clock,
-                wake,
+                arrivals,
                 timers_changed: Notify::new(),
                 config: None,
                 metrics: None,
@@ -115,7 +119,7 @@ impl Engine {
             Arc::new(RwLock::new(Arc::new(catalog))),
             delivery,
             clock,
-            Arc::new(Notify::new()),
+            Arc::default(),
         )
     }
 
@@ -177,70 +181,113 @@ impl Engine {
 
     /// Run the dispatcher until the engine stops.
     pub async fn dispatch_forever(self) {
+        // Whatever was pending when the process stopped.
+        let mut read_store = true;
         while !self.stopping() {
-            let dispatched = self.dispatch_once().await;
-            if dispatched == 0 {
-                let _ = tokio::time::timeout(IDLE_POLL, self.inner.wake.notified()).await;
+            let notified = self.inner.arrivals.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut handed = 0;
+            if read_store || self.inner.arrivals.take_overflow() {
+                handed += self.dispatch_stored().await;
+            }
+            for stored in self.inner.arrivals.take() {
+                if self.stopping() {
+                    break;
+                }
+                handed += usize::from(self.hand_over(stored).await);
+            }
+            read_store = false;
+            if handed == 0 {
+                // Also read the stored queue after a quiet second: events
+                // can reach it by paths that do not offer them here.
+                read_store = tokio::time::timeout(IDLE_POLL, notified).await.is_err();
             }
         }
     }
 
-    /// Hand every pending event not already in flight to a task.
-    async fn dispatch_once(&self) -> usize {
-        let store = self.inner.store.clone();
-        let pending =
-            match tokio::task::spawn_blocking(move || store.pending_events(DISPATCH_BATCH)).await {
+    /// Hand every stored pending event not already in flight to a task.
+    async fn dispatch_stored(&self) -> usize {
+        let mut handed = 0;
+        let mut after = None;
+        loop {
+            let engine = self.clone();
+            let batch = tokio::task::spawn_blocking(move || {
+                let in_flight = |seq| {
+                    engine
+                        .inner
+                        .in_flight
+                        .lock()
+                        .expect("in-flight lock")
+                        .contains(&seq)
+                };
+                engine
+                    .inner
+                    .store
+                    .pending_events_after(after, DISPATCH_BATCH, in_flight)
+            })
+            .await;
+            let (pending, last) = match batch {
                 Ok(Ok(p)) => p,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "cannot read the pending queue");
-                    return 0;
+                    return handed;
                 }
-                Err(_) => return 0,
+                Err(_) => return handed,
             };
-        let mut handed = 0;
-        for stored in pending {
-            if self.stopping() {
-                break;
+            for stored in pending {
+                if self.stopping() {
+                    return handed;
+                }
+                handed += usize::from(self.hand_over(stored).await);
             }
-            if !self
+            match last {
+                Some(seq) => after = Some(seq),
+                None => return handed,
+            }
+        }
+    }
+
+    /// Process `stored` in a task of its own, unless it is in flight or
+    /// done already. Whether it was handed over.
+    async fn hand_over(&self, stored: StoredEvent) -> bool {
+        if !self
+            .inner
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .insert(stored.seq)
+        {
+            return false;
+        }
+        // It may have finished between being read or offered and now.
+        if !self.inner.store.is_pending(stored.seq).unwrap_or(true) {
+            self.inner
+                .in_flight
+                .lock()
+                .expect("in-flight lock")
+                .remove(&stored.seq);
+            return false;
+        }
+        let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+            return false;
+        };
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let seq = stored.seq;
+            engine.process(stored).await;
+            if let Err(e) = engine.inner.store.mark_taken(seq) {
+                tracing::error!(error = %e, "cannot remove a processed event from the queue");
+            }
+            engine
                 .inner
                 .in_flight
                 .lock()
                 .expect("in-flight lock")
-                .insert(stored.seq)
-            {
-                continue;
-            }
-            // It may have finished between reading the queue and now.
-            if !self.inner.store.is_pending(stored.seq).unwrap_or(true) {
-                self.inner
-                    .in_flight
-                    .lock()
-                    .expect("in-flight lock")
-                    .remove(&stored.seq);
-                continue;
-            }
-            let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
-                return handed;
-            };
-            handed += 1;
-            let engine = self.clone();
-            tokio::spawn(async move {
-                let seq = stored.seq;
-                engine.process(stored).await;
-                if let Err(e) = engine.inner.store.mark_taken(seq) {
-                    tracing::error!(error = %e, "cannot remove a processed event from the queue");
-                }
-                engine
-                    .inner
-                    .in_flight
-                    .lock()
-                    .expect("in-flight lock")
-                    .remove(&seq);
-                drop(permit);
-            });
-        }
-        handed
+                .remove(&seq);
+            drop(permit);
+        });
+        true
     }
 
     /// Everything one event causes: waiting runs it wakes, its call's state,
@@ -733,17 +780,23 @@ impl Engine {
             .as_ref()
             .map(|c| c.read().expect("config lock").dedupe_window)
             .unwrap_or(crate::config::DEFAULT_DEDUPE_WINDOW);
-        match store.insert_events(
-            std::slice::from_ref(&missed),
-            self.inner.clock.now(),
-            window,
-        ) {
-            Ok(_) => {
+        let (event_id, source) = (missed.id.clone(), missed.source.clone());
+        let caller = missed.caller.clone().unwrap_or_else(|| "-".into());
+        match store
+            .accept_events(vec![missed], self.inner.clock.now(), window)
+            .await
+        {
+            Ok(offered) => {
                 if let Err(e) = store.commit().await {
                     tracing::error!(error = %e, "cannot flush the synthetic missed call");
                 }
-                tracing::info!(event_id = %missed.id, source = %missed.source, caller = missed.caller.as_deref().unwrap_or("-"), "call rang out: synthetic call.missed");
-                self.inner.wake.notify_one();
+                tracing::info!(%event_id, %source, %caller, "call rang out: synthetic call.missed");
+                self.inner
+                    .arrivals
+                    .offer(offered.into_iter().filter_map(|o| match o {
+                        crate::store::Offered::Accepted(stored) => Some(stored),
+                        crate::store::Offered::Duplicate(_) => None,
+                    }));
             }
             Err(e) => tracing::error!(error = %e, "cannot store the synthetic missed call"),
         }
@@ -754,7 +807,7 @@ impl Engine {
     /// start.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.stopping.store(true, Ordering::Relaxed);
-        self.inner.wake.notify_waiters();
+        self.inner.arrivals.wake_all();
         self.inner.timers_changed.notify_waiters();
         let all = u32::try_from(MAX_CONCURRENT).unwrap_or(u32::MAX);
         match tokio::time::timeout(grace, self.inner.permits.acquire_many(all)).await {

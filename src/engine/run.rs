@@ -1,7 +1,14 @@
 //! The interpreter: one workflow, one event, step by step.
 //!
-//! The execution record is the run journal: it is saved after every step,
-//! and flushed to disk after every outbound step and before a run pauses.
+//! The execution record is the run journal. It is written where it matters
+//! rather than after every step (each write re-serialises the whole record,
+//! which dominated the cost of a run): before an outbound step (so a run
+//! stuck on a slow connector shows its steps so far), after it, when a run
+//! pauses, and when it ends. After an outbound step it is flushed to disk
+//! before the run does anything else (or, when the step was the run's last,
+//! together with the final record), and before a run pauses. Steps between
+//! two writes are simply executed again after a crash; they are the
+//! store-only steps, whose effects are idempotent.
 //! Driving a run whose record already has steps *replays* them: a recorded
 //! step is not executed again; its recorded output is put back (`steps.<id>`,
 //! `vars`, the branch an `if` took, the contact) and the run continues with
@@ -55,10 +62,13 @@ struct RunState<'a> {
     vars: Map<String, Value>,
     /// Steps recorded before this process drove the run, by path.
     replay: HashMap<String, StepRecord>,
-    /// The journal, rewritten after every step; its `steps` are every step
-    /// recorded so far, replayed ones included, in the order they ran.
+    /// The journal; its `steps` are every step recorded so far, replayed
+    /// ones included, in the order they ran.
     execution: Execution,
     options: RunOptions,
+    /// An outbound step succeeded and the journal saying so is not on disk
+    /// yet: it must be before the run goes on.
+    sent_unflushed: bool,
 }
 
 /// What a step tells the run to do next.
@@ -251,10 +261,10 @@ pub(super) async fn drive(
         replay,
         execution,
         options,
+        sent_unflushed: false,
     };
     state.execution.status = RunStatus::Running;
     state.execution.waiting = None;
-    state.save();
 
     let flow = run_steps(&mut state, &workflow.steps).await;
     let (status, error) = match flow {
@@ -273,6 +283,9 @@ pub(super) async fn drive(
         }
     }
     state.save();
+    if std::mem::take(&mut state.sent_unflushed) {
+        state.commit().await;
+    }
     state.execution
 }
 
@@ -292,6 +305,11 @@ fn run_steps<'s, 'a: 's>(
 }
 
 async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
+    if std::mem::take(&mut state.sent_unflushed) {
+        // A sent message must never be sent again after a crash.
+        state.save();
+        state.commit().await;
+    }
     if let Some(record) = state.replay.remove(&step.path) {
         return replay_step(state, step, record).await;
     }
@@ -347,6 +365,9 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
     if let Action::Wait { duration, until } = &step.action {
         return begin_wait(state, step, *duration, until, started_at, clock).await;
     }
+    if step.action.is_outbound() {
+        state.save();
+    }
     match execute(state, step).await {
         Ok(outcome) => {
             if let Some(id) = &step.id {
@@ -363,8 +384,8 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
                 outcome.attempts,
             );
             if step.action.is_outbound() {
-                // A sent message must never be sent again after a crash.
-                state.commit().await;
+                // Flushed before the next step, or with the final record.
+                state.sent_unflushed = true;
                 state.note_follow_up(step);
             }
             outcome.flow
@@ -592,7 +613,7 @@ impl RunState<'_> {
         self.workflow.templates.render(t, data)
     }
 
-    /// Rewrite the journal with the steps so far.
+    /// Write the journal with the steps so far (not flushed).
     fn save(&mut self) {
         if !self.options.record {
             return;
@@ -644,7 +665,6 @@ impl RunState<'_> {
             started_at,
             duration_ms,
         });
-        self.save();
     }
 
     /// A message delivered to the event's caller (for the metrics: a

@@ -29,7 +29,7 @@ mod sample;
 mod signature;
 mod standard;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod time;
 mod timelinesai;
 mod v3;

@@ -18,7 +18,7 @@ use super::{ApiError, ServerState};
 use crate::event::{
     self, Event, HeaderLookup, ParseContext, ParseError, Provider, HEADER_WEBHOOK_ID,
 };
-use crate::store::Insert;
+use crate::store::{Insert, Offered};
 
 struct Headers<'a>(&'a HeaderMap);
 
@@ -100,7 +100,7 @@ pub(super) async fn receive(
     let accepted: Vec<&str> = stored
         .iter()
         .filter(|(_, outcome)| *outcome == Insert::Accepted)
-        .map(|(event, _)| event.id.as_str())
+        .map(|(id, _)| id.as_str())
         .collect();
     let duplicates = stored.len() - accepted.len();
     if accepted.is_empty() {
@@ -252,9 +252,9 @@ pub(super) async fn test_event(
     for e in &mut events {
         e.test = true;
     }
+    let first = events.first().cloned();
     let stored = store_durably(&state, events, now, config.dedupe_window).await?;
-    let ids: Vec<&str> = stored.iter().map(|(e, _)| e.id.as_str()).collect();
-    let first = stored.first().map(|(e, _)| e);
+    let ids: Vec<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"accepted": stored.len(), "events": ids, "event": first})),
@@ -263,24 +263,31 @@ pub(super) async fn test_event(
 }
 
 /// Store events durably — one write combined with concurrent requests,
-/// then the group commit — count and log them, and wake the engine when
-/// any is new. Each event comes back with what became of it.
+/// then the group commit — count and log them, and hand the new ones to
+/// the engine. Each event's id comes back with what became of it.
 async fn store_durably(
     state: &ServerState,
     events: Vec<Event>,
     now: jiff::Timestamp,
     window: std::time::Duration,
-) -> Result<Vec<(Event, Insert)>, ApiError> {
-    let stored = state
+) -> Result<Vec<(String, Insert)>, ApiError> {
+    let offered = state
         .store
         .accept_events(events, now, window)
         .await
         .map_err(storage_failed)?;
     // Duplicates wait too: the first copy may still be on its way to disk.
     state.store.commit().await.map_err(storage_failed)?;
-    for (event, outcome) in &stored {
-        let accepted = *outcome == Insert::Accepted;
+    let mut outcomes = Vec::with_capacity(offered.len());
+    for offer in &offered {
+        let (event, accepted) = (offer.event(), offer.is_accepted());
         state.metrics.event_stored(event, accepted);
+        let outcome = if accepted {
+            Insert::Accepted
+        } else {
+            Insert::Duplicate
+        };
+        outcomes.push((event.id.clone(), outcome));
         if accepted {
             tracing::info!(
                 event_id = %event.id,
@@ -292,8 +299,11 @@ async fn store_durably(
             );
         }
     }
-    if stored.iter().any(|(_, o)| *o == Insert::Accepted) {
-        state.accepted.notify_one();
-    }
-    Ok(stored)
+    state
+        .arrivals
+        .offer(offered.into_iter().filter_map(|o| match o {
+            Offered::Accepted(stored) => Some(stored),
+            Offered::Duplicate(_) => None,
+        }));
+    Ok(outcomes)
 }

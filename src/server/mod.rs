@@ -16,6 +16,7 @@ use axum::Router;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::engine::Arrivals;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::workflow::SharedCatalog;
@@ -30,8 +31,8 @@ pub struct ServerState {
     pub store: Store,
     pub catalog: SharedCatalog,
     pub clock: SharedClock,
-    /// Woken after events are accepted, so the engine picks them up at once.
-    pub accepted: Arc<tokio::sync::Notify>,
+    /// Accepted events go to the engine through this, at once.
+    pub arrivals: Arc<Arrivals>,
     pub metrics: Arc<Metrics>,
 }
 

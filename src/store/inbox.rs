@@ -34,6 +34,28 @@ pub(super) struct Arrival<'a> {
     pub window: Duration,
 }
 
+/// An event offered to the inbox, with what became of it.
+#[derive(Debug)]
+pub enum Offered {
+    /// New: stored and queued for the engine.
+    Accepted(StoredEvent),
+    /// Seen within the dedupe window: nothing written.
+    Duplicate(Event),
+}
+
+impl Offered {
+    pub fn event(&self) -> &Event {
+        match self {
+            Offered::Accepted(stored) => &stored.event,
+            Offered::Duplicate(event) => event,
+        }
+    }
+
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Offered::Accepted(_))
+    }
+}
+
 /// What happened to one event offered to the inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Insert {
@@ -65,7 +87,8 @@ impl Store {
             now,
             window,
         }];
-        Ok(self.insert_arrivals(&batch)?.pop().unwrap_or_default())
+        let outcomes = self.insert_arrivals(&batch)?.pop().unwrap_or_default();
+        Ok(outcomes.into_iter().map(|(insert, _)| insert).collect())
     }
 
     /// Store the events of several deliveries in one transaction: sled
@@ -73,10 +96,12 @@ impl Store {
     /// concurrent requests costs about what one request did. A duplicate
     /// within the batch (the same event in two requests) is caught like
     /// any other: reads inside the transaction see its earlier writes.
+    /// Each event's outcome comes with its sequence number (meaningful
+    /// when accepted).
     pub(super) fn insert_arrivals(
         &self,
         arrivals: &[Arrival<'_>],
-    ) -> Result<Vec<Vec<Insert>>, StoreError> {
+    ) -> Result<Vec<Vec<(Insert, u64)>>, StoreError> {
         struct Prepared<'e> {
             event: &'e Event,
             seq: u64,
@@ -116,7 +141,7 @@ impl Store {
                         .map_err(|e| ConflictableTransactionError::Abort(e.to_string()))?;
                     let age = p.now.as_millisecond() - seen.received_at.as_millisecond();
                     if age <= p.window_ms {
-                        outcomes.push(Insert::Duplicate);
+                        outcomes.push((Insert::Duplicate, p.seq));
                         continue;
                     }
                 }
@@ -130,7 +155,7 @@ impl Store {
                 if let Some(phone) = stats_phone {
                     super::contacts::bump_stats(call_stats, phone, &event.kind, event.at)?;
                 }
-                outcomes.push(Insert::Accepted);
+                outcomes.push((Insert::Accepted, p.seq));
             }
             Ok(outcomes)
         });
@@ -166,6 +191,46 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Pending events after sequence number `after` (from the start when
+    /// `None`), oldest first, at most `limit`, leaving out those `skip`
+    /// names (without decoding them); and the last sequence number looked
+    /// at, `None` when the queue ends there.
+    pub fn pending_events_after(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+        skip: impl Fn(u64) -> bool,
+    ) -> Result<(Vec<StoredEvent>, Option<u64>), StoreError> {
+        let from = match after {
+            Some(seq) => std::ops::Bound::Excluded(seq.to_be_bytes()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        let mut last = None;
+        let mut looked = 0;
+        for item in self
+            .pending
+            .range::<[u8; 8], _>((from, std::ops::Bound::Unbounded))
+        {
+            if looked == limit {
+                return Ok((out, last));
+            }
+            looked += 1;
+            let (key, id) = item?;
+            let seq = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt("pending queue key is not a sequence number".into())
+            })?);
+            last = Some(seq);
+            if skip(seq) {
+                continue;
+            }
+            if let Some(ev) = self.event(&String::from_utf8_lossy(&id))? {
+                out.push(ev);
+            }
+        }
+        Ok((out, None))
     }
 
     /// Whether the event with this sequence number is still queued.
@@ -258,7 +323,7 @@ mod tests {
         for t in tasks {
             let (id, out) = t.await.unwrap();
             assert_eq!(out.len(), 1);
-            if out[0].1 == Insert::Accepted {
+            if out[0].is_accepted() {
                 *accepted.entry(id).or_insert(0) += 1;
             }
         }

@@ -18,7 +18,7 @@ use jiff::Timestamp;
 use tokio::sync::oneshot;
 
 use super::inbox::Arrival;
-use super::{Insert, Store, StoreError};
+use super::{Insert, Offered, Store, StoreError, StoredEvent};
 use crate::event::Event;
 
 /// Requests waiting for the next combined write, and whether one runs.
@@ -35,7 +35,7 @@ struct Queued {
 }
 
 /// Each event of a request, with what became of it.
-type Stored = Vec<(Event, Insert)>;
+type Stored = Vec<Offered>;
 
 /// At most this many requests go into one transaction.
 const MAX_COMBINED: usize = 512;
@@ -100,9 +100,21 @@ impl Store {
         match written {
             Ok((batch, Ok(outcomes))) => {
                 for (q, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = q
-                        .reply
-                        .send(Ok(q.events.into_iter().zip(outcome).collect()));
+                    let now = q.now;
+                    let offered = q
+                        .events
+                        .into_iter()
+                        .zip(outcome)
+                        .map(|(event, (insert, seq))| match insert {
+                            Insert::Accepted => Offered::Accepted(StoredEvent {
+                                seq,
+                                received_at: now,
+                                event,
+                            }),
+                            Insert::Duplicate => Offered::Duplicate(event),
+                        })
+                        .collect();
+                    let _ = q.reply.send(Ok(offered));
                 }
             }
             Ok((batch, Err(e))) => {

@@ -50,7 +50,7 @@ pub use executions::{
     run_id, Attempt, Execution, ExecutionFilter, Retrying, RunStatus, StepRecord, StepStatus,
     Waiting,
 };
-pub use inbox::{Insert, StoredEvent};
+pub use inbox::{Insert, Offered, StoredEvent};
 pub use timers::{DueTimer, StoredWorkflow, Timer};
 
 /// The page cache sled may use. Its default (1 GiB) lets RSS grow toward

@@ -1176,11 +1176,10 @@ mod paused {
     use ringback::clock::Clock;
     use ringback::config::{Config, Overrides};
     use ringback::delivery::{Delivered, Delivery, DeliveryFuture, Request};
-    use ringback::engine::Engine;
+    use ringback::engine::{Arrivals, Engine};
     use ringback::event::ParseContext;
     use ringback::store::{Execution, ExecutionFilter, RunStatus, Store, StoredEvent};
     use serde_json::{json, Value};
-    use tokio::sync::Notify;
 
     /// 2026-05-14T14:00:00Z plus the time tokio has let pass.
     struct PausedClock {
@@ -1213,7 +1212,7 @@ mod paused {
         engine: Engine,
         store: Store,
         clock: Arc<PausedClock>,
-        wake: Arc<Notify>,
+        arrivals: Arc<Arrivals>,
         config: Arc<Config>,
         _tmp: tempfile::TempDir,
     }
@@ -1254,14 +1253,14 @@ mod paused {
                 base: "2026-05-14T14:00:00Z".parse().unwrap(),
                 start: tokio::time::Instant::now(),
             });
-            let wake = Arc::new(Notify::new());
+            let arrivals = Arc::new(Arrivals::default());
             let config = Arc::new(config);
             let engine = Engine::new(
                 store.clone(),
                 Arc::new(RwLock::new(Arc::new(catalog))),
                 Arc::new(NoDelivery),
                 clock.clone(),
-                wake.clone(),
+                arrivals.clone(),
             )
             .with_config(Arc::new(RwLock::new(config.clone())));
             if dispatch {
@@ -1272,7 +1271,7 @@ mod paused {
                 engine,
                 store,
                 clock,
-                wake,
+                arrivals,
                 config,
                 _tmp: tmp,
             }
@@ -1298,7 +1297,7 @@ mod paused {
             self.store
                 .insert_events(&events, self.now(), Duration::from_secs(3600))
                 .unwrap();
-            self.wake.notify_one();
+            self.arrivals.stored_elsewhere();
             events[0].id.clone()
         }
 
