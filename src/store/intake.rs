@@ -1,12 +1,11 @@
 //! Ingestion's writes, combined: the events of every request that arrives
-//! while a write is under way go into the next write, as one transaction.
+//! while a write is under way go into the next write.
 //!
-//! sled writes its log once per transaction (a `pwrite` and a
-//! `sync_file_range`), so a transaction per request made ingestion wait on
-//! the disk once per request even though the flush after it (group commit,
-//! `commit.rs`) is shared. Here the first request to find no write running
-//! leads: it takes every queued request, writes them all in one
-//! transaction on a blocking thread, answers each, and hands the lead to a
+//! Writing on a blocking thread per request cost a thread hand-off per
+//! request, and the inbox takes one writer at a time anyway (see the
+//! module docs of `store`). Here the first request to find no write running
+//! leads: it takes every queued request, writes them all at once on a
+//! blocking thread, answers each, and hands the lead to a
 //! new task if more arrived meanwhile, so no request waits for more than
 //! the write after the one under way. Durability is unchanged: callers
 //! still commit (flush) before they answer.
@@ -37,12 +36,12 @@ struct Queued {
 /// Each event of a request, with what became of it.
 type Stored = Vec<Offered>;
 
-/// At most this many requests go into one transaction.
+/// At most this many requests go into one write.
 const MAX_COMBINED: usize = 512;
 
 impl Store {
     /// [`Store::insert_events`], combined with concurrent callers into one
-    /// transaction: each event, with what became of it. Not durable until
+    /// write: each event, with what became of it. Not durable until
     /// [`Store::commit`] returns.
     pub async fn accept_events(
         &self,

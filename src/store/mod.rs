@@ -28,9 +28,16 @@
 //! | `windows` | `d`/`c`, `\0`, workflow, `\0`, key | debounce and count windows |
 //!
 //! An event id present in `events` and received within `dedupe_window` is a
-//! duplicate. The three trees are written in one sled transaction, so a
-//! crash can never leave a dedupe marker without its event (which would
-//! turn the provider's retry into a "duplicate" of nothing).
+//! duplicate. The inbox's trees are written by one writer at a time, with
+//! plain writes in a fixed order, `events` last. sled recovers a prefix of
+//! its log after a crash, so an event that survives has its queue entry
+//! too, and a crash can never leave a dedupe marker without the rest
+//! (which would turn the provider's retry into a "duplicate" of nothing
+//! that is never processed). What a crash can leave is the reverse, a
+//! queue entry without its event; start-up removes those. (A sled
+//! transaction would give the same all-or-nothing, but makes sled write
+//! its log on the spot twice per transaction: a third of ingestion's
+//! cost.)
 
 mod calls;
 mod commit;
@@ -56,6 +63,9 @@ pub use timers::{DueTimer, StoredWorkflow, Timer};
 /// The page cache sled may use. Its default (1 GiB) lets RSS grow toward
 /// that under load; ringback's working set is small.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Locks serialising contact changes, by a hash of the phone.
+const CONTACT_LOCK_STRIPES: usize = 64;
 
 const TREE_EVENTS: &str = "events";
 const TREE_PENDING: &str = "pending";
@@ -110,6 +120,10 @@ pub struct Store {
     calls: sled::Tree,
     commit: std::sync::Arc<commit::GroupCommit>,
     intake: std::sync::Arc<intake::Intake>,
+    /// Held while the inbox's trees are written (see the module docs).
+    inbox_writer: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Changes to a contact hold the stripe of its phone (`contacts.rs`).
+    contact_locks: std::sync::Arc<[std::sync::Mutex<()>]>,
 }
 
 impl Store {
@@ -131,7 +145,7 @@ impl Store {
             })?;
         // The log file sled writes; fdatasync'd after each flush.
         let log_file = File::open(dir.join("db"))?;
-        Ok(Store {
+        let store = Store {
             events: db.open_tree(TREE_EVENTS)?,
             pending: db.open_tree(TREE_PENDING)?,
             expiry: db.open_tree(TREE_EXPIRY)?,
@@ -148,8 +162,20 @@ impl Store {
             calls: db.open_tree(TREE_CALLS)?,
             commit: std::sync::Arc::new(commit::GroupCommit::new(db.clone(), log_file)),
             intake: Default::default(),
+            inbox_writer: Default::default(),
+            contact_locks: (0..CONTACT_LOCK_STRIPES)
+                .map(|_| std::sync::Mutex::new(()))
+                .collect(),
             db,
-        })
+        };
+        let orphans = store.drop_orphaned_pending()?;
+        if orphans > 0 {
+            tracing::info!(
+                orphans,
+                "removed queue entries of events a crash left half-written"
+            );
+        }
+        Ok(store)
     }
 
     /// Wait until every write made before this call is on disk (see the
