@@ -224,15 +224,14 @@ impl Store {
         };
         let mut out = Vec::new();
         let mut last = None;
-        let mut looked = 0;
-        for item in self
+        for (looked, item) in self
             .pending
             .range::<[u8; 8], _>((from, std::ops::Bound::Unbounded))
+            .enumerate()
         {
             if looked == limit {
                 return Ok((out, last));
             }
-            looked += 1;
             let (key, id) = item?;
             let seq = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
                 StoreError::Corrupt("pending queue key is not a sequence number".into())
