@@ -55,11 +55,10 @@ struct RunState<'a> {
     inner: &'a Inner,
     workflow: &'a Workflow,
     event: &'a Event,
-    event_json: Value,
     run_id: String,
-    contact: Value,
-    steps: Map<String, Value>,
-    vars: Map<String, Value>,
+    /// What templates see: `event`, `contact`, `steps`, `vars`, `workflow`,
+    /// `now`; kept up to date as steps run (see `RunState::set_step`).
+    data: RenderData,
     /// Steps recorded before this process drove the run, by path.
     replay: HashMap<String, StepRecord>,
     /// The journal; its `steps` are every step recorded so far, replayed
@@ -148,16 +147,8 @@ pub(super) async fn run(
             }
         }
     }
-    let contact = load_contact(inner, event);
+    let data = render_data_for(inner, &workflow, event);
     if let Some(when) = &workflow.trigger.when {
-        let data = render_data_for(
-            inner,
-            &workflow,
-            &serde_json::to_value(event).expect("events serialise"),
-            &contact,
-            &Map::new(),
-            &Map::new(),
-        );
         match workflow.templates.truthy(when, &data) {
             Ok(true) => {}
             Ok(false) => return None,
@@ -201,7 +192,7 @@ pub(super) async fn run(
         retrying: None,
         steps: Vec::new(),
     };
-    Some(drive(inner, workflow, execution, options).await)
+    Some(drive_with(inner, workflow, execution, options, Some(data)).await)
 }
 
 fn load_contact(inner: &Inner, event: &Event) -> Value {
@@ -218,19 +209,14 @@ fn load_contact(inner: &Inner, event: &Event) -> Value {
     }
 }
 
-fn render_data_for(
-    inner: &Inner,
-    workflow: &Workflow,
-    event: &Value,
-    contact: &Value,
-    steps: &Map<String, Value>,
-    vars: &Map<String, Value>,
-) -> RenderData {
-    RenderData::new(&json!({
-        "event": event,
-        "contact": contact,
-        "steps": steps,
-        "vars": vars,
+/// The render data a run starts with: the event, the caller's contact,
+/// no steps or vars yet.
+fn render_data_for(inner: &Inner, workflow: &Workflow, event: &Event) -> RenderData {
+    RenderData::from_value(json!({
+        "event": serde_json::to_value(event).expect("events serialise"),
+        "contact": load_contact(inner, event),
+        "steps": {},
+        "vars": {},
         "workflow": {"name": workflow.name, "version": workflow.version, "file": workflow.file},
         "now": inner.clock.now().to_string(),
     }))
@@ -243,6 +229,17 @@ pub(super) async fn drive(
     execution: Execution,
     options: RunOptions,
 ) -> Execution {
+    drive_with(inner, workflow, execution, options, None).await
+}
+
+/// [`drive`], with the run's starting render data when the caller has it.
+async fn drive_with(
+    inner: &Inner,
+    workflow: Arc<Workflow>,
+    execution: Execution,
+    options: RunOptions,
+    data: Option<RenderData>,
+) -> Execution {
     let event = execution.event.clone();
     let replay: HashMap<String, StepRecord> = execution
         .steps
@@ -253,11 +250,8 @@ pub(super) async fn drive(
         inner,
         workflow: &workflow,
         event: &event,
-        event_json: serde_json::to_value(&event).expect("events serialise"),
         run_id: execution.id.clone(),
-        contact: load_contact(inner, &event),
-        steps: Map::new(),
-        vars: Map::new(),
+        data: data.unwrap_or_else(|| render_data_for(inner, &workflow, &event)),
         replay,
         execution,
         options,
@@ -316,7 +310,7 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
     let started_at = state.inner.clock.now();
     let clock = Instant::now();
     if let Some(when) = &step.when {
-        match state.workflow.templates.truthy(when, &state.render_data()) {
+        match state.workflow.templates.truthy(when, state.render_data()) {
             Ok(true) => {}
             Ok(false) => {
                 state.record(
@@ -343,7 +337,7 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
         let taken = match state
             .workflow
             .templates
-            .truthy(condition, &state.render_data())
+            .truthy(condition, state.render_data())
         {
             Ok(b) => b,
             Err(e) => return state.template_failed(step, started_at, clock, e),
@@ -371,7 +365,7 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
     match execute(state, step).await {
         Ok(outcome) => {
             if let Some(id) = &step.id {
-                state.steps.insert(id.clone(), outcome.output.clone());
+                state.set_step(id, outcome.output.clone());
             }
             state.record(
                 step,
@@ -396,9 +390,7 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
         }
         Err(err) => {
             if let Some(id) = &step.id {
-                state
-                    .steps
-                    .insert(id.clone(), json!({"error": err.message}));
+                state.set_step(id, json!({"error": err.message}));
             }
             state.record(
                 step,
@@ -429,14 +421,14 @@ async fn replay_step<'a>(state: &mut RunState<'a>, step: &'a Step, record: StepR
         StepStatus::Skipped => return Flow::Next,
         StepStatus::Failed => {
             if let Some(id) = &step.id {
-                state.steps.insert(id.clone(), json!({"error": error}));
+                state.set_step(id, json!({"error": error}));
             }
             return fail_or_continue(step, error.unwrap_or_default());
         }
         StepStatus::Succeeded => {}
     }
     if let Some(id) = &step.id {
-        state.steps.insert(id.clone(), output.clone());
+        state.set_step(id, output.clone());
     }
     match &step.action {
         Action::If {
@@ -451,7 +443,7 @@ async fn replay_step<'a>(state: &mut RunState<'a>, step: &'a Step, record: StepR
         }
         Action::Set { .. } => {
             if let Value::Object(vars) = output {
-                state.vars.extend(vars);
+                state.set_vars(vars);
             }
             Flow::Next
         }
@@ -598,15 +590,27 @@ fn fail_or_continue(step: &Step, message: String) -> Flow {
 }
 
 impl RunState<'_> {
-    fn render_data(&self) -> RenderData {
-        render_data_for(
-            self.inner,
-            self.workflow,
-            &self.event_json,
-            &self.contact,
-            &self.steps,
-            &self.vars,
-        )
+    /// The render data, with `now` brought up to date.
+    fn render_data(&mut self) -> &RenderData {
+        self.data.value_mut()["now"] = Value::String(self.inner.clock.now().to_string());
+        &self.data
+    }
+
+    /// A step's output, as `steps.<id>`.
+    fn set_step(&mut self, id: &str, output: Value) {
+        self.data.value_mut()["steps"][id] = output;
+    }
+
+    fn set_vars(&mut self, vars: Map<String, Value>) {
+        let all = &mut self.data.value_mut()["vars"];
+        for (name, value) in vars {
+            all[name.as_str()] = value;
+        }
+    }
+
+    /// The event as templates (and `forward`) see it.
+    fn event_json(&self) -> &Value {
+        &self.data.value()["event"]
     }
 
     fn render(&self, t: &Template, data: &RenderData) -> Result<String, String> {
@@ -717,7 +721,7 @@ impl RunState<'_> {
     /// After a contact step: the run's `contact` follows the caller's record.
     fn refresh_contact(&mut self, phone: &str, contact: &Option<Contact>) {
         if self.event.caller.as_deref() == Some(phone) {
-            self.contact = contact
+            self.data.value_mut()["contact"] = contact
                 .as_ref()
                 .map(|c| serde_json::to_value(c).expect("contacts serialise"))
                 .unwrap_or(Value::Null);
@@ -815,7 +819,8 @@ fn change_contact(
 }
 
 async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepError> {
-    let data = state.render_data();
+    state.render_data();
+    let data = &state.data;
     let now = state.inner.clock.now();
     let store = state.inner.store.clone();
     macro_rules! rendered {
@@ -989,7 +994,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
         }
         Action::Forward { via } => {
             let input = json!({"via": via, "event_id": state.event.id});
-            let event = state.event_json.clone();
+            let event = state.event_json().clone();
             deliver(
                 state,
                 step,
@@ -1059,10 +1064,10 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
         Action::Set { vars } => {
             let mut out = Map::new();
             for (name, t) in vars {
-                let v = rendered!(state.workflow.templates.render_json(t, &data), Value::Null);
-                out.insert(name.clone(), v.clone());
-                state.vars.insert(name.clone(), v);
+                let v = rendered!(state.workflow.templates.render_json(t, data), Value::Null);
+                out.insert(name.clone(), v);
             }
+            state.set_vars(out.clone());
             Ok(Outcome::done(Value::Null, Value::Object(out)))
         }
         Action::Log { text } => {

@@ -114,12 +114,27 @@ fn describe_template_error(e: &handlebars::TemplateError) -> String {
     }
 }
 
-/// The data a template renders over, converted once per render batch.
+/// The data a template renders over. A run keeps one and changes it in
+/// place as its steps produce output: building it copies the event
+/// (payload included), which was most of a run's cost when done per step.
 pub struct RenderData(Context);
 
 impl RenderData {
     pub fn new(value: &Value) -> RenderData {
-        RenderData(Context::wraps(value).expect("a JSON value always wraps"))
+        RenderData::from_value(value.clone())
+    }
+
+    /// Without copying `value`.
+    pub fn from_value(value: Value) -> RenderData {
+        RenderData(Context::from(value))
+    }
+
+    pub fn value(&self) -> &Value {
+        self.0.data()
+    }
+
+    pub fn value_mut(&mut self) -> &mut Value {
+        self.0.data_mut()
     }
 }
 
