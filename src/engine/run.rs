@@ -830,7 +830,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
     }
     match &step.action {
         Action::FindContact { phone } => {
-            let raw = rendered!(state.render(phone, &data), Value::Null);
+            let raw = rendered!(state.render(phone, data), Value::Null);
             let input = json!({"phone": raw});
             let key = rendered!(phone_key(&raw), input);
             let contact = rendered!(store.contact(&key).map_err(|e| e.to_string()), input);
@@ -847,11 +847,11 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             fields,
             tags,
         } => {
-            let raw = rendered!(state.render(phone, &data), Value::Null);
-            let name = rendered!(render_opt(state, name, &data), json!({"phone": raw}));
-            let country = rendered!(render_opt(state, country, &data), json!({"phone": raw}));
-            let fields = rendered!(render_pairs(state, fields, &data), json!({"phone": raw}));
-            let tags = rendered!(render_list(state, tags, &data), json!({"phone": raw}));
+            let raw = rendered!(state.render(phone, data), Value::Null);
+            let name = rendered!(render_opt(state, name, data), json!({"phone": raw}));
+            let country = rendered!(render_opt(state, country, data), json!({"phone": raw}));
+            let fields = rendered!(render_pairs(state, fields, data), json!({"phone": raw}));
+            let tags = rendered!(render_list(state, tags, data), json!({"phone": raw}));
             let input = json!({"phone": raw, "name": name, "country": country,
                                "fields": fields.iter().cloned().collect::<std::collections::BTreeMap<String, String>>(), "tags": tags});
             let key = rendered!(phone_key(&raw), input);
@@ -873,10 +873,10 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             set,
             unset,
         } => {
-            let raw = rendered!(state.render(phone, &data), Value::Null);
-            let name = rendered!(render_opt(state, name, &data), json!({"phone": raw}));
-            let country = rendered!(render_opt(state, country, &data), json!({"phone": raw}));
-            let set = rendered!(render_pairs(state, set, &data), json!({"phone": raw}));
+            let raw = rendered!(state.render(phone, data), Value::Null);
+            let name = rendered!(render_opt(state, name, data), json!({"phone": raw}));
+            let country = rendered!(render_opt(state, country, data), json!({"phone": raw}));
+            let set = rendered!(render_pairs(state, set, data), json!({"phone": raw}));
             let input = json!({"phone": raw, "name": name, "country": country,
                                "set": set.iter().cloned().collect::<std::collections::BTreeMap<String, String>>(), "unset": unset});
             let key = rendered!(phone_key(&raw), input);
@@ -903,10 +903,10 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             country,
             set,
         } => {
-            let raw = rendered!(state.render(phone, &data), Value::Null);
-            let name = rendered!(render_opt(state, name, &data), json!({"phone": raw}));
-            let country = rendered!(render_opt(state, country, &data), json!({"phone": raw}));
-            let set = rendered!(render_pairs(state, set, &data), json!({"phone": raw}));
+            let raw = rendered!(state.render(phone, data), Value::Null);
+            let name = rendered!(render_opt(state, name, data), json!({"phone": raw}));
+            let country = rendered!(render_opt(state, country, data), json!({"phone": raw}));
+            let set = rendered!(render_pairs(state, set, data), json!({"phone": raw}));
             let input = json!({"phone": raw, "name": name, "country": country,
                                "set": set.iter().cloned().collect::<std::collections::BTreeMap<String, String>>()});
             let key = rendered!(phone_key(&raw), input);
@@ -922,9 +922,9 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             ))
         }
         Action::Tag { phone, add, remove } => {
-            let raw = rendered!(state.render(phone, &data), Value::Null);
-            let add = rendered!(render_list(state, add, &data), json!({"phone": raw}));
-            let remove = rendered!(render_list(state, remove, &data), json!({"phone": raw}));
+            let raw = rendered!(state.render(phone, data), Value::Null);
+            let add = rendered!(render_list(state, add, data), json!({"phone": raw}));
+            let remove = rendered!(render_list(state, remove, data), json!({"phone": raw}));
             let input = json!({"phone": raw, "add": add, "remove": remove});
             let key = rendered!(phone_key(&raw), input);
             let changed = rendered!(
@@ -947,10 +947,10 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             Ok(Outcome::done(input, json!({"contact": changed.contact})))
         }
         Action::SendMessage { via, to, body } => {
-            let to = rendered!(state.render(to, &data), Value::Null);
+            let to = rendered!(state.render(to, data), Value::Null);
             let (outbound, input) = match body {
                 MessageBody::Text(text) => {
-                    let text = rendered!(state.render(text, &data), json!({"via": via, "to": to}));
+                    let text = rendered!(state.render(text, data), json!({"via": via, "to": to}));
                     let input = json!({"via": via, "to": to, "text": text});
                     (Outbound::Text { to, text }, input)
                 }
@@ -960,11 +960,11 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                     params,
                 } => {
                     let base = json!({"via": via, "to": to});
-                    let name = rendered!(state.render(name, &data), base);
-                    let language = rendered!(state.render(language, &data), base);
+                    let name = rendered!(state.render(name, data), base);
+                    let language = rendered!(state.render(language, data), base);
                     let mut values = Vec::new();
                     for p in params {
-                        values.push(rendered!(state.render(p, &data), base));
+                        values.push(rendered!(state.render(p, data), base));
                     }
                     let input = json!({"via": via, "to": to, "template": {"name": name, "language": language, "params": values}});
                     (
@@ -981,7 +981,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             deliver(state, step, Some(via.clone()), outbound, input).await
         }
         Action::Alert { via, text } => {
-            let text = rendered!(state.render(text, &data), json!({"via": via}));
+            let text = rendered!(state.render(text, data), json!({"via": via}));
             let input = json!({"via": via, "text": text});
             deliver(
                 state,
@@ -1010,12 +1010,12 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             headers,
             json: body,
         } => {
-            let url = rendered!(state.render(url, &data), Value::Null);
-            let headers = rendered!(render_pairs(state, headers, &data), json!({"url": url}));
+            let url = rendered!(state.render(url, data), Value::Null);
+            let headers = rendered!(render_pairs(state, headers, data), json!({"url": url}));
             let body = match body {
                 None => None,
                 Some(t) => Some(rendered!(
-                    state.workflow.templates.render_json(t, &data),
+                    state.workflow.templates.render_json(t, data),
                     json!({"url": url})
                 )),
             };
@@ -1031,7 +1031,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             deliver(state, step, None, outbound, input).await
         }
         Action::Debounce { key, window } => {
-            let key = rendered!(state.render(key, &data), Value::Null);
+            let key = rendered!(state.render(key, data), Value::Null);
             let input = json!({"key": key, "for": crate::duration::format_duration(*window)});
             let passed = rendered!(
                 store
@@ -1051,7 +1051,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             })
         }
         Action::Count { key, within } => {
-            let key = rendered!(state.render(key, &data), Value::Null);
+            let key = rendered!(state.render(key, data), Value::Null);
             let input = json!({"key": key, "within": crate::duration::format_duration(*within)});
             let count = rendered!(
                 store
@@ -1071,12 +1071,12 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             Ok(Outcome::done(Value::Null, Value::Object(out)))
         }
         Action::Log { text } => {
-            let text = rendered!(state.render(text, &data), Value::Null);
+            let text = rendered!(state.render(text, data), Value::Null);
             tracing::info!(workflow = %state.workflow.name, run_id = %state.run_id, "{text}");
             Ok(Outcome::done(Value::Null, json!({"text": text})))
         }
         Action::Stop { reason } => {
-            let reason = rendered!(state.render(reason, &data), Value::Null);
+            let reason = rendered!(state.render(reason, data), Value::Null);
             Ok(Outcome {
                 input: Value::Null,
                 output: json!({"reason": reason}),
