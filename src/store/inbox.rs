@@ -26,13 +26,6 @@ struct StoredEventRef<'a> {
     event: &'a Event,
 }
 
-/// One delivery's events, as offered to [`Store::insert_arrivals`].
-pub(super) struct Arrival<'a> {
-    pub events: &'a [Event],
-    pub now: Timestamp,
-    pub window: Duration,
-}
-
 /// An event offered to the inbox, with what became of it.
 #[derive(Debug)]
 pub enum Offered {
@@ -81,76 +74,55 @@ impl Store {
         now: Timestamp,
         window: Duration,
     ) -> Result<Vec<Insert>, StoreError> {
-        let batch = [Arrival {
-            events,
-            now,
-            window,
-        }];
-        let outcomes = self.insert_arrivals(&batch)?.pop().unwrap_or_default();
+        let outcomes = self.insert_offered(events, now, window)?;
         Ok(outcomes.into_iter().map(|(insert, _)| insert).collect())
     }
 
-    /// Store the events of several deliveries. Plain writes, not a sled
-    /// transaction: each transaction makes sled write its log to disk
-    /// twice on the spot, which made ingestion wait on the disk three
-    /// times per batch instead of once (at the flush). A duplicate within
-    /// the batch (the same event in two requests) is caught like any
-    /// other.
-    /// Each event's outcome comes with its sequence number (meaningful
-    /// when accepted).
-    pub(super) fn insert_arrivals(
+    /// [`Store::insert_events`], each outcome with the event's sequence
+    /// number (meaningful when accepted). Plain writes, not a sled
+    /// transaction: each transaction makes sled write its log to disk twice
+    /// on the spot, which made ingestion wait on the disk three times per
+    /// write instead of once (at the flush). The same event twice in
+    /// `events` is one acceptance and one duplicate.
+    pub(super) fn insert_offered(
         &self,
-        arrivals: &[Arrival<'_>],
-    ) -> Result<Vec<Vec<(Insert, u64)>>, StoreError> {
-        struct Prepared<'e> {
-            event: &'e Event,
-            seq: u64,
-            bytes: Vec<u8>,
-            now: Timestamp,
-            window_ms: i64,
-        }
-        let mut prepared = Vec::new();
-        for a in arrivals {
-            let window_ms = i64::try_from(a.window.as_millis()).unwrap_or(i64::MAX);
-            for event in a.events {
-                let seq = self.db.generate_id()?;
-                let record = StoredEventRef {
-                    seq,
-                    received_at: a.now,
-                    event,
-                };
-                let bytes =
-                    serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                prepared.push(Prepared {
-                    event,
-                    seq,
-                    bytes,
-                    now: a.now,
-                    window_ms,
-                });
-            }
+        events: &[Event],
+        now: Timestamp,
+        window: Duration,
+    ) -> Result<Vec<(Insert, u64)>, StoreError> {
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let mut prepared = Vec::with_capacity(events.len());
+        for event in events {
+            let seq = self.db.generate_id()?;
+            let record = StoredEventRef {
+                seq,
+                received_at: now,
+                event,
+            };
+            let bytes =
+                serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            prepared.push((event, seq, bytes));
         }
         // One writer at a time: the dedupe check reads what earlier
         // writers stored (see the module docs on ordering).
         let _writer = self.inbox_writer.lock().expect("inbox writer lock");
         let mut outcomes = Vec::with_capacity(prepared.len());
-        for p in &prepared {
-            let event = p.event;
+        for (event, seq, bytes) in &prepared {
             let id = event.id.as_bytes();
             if let Some(existing) = self.events.get(id)? {
                 let seen: StoredEvent = serde_json::from_slice(&existing)
                     .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", event.id)))?;
-                let age = p.now.as_millisecond() - seen.received_at.as_millisecond();
-                if age <= p.window_ms {
-                    outcomes.push((Insert::Duplicate, p.seq));
+                let age = now.as_millisecond() - seen.received_at.as_millisecond();
+                if age <= window_ms {
+                    outcomes.push((Insert::Duplicate, *seq));
                     continue;
                 }
             }
             // `events` last: sled recovers a prefix of its log, so an event
             // that survives a crash has its queue entry too.
-            self.pending.insert(p.seq.to_be_bytes(), id)?;
+            self.pending.insert(seq.to_be_bytes(), id)?;
             self.expiry
-                .insert(expiry_key(p.now, &event.id), &[] as &[u8])?;
+                .insert(expiry_key(now, &event.id), &[] as &[u8])?;
             let stats_phone = event
                 .caller
                 .as_deref()
@@ -158,14 +130,10 @@ impl Store {
             if let Some(phone) = stats_phone {
                 super::contacts::bump_stats(&self.call_stats, phone, &event.kind, event.at)?;
             }
-            self.events.insert(id, p.bytes.as_slice())?;
-            outcomes.push((Insert::Accepted, p.seq));
+            self.events.insert(id, bytes.as_slice())?;
+            outcomes.push((Insert::Accepted, *seq));
         }
-        let mut outcomes = outcomes.into_iter();
-        Ok(arrivals
-            .iter()
-            .map(|a| outcomes.by_ref().take(a.events.len()).collect())
-            .collect())
+        Ok(outcomes)
     }
 
     /// Remove queue entries whose event is not stored: a crash in the
@@ -319,11 +287,11 @@ mod tests {
         Timestamp::from_second(s).unwrap()
     }
 
-    /// Many concurrent deliveries share transactions: each event is stored
-    /// once, the same event in two requests is one acceptance and one
-    /// duplicate, and every answer matches its own request.
+    /// Many concurrent deliveries: each event is stored once, the same
+    /// event in two requests is one acceptance and one duplicate, and every
+    /// answer matches its own request.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn combined_writes_answer_each_request_for_its_own_events() {
+    async fn concurrent_deliveries_are_answered_each_for_its_own_events() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), 8 << 20).unwrap();
         let day = Duration::from_secs(86400);

@@ -119,7 +119,6 @@ pub struct Store {
     workflow_versions: sled::Tree,
     calls: sled::Tree,
     commit: std::sync::Arc<commit::GroupCommit>,
-    intake: std::sync::Arc<intake::Intake>,
     /// Held while the inbox's trees are written (see the module docs).
     inbox_writer: std::sync::Arc<std::sync::Mutex<()>>,
     /// Changes to a contact hold the stripe of its phone (`contacts.rs`).
@@ -161,7 +160,6 @@ impl Store {
             workflow_versions: db.open_tree(TREE_WORKFLOW_VERSIONS)?,
             calls: db.open_tree(TREE_CALLS)?,
             commit: std::sync::Arc::new(commit::GroupCommit::new(db.clone(), log_file)),
-            intake: Default::default(),
             inbox_writer: Default::default(),
             contact_locks: (0..CONTACT_LOCK_STRIPES)
                 .map(|_| std::sync::Mutex::new(()))
