@@ -1,7 +1,8 @@
 //! Execution records: one per workflow run, with every step's rendered
 //! input, output, error, attempts and duration. The record doubles as the
-//! run journal: it is rewritten after every step, so a run interrupted by a
-//! crash resumes after its last recorded step.
+//! run journal: it is rewritten at the points `engine/run.rs` names (around
+//! outbound steps, at pauses, at the end), so a run interrupted by a crash
+//! resumes after its last recorded step.
 //!
 //! The run id is derived from (event id, workflow name): the same event
 //! offered to the same workflow again (after a crash, before the queue
