@@ -262,8 +262,8 @@ pub(super) async fn test_event(
         .into_response())
 }
 
-/// Store events durably — one write combined with concurrent requests,
-/// then the group commit — count and log them, and hand the new ones to
+/// Store events durably — the inbox write, then the group commit shared
+/// with concurrent requests — count and log them, and hand the new ones to
 /// the engine. Each event's id comes back with what became of it.
 async fn store_durably(
     state: &ServerState,
