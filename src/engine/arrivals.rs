@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::store::StoredEvent;
+use crate::store::{Offered, StoredEvent};
 
 /// Events held in memory at most; beyond that the stored queue is read.
 pub const CAPACITY: usize = 1024;
@@ -30,11 +30,12 @@ pub struct Arrivals {
 }
 
 impl Arrivals {
-    /// Hand durably stored events to the engine and wake it.
-    pub fn offer(&self, events: impl IntoIterator<Item = StoredEvent>) {
+    /// Hand the accepted ones of durably stored events to the engine and
+    /// wake it.
+    pub fn offer(&self, offered: impl IntoIterator<Item = Offered>) {
         {
             let mut queue = self.queue.lock().expect("arrivals lock");
-            for stored in events {
+            for stored in offered.into_iter().filter_map(Offered::into_accepted) {
                 if queue.len() < CAPACITY {
                     queue.push_back(stored);
                 } else {
@@ -75,28 +76,33 @@ impl Arrivals {
 mod tests {
     use super::*;
 
-    fn stored(seq: u64) -> StoredEvent {
+    fn stored(seq: u64) -> Offered {
         let body =
             r#"{"event":"call.missed","phone":"+5215512345678","ts":"2026-05-14T14:32:11Z"}"#;
         let ctx = crate::event::testing::ctx("wz", crate::event::Provider::Wazzap);
         let mut event = crate::event::testing::only(body, &ctx);
         event.id = format!("evt_{seq}");
-        StoredEvent {
+        Offered::Accepted(StoredEvent {
             seq,
             received_at: jiff::Timestamp::UNIX_EPOCH,
             event,
-        }
+        })
     }
 
     #[test]
     fn a_full_queue_drops_to_the_store_and_says_so() {
         let arrivals = Arrivals::default();
-        arrivals.offer((0..CAPACITY as u64 + 3).map(stored));
+        let duplicate = Offered::Duplicate(stored(u64::MAX).event().clone());
+        arrivals.offer(std::iter::once(duplicate).chain((0..CAPACITY as u64 + 3).map(stored)));
         assert!(arrivals.take_overflow(), "the overflow is reported");
         assert!(!arrivals.take_overflow(), "once");
         let taken = arrivals.take();
         assert_eq!(taken.len(), CAPACITY);
-        assert_eq!(taken.front().map(|s| s.seq), Some(0), "oldest first");
+        assert_eq!(
+            taken.front().map(|s| s.seq),
+            Some(0),
+            "oldest first, duplicates left out"
+        );
         assert!(arrivals.take().is_empty());
     }
 }

@@ -780,23 +780,15 @@ impl Engine {
             .as_ref()
             .map(|c| c.read().expect("config lock").dedupe_window)
             .unwrap_or(crate::config::DEFAULT_DEDUPE_WINDOW);
-        let (event_id, source) = (missed.id.clone(), missed.source.clone());
-        let caller = missed.caller.clone().unwrap_or_else(|| "-".into());
-        match store
-            .accept_events(vec![missed], self.inner.clock.now(), window)
-            .await
-        {
+        match store.accept_events(vec![missed], self.inner.clock.now(), window) {
             Ok(offered) => {
                 if let Err(e) = store.commit().await {
                     tracing::error!(error = %e, "cannot flush the synthetic missed call");
                 }
-                tracing::info!(%event_id, %source, %caller, "call rang out: synthetic call.missed");
-                self.inner
-                    .arrivals
-                    .offer(offered.into_iter().filter_map(|o| match o {
-                        crate::store::Offered::Accepted(stored) => Some(stored),
-                        crate::store::Offered::Duplicate(_) => None,
-                    }));
+                if let Some(missed) = offered.first().map(|o| o.event()) {
+                    tracing::info!(event_id = %missed.id, source = %missed.source, caller = missed.caller.as_deref().unwrap_or("-"), "call rang out: synthetic call.missed");
+                }
+                self.inner.arrivals.offer(offered);
             }
             Err(e) => tracing::error!(error = %e, "cannot store the synthetic missed call"),
         }

@@ -18,7 +18,7 @@ use super::{ApiError, ServerState};
 use crate::event::{
     self, Event, HeaderLookup, ParseContext, ParseError, Provider, HEADER_WEBHOOK_ID,
 };
-use crate::store::{Insert, Offered};
+use crate::store::Insert;
 
 struct Headers<'a>(&'a HeaderMap);
 
@@ -274,19 +274,14 @@ async fn store_durably(
     let offered = state
         .store
         .accept_events(events, now, window)
-        .await
         .map_err(storage_failed)?;
     // Duplicates wait too: the first copy may still be on its way to disk.
     state.store.commit().await.map_err(storage_failed)?;
     let mut outcomes = Vec::with_capacity(offered.len());
     for offer in &offered {
-        let (event, accepted) = (offer.event(), offer.is_accepted());
+        let (event, outcome) = (offer.event(), offer.outcome());
+        let accepted = outcome == Insert::Accepted;
         state.metrics.event_stored(event, accepted);
-        let outcome = if accepted {
-            Insert::Accepted
-        } else {
-            Insert::Duplicate
-        };
         outcomes.push((event.id.clone(), outcome));
         if accepted {
             tracing::info!(
@@ -299,11 +294,6 @@ async fn store_durably(
             );
         }
     }
-    state
-        .arrivals
-        .offer(offered.into_iter().filter_map(|o| match o {
-            Offered::Accepted(stored) => Some(stored),
-            Offered::Duplicate(_) => None,
-        }));
+    state.arrivals.offer(offered);
     Ok(outcomes)
 }

@@ -46,7 +46,6 @@ mod commit;
 mod contacts;
 mod executions;
 mod inbox;
-mod intake;
 mod timers;
 mod windows;
 
