@@ -213,14 +213,7 @@ impl Engine {
         loop {
             let engine = self.clone();
             let batch = tokio::task::spawn_blocking(move || {
-                let in_flight = |seq| {
-                    engine
-                        .inner
-                        .in_flight
-                        .lock()
-                        .expect("in-flight lock")
-                        .contains(&seq)
-                };
+                let in_flight = |seq| engine.in_flight().contains(&seq);
                 engine
                     .inner
                     .store
@@ -251,43 +244,41 @@ impl Engine {
     /// Process `stored` in a task of its own, unless it is in flight or
     /// done already. Whether it was handed over.
     async fn hand_over(&self, stored: StoredEvent) -> bool {
-        if !self
-            .inner
-            .in_flight
-            .lock()
-            .expect("in-flight lock")
-            .insert(stored.seq)
-        {
+        let seq = stored.seq;
+        if !self.in_flight().insert(seq) {
             return false;
         }
         // It may have finished between being read or offered and now.
-        if !self.inner.store.is_pending(stored.seq).unwrap_or(true) {
-            self.inner
-                .in_flight
-                .lock()
-                .expect("in-flight lock")
-                .remove(&stored.seq);
-            return false;
-        }
-        let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+        let pending = self.inner.store.is_pending(seq).unwrap_or(true);
+        let permit = match pending {
+            true => self.inner.permits.clone().acquire_owned().await.ok(),
+            false => None,
+        };
+        let Some(permit) = permit else {
+            self.in_flight().remove(&seq);
             return false;
         };
         let engine = self.clone();
         tokio::spawn(async move {
-            let seq = stored.seq;
-            engine.process(stored).await;
-            if let Err(e) = engine.inner.store.mark_taken(seq) {
+            if let Err(e) = engine.process_and_take(stored).await {
                 tracing::error!(error = %e, "cannot remove a processed event from the queue");
             }
-            engine
-                .inner
-                .in_flight
-                .lock()
-                .expect("in-flight lock")
-                .remove(&seq);
+            engine.in_flight().remove(&seq);
             drop(permit);
         });
         true
+    }
+
+    /// Events being processed, by sequence number.
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.inner.in_flight.lock().expect("in-flight lock")
+    }
+
+    /// Process a stored event, then remove it from the stored queue.
+    async fn process_and_take(&self, stored: StoredEvent) -> Result<(), crate::store::StoreError> {
+        let seq = stored.seq;
+        self.process(stored).await;
+        self.inner.store.mark_taken(seq)
     }
 
     /// Everything one event causes: waiting runs it wakes, its call's state,
@@ -349,9 +340,7 @@ impl Engine {
             };
             for stored in pending {
                 progressed = true;
-                let seq = stored.seq;
-                self.process(stored).await;
-                if let Err(e) = self.inner.store.mark_taken(seq) {
+                if let Err(e) = self.process_and_take(stored).await {
                     tracing::error!(error = %e, "cannot remove a processed event from the queue");
                     return;
                 }
@@ -444,7 +433,10 @@ impl Engine {
         }
         let id = execution.id.clone();
         let result = match self.workflow_for(&execution) {
-            Ok(wf) => Some(run::drive(&self.inner, wf, execution, RunOptions::default()).await),
+            Ok(wf) => {
+                let options = RunOptions::default();
+                Some(run::drive(&self.inner, wf, execution, options, None).await)
+            }
             Err(message) => {
                 let mut e = execution;
                 e.status = RunStatus::Failed;

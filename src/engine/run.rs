@@ -135,7 +135,9 @@ pub(super) async fn run(
             Ok(Some(existing)) => {
                 return match existing.status {
                     // Interrupted: carry on where the journal stops.
-                    RunStatus::Running => Some(drive(inner, workflow, existing, options).await),
+                    RunStatus::Running => {
+                        Some(drive(inner, workflow, existing, options, None).await)
+                    }
                     // Paused or done: nothing to do for this event again.
                     _ => Some(existing),
                 };
@@ -192,7 +194,7 @@ pub(super) async fn run(
         retrying: None,
         steps: Vec::new(),
     };
-    Some(drive_with(inner, workflow, execution, options, Some(data)).await)
+    Some(drive(inner, workflow, execution, options, Some(data)).await)
 }
 
 fn load_contact(inner: &Inner, event: &Event) -> Value {
@@ -223,17 +225,9 @@ fn render_data_for(inner: &Inner, workflow: &Workflow, event: &Event) -> RenderD
 }
 
 /// Drive a run from its journal to its end or its next pause.
+/// `data` is the run's starting render data when the caller has built it
+/// already (a new run, for its `when`).
 pub(super) async fn drive(
-    inner: &Inner,
-    workflow: Arc<Workflow>,
-    execution: Execution,
-    options: RunOptions,
-) -> Execution {
-    drive_with(inner, workflow, execution, options, None).await
-}
-
-/// [`drive`], with the run's starting render data when the caller has it.
-async fn drive_with(
     inner: &Inner,
     workflow: Arc<Workflow>,
     execution: Execution,
