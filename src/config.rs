@@ -77,6 +77,23 @@ pub struct SourceConfig {
     pub ring_timeout: Option<Duration>,
 }
 
+impl SourceConfig {
+    /// How a delivery to this source is parsed.
+    pub fn parse_context<'a>(
+        &'a self,
+        received_at: jiff::Timestamp,
+        delivery_id: Option<&'a str>,
+    ) -> crate::event::ParseContext<'a> {
+        crate::event::ParseContext {
+            source: &self.id,
+            provider: self.provider,
+            business: self.business.as_deref(),
+            received_at,
+            delivery_id,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectorKind {
     Meta,

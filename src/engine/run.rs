@@ -754,6 +754,49 @@ fn phone_key(rendered: &str) -> Result<String, String> {
     }
 }
 
+/// What the contact-writing steps render alike: the phone as written, the
+/// name, the country and the field pairs (`fields` or `set`), and the
+/// step's recorded input so far.
+struct ContactInput {
+    raw: String,
+    name: Option<String>,
+    country: Option<String>,
+    pairs: Vec<(String, String)>,
+    input: Value,
+}
+
+// The same error type as `execute`, which this serves; it is returned once
+// per failed step, not on a hot path.
+#[allow(clippy::result_large_err)]
+fn render_contact_input(
+    state: &RunState,
+    data: &RenderData,
+    phone: &Template,
+    name: &Option<Template>,
+    country: &Option<Template>,
+    (pairs_key, pairs): (&str, &[(String, Template)]),
+) -> Result<ContactInput, StepError> {
+    let raw = state
+        .render(phone, data)
+        .map_err(|m| StepError::new(Value::Null, m))?;
+    let failed = |m| StepError::new(json!({"phone": raw}), m);
+    let name = render_opt(state, name, data).map_err(failed)?;
+    let country = render_opt(state, country, data).map_err(failed)?;
+    let pairs = render_pairs(state, pairs, data).map_err(failed)?;
+    let mut input = json!({"phone": raw, "name": name, "country": country});
+    input[pairs_key] = json!(pairs
+        .iter()
+        .cloned()
+        .collect::<std::collections::BTreeMap<String, String>>());
+    Ok(ContactInput {
+        raw,
+        name,
+        country,
+        pairs,
+        input,
+    })
+}
+
 fn render_opt(
     state: &RunState,
     t: &Option<Template>,
@@ -841,13 +884,15 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             fields,
             tags,
         } => {
-            let raw = rendered!(state.render(phone, data), Value::Null);
-            let name = rendered!(render_opt(state, name, data), json!({"phone": raw}));
-            let country = rendered!(render_opt(state, country, data), json!({"phone": raw}));
-            let fields = rendered!(render_pairs(state, fields, data), json!({"phone": raw}));
+            let ContactInput {
+                raw,
+                name,
+                country,
+                pairs: fields,
+                mut input,
+            } = render_contact_input(state, data, phone, name, country, ("fields", fields))?;
             let tags = rendered!(render_list(state, tags, data), json!({"phone": raw}));
-            let input = json!({"phone": raw, "name": name, "country": country,
-                               "fields": fields.iter().cloned().collect::<std::collections::BTreeMap<String, String>>(), "tags": tags});
+            input["tags"] = json!(tags);
             let key = rendered!(phone_key(&raw), input);
             let mut new = Contact::new(&key, now);
             new.name = name;
@@ -867,12 +912,14 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             set,
             unset,
         } => {
-            let raw = rendered!(state.render(phone, data), Value::Null);
-            let name = rendered!(render_opt(state, name, data), json!({"phone": raw}));
-            let country = rendered!(render_opt(state, country, data), json!({"phone": raw}));
-            let set = rendered!(render_pairs(state, set, data), json!({"phone": raw}));
-            let input = json!({"phone": raw, "name": name, "country": country,
-                               "set": set.iter().cloned().collect::<std::collections::BTreeMap<String, String>>(), "unset": unset});
+            let ContactInput {
+                raw,
+                name,
+                country,
+                pairs: set,
+                mut input,
+            } = render_contact_input(state, data, phone, name, country, ("set", set))?;
+            input["unset"] = json!(unset);
             let key = rendered!(phone_key(&raw), input);
             let changed = rendered!(
                 change_contact(state, &key, None, |c| {
@@ -897,12 +944,13 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             country,
             set,
         } => {
-            let raw = rendered!(state.render(phone, data), Value::Null);
-            let name = rendered!(render_opt(state, name, data), json!({"phone": raw}));
-            let country = rendered!(render_opt(state, country, data), json!({"phone": raw}));
-            let set = rendered!(render_pairs(state, set, data), json!({"phone": raw}));
-            let input = json!({"phone": raw, "name": name, "country": country,
-                               "set": set.iter().cloned().collect::<std::collections::BTreeMap<String, String>>()});
+            let ContactInput {
+                raw,
+                name,
+                country,
+                pairs: set,
+                input,
+            } = render_contact_input(state, data, phone, name, country, ("set", set))?;
             let key = rendered!(phone_key(&raw), input);
             let changed = rendered!(
                 change_contact(state, &key, Some(Contact::new(&key, now)), |c| {

@@ -15,9 +15,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, ServerState};
-use crate::event::{
-    self, Event, HeaderLookup, ParseContext, ParseError, Provider, HEADER_WEBHOOK_ID,
-};
+use crate::event::{self, Event, HeaderLookup, ParseError, Provider, HEADER_WEBHOOK_ID};
 use crate::store::Insert;
 
 struct Headers<'a>(&'a HeaderMap);
@@ -80,13 +78,8 @@ pub(super) async fn receive(
         ApiError::unauthorized(e.to_string())
     })?;
 
-    let ctx = ParseContext {
-        source: &source.id,
-        provider: source.provider,
-        business: source.business.as_deref(),
-        received_at: now,
-        delivery_id: headers.get(HEADER_WEBHOOK_ID).and_then(|v| v.to_str().ok()),
-    };
+    let delivery_id = headers.get(HEADER_WEBHOOK_ID).and_then(|v| v.to_str().ok());
+    let ctx = source.parse_context(now, delivery_id);
     let events = event::parse(&body, &ctx).map_err(|e| {
         rejected();
         tracing::info!(source = %source.id, error = %e, "webhook rejected: cannot parse");
@@ -235,13 +228,7 @@ pub(super) async fn test_event(
             printable(kind)
         ))
     })?;
-    let ctx = ParseContext {
-        source: &source.id,
-        provider: source.provider,
-        business: source.business.as_deref(),
-        received_at: now,
-        delivery_id: None,
-    };
+    let ctx = source.parse_context(now, None);
     let mut events = event::parse(&body, &ctx).map_err(|e| {
         tracing::error!(source = %source.id, error = %e, "a test sample did not parse");
         ApiError::new(

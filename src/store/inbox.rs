@@ -418,7 +418,16 @@ mod tests {
             assert_eq!(store.pending_len(), 2);
             store.flush_now().unwrap();
         }
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        // sled's flusher thread lets go of the folder shortly after the drop.
+        let mut reopened = Store::open(dir.path(), 8 << 20);
+        for _ in 0..100 {
+            if !matches!(reopened, Err(StoreError::Locked(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            reopened = Store::open(dir.path(), 8 << 20);
+        }
+        let store = reopened.unwrap();
         assert_eq!(store.pending_len(), 1);
         assert_eq!(store.pending_events(10).unwrap().len(), 1);
     }

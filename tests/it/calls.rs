@@ -1177,7 +1177,6 @@ mod paused {
     use ringback::config::{Config, Overrides};
     use ringback::delivery::{Delivered, Delivery, DeliveryFuture, Request};
     use ringback::engine::{Arrivals, Engine};
-    use ringback::event::ParseContext;
     use ringback::store::{Execution, ExecutionFilter, RunStatus, Store, StoredEvent};
     use serde_json::{json, Value};
 
@@ -1285,13 +1284,7 @@ mod paused {
         fn accept(&self, source: &str, body: Value) -> String {
             let src = self.config.source(source).expect("a configured source");
             let bytes = body.to_string().into_bytes();
-            let ctx = ParseContext {
-                source,
-                provider: src.provider,
-                business: src.business.as_deref(),
-                received_at: self.now(),
-                delivery_id: None,
-            };
+            let ctx = src.parse_context(self.now(), None);
             let events = ringback::event::parse(&bytes, &ctx).expect("parses");
             assert_eq!(events.len(), 1);
             self.store
