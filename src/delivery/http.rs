@@ -65,6 +65,15 @@ fn not_for(kind: ConnectorKind, what: &str, hint: &str) -> String {
     format!("connectors of kind {} cannot {what}; {hint}", kind.as_str())
 }
 
+/// A WhatsApp connector asked for an alert or a forwarded event.
+fn messages_only(kind: ConnectorKind) -> String {
+    not_for(
+        kind,
+        "send alerts or forward events",
+        "use a slack, http or log connector",
+    )
+}
+
 /// Turn a step's request into HTTP for its connector's kind.
 pub(super) fn build(
     connector: Option<&ConnectorConfig>,
@@ -144,13 +153,7 @@ pub(super) fn build(
                     json!({"messaging_product": "whatsapp", "recipient_type": "individual",
                            "to": digits(to), "type": "template", "template": template})
                 }
-                _ => {
-                    return Err(not_for(
-                        c.kind,
-                        "send alerts or forward events",
-                        "use a slack, http or log connector",
-                    ))
-                }
+                _ => return Err(messages_only(c.kind)),
             };
             (url, body)
         }
@@ -172,13 +175,7 @@ pub(super) fn build(
                         "WAHA sends text: use `text:`",
                     ))
                 }
-                _ => {
-                    return Err(not_for(
-                        c.kind,
-                        "send alerts or forward events",
-                        "use a slack, http or log connector",
-                    ))
-                }
+                _ => return Err(messages_only(c.kind)),
             };
             (url, body)
         }
