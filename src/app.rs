@@ -51,7 +51,11 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
     clock: SharedClock,
 ) -> Result<(), AppError> {
+    // Parsing the phone metadata takes about as long as opening a large
+    // store; do both at once.
+    let warm_up = std::thread::spawn(crate::event::warm_up);
     let store = Store::open(&config.data_dir, DEFAULT_CACHE_BYTES)?;
+    let _ = warm_up.join();
     run_with_store(config, store, listener, shutdown, clock).await
 }
 
@@ -66,6 +70,8 @@ pub async fn run_with_store(
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    // A no-op when `run_with_clock` already did it.
+    crate::event::warm_up();
     let catalog = reload::load_catalog(&config.workflows_dir, &reload::known_names(&config), None);
     reload::log_problems(&catalog);
     tracing::info!(

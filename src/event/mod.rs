@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub use phone::{country_of, normalise_phone, Caller, PhoneError};
+pub use phone::{country_of, normalise_phone, warm_up, Caller, PhoneError};
 pub use sample::{sample_body, sample_kinds, DEFAULT_TEST_CALLER};
 pub use signature::{
     sign_standard_webhooks, verify, AuthError, HeaderLookup, SourceAuth, HEADER_HUB_SIGNATURE,
