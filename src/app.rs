@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::clock::{self, SharedClock};
@@ -145,6 +146,11 @@ pub async fn run_with_store(
 
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "ringback listening");
+    // Answers go out at once, not held back by Nagle's algorithm waiting
+    // for the client's (delayed) acknowledgement of an earlier segment.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, server::router(state))
         .with_graceful_shutdown(shutdown)
         .await;
