@@ -1,24 +1,16 @@
 //! Group commit: many writers, one flush.
 //!
 //! Each caller takes a ticket (a generation number) *after* its write. A
-//! flush covers every ticket issued before it started. A caller whose
-//! ticket no running flush covers starts one (it leads), unless
-//! [`MAX_FLUSHES_IN_FLIGHT`] are running already; then it waits, and the
-//! next flush (led by whichever waiter gets there first) covers every
-//! waiter at once. Under load this turns N concurrent requests into a few
-//! flushes instead of N.
+//! flush covers every ticket issued before it started. If a flush is
+//! running, callers wait for it to end and then the next flush (led by
+//! whichever waiter gets there first) covers them all at once. Under load
+//! this turns N concurrent requests into about two flushes instead of N.
 //!
-//! One flush at a time is not an oversight. Letting two overlap (so a
+//! One flush at a time is measured, not assumed: letting two overlap (so a
 //! request arriving just after a flush started need not wait for it to
-//! end) was measured with the load bench, interleaved runs on the same
-//! machine: ingestion fell from 4,350–5,370 to 3,100–4,490 events/s and
-//! p99 at 2,000 events/s did not improve (presumably the second flush only
-//! queues behind the first on the same disk). The bookkeeping still counts flushes in flight, so the
-//! limit is one constant. Correctness does not depend on it: each flush
-//! marks durable only what was written before it started, which is what
-//! sled's `flush` (stable up to the log position reserved when it is
-//! called) and `fdatasync` (every write to the file before the call)
-//! promise, in whatever order flushes end.
+//! end) was tried with the load bench, interleaved runs on the same
+//! machine, and ingestion fell from 4,350–5,370 to 3,100–4,490 events/s
+//! with no better p99 at 2,000 events/s.
 
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,9 +19,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use super::StoreError;
-
-/// How many flushes may run at once (see the module docs).
-const MAX_FLUSHES_IN_FLIGHT: u32 = 1;
 
 pub(super) struct GroupCommit {
     shared: Arc<Shared>,
@@ -54,11 +43,9 @@ struct State {
     issued: u64,
     /// Every ticket up to this one is durable.
     durable: u64,
-    /// Flushes running now.
-    in_flight: u32,
-    /// The newest ticket a started flush covers (running or finished).
-    started_upto: u64,
-    /// The newest failed flush: tickets up to `.0` get its error.
+    /// A flush is running.
+    flushing: bool,
+    /// The last failed flush: tickets up to `.0` get its error.
     failed: Option<(u64, String)>,
 }
 
@@ -98,13 +85,10 @@ impl GroupCommit {
                 // Register interest before releasing the lock so the
                 // wake-up of a flush ending meanwhile cannot be missed.
                 notified.as_mut().enable();
-                if s.started_upto >= ticket || s.in_flight >= MAX_FLUSHES_IN_FLIGHT {
-                    // A running flush covers this ticket, or as many as may
-                    // run are running: wait for one to end.
+                if s.flushing {
                     None
                 } else {
-                    s.in_flight += 1;
-                    s.started_upto = s.issued;
+                    s.flushing = true;
                     Some(s.issued)
                 }
             };
@@ -136,14 +120,10 @@ impl Shared {
         };
         {
             let mut s = self.state.lock().expect("commit state lock");
-            s.in_flight -= 1;
+            s.flushing = false;
             match result {
                 Ok(()) => s.durable = s.durable.max(upto),
-                // Keep the newest failure: it covers the older tickets too.
-                Err(e) if s.failed.as_ref().is_none_or(|(f, _)| *f < upto) => {
-                    s.failed = Some((upto, e))
-                }
-                Err(_) => {}
+                Err(e) => s.failed = Some((upto, e)),
             }
         }
         self.done.notify_waiters();
@@ -185,7 +165,7 @@ mod tests {
     async fn callers_that_stop_waiting_do_not_stall_later_commits() {
         let dir = tempfile::tempdir().unwrap();
         let commit = group_commit(dir.path());
-        // Two abandoned leaders: at least as many as may flush at once.
+        // An abandoned leader, then an abandoned waiter.
         start_and_abandon(&commit).await;
         start_and_abandon(&commit).await;
         let next = tokio::time::timeout(Duration::from_secs(10), commit.commit()).await;
