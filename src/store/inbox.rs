@@ -26,6 +26,20 @@ struct StoredEventRef<'a> {
     event: &'a Event,
 }
 
+/// What the dedupe check and the purge read of a stored event: its event
+/// (payload and all) is skipped over, not decoded.
+#[derive(Deserialize)]
+struct StoredEventHeader {
+    seq: u64,
+    received_at: Timestamp,
+}
+
+impl StoredEventHeader {
+    fn decode(bytes: &[u8], id: &str) -> Result<StoredEventHeader, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))
+    }
+}
+
 /// An event offered to the inbox, with what became of it.
 #[derive(Debug)]
 pub enum Offered {
@@ -147,8 +161,7 @@ impl Store {
         for (event, seq, bytes) in &prepared {
             let id = event.id.as_bytes();
             if let Some(existing) = self.events.get(id)? {
-                let seen: StoredEvent = serde_json::from_slice(&existing)
-                    .map_err(|e| StoreError::Corrupt(format!("event {}: {e}", event.id)))?;
+                let seen = StoredEventHeader::decode(&existing, &event.id)?;
                 let age = now.as_millisecond() - seen.received_at.as_millisecond();
                 if age <= window_ms {
                     outcomes.push((Insert::Duplicate, *seq));
@@ -270,8 +283,7 @@ impl Store {
             let (key, _) = item?;
             let id = &key[8..];
             if let Some(bytes) = self.events.get(id)? {
-                let stored: StoredEvent = serde_json::from_slice(&bytes)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let stored = StoredEventHeader::decode(&bytes, &String::from_utf8_lossy(id))?;
                 let expired_copy = stored.received_at.as_millisecond().max(0) as u64 <= cutoff;
                 if expired_copy && !self.pending.contains_key(stored.seq.to_be_bytes())? {
                     // Only the copy read here: the id may have just been

@@ -97,8 +97,6 @@ pub enum StoreError {
     Corrupt(String),
     #[error("flush failed: {0}")]
     Flush(String),
-    #[error("storage write failed: {0}")]
-    Write(String),
 }
 
 /// The handle to the database. Cheap to clone.
