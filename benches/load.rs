@@ -576,26 +576,13 @@ fn machine_cpu() -> (f64, f64) {
 /// The share of the machine's CPU time that was idle over `window`, so a
 /// busy machine (another build, say) shows up next to the figures.
 fn machine_idle(window: Duration) -> f64 {
-    let read = || -> (u64, u64) {
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let cpu: Vec<u64> = stat
-            .lines()
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|v| v.parse().ok())
-            .collect();
-        let idle = cpu.get(3).copied().unwrap_or(0) + cpu.get(4).copied().unwrap_or(0);
-        (idle, cpu.iter().sum())
-    };
-    let (idle0, total0) = read();
+    let (busy0, total0) = machine_cpu();
     std::thread::sleep(window);
-    let (idle1, total1) = read();
+    let (busy1, total1) = machine_cpu();
     if total1 <= total0 {
         return f64::NAN;
     }
-    (idle1 - idle0) as f64 / (total1 - total0) as f64
+    1.0 - (busy1 - busy0) / (total1 - total0)
 }
 
 // ---------------------------------------------------------------- clients

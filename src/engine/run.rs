@@ -843,7 +843,7 @@ fn change_contact(
     state: &mut RunState<'_>,
     key: &str,
     create: Option<Contact>,
-    change: impl Fn(&mut Contact),
+    change: impl FnOnce(&mut Contact),
 ) -> Result<Changed, String> {
     let now = state.inner.clock.now();
     let changed = state
