@@ -33,7 +33,6 @@ pub fn is_workflow_file(path: &Path) -> bool {
         && !name.starts_with('.')
 }
 
-/// What the config says workflows may refer to.
 /// A workflow file's default name: its file name without `.yaml`/`.yml`.
 pub fn workflow_stem(path: &Path) -> String {
     path.file_name()
@@ -46,6 +45,7 @@ pub fn workflow_stem(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// What the config says workflows may refer to.
 pub fn known_names(config: &Config) -> Known {
     Known {
         connectors: config.connectors.keys().cloned().collect(),

@@ -133,7 +133,6 @@ impl Document {
         }
     }
 
-    /// A diagnostic pointing at the key of `path`.
     /// The duration at `path` (`250ms`, `90s`, `2m`, `1h`, `7d`), or why not.
     pub fn duration(&self, path: &str, v: &Value) -> Result<std::time::Duration, Diagnostic> {
         match v {
@@ -147,6 +146,7 @@ impl Document {
         }
     }
 
+    /// A diagnostic pointing at the key of `path`.
     pub fn key_error(&self, path: &str, message: impl Into<String>) -> Diagnostic {
         Diagnostic {
             file: self.file.clone(),
