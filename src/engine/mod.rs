@@ -774,7 +774,7 @@ impl Engine {
             .unwrap_or(crate::config::DEFAULT_DEDUPE_WINDOW);
         match store.accept_events(vec![missed], self.inner.clock.now(), window) {
             Ok(offered) => {
-                if let Err(e) = store.commit().await {
+                if let Err(e) = store.commit_inbox().await {
                     tracing::error!(error = %e, "cannot flush the synthetic missed call");
                 }
                 if let Some(missed) = offered.first().map(|o| o.event()) {

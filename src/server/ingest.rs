@@ -249,8 +249,8 @@ pub(super) async fn test_event(
         .into_response())
 }
 
-/// Store events durably — the inbox write, then the group commit shared
-/// with concurrent requests — count and log them, and hand the new ones to
+/// Store events durably — the inbox write, then the inbox log's group
+/// commit shared with concurrent requests — count and log them, and hand the new ones to
 /// the engine. Each event's id comes back with what became of it.
 async fn store_durably(
     state: &ServerState,
@@ -263,7 +263,7 @@ async fn store_durably(
         .accept_events(events, now, window)
         .map_err(storage_failed)?;
     // Duplicates wait too: the first copy may still be on its way to disk.
-    state.store.commit().await.map_err(storage_failed)?;
+    state.store.commit_inbox().await.map_err(storage_failed)?;
     let mut outcomes = Vec::with_capacity(offered.len());
     for offer in &offered {
         let (event, outcome) = (offer.event(), offer.outcome());

@@ -104,7 +104,8 @@ impl Store {
     }
 
     /// Offer a delivery's events to the inbox: each event, with what became
-    /// of it. Not durable until [`Store::commit`] returns. The write runs on
+    /// of it. Not durable until [`Store::commit_inbox`] (or
+    /// [`Store::commit`]) returns. The write runs on
     /// the caller's thread: it is a few tens of microseconds of in-memory
     /// sled writes per event (the disk wait is the flush), less than a
     /// hand-off to another thread and back would cost.
@@ -168,22 +169,70 @@ impl Store {
                     continue;
                 }
             }
-            // `events` last: sled recovers a prefix of its log, so an event
-            // that survives a crash has its queue entry too.
-            self.pending.insert(seq.to_be_bytes(), id)?;
-            self.expiry
-                .insert(expiry_key(now, &event.id), &[] as &[u8])?;
-            let stats_phone = event
-                .caller
-                .as_deref()
-                .filter(|_| event.caller_is_phone && crate::event::kind::is_call(&event.kind));
-            if let Some(phone) = stats_phone {
-                super::contacts::bump_stats(&self.call_stats, phone, &event.kind, event.at)?;
-            }
-            self.events.insert(id, bytes.as_slice())?;
+            self.write_inbox_entry(event, *seq, now, bytes)?;
+            // After the sled writes: a checkpoint that flushes sled once
+            // this record's segment is sealed covers them (inbox_log.rs).
+            self.inbox_log.append(bytes);
             outcomes.push((Insert::Accepted, *seq));
         }
         Ok(outcomes)
+    }
+
+    /// An accepted event's entries in the inbox's trees, `events` last:
+    /// sled recovers a prefix of its log, so an event that survives a
+    /// crash has its queue entry too. `bytes` is its [`StoredEvent`].
+    fn write_inbox_entry(
+        &self,
+        event: &Event,
+        seq: u64,
+        received_at: Timestamp,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.pending
+            .insert(seq.to_be_bytes(), event.id.as_bytes())?;
+        self.expiry
+            .insert(expiry_key(received_at, &event.id), &[] as &[u8])?;
+        let stats_phone = event
+            .caller
+            .as_deref()
+            .filter(|_| event.caller_is_phone && crate::event::kind::is_call(&event.kind));
+        if let Some(phone) = stats_phone {
+            super::contacts::bump_stats(&self.call_stats, phone, &event.kind, event.at)?;
+        }
+        self.events.insert(event.id.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// Put back into sled the records of the inbox log's `segments` (left
+    /// by an earlier process) that a crash kept sled from flushing (see
+    /// `inbox_log.rs`), flush sled, and delete the segments. Only for
+    /// start-up, before anything writes to the inbox. Returns how many
+    /// events were restored.
+    pub(super) fn replay_inbox_log(
+        &self,
+        segments: &[(u64, std::path::PathBuf)],
+    ) -> Result<usize, StoreError> {
+        let mut restored = 0;
+        for (_, path) in segments {
+            let bytes = std::fs::read(path)?;
+            for record in super::inbox_log::read_records(&bytes) {
+                let stored: StoredEvent = serde_json::from_slice(record).map_err(|e| {
+                    StoreError::Corrupt(format!("inbox log {}: {e}", path.display()))
+                })?;
+                if self.events.contains_key(stored.event.id.as_bytes())? {
+                    continue;
+                }
+                self.write_inbox_entry(&stored.event, stored.seq, stored.received_at, record)?;
+                restored += 1;
+            }
+        }
+        if !segments.is_empty() {
+            self.flush_now()?;
+            for (_, path) in segments {
+                std::fs::remove_file(path)?;
+            }
+        }
+        Ok(restored)
     }
 
     /// Remove queue entries whose event is not stored: a crash in the
@@ -357,6 +406,47 @@ mod tests {
         assert_eq!(accepted.len(), 100, "every distinct event was accepted");
         assert!(accepted.values().all(|n| *n == 1), "and only once");
         assert_eq!(store.pending_events(1000).unwrap().len(), 100);
+    }
+
+    /// The inbox log of a store whose sled files were lost stands for a
+    /// crash before sled flushed: opening restores what it holds, once.
+    #[tokio::test]
+    async fn events_only_in_the_inbox_log_are_restored_on_open() {
+        let crashed = tempfile::tempdir().unwrap();
+        let store = Store::open(crashed.path(), 8 << 20).unwrap();
+        let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        let day = Duration::from_secs(86400);
+        let offered = store
+            .accept_events(vec![a.clone(), b.clone()], at(1000), day)
+            .unwrap();
+        assert!(offered.iter().all(|o| o.outcome() == Insert::Accepted));
+        store.commit_inbox().await.unwrap();
+
+        let fresh = tempfile::tempdir().unwrap();
+        let log_dir = fresh.path().join(super::super::inbox_log::LOG_DIR);
+        std::fs::create_dir_all(&log_dir).unwrap();
+        for (_, path) in super::super::inbox_log::segments(crashed.path()).unwrap() {
+            std::fs::copy(&path, log_dir.join(path.file_name().unwrap())).unwrap();
+        }
+        drop(store);
+
+        let restored = Store::open(fresh.path(), 8 << 20).unwrap();
+        assert_eq!(restored.event(&a.id).unwrap().unwrap().event, a);
+        assert_eq!(restored.event(&b.id).unwrap().unwrap().event, b);
+        assert_eq!(restored.pending_len(), 2);
+        assert_eq!(
+            restored
+                .insert_events(std::slice::from_ref(&a), at(2000), day)
+                .unwrap(),
+            vec![Insert::Duplicate],
+            "a restored event is a duplicate for the provider's retry"
+        );
+        let replayed = super::super::inbox_log::segments(fresh.path()).unwrap();
+        assert_eq!(replayed.len(), 1, "the old segments are gone: {replayed:?}");
+        drop(restored);
+        let reopened = Store::open(fresh.path(), 8 << 20).unwrap();
+        assert_eq!(reopened.pending_len(), 2, "nothing restored twice");
     }
 
     #[tokio::test]

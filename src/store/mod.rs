@@ -46,6 +46,7 @@ mod commit;
 mod contacts;
 mod executions;
 mod inbox;
+mod inbox_log;
 mod timers;
 mod windows;
 
@@ -59,6 +60,7 @@ pub use executions::{
     Waiting,
 };
 pub use inbox::{Insert, Offered, StoredEvent};
+pub use inbox_log::Batch;
 pub use timers::{DueTimer, StoredWorkflow, Timer};
 
 /// The page cache sled may use. Its default (1 GiB) lets RSS grow toward
@@ -118,6 +120,8 @@ pub struct Store {
     workflow_versions: sled::Tree,
     calls: sled::Tree,
     commit: std::sync::Arc<commit::GroupCommit>,
+    /// What ingestion waits on before its 2xx (see `inbox_log.rs`).
+    inbox_log: std::sync::Arc<inbox_log::InboxLog>,
     /// Held while the inbox's trees are written (see the module docs).
     inbox_writer: std::sync::Arc<std::sync::Mutex<()>>,
     /// Changes to a contact hold the stripe of its phone (`contacts.rs`).
@@ -143,6 +147,17 @@ impl Store {
             })?;
         // The log file sled writes; fdatasync'd after each flush.
         let log_file = File::open(dir.join("db"))?;
+        let commit = std::sync::Arc::new(commit::GroupCommit::new(db.clone(), log_file));
+        // What a previous process left is replayed below; this process
+        // writes segments numbered after it.
+        let left_over = inbox_log::segments(dir)?;
+        let next_segment = left_over.last().map_or(1, |(number, _)| number + 1);
+        let inbox_log = {
+            let commit = commit.clone();
+            inbox_log::InboxLog::start(dir, next_segment, inbox_log::SEGMENT_BYTES, move || {
+                commit.flush_blocking().map_err(|e| e.to_string())
+            })?
+        };
         let store = Store {
             events: db.open_tree(TREE_EVENTS)?,
             pending: db.open_tree(TREE_PENDING)?,
@@ -158,13 +173,21 @@ impl Store {
             waits: db.open_tree(TREE_WAITS)?,
             workflow_versions: db.open_tree(TREE_WORKFLOW_VERSIONS)?,
             calls: db.open_tree(TREE_CALLS)?,
-            commit: std::sync::Arc::new(commit::GroupCommit::new(db.clone(), log_file)),
+            commit,
+            inbox_log: std::sync::Arc::new(inbox_log),
             inbox_writer: Default::default(),
             contact_locks: (0..CONTACT_LOCK_STRIPES)
                 .map(|_| std::sync::Mutex::new(()))
                 .collect(),
             db,
         };
+        let restored = store.replay_inbox_log(&left_over)?;
+        if restored > 0 {
+            tracing::info!(
+                restored,
+                "restored accepted events from the inbox log that the store had not flushed"
+            );
+        }
         let orphans = store.drop_orphaned_pending()?;
         if orphans > 0 {
             tracing::info!(
@@ -181,6 +204,13 @@ impl Store {
         self.commit.commit().await
     }
 
+    /// Wait until every inbox write made before this call is durable,
+    /// through the inbox log alone: what ingestion waits for before its
+    /// 2xx. Concurrent callers share one write and sync.
+    pub async fn commit_inbox(&self) -> Result<(), StoreError> {
+        self.inbox_log.batch().durable().await
+    }
+
     /// Flush synchronously; for shutdown and tools.
     pub fn flush_now(&self) -> Result<(), StoreError> {
         self.commit.flush_blocking()
@@ -191,5 +221,6 @@ impl Store {
     #[doc(hidden)]
     pub fn dangerous_fail_commits(&self, on: bool) {
         self.commit.set_fail_flushes(on);
+        self.inbox_log.set_fail_writes(on);
     }
 }
