@@ -50,15 +50,32 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::StoreError;
 
-/// A segment is sealed and a new one started past this size: small
-/// enough that a start-up after a crash reads little, large enough that
-/// checkpoints (a sled flush each) stay rare under load.
-pub(super) const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+/// When a segment is sealed and a new one started.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sealing {
+    /// Past this size: small enough that a start-up after a crash reads
+    /// little, large enough that checkpoints (a sled flush each) stay rare
+    /// under load.
+    pub bytes: u64,
+    /// This long after its first record, however small: a quiet server's
+    /// records must not outlive the events they restore (an event purged
+    /// after its dedupe window and then restored by a replay would be
+    /// processed again).
+    pub age: Duration,
+}
+
+impl Sealing {
+    pub(super) const DEFAULT: Sealing = Sealing {
+        bytes: 16 * 1024 * 1024,
+        age: Duration::from_secs(30),
+    };
+}
 /// The folder inside the data directory.
 pub(super) const LOG_DIR: &str = "inbox-log";
 const HEADER_BYTES: usize = 8;
@@ -111,7 +128,7 @@ pub(super) struct InboxLog {
 
 struct Shared {
     dir: PathBuf,
-    segment_bytes: u64,
+    sealing: Sealing,
     state: Mutex<State>,
     /// Wakes the writer thread.
     wake: Condvar,
@@ -132,13 +149,13 @@ struct State {
 
 impl InboxLog {
     /// Start the log in `data_dir/inbox-log`, writing segments numbered
-    /// from `first_segment` of about `segment_bytes` each. `checkpoint`
+    /// from `first_segment`, sealed as `sealing` says. `checkpoint`
     /// makes every sled write made so far durable; it runs on the
     /// checkpoint thread after a segment is sealed.
     pub(super) fn start(
         data_dir: &Path,
         first_segment: u64,
-        segment_bytes: u64,
+        sealing: Sealing,
         checkpoint: impl Fn() -> Result<(), String> + Send + 'static,
     ) -> Result<InboxLog, StoreError> {
         let dir = data_dir.join(LOG_DIR);
@@ -146,7 +163,7 @@ impl InboxLog {
         let segment = Segment::create(&dir, first_segment)?;
         let shared = Arc::new(Shared {
             dir,
-            segment_bytes,
+            sealing,
             state: Mutex::new(State {
                 buffer: Vec::with_capacity(64 * 1024),
                 open: Batch::new(),
@@ -221,35 +238,59 @@ impl Shared {
     fn write_forever(&self, mut segment: Segment, sealed: mpsc::Sender<PathBuf>) {
         let mut spare = Vec::with_capacity(64 * 1024);
         loop {
-            let (mut bytes, batch) = {
+            let work = {
                 let mut s = self.state.lock().expect("inbox log lock");
                 while !s.wanted && !s.stopping {
-                    s = self.wake.wait(s).expect("inbox log lock");
+                    match segment.seal_at(self.sealing.age) {
+                        None => s = self.wake.wait(s).expect("inbox log lock"),
+                        Some(at) => {
+                            let now = Instant::now();
+                            if now >= at {
+                                break;
+                            }
+                            s = self
+                                .wake
+                                .wait_timeout(s, at - now)
+                                .expect("inbox log lock")
+                                .0;
+                        }
+                    }
                 }
-                if !s.wanted && s.buffer.is_empty() {
-                    return; // stopping, nothing left
+                if s.stopping && !s.wanted && s.buffer.is_empty() {
+                    return;
                 }
-                s.wanted = false;
-                let bytes = std::mem::replace(&mut s.buffer, std::mem::take(&mut spare));
-                (bytes, std::mem::replace(&mut s.open, Batch::new()))
+                if s.wanted || s.stopping {
+                    s.wanted = false;
+                    let bytes = std::mem::replace(&mut s.buffer, std::mem::take(&mut spare));
+                    Some((bytes, std::mem::replace(&mut s.open, Batch::new())))
+                } else {
+                    None // only time to seal the segment
+                }
             };
-            let result = if bytes.is_empty() {
-                Ok(())
-            } else if self.fail_writes.load(Ordering::Relaxed) {
-                Err("injected inbox log failure".to_string())
-            } else {
-                segment.write_and_sync(&bytes)
-            };
-            let failed = result.is_err();
-            if let Err(e) = &result {
-                tracing::error!(error = %e, segment = %segment.path.display(), "inbox log write failed");
+            let mut failed = false;
+            if let Some((mut bytes, batch)) = work {
+                let result = if bytes.is_empty() {
+                    Ok(())
+                } else if self.fail_writes.load(Ordering::Relaxed) {
+                    Err("injected inbox log failure".to_string())
+                } else {
+                    segment.write_and_sync(&bytes)
+                };
+                if let Err(e) = &result {
+                    failed = true;
+                    tracing::error!(error = %e, segment = %segment.path.display(), "inbox log write failed");
+                }
+                batch.finish(result);
+                bytes.clear();
+                spare = bytes;
             }
-            batch.finish(result);
-            bytes.clear();
-            spare = bytes;
             // After a failure the segment may end in a torn record: later
             // records go to a new one, so a reader never stops short of them.
-            if failed || segment.len >= self.segment_bytes {
+            let full = segment.len >= self.sealing.bytes;
+            let old = segment
+                .seal_at(self.sealing.age)
+                .is_some_and(|at| Instant::now() >= at);
+            if failed || full || old {
                 match Segment::create(&self.dir, segment.number + 1) {
                     Ok(next) => {
                         let old = std::mem::replace(&mut segment, next);
@@ -291,6 +332,8 @@ struct Segment {
     path: PathBuf,
     file: File,
     len: u64,
+    /// When the first record was written.
+    first_write: Option<Instant>,
 }
 
 impl Segment {
@@ -308,7 +351,13 @@ impl Segment {
             path,
             file,
             len: 0,
+            first_write: None,
         })
+    }
+
+    /// When the segment is due to be sealed for its age, if it holds records.
+    fn seal_at(&self, age: Duration) -> Option<Instant> {
+        self.first_write.map(|first| first + age)
     }
 
     fn write_and_sync(&mut self, bytes: &[u8]) -> Result<(), String> {
@@ -317,6 +366,7 @@ impl Segment {
             .and_then(|()| self.file.sync_data())
             .map_err(|e| e.to_string())?;
         self.len += bytes.len() as u64;
+        self.first_write.get_or_insert_with(Instant::now);
         Ok(())
     }
 }
@@ -408,7 +458,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_is_durable_once_its_bytes_are_in_the_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let log = InboxLog::start(dir.path(), 1, SEGMENT_BYTES, || Ok(())).unwrap();
+        let log = InboxLog::start(dir.path(), 1, Sealing::DEFAULT, || Ok(())).unwrap();
         log.append(b"one");
         log.append(b"two");
         log.batch().durable().await.unwrap();
@@ -422,7 +472,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_batch_fails_its_waiters_and_later_records_go_to_a_new_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let log = InboxLog::start(dir.path(), 7, SEGMENT_BYTES, || Ok(())).unwrap();
+        let log = InboxLog::start(dir.path(), 7, Sealing::DEFAULT, || Ok(())).unwrap();
         log.set_fail_writes(true);
         log.append(b"lost");
         let failed = log.batch().durable().await;
@@ -450,7 +500,11 @@ mod tests {
         let checkpoints = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = checkpoints.clone();
         // Every batch fills a segment.
-        let log = InboxLog::start(dir.path(), 1, 4, move || {
+        let sealing = Sealing {
+            bytes: 4,
+            ..Sealing::DEFAULT
+        };
+        let log = InboxLog::start(dir.path(), 1, sealing, move || {
             counted.fetch_add(1, Ordering::SeqCst);
             Ok(())
         })
@@ -472,7 +526,11 @@ mod tests {
     #[tokio::test]
     async fn a_failed_checkpoint_keeps_the_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let log = InboxLog::start(dir.path(), 1, 4, || Err("disk gone".into())).unwrap();
+        let sealing = Sealing {
+            bytes: 4,
+            ..Sealing::DEFAULT
+        };
+        let log = InboxLog::start(dir.path(), 1, sealing, || Err("disk gone".into())).unwrap();
         log.append(b"kept for the replay");
         log.batch().durable().await.unwrap();
         drop(log);
@@ -480,5 +538,27 @@ mod tests {
         assert_eq!(left.len(), 2, "{left:?}");
         let bytes = std::fs::read(&left[0].1).unwrap();
         assert_eq!(read_records(&bytes), vec![&b"kept for the replay"[..]]);
+    }
+
+    #[tokio::test]
+    async fn a_quiet_segment_is_sealed_and_checkpointed_after_its_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealing = Sealing {
+            bytes: u64::MAX,
+            age: Duration::from_millis(50),
+        };
+        let (checkpointed, seen) = std::sync::mpsc::channel();
+        let log = InboxLog::start(dir.path(), 1, sealing, move || {
+            let _ = checkpointed.send(());
+            Ok(())
+        })
+        .unwrap();
+        log.append(b"one record, then nothing");
+        log.batch().durable().await.unwrap();
+        seen.recv_timeout(Duration::from_secs(10))
+            .expect("the segment is sealed and checkpointed with no further writes");
+        drop(log);
+        let left = segments(dir.path()).unwrap();
+        assert_eq!(left.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![2]);
     }
 }

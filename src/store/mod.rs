@@ -154,7 +154,7 @@ impl Store {
         let next_segment = left_over.last().map_or(1, |(number, _)| number + 1);
         let inbox_log = {
             let commit = commit.clone();
-            inbox_log::InboxLog::start(dir, next_segment, inbox_log::SEGMENT_BYTES, move || {
+            inbox_log::InboxLog::start(dir, next_segment, inbox_log::Sealing::DEFAULT, move || {
                 commit.flush_blocking().map_err(|e| e.to_string())
             })?
         };
