@@ -103,7 +103,27 @@ pub fn normalise_phone(raw: &str) -> Result<Caller, PhoneError> {
 
 /// ISO 3166-1 alpha-2 country of an E.164 number (`+52...` → `MX`), when the
 /// numbering plan says.
+///
+/// A calling code that belongs to one country (`52` is Mexico's alone)
+/// answers from the metadata's index; only shared codes (`1`, `7`, `44`,
+/// ...) need the full parse, which is several microseconds of regular
+/// expressions and was a tenth of ingestion's parsing. Calling codes are
+/// prefix-free, so the first prefix of 1 to 3 digits that is one is it.
 pub fn country_of(e164: &str) -> Option<String> {
+    let digits = e164.strip_prefix('+')?;
+    let database = &*phonenumber::metadata::DATABASE;
+    for len in 1..=3.min(digits.len()) {
+        let Some(Ok(code)) = digits.get(..len).map(str::parse::<u16>) else {
+            break;
+        };
+        let Some(regions) = database.region(&code) else {
+            continue;
+        };
+        match regions.as_slice() {
+            [only] if *only != "001" => return Some((*only).to_string()),
+            _ => break,
+        }
+    }
     let number = phonenumber::parse(None, e164).ok()?;
     let country = number.country().id()?;
     Some(country.as_ref().to_string())
@@ -182,5 +202,12 @@ mod tests {
         assert_eq!(country_of("+14155552671").as_deref(), Some("US"));
         assert_eq!(country_of("+442079460958").as_deref(), Some("GB"));
         assert_eq!(country_of("+34612345678").as_deref(), Some("ES"));
+        // Shared calling codes go through the full parse.
+        assert_eq!(country_of("+16135550123").as_deref(), Some("CA"));
+        assert_eq!(country_of("+77012345678").as_deref(), Some("KZ"));
+        assert_eq!(country_of("+79123456789").as_deref(), Some("RU"));
+        // Non-geographic numbers (`001`) have no country.
+        assert_eq!(country_of("+80012345678"), None);
+        assert_eq!(country_of("+é"), None);
     }
 }
