@@ -41,7 +41,7 @@ use crate::store::{
 use crate::workflow::{compile, Known, SharedCatalog, Workflow};
 
 pub use arrivals::Arrivals;
-pub use run::RunOptions;
+pub use run::{RunOptions, SLOW_SEND};
 
 /// How many events (and resumed runs) are processed at once. Waits do not
 /// count: a waiting run holds nothing.

@@ -2,9 +2,13 @@
 //!
 //! The execution record is the run journal. It is written where it matters
 //! rather than after every step (each write re-serialises the whole record,
-//! which dominated the cost of a run): before an outbound step (so a run
-//! stuck on a slow connector shows its steps so far), after it, when a run
-//! pauses, and when it ends. After an outbound step it is flushed to disk
+//! which dominated the cost of a run): during an outbound step that has
+//! not answered within [`SLOW_SEND`] (so a run stuck on a slow connector
+//! shows its steps so far), after an outbound step, when a run pauses, and
+//! when it ends. A send that answers quickly is not preceded by a write:
+//! a crash during it leaves the run as it would leave the write before it
+//! (the event is still queued, or the run still marked running from its
+//! last pause), and the run's steps are executed again up to the send. After an outbound step it is flushed to disk
 //! before the run does anything else (or, when the step was the run's last,
 //! together with the final record), and before a run pauses. Steps between
 //! two writes are simply executed again after a crash; they are the
@@ -36,6 +40,11 @@ use crate::store::{
     run_id, Attempt, Changed, Contact, Execution, RunStatus, StepRecord, StepStatus, Timer, Waiting,
 };
 use crate::workflow::{Action, MessageBody, OnError, RenderData, Step, Template, Workflow};
+
+/// An outbound step that has not answered after this long has the
+/// journal written while it waits. Most sends answer well within it, and
+/// for them the write was a fifth of a run's cost.
+pub const SLOW_SEND: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How a run is recorded.
 #[derive(Debug, Clone, Copy)]
@@ -352,9 +361,6 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
     }
     if let Action::Wait { duration, until } = &step.action {
         return begin_wait(state, step, *duration, until, started_at, clock).await;
-    }
-    if step.action.is_outbound() {
-        state.save();
     }
     match execute(state, step).await {
         Ok(outcome) => {
@@ -1162,11 +1168,18 @@ async fn deliver(
         .clone()
         .unwrap_or_else(|| "http".to_string());
     let already = prior.len();
-    let (delivered, retry_in) = state
-        .inner
-        .delivery
-        .deliver_resumable(request, prior, inline)
-        .await;
+    let inner = state.inner;
+    let delivery = inner.delivery.deliver_resumable(request, prior, inline);
+    tokio::pin!(delivery);
+    let (delivered, retry_in) = match tokio::time::timeout(SLOW_SEND, &mut delivery).await {
+        Ok(done) => done,
+        Err(_) => {
+            // A slow connector: the journal shows the run's steps so far
+            // while it waits.
+            state.save();
+            delivery.await
+        }
+    };
     if let Some(m) = &state.inner.metrics {
         for a in delivered.attempts.iter().skip(already) {
             m.attempt(&connector_label, a.status, a.error.is_some());

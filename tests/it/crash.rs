@@ -448,6 +448,11 @@ async fn a_retry_scheduled_ahead_survives_kill_9_and_keeps_its_idempotency_key()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The API shows the pause as soon as it is written; its flush follows
+    // (and sled flushes on its own every 500 ms). A kill in between would
+    // lose the first attempt's record (the resend keeps its key), and this
+    // test checks the attempt history, so it kills after the flush.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     kill9(&mut server);
 
     let mut server = start(dir.path(), port).await;

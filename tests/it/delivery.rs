@@ -1960,14 +1960,24 @@ async fn e2e_a_dead_connector_does_not_delay_runs_through_another() {
     let (run, _) = finished_run(&s, "to-the-living").await;
     assert_eq!(run["status"], json!("succeeded"), "{run:#}");
     assert_eq!(recv.hits_on("/live").len(), 1);
-    let dead = s.get("/api/executions?workflow=to-the-dead").await.json();
-    let dead = dead["executions"].as_array().unwrap();
+    // A run stuck on a connector shows in the journal once its send has
+    // taken longer than SLOW_SEND.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let page = s.get("/api/executions?workflow=to-the-dead").await.json();
+        let dead = page["executions"].as_array().unwrap().clone();
+        if !dead.is_empty() || std::time::Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(ringback::engine::SLOW_SEND / 4).await;
+    };
     assert_eq!(dead.len(), 1, "{dead:#?}");
     assert_eq!(
         dead[0]["status"],
         json!("running"),
         "the dead connector's run is still pending"
     );
+
     // Not stopped: the dead run is in flight; the runtime ends with the test.
     drop(s);
 }
