@@ -20,7 +20,9 @@
 //! - `e2e`: the shipped `missed-call-followup.yaml` with a `meta` connector
 //!   pointing at a receiver in this process; follow-ups are counted there.
 //! - `rate`: `e2e` at a fixed total rate (`--rate`, default 2000/s), with
-//!   latencies measured from each request's scheduled send time.
+//!   latencies measured from each request's scheduled send time when the
+//!   client is behind schedule (from the send when it was idle and its
+//!   timer fired late).
 //! - `reload`: `e2e` at full load; half way, the workflow file is rewritten
 //!   (write + rename) with a changed follow-up text.
 //! - `contacts`: a data folder with `--contacts` contacts (made once with
@@ -683,8 +685,16 @@ async fn client(
                 let now = now_ns();
                 if due > now {
                     tokio::time::sleep(Duration::from_nanos(due - now)).await;
+                    // The client was idle, so nothing the server did held
+                    // this request back: the time the timer fires past
+                    // `due` (tokio's timers tick in whole milliseconds) is
+                    // the client's own, and latency counts from the send.
+                    Some(now_ns())
+                } else {
+                    // Behind schedule (the server was slow to answer the
+                    // previous request): count from when it was due.
+                    Some(due)
                 }
-                Some(due)
             }
             None => None,
         };

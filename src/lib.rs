@@ -18,7 +18,7 @@
 //! | [`reload`] | loading the workflows folder; hot reload of it and of the config |
 //! | [`engine`] | the interpreter: runs, journal and replay, durable waits, timers, call state |
 //! | [`delivery`] | outbound HTTP (the only reqwest user): connectors, retries, rate limits, SSRF guard; the admin API client |
-//! | [`store`] | disk (the only sled user): inbox, dedupe, contacts, executions, timers, calls, group commit |
+//! | [`store`] | disk (the only sled user): inbox and its log, dedupe, contacts, executions, timers, calls, group commit |
 //! | [`workflow`] | pure: the workflow language, validation with positions, templates |
 //! | [`config`] | `ringback.yaml` → validated [`config::Config`], all errors at once |
 //! | [`event`] | pure: canonical event, one parser per provider, signatures, phones |

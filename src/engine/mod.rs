@@ -284,7 +284,9 @@ impl Engine {
     /// Everything one event causes: waiting runs it wakes, its call's state,
     /// and a run of every matching workflow.
     pub async fn process(&self, stored: StoredEvent) {
-        let event = stored.event;
+        // Shared by the runs' tasks rather than copied (payload and all)
+        // into each.
+        let event = Arc::new(stored.event);
         if let Some(m) = &self.inner.metrics {
             m.event_processed(&event);
         }
@@ -303,7 +305,7 @@ impl Engine {
         let mut handles = Vec::new();
         for wf in matching {
             let engine = self.clone();
-            let event = event.clone();
+            let event = Arc::clone(&event);
             handles.push(tokio::spawn(async move {
                 engine.run_workflow(wf, &event, RunOptions::default()).await
             }));

@@ -79,6 +79,11 @@ impl Sealing {
 /// The folder inside the data directory.
 pub(super) const LOG_DIR: &str = "inbox-log";
 const HEADER_BYTES: usize = 8;
+/// A batch is taken at once unless the previous sync ended less than
+/// `BUSY_WITHIN` ago; then the writer first waits `GATHER_WHEN_BUSY` for
+/// more records to join it.
+const BUSY_WITHIN: Duration = Duration::from_millis(1);
+const GATHER_WHEN_BUSY: Duration = Duration::from_micros(150);
 /// A record longer than this cannot be a real one (the body limit is far
 /// smaller): reading stops there as at any corrupt record.
 const MAX_RECORD_BYTES: u32 = 64 * 1024 * 1024;
@@ -237,6 +242,7 @@ impl Shared {
     /// repeat. Records arriving meanwhile form the next batch.
     fn write_forever(&self, mut segment: Segment, sealed: mpsc::Sender<PathBuf>) {
         let mut spare = Vec::with_capacity(64 * 1024);
+        let mut last_sync: Option<Instant> = None;
         loop {
             let work = {
                 let mut s = self.state.lock().expect("inbox log lock");
@@ -259,6 +265,16 @@ impl Shared {
                 if s.stopping && !s.wanted && s.buffer.is_empty() {
                     return;
                 }
+                // A sync that ended moments ago means records arrive faster
+                // than the disk syncs them: let the next few join this batch
+                // (each sync costs tens of microseconds of CPU in the kernel,
+                // whatever it carries). A quiet log syncs at once.
+                let busy = last_sync.is_some_and(|at: Instant| at.elapsed() < BUSY_WITHIN);
+                if s.wanted && busy && !s.stopping {
+                    drop(s);
+                    std::thread::sleep(GATHER_WHEN_BUSY);
+                    s = self.state.lock().expect("inbox log lock");
+                }
                 if s.wanted || s.stopping {
                     s.wanted = false;
                     let bytes = std::mem::replace(&mut s.buffer, std::mem::take(&mut spare));
@@ -274,7 +290,9 @@ impl Shared {
                 } else if self.fail_writes.load(Ordering::Relaxed) {
                     Err("injected inbox log failure".to_string())
                 } else {
-                    segment.write_and_sync(&bytes)
+                    let written = segment.write_and_sync(&bytes);
+                    last_sync = Some(Instant::now());
+                    written
                 };
                 if let Err(e) = &result {
                     failed = true;

@@ -3,14 +3,22 @@
 //!
 //! # Durability
 //!
-//! A write is durable once [`Store::commit`] returns: sled's `flush()`
-//! writes its buffers with `sync_file_range`, which survives a process crash
-//! (`kill -9`) but not a power cut, so the commit then `fdatasync`s the log
-//! file as well. Many concurrent callers share one flush (group commit, see
-//! [`commit`]), so the cost of a sync is paid once per batch, not per
-//! request. sled's `flush_async` is deliberately not used: in 0.34.7 it
-//! deadlocks under concurrent callers (sled issue #1308).
+//! Two ways to make writes durable, both shared by concurrent callers
+//! (group commit), so a disk sync is paid once per batch, not per request:
 //!
+//! - [`Store::commit`]: every write made so far. sled's `flush()` writes its
+//!   buffers with `sync_file_range`, which survives a process crash
+//!   (`kill -9`) but not a power cut, so the commit then `fdatasync`s the
+//!   log file as well (see [`commit`]). Runs use it after a message is
+//!   sent and before they pause, so the journal and the contact changes
+//!   before it are on disk together. sled's `flush_async` is deliberately
+//!   not used: in 0.34.7 it deadlocks under concurrent callers (sled issue
+//!   #1308).
+//! - [`Store::commit_inbox`]: the inbox writes made so far, through the
+//!   inbox log (see [`inbox_log`]): an append and an `fdatasync` of a log
+//!   of ringback's own, which is what a webhook's 2xx waits for. sled is
+//!   flushed behind it, and the log's tail is replayed into sled on open.
+
 //! # Trees and key layout
 //!
 //! | tree | key | value |
@@ -18,6 +26,9 @@
 //! | `events` | event id (UTF-8, `evt_<24 hex>`) | [`StoredEvent`] as JSON |
 //! | `pending` | sequence number, u64 big-endian | event id — events not yet handed to the engine, in arrival order |
 //! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — lets the dedupe cleaner walk oldest first without scanning `events` |
+//!
+//! Beside sled's files, `inbox-log/` holds the inbox log's segments (format
+//! in `inbox_log.rs`).
 //!
 //! | `contacts` | E.164 phone | [`Contact`] as JSON (without call statistics) |
 //! | `tags` | tag, `\0`, phone | empty — the tag index |
