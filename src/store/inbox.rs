@@ -82,6 +82,12 @@ pub enum Insert {
     Duplicate,
 }
 
+/// Events are kept at least this long, whatever the dedupe window: the
+/// inbox log's segments are sealed within 30 s and deleted at the next
+/// store flush after that, and until then a replay on start must find
+/// their events in the store (it restores those it does not find).
+const KEPT_AT_LEAST: Duration = Duration::from_secs(10 * 60);
+
 fn expiry_key(received_at: Timestamp, id: &str) -> Vec<u8> {
     let ms = received_at.as_millisecond().max(0) as u64;
     let mut key = Vec::with_capacity(8 + id.len());
@@ -321,11 +327,14 @@ impl Store {
         Ok(())
     }
 
-    /// Forget events received more than `window` before `now` (their ids may
-    /// be accepted again). Events still pending are kept. Returns how many
+    /// Forget events received more than `window` (at least
+    /// [`KEPT_AT_LEAST`]) before `now`; their ids may be accepted again
+    /// after `window` in any case. Events still pending are kept. Returns how many
     /// were removed.
     pub fn purge_expired(&self, now: Timestamp, window: Duration) -> Result<usize, StoreError> {
-        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        // However short the window, an event stays while the inbox log may
+        // still hold it: a replay must find it to know it is not lost.
+        let window_ms = i64::try_from(window.max(KEPT_AT_LEAST).as_millis()).unwrap_or(i64::MAX);
         let cutoff = now.as_millisecond().saturating_sub(window_ms).max(0) as u64;
         let mut removed = 0;
         for item in self.expiry.range(..cutoff.to_be_bytes().to_vec()) {

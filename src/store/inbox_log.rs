@@ -26,15 +26,22 @@
 //!   (a checkpoint, on its own thread, so the appends never wait for sled).
 //! - A record's batch reports success only after `fdatasync` of the bytes
 //!   that hold it returned. A failed write or sync fails the whole batch
-//!   (its requests get a 503 and the provider retries) and the log moves
-//!   on to a new segment, so no later record sits behind a torn one.
+//!   (its requests get a 503 and the provider retries); the log moves on to
+//!   a new segment (failing every batch until it has one), so no later
+//!   record sits behind a torn one; and no later batch succeeds until a
+//!   store flush has made the failed batch's records durable in sled,
+//!   since a duplicate of one of them waits on a later batch.
 //! - On open, every record of every remaining segment whose event sled
 //!   does not have is written back into sled's inbox trees (the crash came
 //!   before sled flushed it), then sled is flushed and the segments are
 //!   deleted. Reading a segment stops at its first incomplete or corrupt
-//!   record: that can only be the tail a crash cut off, whose batch was
-//!   never acknowledged.
-//!
+//!   record: that can only be the tail a crash cut off, or the end of a
+//!   segment whose last write failed, and neither batch was acknowledged.
+//! - A segment lives at most about [`Sealing::age`] plus one checkpoint
+//!   (failed checkpoints are retried), and the inbox keeps every event at
+//!   least ten minutes whatever the dedupe window, so a replay never
+//!   mistakes a processed and purged event for a lost one.
+
 //! # Format
 //!
 //! A folder `inbox-log/` inside the data directory, with segments named
@@ -65,8 +72,8 @@ pub(super) struct Sealing {
     pub bytes: u64,
     /// This long after its first record, however small: a quiet server's
     /// records must not outlive the events they restore (an event purged
-    /// after its dedupe window and then restored by a replay would be
-    /// processed again).
+    /// from the store and then restored by a replay would be processed
+    /// again; the inbox keeps events ten minutes at least).
     pub age: Duration,
 }
 
@@ -84,6 +91,9 @@ const HEADER_BYTES: usize = 8;
 /// more records to join it.
 const BUSY_WITHIN: Duration = Duration::from_millis(1);
 const GATHER_WHEN_BUSY: Duration = Duration::from_micros(150);
+/// How soon a failed checkpoint is tried again when no new segment is
+/// sealed meanwhile.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(5);
 /// A record longer than this cannot be a real one (the body limit is far
 /// smaller): reading stops there as at any corrupt record.
 const MAX_RECORD_BYTES: u32 = 64 * 1024 * 1024;
@@ -161,7 +171,7 @@ impl InboxLog {
         data_dir: &Path,
         first_segment: u64,
         sealing: Sealing,
-        checkpoint: impl Fn() -> Result<(), String> + Send + 'static,
+        checkpoint: impl Fn() -> Result<(), String> + Send + Sync + 'static,
     ) -> Result<InboxLog, StoreError> {
         let dir = data_dir.join(LOG_DIR);
         std::fs::create_dir_all(&dir)?;
@@ -179,15 +189,17 @@ impl InboxLog {
             fail_writes: AtomicBool::new(false),
         });
         let (sealed_tx, sealed_rx) = mpsc::channel::<PathBuf>();
+        let checkpoint: Arc<dyn Fn() -> Result<(), String> + Send + Sync> = Arc::new(checkpoint);
         let writer = {
             let shared = shared.clone();
+            let flush_store = checkpoint.clone();
             std::thread::Builder::new()
                 .name("inbox-log".into())
-                .spawn(move || shared.write_forever(segment, sealed_tx))?
+                .spawn(move || shared.write_forever(segment, sealed_tx, &*flush_store))?
         };
         let checkpointer = std::thread::Builder::new()
             .name("inbox-checkpoint".into())
-            .spawn(move || checkpoint_forever(sealed_rx, checkpoint))?;
+            .spawn(move || checkpoint_forever(sealed_rx, &*checkpoint))?;
         Ok(InboxLog {
             shared,
             writer: Some(writer),
@@ -240,14 +252,30 @@ impl Drop for InboxLog {
 impl Shared {
     /// The writer thread: take the open batch, write and sync it, report,
     /// repeat. Records arriving meanwhile form the next batch.
-    fn write_forever(&self, mut segment: Segment, sealed: mpsc::Sender<PathBuf>) {
+    ///
+    /// After a failed write or sync, the records of the failed batch are
+    /// still in sled (written before their append) but may be nowhere on
+    /// disk, and a duplicate of one of them waits on a *later* batch. So
+    /// until a store flush (`flush_store`, the checkpoint's) has succeeded,
+    /// no later batch reports success; and the log moves to a new segment,
+    /// failing every batch until one could be created.
+    fn write_forever(
+        &self,
+        first: Segment,
+        sealed: mpsc::Sender<PathBuf>,
+        flush_store: &(dyn Fn() -> Result<(), String> + Send + Sync),
+    ) {
+        let mut segment = Some(first);
+        let mut next_number = segment.as_ref().map_or(1, |s| s.number + 1);
+        let mut store_flush_owed = false;
         let mut spare = Vec::with_capacity(64 * 1024);
         let mut last_sync: Option<Instant> = None;
         loop {
+            let seal_at = segment.as_ref().and_then(|s| s.seal_at(self.sealing.age));
             let work = {
                 let mut s = self.state.lock().expect("inbox log lock");
                 while !s.wanted && !s.stopping {
-                    match segment.seal_at(self.sealing.age) {
+                    match seal_at {
                         None => s = self.wake.wait(s).expect("inbox log lock"),
                         Some(at) => {
                             let now = Instant::now();
@@ -285,18 +313,25 @@ impl Shared {
             };
             let mut failed = false;
             if let Some((mut bytes, batch)) = work {
-                let result = if bytes.is_empty() {
+                let result = if bytes.is_empty() && !store_flush_owed {
                     Ok(())
                 } else if self.fail_writes.load(Ordering::Relaxed) {
                     Err("injected inbox log failure".to_string())
                 } else {
-                    let written = segment.write_and_sync(&bytes);
-                    last_sync = Some(Instant::now());
-                    written
+                    self.write_batch(&mut segment, &mut next_number, &bytes)
+                        .and_then(|()| {
+                            last_sync = Some(Instant::now());
+                            if store_flush_owed {
+                                flush_store()?;
+                                store_flush_owed = false;
+                            }
+                            Ok(())
+                        })
                 };
                 if let Err(e) = &result {
                     failed = true;
-                    tracing::error!(error = %e, segment = %segment.path.display(), "inbox log write failed");
+                    store_flush_owed = true;
+                    tracing::error!(error = %e, "inbox log write failed");
                 }
                 batch.finish(result);
                 bytes.clear();
@@ -304,45 +339,84 @@ impl Shared {
             }
             // After a failure the segment may end in a torn record: later
             // records go to a new one, so a reader never stops short of them.
-            let full = segment.len >= self.sealing.bytes;
-            let old = segment
-                .seal_at(self.sealing.age)
-                .is_some_and(|at| Instant::now() >= at);
+            let full = segment
+                .as_ref()
+                .is_some_and(|s| s.len >= self.sealing.bytes);
+            let old = seal_at.is_some_and(|at| Instant::now() >= at);
             if failed || full || old {
-                match Segment::create(&self.dir, segment.number + 1) {
-                    Ok(next) => {
-                        let old = std::mem::replace(&mut segment, next);
-                        let _ = sealed.send(old.path);
+                if let Some(done) = segment.take() {
+                    let _ = sealed.send(done.path);
+                }
+            }
+        }
+    }
+
+    /// Write and sync one batch, starting a segment first if there is none.
+    fn write_batch(
+        &self,
+        segment: &mut Option<Segment>,
+        next_number: &mut u64,
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        if segment.is_none() {
+            let created = Segment::create(&self.dir, *next_number)
+                .map_err(|e| format!("cannot start a new inbox log segment: {e}"))?;
+            *next_number += 1;
+            *segment = Some(created);
+        }
+        match segment {
+            Some(current) if !bytes.is_empty() => current.write_and_sync(bytes),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Delete sealed segments once sled holds everything they hold durably.
+/// A checkpoint that fails keeps its segments and is tried again with the
+/// next one, or after [`CHECKPOINT_RETRY`]: a segment left behind would be
+/// replayed on the next start long after its events were processed.
+fn checkpoint_forever(
+    sealed: mpsc::Receiver<PathBuf>,
+    checkpoint: &(dyn Fn() -> Result<(), String> + Send + Sync),
+) {
+    let mut waiting: Vec<PathBuf> = Vec::new();
+    loop {
+        let next = if waiting.is_empty() {
+            sealed
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected)
+        } else {
+            sealed.recv_timeout(CHECKPOINT_RETRY)
+        };
+        match next {
+            Ok(path) => waiting.push(path),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) if waiting.is_empty() => return,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        waiting.extend(sealed.try_iter());
+        match checkpoint() {
+            Ok(()) => {
+                for path in waiting.drain(..) {
+                    if let Err(e) = std::fs::remove_file(&path) {
+                        tracing::warn!(error = %e, segment = %path.display(), "cannot remove a checkpointed inbox log segment");
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start a new inbox log segment")
-                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "inbox log checkpoint failed; trying again");
+                if sealed_is_closed(&sealed) {
+                    // Stopping: the next start replays what is left.
+                    return;
                 }
             }
         }
     }
 }
 
-/// Delete sealed segments once sled holds everything they hold durably.
-fn checkpoint_forever(
-    sealed: mpsc::Receiver<PathBuf>,
-    checkpoint: impl Fn() -> Result<(), String>,
-) {
-    while let Ok(first) = sealed.recv() {
-        let mut paths = vec![first];
-        paths.extend(sealed.try_iter());
-        match checkpoint() {
-            Ok(()) => {
-                for path in paths {
-                    if let Err(e) = std::fs::remove_file(&path) {
-                        tracing::warn!(error = %e, segment = %path.display(), "cannot remove a checkpointed inbox log segment");
-                    }
-                }
-            }
-            // Kept: replayed (and skipped, as sled has them) on the next start.
-            Err(e) => tracing::error!(error = %e, "inbox log checkpoint failed"),
-        }
-    }
+/// Whether the writer has gone (it holds the only sender).
+fn sealed_is_closed(sealed: &mpsc::Receiver<PathBuf>) -> bool {
+    matches!(sealed.try_recv(), Err(mpsc::TryRecvError::Disconnected))
 }
 
 struct Segment {
@@ -534,10 +608,9 @@ mod tests {
         drop(log); // joins the checkpoint thread
         assert!(checkpoints.load(Ordering::SeqCst) >= 1);
         let left = segments(dir.path()).unwrap();
-        assert_eq!(
-            left.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
-            vec![4],
-            "only the segment started after the last batch is left"
+        assert!(
+            left.is_empty(),
+            "every sealed segment is gone (the next starts with the next batch): {left:?}"
         );
     }
 
@@ -553,7 +626,7 @@ mod tests {
         log.batch().durable().await.unwrap();
         drop(log);
         let left = segments(dir.path()).unwrap();
-        assert_eq!(left.len(), 2, "{left:?}");
+        assert_eq!(left.len(), 1, "{left:?}");
         let bytes = std::fs::read(&left[0].1).unwrap();
         assert_eq!(read_records(&bytes), vec![&b"kept for the replay"[..]]);
     }
@@ -576,7 +649,41 @@ mod tests {
         seen.recv_timeout(Duration::from_secs(10))
             .expect("the segment is sealed and checkpointed with no further writes");
         drop(log);
-        let left = segments(dir.path()).unwrap();
-        assert_eq!(left.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![2]);
+        assert!(segments(dir.path()).unwrap().is_empty());
+    }
+
+    /// A duplicate of a record whose batch failed waits on a later batch:
+    /// that batch must not report success while the failed record is on
+    /// disk nowhere (regression: it did, with nothing to write).
+    #[tokio::test]
+    async fn after_a_failed_batch_no_later_batch_succeeds_before_a_store_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_ok = Arc::new(AtomicBool::new(false));
+        let flushes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let log = {
+            let (store_ok, flushes) = (store_ok.clone(), flushes.clone());
+            InboxLog::start(dir.path(), 1, Sealing::DEFAULT, move || {
+                flushes.fetch_add(1, Ordering::SeqCst);
+                match store_ok.load(Ordering::SeqCst) {
+                    true => Ok(()),
+                    false => Err("store cannot flush".into()),
+                }
+            })
+            .unwrap()
+        };
+        log.set_fail_writes(true);
+        log.append(b"failed");
+        assert!(log.batch().durable().await.is_err());
+        log.set_fail_writes(false);
+        let later = log.batch().durable().await;
+        assert!(
+            matches!(&later, Err(StoreError::Flush(m)) if m.contains("store cannot flush")),
+            "{later:?}"
+        );
+        store_ok.store(true, Ordering::SeqCst);
+        log.batch().durable().await.unwrap();
+        assert!(flushes.load(Ordering::SeqCst) >= 2);
+        log.append(b"next");
+        log.batch().durable().await.unwrap();
     }
 }
