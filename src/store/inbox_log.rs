@@ -147,7 +147,8 @@ struct Shared {
     state: Mutex<State>,
     /// Wakes the writer thread.
     wake: Condvar,
-    /// Test switch: make writes fail, to exercise the 503 path.
+    /// Test switch: make every sync fail (after the write), to exercise
+    /// the 503 path.
     fail_writes: AtomicBool,
 }
 
@@ -175,7 +176,6 @@ impl InboxLog {
     ) -> Result<InboxLog, StoreError> {
         let dir = data_dir.join(LOG_DIR);
         std::fs::create_dir_all(&dir)?;
-        let segment = Segment::create(&dir, first_segment)?;
         let shared = Arc::new(Shared {
             dir,
             sealing,
@@ -195,7 +195,7 @@ impl InboxLog {
             let flush_store = checkpoint.clone();
             std::thread::Builder::new()
                 .name("inbox-log".into())
-                .spawn(move || shared.write_forever(segment, sealed_tx, &*flush_store))?
+                .spawn(move || shared.write_forever(first_segment, sealed_tx, &*flush_store))?
         };
         let checkpointer = std::thread::Builder::new()
             .name("inbox-checkpoint".into())
@@ -261,12 +261,14 @@ impl Shared {
     /// failing every batch until one could be created.
     fn write_forever(
         &self,
-        first: Segment,
+        first_segment: u64,
         sealed: mpsc::Sender<PathBuf>,
         flush_store: &(dyn Fn() -> Result<(), String> + Send + Sync),
     ) {
-        let mut segment = Some(first);
-        let mut next_number = segment.as_ref().map_or(1, |s| s.number + 1);
+        // Started by the first batch with records, so a store that never
+        // takes an event leaves no file.
+        let mut segment: Option<Segment> = None;
+        let mut next_number = first_segment;
         let mut store_flush_owed = false;
         let mut spare = Vec::with_capacity(64 * 1024);
         let mut last_sync: Option<Instant> = None;
@@ -315,11 +317,13 @@ impl Shared {
             if let Some((mut bytes, batch)) = work {
                 let result = if bytes.is_empty() && !store_flush_owed {
                     Ok(())
-                } else if self.fail_writes.load(Ordering::Relaxed) {
-                    Err("injected inbox log failure".to_string())
                 } else {
                     self.write_batch(&mut segment, &mut next_number, &bytes)
                         .and_then(|()| {
+                            if self.fail_writes.load(Ordering::Relaxed) {
+                                // As a failed sync: the bytes may or may not be on disk.
+                                return Err("injected inbox log failure".to_string());
+                            }
                             last_sync = Some(Instant::now());
                             if store_flush_owed {
                                 flush_store()?;
@@ -420,7 +424,6 @@ fn sealed_is_closed(sealed: &mpsc::Receiver<PathBuf>) -> bool {
 }
 
 struct Segment {
-    number: u64,
     path: PathBuf,
     file: File,
     len: u64,
@@ -439,7 +442,6 @@ impl Segment {
         // The new name must survive a crash as well as what is written to it.
         File::open(dir)?.sync_all()?;
         Ok(Segment {
-            number,
             path,
             file,
             len: 0,
