@@ -493,6 +493,26 @@ mod tests {
         assert_eq!(store.pending_len(), 2);
     }
 
+    /// A short dedupe window must not purge an event the inbox log may
+    /// still hold: a replay would take it for lost and process it again.
+    #[tokio::test]
+    async fn purge_keeps_events_ten_minutes_whatever_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let second = Duration::from_secs(1);
+        store
+            .insert_events(std::slice::from_ref(&e), at(1000), second)
+            .unwrap();
+        let seq = store.pending_events(10).unwrap()[0].seq;
+        store.mark_taken(seq).unwrap();
+        // Past the window: a duplicate no longer, but still kept.
+        assert_eq!(store.purge_expired(at(1000 + 300), second).unwrap(), 0);
+        assert!(store.event(&e.id).unwrap().is_some());
+        assert_eq!(store.purge_expired(at(1000 + 601), second).unwrap(), 1);
+        assert!(store.event(&e.id).unwrap().is_none());
+    }
+
     #[tokio::test]
     async fn purge_forgets_expired_events_but_keeps_pending_ones() {
         let dir = tempfile::tempdir().unwrap();
