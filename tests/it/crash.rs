@@ -118,6 +118,17 @@ struct Server {
     base: String,
 }
 
+/// A test that fails half way must not leave its server running (one such
+/// server was found still serving an hour and a half later).
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A server folder: `ringback.yaml` for the receiver at `url` on a free
 /// port, and one workflow file.
 fn folder(url: &str, file: &str, workflow: &str) -> (tempfile::TempDir, u16) {
