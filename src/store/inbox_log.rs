@@ -41,7 +41,7 @@
 //!   (failed checkpoints are retried), and the inbox keeps every event at
 //!   least ten minutes whatever the dedupe window, so a replay never
 //!   mistakes a processed and purged event for a lost one.
-
+//!
 //! # Format
 //!
 //! A folder `inbox-log/` inside the data directory, with segments named
@@ -83,6 +83,7 @@ impl Sealing {
         age: Duration::from_secs(30),
     };
 }
+
 /// The folder inside the data directory.
 pub(super) const LOG_DIR: &str = "inbox-log";
 const HEADER_BYTES: usize = 8;
@@ -100,7 +101,7 @@ const MAX_RECORD_BYTES: u32 = 64 * 1024 * 1024;
 
 /// One group of records written and synced together; what a writer waits
 /// on.
-pub struct Batch {
+pub(super) struct Batch {
     result: OnceLock<Result<(), String>>,
     done: Notify,
 }
@@ -119,7 +120,7 @@ impl Batch {
     }
 
     /// Wait until the batch is on disk (or failed to get there).
-    pub async fn durable(&self) -> Result<(), StoreError> {
+    pub(super) async fn durable(&self) -> Result<(), StoreError> {
         loop {
             let notified = self.done.notified();
             tokio::pin!(notified);
@@ -355,23 +356,27 @@ impl Shared {
         }
     }
 
-    /// Write and sync one batch, starting a segment first if there is none.
+    /// Write and sync one batch, starting a segment first if there is
+    /// none. An empty batch touches no file.
     fn write_batch(
         &self,
         segment: &mut Option<Segment>,
         next_number: &mut u64,
         bytes: &[u8],
     ) -> Result<(), String> {
-        if segment.is_none() {
-            let created = Segment::create(&self.dir, *next_number)
-                .map_err(|e| format!("cannot start a new inbox log segment: {e}"))?;
-            *next_number += 1;
-            *segment = Some(created);
+        if bytes.is_empty() {
+            return Ok(());
         }
-        match segment {
-            Some(current) if !bytes.is_empty() => current.write_and_sync(bytes),
-            _ => Ok(()),
-        }
+        let current = match segment {
+            Some(current) => current,
+            None => {
+                let created = Segment::create(&self.dir, *next_number)
+                    .map_err(|e| format!("cannot start a new inbox log segment: {e}"))?;
+                *next_number += 1;
+                segment.insert(created)
+            }
+        };
+        current.write_and_sync(bytes)
     }
 }
 
@@ -392,13 +397,18 @@ fn checkpoint_forever(
         } else {
             sealed.recv_timeout(CHECKPOINT_RETRY)
         };
-        match next {
-            Ok(path) => waiting.push(path),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) if waiting.is_empty() => return,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {}
-        }
+        let writer_gone = match next {
+            Ok(path) => {
+                waiting.push(path);
+                false
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => true,
+        };
         waiting.extend(sealed.try_iter());
+        if waiting.is_empty() {
+            return; // the writer is gone and nothing is left
+        }
         match checkpoint() {
             Ok(()) => {
                 for path in waiting.drain(..) {
@@ -407,20 +417,14 @@ fn checkpoint_forever(
                     }
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "inbox log checkpoint failed; trying again");
-                if sealed_is_closed(&sealed) {
-                    // Stopping: the next start replays what is left.
-                    return;
-                }
+            // Stopping: the next start replays what is left.
+            Err(e) if writer_gone => {
+                tracing::error!(error = %e, "inbox log checkpoint failed while stopping");
+                return;
             }
+            Err(e) => tracing::error!(error = %e, "inbox log checkpoint failed; trying again"),
         }
     }
-}
-
-/// Whether the writer has gone (it holds the only sender).
-fn sealed_is_closed(sealed: &mpsc::Receiver<PathBuf>) -> bool {
-    matches!(sealed.try_recv(), Err(mpsc::TryRecvError::Disconnected))
 }
 
 struct Segment {

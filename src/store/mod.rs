@@ -18,7 +18,7 @@
 //!   inbox log (see [`inbox_log`]): an append and an `fdatasync` of a log
 //!   of ringback's own, which is what a webhook's 2xx waits for. sled is
 //!   flushed behind it, and the log's tail is replayed into sled on open.
-
+//!
 //! # Trees and key layout
 //!
 //! | tree | key | value |
@@ -27,9 +27,6 @@
 //! | `pending` | sequence number, u64 big-endian | event id — events not yet handed to the engine, in arrival order |
 //! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — lets the dedupe cleaner walk oldest first without scanning `events` |
 //!
-//! Beside sled's files, `inbox-log/` holds the inbox log's segments (format
-//! in `inbox_log.rs`).
-//!
 //! | `contacts` | E.164 phone | [`Contact`] as JSON (without call statistics) |
 //! | `tags` | tag, `\0`, phone | empty — the tag index |
 //! | `call_stats` | E.164 phone | [`CallStats`] as JSON, written by ingestion |
@@ -37,6 +34,9 @@
 //! | `timers`, `waits`, `workflow_versions` | see `timers.rs` | durable time |
 //! | `calls` | see `calls.rs` | call state |
 //! | `windows` | `d`/`c`, `\0`, workflow, `\0`, key | debounce and count windows |
+//!
+//! Beside sled's files, `inbox-log/` holds the inbox log's segments (format
+//! in `inbox_log.rs`).
 //!
 //! An event id present in `events` and received within `dedupe_window` is a
 //! duplicate. The inbox's trees are written by one writer at a time, with
@@ -71,7 +71,6 @@ pub use executions::{
     Waiting,
 };
 pub use inbox::{Insert, Offered, StoredEvent};
-pub use inbox_log::Batch;
 pub use timers::{DueTimer, StoredWorkflow, Timer};
 
 /// The page cache sled may use. Its default (1 GiB) lets RSS grow toward
