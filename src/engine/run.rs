@@ -8,8 +8,9 @@
 //! when it ends. A send that answers quickly is not preceded by a write:
 //! a crash during it leaves the run as it would leave the write before it
 //! (the event is still queued, or the run still marked running from its
-//! last pause), and the run's steps are executed again up to the send. After an outbound step it is flushed to disk
-//! before the run does anything else (or, when the step was the run's last,
+//! last pause), and the run's steps are executed again up to the send.
+//! After an outbound step the journal is flushed to disk before the run
+//! does anything else (or, when the step was the run's last,
 //! together with the final record), and before a run pauses. Steps between
 //! two writes are simply executed again after a crash; they are the
 //! store-only steps, whose effects are idempotent.

@@ -250,8 +250,8 @@ pub(super) async fn test_event(
 }
 
 /// Store events durably — the inbox write, then the inbox log's group
-/// commit shared with concurrent requests — count and log them, and hand the new ones to
-/// the engine. Each event's id comes back with what became of it.
+/// commit shared with concurrent requests — count and log them, and hand
+/// the new ones to the engine. Each event's id comes back with what became of it.
 async fn store_durably(
     state: &ServerState,
     events: Vec<Event>,

@@ -111,10 +111,10 @@ impl Store {
 
     /// Offer a delivery's events to the inbox: each event, with what became
     /// of it. Not durable until [`Store::commit_inbox`] (or
-    /// [`Store::commit`]) returns. The write runs on
-    /// the caller's thread: it is a few tens of microseconds of in-memory
-    /// sled writes per event (the disk wait is the flush), less than a
-    /// hand-off to another thread and back would cost.
+    /// [`Store::commit`]) returns. The write runs on the caller's thread:
+    /// it is a few tens of microseconds of in-memory sled writes per event
+    /// (the disk wait is the log's sync), less than a hand-off to another
+    /// thread and back would cost.
     pub fn accept_events(
         &self,
         events: Vec<Event>,
@@ -235,10 +235,8 @@ impl Store {
         if restored > 0 {
             self.flush_now()?;
         }
-        if !segments.is_empty() {
-            for (_, path) in segments {
-                std::fs::remove_file(path)?;
-            }
+        for (_, path) in segments {
+            std::fs::remove_file(path)?;
         }
         Ok(restored)
     }
@@ -331,8 +329,8 @@ impl Store {
 
     /// Forget events received more than `window` (at least
     /// [`KEPT_AT_LEAST`]) before `now`; their ids may be accepted again
-    /// after `window` in any case. Events still pending are kept. Returns how many
-    /// were removed.
+    /// after `window` in any case. Events still pending are kept. Returns
+    /// how many were removed.
     pub fn purge_expired(&self, now: Timestamp, window: Duration) -> Result<usize, StoreError> {
         // However short the window, an event stays while the inbox log may
         // still hold it: a replay must find it to know it is not lost.
@@ -384,6 +382,13 @@ mod tests {
         parse(body.as_bytes(), &ctx).unwrap().remove(0)
     }
 
+    /// A store in a folder of its own, kept as long as the folder.
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        (dir, store)
+    }
+
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()
     }
@@ -393,8 +398,7 @@ mod tests {
     /// answer matches its own request.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_deliveries_are_answered_each_for_its_own_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let (_dir, store) = store();
         let day = Duration::from_secs(86400);
         let mut tasks = Vec::new();
         for i in 0..200 {
@@ -423,8 +427,7 @@ mod tests {
     /// crash before sled flushed: opening restores what it holds, once.
     #[tokio::test]
     async fn events_only_in_the_inbox_log_are_restored_on_open() {
-        let crashed = tempfile::tempdir().unwrap();
-        let store = Store::open(crashed.path(), 8 << 20).unwrap();
+        let (crashed, store) = store();
         let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
         let day = Duration::from_secs(86400);
@@ -465,8 +468,7 @@ mod tests {
 
     #[tokio::test]
     async fn duplicates_within_the_window_are_refused_and_accepted_after_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let (_dir, store) = store();
         let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let day = Duration::from_secs(86400);
         assert_eq!(
@@ -497,8 +499,7 @@ mod tests {
     /// still hold: a replay would take it for lost and process it again.
     #[tokio::test]
     async fn purge_keeps_events_ten_minutes_whatever_the_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let (_dir, store) = store();
         let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let second = Duration::from_secs(1);
         store
@@ -515,8 +516,7 @@ mod tests {
 
     #[tokio::test]
     async fn purge_forgets_expired_events_but_keeps_pending_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let (_dir, store) = store();
         let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
         let hour = Duration::from_secs(3600);
@@ -570,8 +570,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_commits_all_complete() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let (_dir, store) = store();
         let mut tasks = Vec::new();
         for i in 0..200 {
             let store = store.clone();
