@@ -844,6 +844,48 @@ struct LoadOutcome {
     end_ns: u64,
 }
 
+/// Acks slower than [`STALL_MS`], grouped by when they were sent (within
+/// 50 ms of each other), as `at <s into the load> n=<acks> max=<ms>`, at
+/// most five groups: tells a stall of the whole server (many acks at
+/// once) from scattered slow ones, and when it struck.
+fn stalls(samples: &[&Sample], start_ns: u64) -> String {
+    const STALL_MS: u64 = 20;
+    let mut slow: Vec<(u64, u64)> = samples
+        .iter()
+        .map(|s| (s.sent_ns, s.ack_ns - s.sent_ns))
+        .filter(|(_, lat)| *lat > STALL_MS * 1_000_000)
+        .collect();
+    slow.sort_unstable();
+    let mut groups: Vec<(u64, u64, usize, u64)> = Vec::new(); // first, last, n, max
+    for (sent, lat) in slow {
+        match groups.last_mut() {
+            Some(g) if sent - g.1 <= 50_000_000 => {
+                g.1 = sent;
+                g.2 += 1;
+                g.3 = g.3.max(lat);
+            }
+            _ => groups.push((sent, sent, 1, lat)),
+        }
+    }
+    if groups.is_empty() {
+        return format!("none over {STALL_MS} ms");
+    }
+    groups.sort_by_key(|g| std::cmp::Reverse(g.3));
+    let shown: Vec<String> = groups
+        .iter()
+        .take(5)
+        .map(|g| {
+            format!(
+                "at {:.2}s n={} max={:.0}ms",
+                g.0.saturating_sub(start_ns) as f64 / 1e9,
+                g.2,
+                g.3 as f64 / 1e6
+            )
+        })
+        .collect();
+    format!("{} group(s): {}", groups.len(), shown.join("; "))
+}
+
 fn summarise_ingest(r: &mut Results, o: &LoadOutcome) {
     let secs = (o.end_ns - o.start_ns) as f64 / 1e9;
     let accepted: Vec<&Sample> = o.client.samples.iter().filter(|s| s.accepted).collect();
@@ -860,6 +902,7 @@ fn summarise_ingest(r: &mut Results, o: &LoadOutcome) {
     r.put_ms("ack_p50", percentile(&acks, 50.0));
     r.put_ms("ack_p99", percentile(&acks, 99.0));
     r.put_ms("ack_max", acks.last().copied());
+    r.put("ack_stalls", stalls(&accepted, o.start_ns), "");
     r.put("duplicates", o.client.duplicates, "answers");
     r.put("errors", errors, "");
     if !o.client.errors.is_empty() {

@@ -219,9 +219,9 @@ impl Store {
         segments: &[(u64, std::path::PathBuf)],
     ) -> Result<usize, StoreError> {
         let mut restored = 0;
-        for (_, path) in segments {
+        for (number, path) in segments {
             let bytes = std::fs::read(path)?;
-            for record in super::inbox_log::read_records(&bytes) {
+            for record in super::inbox_log::records(path, *number, &bytes) {
                 let stored: StoredEvent = serde_json::from_slice(record).map_err(|e| {
                     StoreError::Corrupt(format!("inbox log {}: {e}", path.display()))
                 })?;

@@ -42,13 +42,29 @@
 //!   least ten minutes whatever the dedupe window, so a replay never
 //!   mistakes a processed and purged event for a lost one.
 //!
+//! # Recycled segments
+//!
+//! A checkpointed segment is not deleted but renamed to a spare
+//! (`spare-<number>.wal`, at most [`MAX_SPARES`]), and the next segment is
+//! that file renamed again, written from its start. Writing inside blocks
+//! a file already has changes no file-system metadata, so each batch's
+//! `fdatasync` is one data write; appending to a fresh file also commits
+//! the file system's journal (the new size and blocks) on every sync.
+//! Measured on the development VM: 0.26 → 0.15 ms per 6 KB sync (p50),
+//! ≈70 → ≈45 µs of kernel CPU. The stale records behind the new ones are
+//! never read: each record's checksum covers its segment's number, so
+//! reading stops at the first record of an earlier life.
+//!
 //! # Format
 //!
 //! A folder `inbox-log/` inside the data directory, with segments named
-//! by a 12-digit number, each a sequence of records:
-//! `u32 length (LE) | u32 CRC-32 of the payload (LE) | payload`, where the
-//! payload is the stored event's JSON, the same bytes as its value in the
-//! `events` tree.
+//! by a 12-digit number and `.wal`, each a sequence of records:
+//! `u32 length (LE) | u32 CRC-32 (LE) | payload`, where the checksum
+//! covers the segment's number (u64 LE) then the payload, and the payload
+//! is the stored event's JSON, the same bytes as its value in the `events`
+//! tree. Segments ending in `.log` were written by earlier versions, whose
+//! checksum covered the payload alone (never recycled); they are still
+//! replayed.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -95,6 +111,8 @@ const GATHER_WHEN_BUSY: Duration = Duration::from_micros(150);
 /// How soon a failed checkpoint is tried again when no new segment is
 /// sealed meanwhile.
 const CHECKPOINT_RETRY: Duration = Duration::from_secs(5);
+/// Checkpointed segments kept for reuse; more are deleted.
+const MAX_SPARES: usize = 2;
 /// A record longer than this cannot be a real one (the body limit is far
 /// smaller): reading stops there as at any corrupt record.
 const MAX_RECORD_BYTES: u32 = 64 * 1024 * 1024;
@@ -151,6 +169,8 @@ struct Shared {
     /// Test switch: make every sync fail (after the write), to exercise
     /// the 503 path.
     fail_writes: AtomicBool,
+    /// Checkpointed segment files, renamed, ready to be the next segment.
+    spares: Mutex<Vec<PathBuf>>,
 }
 
 struct State {
@@ -178,7 +198,6 @@ impl InboxLog {
         let dir = data_dir.join(LOG_DIR);
         std::fs::create_dir_all(&dir)?;
         let shared = Arc::new(Shared {
-            dir,
             sealing,
             state: Mutex::new(State {
                 buffer: Vec::with_capacity(64 * 1024),
@@ -188,6 +207,8 @@ impl InboxLog {
             }),
             wake: Condvar::new(),
             fail_writes: AtomicBool::new(false),
+            spares: Mutex::new(spares_in(&dir)?),
+            dir,
         });
         let (sealed_tx, sealed_rx) = mpsc::channel::<PathBuf>();
         let checkpoint: Arc<dyn Fn() -> Result<(), String> + Send + Sync> = Arc::new(checkpoint);
@@ -198,9 +219,12 @@ impl InboxLog {
                 .name("inbox-log".into())
                 .spawn(move || shared.write_forever(first_segment, sealed_tx, &*flush_store))?
         };
-        let checkpointer = std::thread::Builder::new()
-            .name("inbox-checkpoint".into())
-            .spawn(move || checkpoint_forever(sealed_rx, &*checkpoint))?;
+        let checkpointer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("inbox-checkpoint".into())
+                .spawn(move || checkpoint_forever(&shared, sealed_rx, &*checkpoint))?
+        };
         Ok(InboxLog {
             shared,
             writer: Some(writer),
@@ -209,13 +233,13 @@ impl InboxLog {
     }
 
     /// Add one record (a stored event's bytes) to the open batch. Its
-    /// batch, to wait on, comes from [`InboxLog::batch`].
+    /// batch, to wait on, comes from [`InboxLog::batch`]. The checksum is
+    /// filled in by the writer, which knows the segment.
     pub(super) fn append(&self, payload: &[u8]) {
         let mut s = self.shared.state.lock().expect("inbox log lock");
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         s.buffer.extend_from_slice(&len.to_le_bytes());
-        s.buffer
-            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        s.buffer.extend_from_slice(&[0; 4]);
         s.buffer.extend_from_slice(payload);
     }
 
@@ -319,7 +343,7 @@ impl Shared {
                 let result = if bytes.is_empty() && !store_flush_owed {
                     Ok(())
                 } else {
-                    self.write_batch(&mut segment, &mut next_number, &bytes)
+                    self.write_batch(&mut segment, &mut next_number, &mut bytes)
                         .and_then(|()| {
                             if self.fail_writes.load(Ordering::Relaxed) {
                                 // As a failed sync: the bytes may or may not be on disk.
@@ -362,7 +386,7 @@ impl Shared {
         &self,
         segment: &mut Option<Segment>,
         next_number: &mut u64,
-        bytes: &[u8],
+        bytes: &mut [u8],
     ) -> Result<(), String> {
         if bytes.is_empty() {
             return Ok(());
@@ -370,13 +394,37 @@ impl Shared {
         let current = match segment {
             Some(current) => current,
             None => {
-                let created = Segment::create(&self.dir, *next_number)
+                let spare = self.spares.lock().expect("spares lock").pop();
+                let started = Segment::start(&self.dir, *next_number, spare)
                     .map_err(|e| format!("cannot start a new inbox log segment: {e}"))?;
                 *next_number += 1;
-                segment.insert(created)
+                segment.insert(started)
             }
         };
+        fill_checksums(bytes, current.number);
         current.write_and_sync(bytes)
+    }
+
+    /// A checkpointed segment: kept as a spare if there are few, else
+    /// deleted. Neither needs to survive a power cut: a segment that
+    /// comes back under its old name is replayed harmlessly (sled has its
+    /// events), and the next segment's start syncs the folder anyway.
+    fn retire(&self, path: &Path) {
+        let mut spares = self.spares.lock().expect("spares lock");
+        let result = if spares.len() < MAX_SPARES {
+            let spare = path.with_file_name(format!(
+                "spare-{}",
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("segment")
+            ));
+            std::fs::rename(path, &spare).map(|()| spares.push(spare))
+        } else {
+            std::fs::remove_file(path)
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, segment = %path.display(), "cannot retire a checkpointed inbox log segment");
+        }
     }
 }
 
@@ -385,6 +433,7 @@ impl Shared {
 /// next one, or after [`CHECKPOINT_RETRY`]: a segment left behind would be
 /// replayed on the next start long after its events were processed.
 fn checkpoint_forever(
+    shared: &Shared,
     sealed: mpsc::Receiver<PathBuf>,
     checkpoint: &(dyn Fn() -> Result<(), String> + Send + Sync),
 ) {
@@ -412,9 +461,7 @@ fn checkpoint_forever(
         match checkpoint() {
             Ok(()) => {
                 for path in waiting.drain(..) {
-                    if let Err(e) = std::fs::remove_file(&path) {
-                        tracing::warn!(error = %e, segment = %path.display(), "cannot remove a checkpointed inbox log segment");
-                    }
+                    shared.retire(&path);
                 }
             }
             // Stopping: the next start replays what is left.
@@ -428,6 +475,7 @@ fn checkpoint_forever(
 }
 
 struct Segment {
+    number: u64,
     path: PathBuf,
     file: File,
     len: u64,
@@ -436,16 +484,25 @@ struct Segment {
 }
 
 impl Segment {
-    fn create(dir: &Path, number: u64) -> Result<Segment, std::io::Error> {
+    /// Segment `number`, in `spare` (written over from its start) or in a
+    /// new file.
+    fn start(dir: &Path, number: u64, spare: Option<PathBuf>) -> Result<Segment, std::io::Error> {
         let path = segment_path(dir, number);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&path)?;
-        // The new name must survive a crash as well as what is written to it.
+        let file = match spare {
+            Some(spare) => {
+                std::fs::rename(&spare, &path)?;
+                OpenOptions::new().write(true).open(&path)?
+            }
+            None => OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&path)?,
+        };
+        // The name must survive a crash as well as what is written to it.
         File::open(dir)?.sync_all()?;
         Ok(Segment {
+            number,
             path,
             file,
             len: 0,
@@ -470,7 +527,47 @@ impl Segment {
 }
 
 fn segment_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("{number:012}.log"))
+    dir.join(format!("{number:012}.wal"))
+}
+
+/// Spare segment files a previous process left in `dir`.
+fn spares_in(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if !name.starts_with("spare-") {
+            continue;
+        }
+        if found.len() < MAX_SPARES {
+            found.push(path);
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(found)
+}
+
+/// The checksum of a record in segment `number`.
+fn checksum(number: u64, payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&number.to_le_bytes());
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Fill in the checksum of every record in `bytes` (as [`InboxLog::append`]
+/// laid them out) for segment `number`.
+fn fill_checksums(bytes: &mut [u8], number: u64) {
+    let mut at = 0;
+    while at + HEADER_BYTES <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let start = at + HEADER_BYTES;
+        let end = (start + len).min(bytes.len());
+        let crc = checksum(number, &bytes[start..end]);
+        bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        at = end;
+    }
 }
 
 /// The segments a previous process left, oldest first, each with its number.
@@ -487,7 +584,7 @@ pub(super) fn segments(data_dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreErro
         let number = path
             .file_name()
             .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.strip_suffix(".wal").or_else(|| n.strip_suffix(".log")))
             .and_then(|n| n.parse::<u64>().ok());
         if let Some(number) = number {
             found.push((number, path));
@@ -497,9 +594,17 @@ pub(super) fn segments(data_dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreErro
     Ok(found)
 }
 
-/// The complete records of one segment, in order; reading stops at the
-/// first record that is cut short or fails its checksum.
-pub(super) fn read_records(bytes: &[u8]) -> Vec<&[u8]> {
+/// The complete records of segment `number` (its file at `path`, its
+/// contents `bytes`), in order; reading stops at the first record that is
+/// cut short or fails its checksum.
+pub(super) fn records<'b>(path: &Path, number: u64, bytes: &'b [u8]) -> Vec<&'b [u8]> {
+    let legacy = path.extension().is_some_and(|e| e == "log");
+    read_records(bytes, if legacy { None } else { Some(number) })
+}
+
+/// The records of `bytes`, whose checksums cover `number` then the
+/// payload, or the payload alone when `number` is `None` (`.log`).
+fn read_records(bytes: &[u8], number: Option<u64>) -> Vec<&[u8]> {
     let mut records = Vec::new();
     let mut at = 0;
     while bytes.len() - at >= HEADER_BYTES {
@@ -511,7 +616,11 @@ pub(super) fn read_records(bytes: &[u8]) -> Vec<&[u8]> {
             break;
         }
         let payload = &bytes[start..start + len as usize];
-        if crc32fast::hash(payload) != crc {
+        let expected = match number {
+            Some(number) => checksum(number, payload),
+            None => crc32fast::hash(payload),
+        };
+        if expected != crc {
             break;
         }
         records.push(payload);
@@ -524,33 +633,83 @@ pub(super) fn read_records(bytes: &[u8]) -> Vec<&[u8]> {
 mod tests {
     use super::*;
 
-    fn record(payload: &[u8]) -> Vec<u8> {
+    /// A record as segment `number` holds it.
+    fn record(number: u64, payload: &[u8]) -> Vec<u8> {
         let mut out = (payload.len() as u32).to_le_bytes().to_vec();
-        out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        out.extend_from_slice(&checksum(number, payload).to_le_bytes());
         out.extend_from_slice(payload);
         out
     }
 
+    /// The records of the one segment in `dir`'s log.
+    fn only_segment(dir: &Path) -> Vec<Vec<u8>> {
+        let found = segments(dir).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (number, path) = &found[0];
+        let bytes = std::fs::read(path).unwrap();
+        records(path, *number, &bytes)
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
     #[test]
     fn reading_stops_at_a_torn_or_corrupt_tail() {
-        let mut bytes = record(b"first");
-        bytes.extend(record(b"second"));
+        let read = |bytes: &[u8]| read_records(bytes, Some(3)).len();
+        let mut bytes = record(3, b"first");
+        bytes.extend(record(3, b"second"));
         let whole = bytes.clone();
-        assert_eq!(read_records(&whole), vec![&b"first"[..], b"second"]);
+        assert_eq!(
+            read_records(&whole, Some(3)),
+            vec![&b"first"[..], b"second"]
+        );
         // Cut in the middle of the second record's payload.
-        assert_eq!(read_records(&whole[..whole.len() - 2]), vec![&b"first"[..]]);
+        assert_eq!(read(&whole[..whole.len() - 2]), 1);
         // Cut inside the second record's header.
-        assert_eq!(read_records(&whole[..record(b"first").len() + 3]).len(), 1);
+        assert_eq!(read(&whole[..record(3, b"first").len() + 3]), 1);
         // A flipped byte in the second payload.
         let mut flipped = whole.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 0x20;
-        assert_eq!(read_records(&flipped), vec![&b"first"[..]]);
+        assert_eq!(read(&flipped), 1);
         // Zeros after the records (a tail the file system kept but whose
         // data never reached the disk).
-        let mut zeros = whole;
+        let mut zeros = whole.clone();
         zeros.extend([0u8; 32]);
-        assert_eq!(read_records(&zeros).len(), 2);
+        assert_eq!(read(&zeros), 2);
+        // The same bytes read as another segment's: none is its record.
+        assert_eq!(read_records(&whole, Some(4)).len(), 0);
+    }
+
+    /// A recycled segment still holds the records of its earlier life
+    /// behind the new ones: they are not read as the new segment's.
+    #[test]
+    fn records_of_a_segment_s_earlier_life_are_not_read() {
+        let mut earlier = record(2, b"old one, long enough to outlast the new");
+        earlier.extend(record(2, b"old two"));
+        let mut recycled = record(9, b"new");
+        recycled.extend_from_slice(&earlier[recycled.len()..]);
+        assert_eq!(read_records(&recycled, Some(9)), vec![&b"new"[..]]);
+        // Also when a new record ends exactly where an old one starts.
+        let mut aligned = record(9, b"old one, long enough to outlast the new");
+        aligned.extend(record(2, b"old two"));
+        assert_eq!(read_records(&aligned, Some(9)).len(), 1);
+    }
+
+    /// Segments written before recycling (`.log`) checksum the payload
+    /// alone; a replay still reads them.
+    #[test]
+    fn segments_of_the_earlier_format_are_still_read() {
+        let mut bytes = (5u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&crc32fast::hash(b"kept!").to_le_bytes());
+        bytes.extend_from_slice(b"kept!");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG_DIR).join("000000000004.log");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(segments(dir.path()).unwrap(), vec![(4, path.clone())]);
+        assert_eq!(records(&path, 4, &bytes), vec![&b"kept!"[..]]);
+        assert!(records(&path.with_extension("wal"), 4, &bytes).is_empty());
     }
 
     #[tokio::test]
@@ -560,9 +719,10 @@ mod tests {
         log.append(b"one");
         log.append(b"two");
         log.batch().durable().await.unwrap();
-        let (_, path) = segments(dir.path()).unwrap().remove(0);
-        let bytes = std::fs::read(path).unwrap();
-        assert_eq!(read_records(&bytes), vec![&b"one"[..], b"two"]);
+        assert_eq!(
+            only_segment(dir.path()),
+            vec![b"one".to_vec(), b"two".to_vec()]
+        );
         // A waiter with nothing appended since is answered at once.
         log.batch().durable().await.unwrap();
     }
@@ -583,17 +743,14 @@ mod tests {
         log.batch().durable().await.unwrap();
         drop(log);
         let found = segments(dir.path()).unwrap();
-        let last = std::fs::read(&found.last().unwrap().1).unwrap();
-        assert_eq!(
-            found.last().unwrap().0,
-            8,
-            "a new segment after the failure"
-        );
-        assert_eq!(read_records(&last), vec![&b"kept"[..]]);
+        let (number, path) = found.last().unwrap();
+        assert_eq!(*number, 8, "a new segment after the failure");
+        let last = std::fs::read(path).unwrap();
+        assert_eq!(records(path, *number, &last), vec![&b"kept"[..]]);
     }
 
     #[tokio::test]
-    async fn sealed_segments_are_deleted_after_a_checkpoint() {
+    async fn sealed_segments_are_retired_after_a_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let checkpoints = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = checkpoints.clone();
@@ -618,6 +775,60 @@ mod tests {
             left.is_empty(),
             "every sealed segment is gone (the next starts with the next batch): {left:?}"
         );
+        let spares = spares_in(&dir.path().join(LOG_DIR)).unwrap();
+        assert!(
+            (1..=MAX_SPARES).contains(&spares.len()),
+            "checkpointed segments are kept as spares, a few at most: {spares:?}"
+        );
+    }
+
+    /// A checkpointed segment becomes a spare, and the next segment is
+    /// written into that file: only its own records are read back.
+    #[tokio::test]
+    async fn the_next_segment_reuses_a_checkpointed_one() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoint_ok = Arc::new(AtomicBool::new(true));
+        // Every batch fills a segment.
+        let sealing = Sealing {
+            bytes: 4,
+            ..Sealing::DEFAULT
+        };
+        let log = {
+            let ok = checkpoint_ok.clone();
+            InboxLog::start(dir.path(), 1, sealing, move || {
+                match ok.load(Ordering::SeqCst) {
+                    true => Ok(()),
+                    false => Err("kept for the test".into()),
+                }
+            })
+            .unwrap()
+        };
+        let long = vec![b'x'; 500];
+        log.append(&long);
+        log.batch().durable().await.unwrap();
+        let spare = {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(spare) = log.shared.spares.lock().unwrap().first().cloned() {
+                    break spare;
+                }
+                assert!(Instant::now() < deadline, "no spare after the checkpoint");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        assert!(segments(dir.path()).unwrap().is_empty());
+        let spare_inode = std::fs::metadata(&spare).unwrap().ino();
+        checkpoint_ok.store(false, Ordering::SeqCst);
+        log.append(b"short");
+        log.batch().durable().await.unwrap();
+        drop(log);
+        let (number, path) = segments(dir.path()).unwrap().remove(0);
+        assert_eq!(number, 2);
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.ino(), spare_inode, "segment 2 is the spare file");
+        assert!(meta.len() >= 508, "the earlier record is still behind");
+        assert_eq!(only_segment(dir.path()), vec![b"short".to_vec()]);
     }
 
     #[tokio::test]
@@ -631,10 +842,10 @@ mod tests {
         log.append(b"kept for the replay");
         log.batch().durable().await.unwrap();
         drop(log);
-        let left = segments(dir.path()).unwrap();
-        assert_eq!(left.len(), 1, "{left:?}");
-        let bytes = std::fs::read(&left[0].1).unwrap();
-        assert_eq!(read_records(&bytes), vec![&b"kept for the replay"[..]]);
+        assert_eq!(
+            only_segment(dir.path()),
+            vec![b"kept for the replay".to_vec()]
+        );
     }
 
     #[tokio::test]
