@@ -22,7 +22,7 @@
 //!
 //! - A record is appended *after* its event's sled writes, under the
 //!   inbox's writer lock. So a sled flush that starts after a segment was
-//!   sealed covers every record in it, and the segment can then be deleted
+//!   sealed covers every record in it, and the segment can then be retired
 //!   (a checkpoint, on its own thread, so the appends never wait for sled).
 //! - A record's batch reports success only after `fdatasync` of the bytes
 //!   that hold it returned. A failed write or sync fails the whole batch
@@ -197,6 +197,12 @@ impl InboxLog {
     ) -> Result<InboxLog, StoreError> {
         let dir = data_dir.join(LOG_DIR);
         std::fs::create_dir_all(&dir)?;
+        let spares = spares_in(&dir)?;
+        // A spare still holds the records of its earlier lives, checksummed
+        // with numbers up to the one in its name: new segments must never
+        // take one of those numbers again, even when no segment is left.
+        let highest_spare = spares.iter().filter_map(|p| spare_number(p)).max();
+        let first_segment = first_segment.max(highest_spare.map_or(0, |n| n + 1));
         let shared = Arc::new(Shared {
             sealing,
             state: Mutex::new(State {
@@ -207,7 +213,7 @@ impl InboxLog {
             }),
             wake: Condvar::new(),
             fail_writes: AtomicBool::new(false),
-            spares: Mutex::new(spares_in(&dir)?),
+            spares: Mutex::new(spares),
             dir,
         });
         let (sealed_tx, sealed_rx) = mpsc::channel::<PathBuf>();
@@ -295,7 +301,7 @@ impl Shared {
         let mut segment: Option<Segment> = None;
         let mut next_number = first_segment;
         let mut store_flush_owed = false;
-        let mut spare = Vec::with_capacity(64 * 1024);
+        let mut free_buffer = Vec::with_capacity(64 * 1024);
         let mut last_sync: Option<Instant> = None;
         loop {
             let seal_at = segment.as_ref().and_then(|s| s.seal_at(self.sealing.age));
@@ -332,7 +338,7 @@ impl Shared {
                 }
                 if s.wanted || s.stopping {
                     s.wanted = false;
-                    let bytes = std::mem::replace(&mut s.buffer, std::mem::take(&mut spare));
+                    let bytes = std::mem::replace(&mut s.buffer, std::mem::take(&mut free_buffer));
                     Some((bytes, std::mem::replace(&mut s.open, Batch::new())))
                 } else {
                     None // only time to seal the segment
@@ -364,7 +370,7 @@ impl Shared {
                 }
                 batch.finish(result);
                 bytes.clear();
-                spare = bytes;
+                free_buffer = bytes;
             }
             // After a failure the segment may end in a torn record: later
             // records go to a new one, so a reader never stops short of them.
@@ -395,8 +401,14 @@ impl Shared {
             Some(current) => current,
             None => {
                 let spare = self.spares.lock().expect("spares lock").pop();
-                let started = Segment::start(&self.dir, *next_number, spare)
-                    .map_err(|e| format!("cannot start a new inbox log segment: {e}"))?;
+                let started =
+                    Segment::start(&self.dir, *next_number, spare.as_deref()).map_err(|e| {
+                        // Not renamed: still a spare for the next try.
+                        if let Some(spare) = spare.filter(|p| p.exists()) {
+                            self.spares.lock().expect("spares lock").push(spare);
+                        }
+                        format!("cannot start a new inbox log segment: {e}")
+                    })?;
                 *next_number += 1;
                 segment.insert(started)
             }
@@ -486,11 +498,11 @@ struct Segment {
 impl Segment {
     /// Segment `number`, in `spare` (written over from its start) or in a
     /// new file.
-    fn start(dir: &Path, number: u64, spare: Option<PathBuf>) -> Result<Segment, std::io::Error> {
+    fn start(dir: &Path, number: u64, spare: Option<&Path>) -> Result<Segment, std::io::Error> {
         let path = segment_path(dir, number);
         let file = match spare {
             Some(spare) => {
-                std::fs::rename(&spare, &path)?;
+                std::fs::rename(spare, &path)?;
                 OpenOptions::new().write(true).open(&path)?
             }
             None => OpenOptions::new()
@@ -546,6 +558,16 @@ fn spares_in(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
         }
     }
     Ok(found)
+}
+
+/// The number of the segment a spare last was (`spare-<number>.wal`).
+fn spare_number(path: &Path) -> Option<u64> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix("spare-")?
+        .strip_suffix(".wal")?
+        .parse()
+        .ok()
 }
 
 /// The checksum of a record in segment `number`.
@@ -685,15 +707,11 @@ mod tests {
     /// behind the new ones: they are not read as the new segment's.
     #[test]
     fn records_of_a_segment_s_earlier_life_are_not_read() {
-        let mut earlier = record(2, b"old one, long enough to outlast the new");
-        earlier.extend(record(2, b"old two"));
-        let mut recycled = record(9, b"new");
-        recycled.extend_from_slice(&earlier[recycled.len()..]);
-        assert_eq!(read_records(&recycled, Some(9)), vec![&b"new"[..]]);
-        // Also when a new record ends exactly where an old one starts.
-        let mut aligned = record(9, b"old one, long enough to outlast the new");
-        aligned.extend(record(2, b"old two"));
-        assert_eq!(read_records(&aligned, Some(9)).len(), 1);
+        // A new record ending exactly where an old one starts: the old one
+        // is whole and well formed, only its number differs.
+        let mut recycled = record(9, b"new one");
+        recycled.extend(record(2, b"old two"));
+        assert_eq!(read_records(&recycled, Some(9)), vec![&b"new one"[..]]);
     }
 
     /// Segments written before recycling (`.log`) checksum the payload
@@ -804,8 +822,10 @@ mod tests {
             })
             .unwrap()
         };
-        let long = vec![b'x'; 500];
-        log.append(&long);
+        // Two records in one batch; the next life writes one of the same
+        // length, so the old second record starts right where it ends.
+        log.append(b"old first");
+        log.append(b"old other");
         log.batch().durable().await.unwrap();
         let spare = {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -820,15 +840,54 @@ mod tests {
         assert!(segments(dir.path()).unwrap().is_empty());
         let spare_inode = std::fs::metadata(&spare).unwrap().ino();
         checkpoint_ok.store(false, Ordering::SeqCst);
-        log.append(b"short");
+        log.append(b"new first");
         log.batch().durable().await.unwrap();
         drop(log);
         let (number, path) = segments(dir.path()).unwrap().remove(0);
         assert_eq!(number, 2);
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.ino(), spare_inode, "segment 2 is the spare file");
-        assert!(meta.len() >= 508, "the earlier record is still behind");
-        assert_eq!(only_segment(dir.path()), vec![b"short".to_vec()]);
+        assert_eq!(
+            meta.len(),
+            2 * (8 + 9),
+            "the earlier second record is still behind"
+        );
+        assert_eq!(only_segment(dir.path()), vec![b"new first".to_vec()]);
+    }
+
+    /// A restart with no segment left but spares from the last process
+    /// numbers its segments above every spare: a reused number would let
+    /// a spare's old records pass as the new segment's.
+    #[tokio::test]
+    async fn after_a_restart_new_segments_are_numbered_above_the_spares() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealing = Sealing {
+            bytes: 4,
+            ..Sealing::DEFAULT
+        };
+        let log = InboxLog::start(dir.path(), 1, sealing, || Ok(())).unwrap();
+        for payload in [&b"first"[..], b"second", b"third"] {
+            log.append(payload);
+            log.batch().durable().await.unwrap();
+        }
+        drop(log);
+        assert!(segments(dir.path()).unwrap().is_empty());
+        let spares = spares_in(&dir.path().join(LOG_DIR)).unwrap();
+        let highest = spares.iter().filter_map(|p| spare_number(p)).max().unwrap();
+        assert_eq!(highest, 3, "{spares:?}");
+
+        // As `Store::open` does with an empty log: it asks for segment 1.
+        let log = InboxLog::start(dir.path(), 1, Sealing::DEFAULT, || Ok(())).unwrap();
+        log.append(b"after the restart");
+        log.batch().durable().await.unwrap();
+        drop(log);
+        let found = segments(dir.path()).unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, 4, "numbered above the spares");
+        assert_eq!(
+            only_segment(dir.path()),
+            vec![b"after the restart".to_vec()]
+        );
     }
 
     #[tokio::test]
