@@ -83,7 +83,7 @@ pub enum Insert {
 }
 
 /// Events are kept at least this long, whatever the dedupe window: the
-/// inbox log's segments are sealed within 30 s and deleted at the next
+/// inbox log's segments are sealed within 30 s and retired at the next
 /// store flush after that, and until then a replay on start must find
 /// their events in the store (it restores those it does not find).
 const KEPT_AT_LEAST: Duration = Duration::from_secs(10 * 60);
@@ -211,7 +211,7 @@ impl Store {
 
     /// Put back into sled the records of the inbox log's `segments` (left
     /// by an earlier process) that a crash kept sled from flushing (see
-    /// `inbox_log.rs`), flush sled, and delete the segments. Only for
+    /// `inbox_log.rs`), flush sled, and retire the segments. Only for
     /// start-up, before anything writes to the inbox. Returns how many
     /// events were restored.
     pub(super) fn replay_inbox_log(
@@ -236,7 +236,7 @@ impl Store {
             self.flush_now()?;
         }
         for (_, path) in segments {
-            std::fs::remove_file(path)?;
+            self.inbox_log.retire(path);
         }
         Ok(restored)
     }
@@ -461,6 +461,14 @@ mod tests {
             replayed.is_empty(),
             "the old segments are gone: {replayed:?}"
         );
+        let spares = std::fs::read_dir(&log_dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("spare-")
+            })
+            .count();
+        assert_eq!(spares, 1, "the replayed segment is kept for reuse");
         drop(restored);
         let reopened = Store::open(fresh.path(), 8 << 20).unwrap();
         assert_eq!(reopened.pending_len(), 2, "nothing restored twice");

@@ -34,7 +34,7 @@
 //! - On open, every record of every remaining segment whose event sled
 //!   does not have is written back into sled's inbox trees (the crash came
 //!   before sled flushed it), then sled is flushed and the segments are
-//!   deleted. Reading a segment stops at its first incomplete or corrupt
+//!   retired. Reading a segment stops at its first incomplete or corrupt
 //!   record: that can only be the tail a crash cut off, or the end of a
 //!   segment whose last write failed, and neither batch was acknowledged.
 //! - A segment lives at most about [`Sealing::age`] plus one checkpoint
@@ -44,9 +44,10 @@
 //!
 //! # Recycled segments
 //!
-//! A checkpointed segment is not deleted but renamed to a spare
-//! (`spare-<number>.wal`, at most [`MAX_SPARES`]), and the next segment is
-//! that file renamed again, written from its start. Writing inside blocks
+//! A checkpointed segment (or one replayed on open) is not deleted but
+//! renamed to a spare (`spare-<number>.wal`, at most [`MAX_SPARES`]), and
+//! the next segment is that file renamed again, written from its start,
+//! numbered after every segment and spare in the folder. Writing inside blocks
 //! a file already has changes no file-system metadata, so each batch's
 //! `fdatasync` is one data write; appending to a fresh file also commits
 //! the file system's journal (the new size and blocks) on every sync.
@@ -185,24 +186,29 @@ struct State {
 }
 
 impl InboxLog {
-    /// Start the log in `data_dir/inbox-log`, writing segments numbered
-    /// from `first_segment`, sealed as `sealing` says. `checkpoint`
-    /// makes every sled write made so far durable; it runs on the
-    /// checkpoint thread after a segment is sealed.
+    /// Start the log in `data_dir/inbox-log`, sealing segments as
+    /// `sealing` says. `checkpoint` makes every sled write made so far
+    /// durable; it runs on the checkpoint thread after a segment is
+    /// sealed. Segments a previous process left are not touched: they are
+    /// the caller's to replay and then [`InboxLog::retire`].
     pub(super) fn start(
         data_dir: &Path,
-        first_segment: u64,
         sealing: Sealing,
         checkpoint: impl Fn() -> Result<(), String> + Send + Sync + 'static,
     ) -> Result<InboxLog, StoreError> {
         let dir = data_dir.join(LOG_DIR);
         std::fs::create_dir_all(&dir)?;
         let spares = spares_in(&dir)?;
-        // A spare still holds the records of its earlier lives, checksummed
-        // with numbers up to the one in its name: new segments must never
-        // take one of those numbers again, even when no segment is left.
-        let highest_spare = spares.iter().filter_map(|p| spare_number(p)).max();
-        let first_segment = first_segment.max(highest_spare.map_or(0, |n| n + 1));
+        // Numbered after every file here: a spare still holds the records
+        // of its earlier lives, checksummed with numbers up to the one in
+        // its name, so no new segment may take one of those numbers again,
+        // even when no segment is left.
+        let highest = segments(data_dir)?
+            .into_iter()
+            .map(|(number, _)| number)
+            .chain(spares.iter().filter_map(|p| spare_number(p)))
+            .max();
+        let first_segment = highest.map_or(1, |n| n + 1);
         let shared = Arc::new(Shared {
             sealing,
             state: Mutex::new(State {
@@ -258,6 +264,12 @@ impl InboxLog {
         drop(s);
         self.shared.wake.notify_one();
         batch
+    }
+
+    /// Retire a segment whose records sled holds durably: kept as a spare
+    /// or deleted, as after a checkpoint.
+    pub(super) fn retire(&self, path: &Path) {
+        self.shared.retire(path);
     }
 
     pub(super) fn set_fail_writes(&self, on: bool) {
@@ -423,16 +435,12 @@ impl Shared {
     /// events), and the next segment's start syncs the folder anyway.
     fn retire(&self, path: &Path) {
         let mut spares = self.spares.lock().expect("spares lock");
-        let result = if spares.len() < MAX_SPARES {
-            let spare = path.with_file_name(format!(
-                "spare-{}",
-                path.file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or("segment")
-            ));
-            std::fs::rename(path, &spare).map(|()| spares.push(spare))
-        } else {
-            std::fs::remove_file(path)
+        let result = match segment_number(path) {
+            Some(number) if spares.len() < MAX_SPARES => {
+                let spare = self.dir.join(format!("spare-{number:012}.wal"));
+                std::fs::rename(path, &spare).map(|()| spares.push(spare))
+            }
+            _ => std::fs::remove_file(path),
         };
         if let Err(e) = result {
             tracing::warn!(error = %e, segment = %path.display(), "cannot retire a checkpointed inbox log segment");
@@ -440,7 +448,7 @@ impl Shared {
     }
 }
 
-/// Delete sealed segments once sled holds everything they hold durably.
+/// Retire sealed segments once sled holds everything they hold durably.
 /// A checkpoint that fails keeps its segments and is tried again with the
 /// next one, or after [`CHECKPOINT_RETRY`]: a segment left behind would be
 /// replayed on the next start long after its events were processed.
@@ -560,14 +568,21 @@ fn spares_in(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     Ok(found)
 }
 
+/// The number of a segment (`<number>.wal`, or `.log` as earlier versions
+/// named them).
+fn segment_number(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let number = name
+        .strip_suffix(".wal")
+        .or_else(|| name.strip_suffix(".log"))?;
+    number.parse().ok()
+}
+
 /// The number of the segment a spare last was (`spare-<number>.wal`).
 fn spare_number(path: &Path) -> Option<u64> {
-    path.file_name()?
-        .to_str()?
-        .strip_prefix("spare-")?
-        .strip_suffix(".wal")?
-        .parse()
-        .ok()
+    segment_number(Path::new(
+        path.file_name()?.to_str()?.strip_prefix("spare-")?,
+    ))
 }
 
 /// The checksum of a record in segment `number`.
@@ -603,12 +618,7 @@ pub(super) fn segments(data_dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreErro
     };
     for entry in entries {
         let path = entry?.path();
-        let number = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".wal").or_else(|| n.strip_suffix(".log")))
-            .and_then(|n| n.parse::<u64>().ok());
-        if let Some(number) = number {
+        if let Some(number) = segment_number(&path) {
             found.push((number, path));
         }
     }
@@ -654,6 +664,12 @@ fn read_records(bytes: &[u8], number: Option<u64>) -> Vec<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every batch fills its segment, which is then sealed.
+    const EVERY_BATCH_SEALS: Sealing = Sealing {
+        bytes: 4,
+        ..Sealing::DEFAULT
+    };
 
     /// A record as segment `number` holds it.
     fn record(number: u64, payload: &[u8]) -> Vec<u8> {
@@ -733,7 +749,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_is_durable_once_its_bytes_are_in_the_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let log = InboxLog::start(dir.path(), 1, Sealing::DEFAULT, || Ok(())).unwrap();
+        let log = InboxLog::start(dir.path(), Sealing::DEFAULT, || Ok(())).unwrap();
         log.append(b"one");
         log.append(b"two");
         log.batch().durable().await.unwrap();
@@ -748,7 +764,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_batch_fails_its_waiters_and_later_records_go_to_a_new_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let log = InboxLog::start(dir.path(), 7, Sealing::DEFAULT, || Ok(())).unwrap();
+        let log = InboxLog::start(dir.path(), Sealing::DEFAULT, || Ok(())).unwrap();
         log.set_fail_writes(true);
         log.append(b"lost");
         let failed = log.batch().durable().await;
@@ -762,7 +778,7 @@ mod tests {
         drop(log);
         let found = segments(dir.path()).unwrap();
         let (number, path) = found.last().unwrap();
-        assert_eq!(*number, 8, "a new segment after the failure");
+        assert_eq!(*number, 2, "a new segment after the failure");
         let last = std::fs::read(path).unwrap();
         assert_eq!(records(path, *number, &last), vec![&b"kept"[..]]);
     }
@@ -772,12 +788,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let checkpoints = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = checkpoints.clone();
-        // Every batch fills a segment.
-        let sealing = Sealing {
-            bytes: 4,
-            ..Sealing::DEFAULT
-        };
-        let log = InboxLog::start(dir.path(), 1, sealing, move || {
+        let log = InboxLog::start(dir.path(), EVERY_BATCH_SEALS, move || {
             counted.fetch_add(1, Ordering::SeqCst);
             Ok(())
         })
@@ -807,14 +818,9 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let checkpoint_ok = Arc::new(AtomicBool::new(true));
-        // Every batch fills a segment.
-        let sealing = Sealing {
-            bytes: 4,
-            ..Sealing::DEFAULT
-        };
         let log = {
             let ok = checkpoint_ok.clone();
-            InboxLog::start(dir.path(), 1, sealing, move || {
+            InboxLog::start(dir.path(), EVERY_BATCH_SEALS, move || {
                 match ok.load(Ordering::SeqCst) {
                     true => Ok(()),
                     false => Err("kept for the test".into()),
@@ -861,11 +867,7 @@ mod tests {
     #[tokio::test]
     async fn after_a_restart_new_segments_are_numbered_above_the_spares() {
         let dir = tempfile::tempdir().unwrap();
-        let sealing = Sealing {
-            bytes: 4,
-            ..Sealing::DEFAULT
-        };
-        let log = InboxLog::start(dir.path(), 1, sealing, || Ok(())).unwrap();
+        let log = InboxLog::start(dir.path(), EVERY_BATCH_SEALS, || Ok(())).unwrap();
         for payload in [&b"first"[..], b"second", b"third"] {
             log.append(payload);
             log.batch().durable().await.unwrap();
@@ -876,8 +878,7 @@ mod tests {
         let highest = spares.iter().filter_map(|p| spare_number(p)).max().unwrap();
         assert_eq!(highest, 3, "{spares:?}");
 
-        // As `Store::open` does with an empty log: it asks for segment 1.
-        let log = InboxLog::start(dir.path(), 1, Sealing::DEFAULT, || Ok(())).unwrap();
+        let log = InboxLog::start(dir.path(), Sealing::DEFAULT, || Ok(())).unwrap();
         log.append(b"after the restart");
         log.batch().durable().await.unwrap();
         drop(log);
@@ -893,11 +894,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_checkpoint_keeps_the_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let sealing = Sealing {
-            bytes: 4,
-            ..Sealing::DEFAULT
-        };
-        let log = InboxLog::start(dir.path(), 1, sealing, || Err("disk gone".into())).unwrap();
+        let log =
+            InboxLog::start(dir.path(), EVERY_BATCH_SEALS, || Err("disk gone".into())).unwrap();
         log.append(b"kept for the replay");
         log.batch().durable().await.unwrap();
         drop(log);
@@ -915,7 +913,7 @@ mod tests {
             age: Duration::from_millis(50),
         };
         let (checkpointed, seen) = std::sync::mpsc::channel();
-        let log = InboxLog::start(dir.path(), 1, sealing, move || {
+        let log = InboxLog::start(dir.path(), sealing, move || {
             let _ = checkpointed.send(());
             Ok(())
         })
@@ -938,7 +936,7 @@ mod tests {
         let flushes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let log = {
             let (store_ok, flushes) = (store_ok.clone(), flushes.clone());
-            InboxLog::start(dir.path(), 1, Sealing::DEFAULT, move || {
+            InboxLog::start(dir.path(), Sealing::DEFAULT, move || {
                 flushes.fetch_add(1, Ordering::SeqCst);
                 match store_ok.load(Ordering::SeqCst) {
                     true => Ok(()),

@@ -161,10 +161,9 @@ impl Store {
         // What a previous process left is replayed below; this process
         // writes segments numbered after it.
         let left_over = inbox_log::segments(dir)?;
-        let next_segment = left_over.last().map_or(1, |(number, _)| number + 1);
         let inbox_log = {
             let commit = commit.clone();
-            inbox_log::InboxLog::start(dir, next_segment, inbox_log::Sealing::DEFAULT, move || {
+            inbox_log::InboxLog::start(dir, inbox_log::Sealing::DEFAULT, move || {
                 commit.flush_blocking().map_err(|e| e.to_string())
             })?
         };
