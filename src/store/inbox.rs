@@ -26,18 +26,58 @@ struct StoredEventRef<'a> {
     event: &'a Event,
 }
 
-/// What the dedupe check and the purge read of a stored event: its event
-/// (payload and all) is skipped over, not decoded.
-#[derive(Deserialize)]
+/// An accepted event's dedupe marker, its value in the `events` tree: when
+/// it arrived and its sequence number, not the event itself (which the
+/// `pending` queue holds until the engine takes it). Stores written before
+/// this layout hold the whole [`StoredEvent`] there; decoding reads the
+/// same two fields of it and skips the rest.
+#[derive(Serialize, Deserialize)]
 struct StoredEventHeader {
     seq: u64,
     received_at: Timestamp,
 }
 
 impl StoredEventHeader {
+    fn encode(&self) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(self).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
     fn decode(bytes: &[u8], id: &str) -> Result<StoredEventHeader, StoreError> {
         serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))
     }
+}
+
+/// A value of the `pending` tree: the whole [`StoredEvent`] as JSON, or,
+/// in stores written before the event moved out of `events`, the event's
+/// id (whose `events` value is then the whole record).
+enum PendingValue<'a> {
+    Record(&'a [u8]),
+    LegacyId(&'a [u8]),
+}
+
+impl<'a> PendingValue<'a> {
+    fn of(value: &'a [u8]) -> PendingValue<'a> {
+        // A record is a JSON object; an id never starts with `{`.
+        match value.first() {
+            Some(b'{') => PendingValue::Record(value),
+            _ => PendingValue::LegacyId(value),
+        }
+    }
+}
+
+/// The one field of a pending record that start-up needs: its event's id.
+#[derive(Deserialize)]
+struct PendingRecordId {
+    event: EventId,
+}
+
+#[derive(Deserialize)]
+struct EventId {
+    id: String,
+}
+
+fn decode_record(bytes: &[u8], what: impl std::fmt::Display) -> Result<StoredEvent, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
 /// An event offered to the inbox, with what became of it.
@@ -186,7 +226,11 @@ impl Store {
 
     /// An accepted event's entries in the inbox's trees, `events` last:
     /// sled recovers a prefix of its log, so an event that survives a
-    /// crash has its queue entry too. `bytes` is its [`StoredEvent`].
+    /// crash has its queue entry too. `bytes` is its [`StoredEvent`], kept
+    /// in the queue entry only: once the engine has taken the event, what
+    /// stays for the dedupe window is a small marker (a week by default;
+    /// with the whole event it was most of the store's size and of the
+    /// page cache the dedupe lookups compete for).
     fn write_inbox_entry(
         &self,
         event: &Event,
@@ -194,8 +238,8 @@ impl Store {
         received_at: Timestamp,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        self.pending
-            .insert(seq.to_be_bytes(), event.id.as_bytes())?;
+        let marker = StoredEventHeader { seq, received_at }.encode()?;
+        self.pending.insert(seq.to_be_bytes(), bytes)?;
         self.expiry
             .insert(expiry_key(received_at, &event.id), &[] as &[u8])?;
         let stats_phone = event
@@ -205,7 +249,7 @@ impl Store {
         if let Some(phone) = stats_phone {
             super::contacts::bump_stats(&self.call_stats, phone, &event.kind, event.at)?;
         }
-        self.events.insert(event.id.as_bytes(), bytes)?;
+        self.events.insert(event.id.as_bytes(), marker)?;
         Ok(())
     }
 
@@ -222,9 +266,7 @@ impl Store {
         for (number, path) in segments {
             let bytes = std::fs::read(path)?;
             for record in super::inbox_log::records(path, *number, &bytes) {
-                let stored: StoredEvent = serde_json::from_slice(record).map_err(|e| {
-                    StoreError::Corrupt(format!("inbox log {}: {e}", path.display()))
-                })?;
+                let stored = decode_record(record, format_args!("inbox log {}", path.display()))?;
                 if self.events.contains_key(stored.event.id.as_bytes())? {
                     continue;
                 }
@@ -249,7 +291,15 @@ impl Store {
     pub(super) fn drop_orphaned_pending(&self) -> Result<usize, StoreError> {
         let mut dropped = 0;
         for item in self.pending.iter() {
-            let (seq, id) = item?;
+            let (seq, value) = item?;
+            let id = match PendingValue::of(&value) {
+                PendingValue::Record(record) => {
+                    let named: PendingRecordId = serde_json::from_slice(record)
+                        .map_err(|e| StoreError::Corrupt(format!("pending queue entry: {e}")))?;
+                    named.event.id.into_bytes()
+                }
+                PendingValue::LegacyId(id) => id.to_vec(),
+            };
             if !self.events.contains_key(&id)? {
                 self.pending.remove(seq)?;
                 dropped += 1;
@@ -258,13 +308,24 @@ impl Store {
         Ok(dropped)
     }
 
-    /// The stored event with this id.
-    pub fn event(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
-        match self.events.get(id.as_bytes())? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(format!("event {id}: {e}"))),
+    /// Whether an event with this id was accepted and is still remembered
+    /// for the dedupe window.
+    pub fn remembers_event(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.events.contains_key(id.as_bytes())?)
+    }
+
+    /// A pending queue entry's event.
+    fn pending_event(&self, value: &[u8]) -> Result<Option<StoredEvent>, StoreError> {
+        match PendingValue::of(value) {
+            PendingValue::Record(record) => decode_record(record, "pending queue entry").map(Some),
+            PendingValue::LegacyId(id) => {
+                let id = String::from_utf8_lossy(id);
+                match self.events.get(id.as_bytes())? {
+                    // Taken and purged meanwhile.
+                    None => Ok(None),
+                    Some(bytes) => decode_record(&bytes, format_args!("event {id}")).map(Some),
+                }
+            }
         }
     }
 
@@ -297,7 +358,7 @@ impl Store {
             if looked == limit {
                 return Ok((out, last));
             }
-            let (key, id) = item?;
+            let (key, value) = item?;
             let seq = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
                 StoreError::Corrupt("pending queue key is not a sequence number".into())
             })?);
@@ -305,7 +366,7 @@ impl Store {
             if skip(seq) {
                 continue;
             }
-            if let Some(ev) = self.event(&String::from_utf8_lossy(&id))? {
+            if let Some(ev) = self.pending_event(&value)? {
                 out.push(ev);
             }
         }
@@ -389,6 +450,20 @@ mod tests {
         (dir, store)
     }
 
+    /// Open a store just dropped: sled's flusher thread lets go of the
+    /// folder shortly after the drop.
+    fn reopen(dir: &std::path::Path) -> Store {
+        let mut reopened = Store::open(dir, 8 << 20);
+        for _ in 0..100 {
+            if !matches!(reopened, Err(StoreError::Locked(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            reopened = Store::open(dir, 8 << 20);
+        }
+        reopened.unwrap()
+    }
+
     fn at(s: i64) -> Timestamp {
         Timestamp::from_second(s).unwrap()
     }
@@ -446,9 +521,13 @@ mod tests {
         drop(store);
 
         let restored = Store::open(fresh.path(), 8 << 20).unwrap();
-        assert_eq!(restored.event(&a.id).unwrap().unwrap().event, a);
-        assert_eq!(restored.event(&b.id).unwrap().unwrap().event, b);
-        assert_eq!(restored.pending_len(), 2);
+        let pending: Vec<Event> = restored
+            .pending_events(10)
+            .unwrap()
+            .into_iter()
+            .map(|stored| stored.event)
+            .collect();
+        assert_eq!(pending, vec![a.clone(), b.clone()]);
         assert_eq!(
             restored
                 .insert_events(std::slice::from_ref(&a), at(2000), day)
@@ -517,9 +596,9 @@ mod tests {
         store.mark_taken(seq).unwrap();
         // Past the window: a duplicate no longer, but still kept.
         assert_eq!(store.purge_expired(at(1000 + 300), second).unwrap(), 0);
-        assert!(store.event(&e.id).unwrap().is_some());
+        assert!(store.remembers_event(&e.id).unwrap());
         assert_eq!(store.purge_expired(at(1000 + 601), second).unwrap(), 1);
-        assert!(store.event(&e.id).unwrap().is_none());
+        assert!(!store.remembers_event(&e.id).unwrap());
     }
 
     #[tokio::test]
@@ -531,15 +610,17 @@ mod tests {
         store
             .insert_events(&[a.clone(), b.clone()], at(1000), hour)
             .unwrap();
-        let taken = store.event(&a.id).unwrap().unwrap();
+        let taken = store.pending_events(10).unwrap().remove(0);
+        assert_eq!(taken.event, a);
         store.mark_taken(taken.seq).unwrap();
         assert_eq!(store.purge_expired(at(1000 + 3599), hour).unwrap(), 0);
         assert_eq!(store.purge_expired(at(1000 + 3601), hour).unwrap(), 1);
-        assert!(store.event(&a.id).unwrap().is_none());
+        assert!(!store.remembers_event(&a.id).unwrap());
         assert!(
-            store.event(&b.id).unwrap().is_some(),
+            store.remembers_event(&b.id).unwrap(),
             "pending events are kept"
         );
+        assert_eq!(store.pending_events(10).unwrap()[0].event, b);
         store.commit().await.unwrap();
     }
 
@@ -562,16 +643,7 @@ mod tests {
             assert_eq!(store.pending_len(), 2);
             store.flush_now().unwrap();
         }
-        // sled's flusher thread lets go of the folder shortly after the drop.
-        let mut reopened = Store::open(dir.path(), 8 << 20);
-        for _ in 0..100 {
-            if !matches!(reopened, Err(StoreError::Locked(_))) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            reopened = Store::open(dir.path(), 8 << 20);
-        }
-        let store = reopened.unwrap();
+        let store = reopen(dir.path());
         assert_eq!(store.pending_len(), 1);
         assert_eq!(store.pending_events(10).unwrap().len(), 1);
     }
@@ -594,5 +666,93 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(store.pending_len(), 200);
+    }
+    /// Once the engine has taken an event, the store keeps a marker of a
+    /// few dozen bytes for the dedupe window, not the event: a week of
+    /// payloads would otherwise be most of the store.
+    #[tokio::test]
+    async fn a_taken_event_leaves_only_a_small_dedupe_marker() {
+        let (_dir, store) = store();
+        let mut e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        e.raw["padding"] = serde_json::Value::String("x".repeat(4096));
+        let day = Duration::from_secs(86400);
+        store
+            .insert_events(std::slice::from_ref(&e), at(1000), day)
+            .unwrap();
+        let pending = store.pending_events(10).unwrap();
+        assert_eq!(pending[0].event, e, "the queue holds the whole event");
+        store.mark_taken(pending[0].seq).unwrap();
+
+        let marker = store.events.get(e.id.as_bytes()).unwrap().unwrap();
+        assert!(
+            marker.len() < 100,
+            "{} bytes kept: {}",
+            marker.len(),
+            String::from_utf8_lossy(&marker)
+        );
+        assert_eq!(
+            store
+                .insert_events(std::slice::from_ref(&e), at(2000), day)
+                .unwrap(),
+            vec![Insert::Duplicate],
+            "the marker still answers the dedupe check"
+        );
+        assert!(store.pending_events(10).unwrap().is_empty());
+    }
+
+    /// A store written before the event moved to the queue entry (queue
+    /// value: the id; `events` value: the whole record) still works: its
+    /// pending events are read, its half-written entries dropped, its
+    /// events deduplicated and purged.
+    #[test]
+    fn a_store_in_the_earlier_layout_is_read_as_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let pending = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let taken = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        {
+            let store = Store::open(dir.path(), 8 << 20).unwrap();
+            for (seq, e) in [(7u64, &pending), (8, &taken)] {
+                let record = serde_json::to_vec(&StoredEventRef {
+                    seq,
+                    received_at: at(1000),
+                    event: e,
+                })
+                .unwrap();
+                store
+                    .pending
+                    .insert(seq.to_be_bytes(), e.id.as_bytes())
+                    .unwrap();
+                store
+                    .expiry
+                    .insert(expiry_key(at(1000), &e.id), &[] as &[u8])
+                    .unwrap();
+                store.events.insert(e.id.as_bytes(), record).unwrap();
+            }
+            store.pending.remove(8u64.to_be_bytes()).unwrap();
+            // Half-written: a queue entry whose event never made it.
+            store
+                .pending
+                .insert(9u64.to_be_bytes(), b"evt_half_written".as_slice())
+                .unwrap();
+            store.flush_now().unwrap();
+        }
+        let store = reopen(dir.path());
+        let read = store.pending_events(10).unwrap();
+        assert_eq!(read.len(), 1, "the half-written entry is dropped");
+        assert_eq!((read[0].seq, &read[0].event), (7, &pending));
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            store
+                .insert_events(&[pending.clone(), taken.clone()], at(2000), hour)
+                .unwrap(),
+            vec![Insert::Duplicate, Insert::Duplicate]
+        );
+        assert_eq!(
+            store.purge_expired(at(1000 + 3601), hour).unwrap(),
+            1,
+            "the taken event is purged, the pending one kept"
+        );
+        assert!(store.remembers_event(&pending.id).unwrap());
+        assert!(!store.remembers_event(&taken.id).unwrap());
     }
 }

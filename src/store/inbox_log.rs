@@ -62,7 +62,7 @@
 //! by a 12-digit number and `.wal`, each a sequence of records:
 //! `u32 length (LE) | u32 CRC-32 (LE) | payload`, where the checksum
 //! covers the segment's number (u64 LE) then the payload, and the payload
-//! is the stored event's JSON, the same bytes as its value in the `events`
+//! is the stored event's JSON, the same bytes as its value in the `pending`
 //! tree. Segments ending in `.log` were written by earlier versions, whose
 //! checksum covered the payload alone (never recycled); they are still
 //! replayed.

@@ -23,8 +23,8 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `events` | event id (UTF-8, `evt_<24 hex>`) | [`StoredEvent`] as JSON |
-//! | `pending` | sequence number, u64 big-endian | event id — events not yet handed to the engine, in arrival order |
+//! | `events` | event id (UTF-8, `evt_<24 hex>`) | the dedupe marker, `{"seq":…,"received_at":…}` as JSON (stores written by earlier versions: the whole [`StoredEvent`]) |
+//! | `pending` | sequence number, u64 big-endian | [`StoredEvent`] as JSON (earlier versions: the event id) — events not yet handed to the engine, in arrival order |
 //! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — lets the dedupe cleaner walk oldest first without scanning `events` |
 //!
 //! | `contacts` | E.164 phone | [`Contact`] as JSON (without call statistics) |

@@ -31,8 +31,14 @@ struct Running {
     base: String,
 }
 
+/// Runs for every event, so a test can find each processed event in its run.
+const RECORD_EVERY_EVENT: &str =
+    "name: record\non:\n  events: [\"*\"]\nsteps:\n  - log: \"{{event.id}}\"\n";
+
 fn start(dir: &Path, port: u16) -> Running {
     std::fs::write(dir.join("ringback.yaml"), CONFIG).unwrap();
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    std::fs::write(dir.join("workflows/record.yaml"), RECORD_EVERY_EVENT).unwrap();
     let child = Command::new(BIN)
         .current_dir(dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -144,15 +150,25 @@ async fn accepted_events_survive_kill_9_and_restart() {
     assert_eq!(resp.status().as_u16(), 202);
     stop(&mut server);
 
-    // The events themselves are on disk, readable by id.
+    // Every acknowledged event was processed (it has its run, with the
+    // event in it) or is still queued for the next start.
     let store = ringback::store::Store::open(&dir.path().join("data"), 8 << 20).unwrap();
+    let queued = store.pending_events(usize::MAX).unwrap();
     for (i, id) in &accepted {
-        let stored = store
-            .event(id)
-            .unwrap()
-            .unwrap_or_else(|| panic!("event {i} ({id}) missing"));
+        let run = store
+            .execution(&ringback::store::run_id(id, "record"))
+            .unwrap();
+        let event = match run {
+            Some(run) => run.event,
+            None => queued
+                .iter()
+                .find(|stored| &stored.event.id == id)
+                .unwrap_or_else(|| panic!("event {i} ({id}) neither processed nor queued"))
+                .event
+                .clone(),
+        };
         assert_eq!(
-            stored.event.caller.as_deref(),
+            event.caller.as_deref(),
             Some(format!("+52155{i:08}").as_str())
         );
     }

@@ -1296,7 +1296,12 @@ mod paused {
 
         /// An accepted event as the dispatcher would hand it over.
         fn stored(&self, event_id: &str) -> StoredEvent {
-            self.store.event(event_id).unwrap().expect("accepted")
+            self.store
+                .pending_events(1000)
+                .unwrap()
+                .into_iter()
+                .find(|stored| stored.event.id == event_id)
+                .expect("accepted and still pending")
         }
 
         fn runs(&self, workflow: &str) -> Vec<Execution> {

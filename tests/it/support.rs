@@ -226,6 +226,39 @@ pub async fn server() -> TestServer {
     TestServer::start(CONFIG, ENV).await
 }
 
+/// A workflow that runs for every event, so a test can read back the event
+/// the server normalised from its run ([`TestServer::processed_event`]):
+/// once the engine has taken an event, the store keeps only its dedupe
+/// marker.
+pub const RECORD_EVERY_EVENT: (&str, &str) = (
+    "record.yaml",
+    "name: record\non:\n  events: [\"*\"]\nsteps:\n  - log: \"{{event.id}}\"\n",
+);
+
+/// [`server`] with [`RECORD_EVERY_EVENT`].
+pub async fn recording_server() -> TestServer {
+    TestServer::start_with_workflows(CONFIG, ENV, &[RECORD_EVERY_EVENT]).await
+}
+
+impl TestServer {
+    /// The event with this id as the engine processed it, read from its
+    /// run of [`RECORD_EVERY_EVENT`] (waiting at most 10 s for it).
+    pub async fn processed_event(&self, id: &str) -> ringback::event::Event {
+        let run_id = ringback::store::run_id(id, "record");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(run) = self.store.execution(&run_id).unwrap() {
+                return run.event;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "event {id} was never processed (no run {run_id})"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+}
+
 pub const WAZZAP_MISSED: &str = r#"{"event": "call.missed", "phone": "+5215587654321", "country": "MX", "ts": "2026-05-14T14:32:11Z"}"#;
 
 /// Wait (at most 10 s) until at least `n` runs exist and all have finished.
