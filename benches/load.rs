@@ -517,6 +517,56 @@ fn healthz(addr: SocketAddr) -> bool {
     answer.starts_with(b"HTTP/1.1 200")
 }
 
+/// `GET /metrics` on a fresh connection: the exposition text, or empty.
+fn metrics_text(addr: SocketAddr) -> String {
+    let Ok(mut conn) = StdStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return String::new();
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    if conn
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return String::new();
+    }
+    let mut answer = Vec::new();
+    let _ = conn.take(1 << 20).read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The server's inbox log writes (each batch's write and `fdatasync`,
+/// from `ringback_inbox_write_seconds`): how many, their mean, and how
+/// many took longer than 10, 50 and 100 ms. A stall that every ack
+/// shares and that shows here is the disk's.
+fn inbox_writes(metrics: &str) -> String {
+    let sample = |series: &str| {
+        metrics.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    let name = "ringback_inbox_write_seconds";
+    let (Some(count), Some(sum)) = (
+        sample(&format!("{name}_count")),
+        sample(&format!("{name}_sum")),
+    ) else {
+        return "not reported by this server".into();
+    };
+    let over = |le: &str| {
+        sample(&format!("{name}_bucket{{le=\"{le}\"}}"))
+            .map_or("?".to_string(), |within| format!("{}", count - within))
+    };
+    format!(
+        "n={count} mean={:.3}ms over_10ms={} over_50ms={} over_100ms={}",
+        sum / count.max(1.0) * 1e3,
+        over("0.01"),
+        over("0.05"),
+        over("0.1")
+    )
+}
+
 /// `VmHWM` (peak) and `VmRSS` (now) of a process, in MiB.
 fn memory_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -1094,6 +1144,7 @@ fn load_case(
         end_ns,
     };
     summarise_ingest(&mut r, &outcome);
+    r.put("inbox_writes", inbox_writes(&metrics_text(server.addr)), "");
     let accepted = outcome.client.samples.iter().filter(|s| s.accepted).count();
     r.put(
         "server_disk_write_per_event",

@@ -87,6 +87,10 @@ pub async fn run_with_store(
     let config = Arc::new(RwLock::new(Arc::new(config)));
     let arrivals = Arc::new(crate::engine::Arrivals::default());
     let metrics = Arc::new(crate::metrics::Metrics::new());
+    {
+        let metrics = metrics.clone();
+        store.observe_inbox_writes(move |took| metrics.inbox_write(took));
+    }
     let state = ServerState {
         config: config.clone(),
         store: store.clone(),

@@ -15,6 +15,7 @@
 //! | `ringback_missed_calls_followed_up_total` | | missed calls whose caller got a message from a run of that call |
 //! | `ringback_missed_calls_without_followup` | | the difference, now (calls still in a wait count here until they are followed up) |
 //! | `ringback_missed_call_followup_seconds` | | from the missed call to its first follow-up delivered |
+//! | `ringback_inbox_write_seconds` | | each inbox log batch's write and `fdatasync`: the disk wait every webhook answer shares |
 //!
 //! Label values come from configuration (sources, connectors, workflows) and
 //! from event kinds of verified events, never from unauthenticated input:
@@ -77,6 +78,12 @@ struct AttemptLabels {
     status: String,
 }
 
+/// Buckets from 50 µs to a second: a healthy disk syncs in a fraction of
+/// a millisecond; a stalled one holds every acknowledgement back.
+const DISK_BUCKETS: [f64; 14] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
 fn seconds_histogram() -> Histogram {
     Histogram::new(SECONDS_BUCKETS)
 }
@@ -109,6 +116,7 @@ pub struct Metrics {
     followed_up: Counter,
     without_followup: Gauge,
     followup_seconds: Histogram,
+    inbox_write_seconds: Histogram,
     /// Missed calls (event ids) already counted as followed up, oldest
     /// first, bounded.
     followed: Mutex<(HashSet<String>, VecDeque<String>)>,
@@ -174,6 +182,12 @@ impl Metrics {
             "Time from a missed call to its first follow-up delivered",
             followup_seconds.clone(),
         );
+        let inbox_write_seconds = Histogram::new(DISK_BUCKETS);
+        registry.register(
+            "inbox_write_seconds",
+            "Each inbox log batch's write and sync to disk, which every webhook answer waits for",
+            inbox_write_seconds.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -184,8 +198,14 @@ impl Metrics {
             followed_up,
             without_followup,
             followup_seconds,
+            inbox_write_seconds,
             followed: Mutex::new((HashSet::new(), VecDeque::new())),
         }
+    }
+
+    /// One inbox log batch written and synced in `took`.
+    pub fn inbox_write(&self, took: std::time::Duration) {
+        self.inbox_write_seconds.observe(took.as_secs_f64());
     }
 
     /// A webhook to `source` refused before its events could be read

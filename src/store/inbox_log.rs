@@ -172,7 +172,13 @@ struct Shared {
     fail_writes: AtomicBool,
     /// Checkpointed segment files, renamed, ready to be the next segment.
     spares: Mutex<Vec<PathBuf>>,
+    /// Told how long each batch's write and sync took (the disk wait every
+    /// acknowledgement shares), when someone asked.
+    observer: std::sync::RwLock<Option<WriteObserver>>,
 }
+
+/// See [`InboxLog::observe_writes`].
+pub(super) type WriteObserver = Box<dyn Fn(Duration) + Send + Sync>;
 
 struct State {
     /// Records appended since the writer last took the buffer.
@@ -220,6 +226,7 @@ impl InboxLog {
             wake: Condvar::new(),
             fail_writes: AtomicBool::new(false),
             spares: Mutex::new(spares),
+            observer: std::sync::RwLock::new(None),
             dir,
         });
         let (sealed_tx, sealed_rx) = mpsc::channel::<PathBuf>();
@@ -270,6 +277,12 @@ impl InboxLog {
     /// or deleted, as after a checkpoint.
     pub(super) fn retire(&self, path: &Path) {
         self.shared.retire(path);
+    }
+
+    /// Call `observer` with the duration of every batch's write and sync
+    /// from now on, instead of any earlier one.
+    pub(super) fn observe_writes(&self, observer: WriteObserver) {
+        *self.shared.observer.write().expect("observer lock") = Some(observer);
     }
 
     pub(super) fn set_fail_writes(&self, on: bool) {
@@ -361,7 +374,14 @@ impl Shared {
                 let result = if bytes.is_empty() && !store_flush_owed {
                     Ok(())
                 } else {
+                    let started = Instant::now();
                     self.write_batch(&mut segment, &mut next_number, &mut bytes)
+                        .inspect(|()| {
+                            let observer = self.observer.read().expect("observer lock");
+                            if let (Some(observe), false) = (observer.as_ref(), bytes.is_empty()) {
+                                observe(started.elapsed());
+                            }
+                        })
                         .and_then(|()| {
                             if self.fail_writes.load(Ordering::Relaxed) {
                                 // As a failed sync: the bytes may or may not be on disk.

@@ -220,6 +220,15 @@ impl Store {
         self.inbox_log.batch().durable().await
     }
 
+    /// Call `observer` with how long each of the inbox log's batches took
+    /// to write and sync: the disk's share of every webhook's answer.
+    pub fn observe_inbox_writes(
+        &self,
+        observer: impl Fn(std::time::Duration) + Send + Sync + 'static,
+    ) {
+        self.inbox_log.observe_writes(Box::new(observer));
+    }
+
     /// Flush synchronously; for shutdown and tools.
     pub fn flush_now(&self) -> Result<(), StoreError> {
         self.commit.flush_blocking()

@@ -31,6 +31,10 @@ async fn metrics_count_events_runs_attempts_and_follow_ups() {
         sample(&before.text, "ringback_missed_calls_total"),
         Some(0.0)
     );
+    assert_eq!(
+        sample(&before.text, "ringback_inbox_write_seconds_count"),
+        Some(0.0)
+    );
 
     let token = [("x-webhook-token", "wz-token-123")];
     assert_eq!(
@@ -100,6 +104,16 @@ async fn metrics_count_events_runs_attempts_and_follow_ups() {
     assert_eq!(
         sample(&text, "ringback_missed_call_followup_seconds_count"),
         Some(1.0),
+        "{text}"
+    );
+    // One batch carried the accepted event; the duplicate's wait wrote nothing.
+    assert_eq!(
+        sample(&text, "ringback_inbox_write_seconds_count"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "ringback_inbox_write_seconds_sum").is_some_and(|s| s > 0.0),
         "{text}"
     );
     assert_eq!(
