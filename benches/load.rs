@@ -925,8 +925,13 @@ fn stalls(samples: &[&Sample], start_ns: u64) -> String {
         .iter()
         .take(5)
         .map(|g| {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64()
+                - (now_ns() - g.0) as f64 / 1e9;
             format!(
-                "at {:.2}s n={} max={:.0}ms",
+                "at {:.2}s (unix {unix:.3}) n={} max={:.0}ms",
                 g.0.saturating_sub(start_ns) as f64 / 1e9,
                 g.2,
                 g.3 as f64 / 1e6
