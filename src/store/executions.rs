@@ -11,7 +11,7 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `executions` | run id | [`Execution`] as JSON, LZ4-compressed (see [`encode`]) |
+//! | `executions` | run id | [`Execution`] as JSON, packed (`packing.rs`) |
 //! | `runs_by_seq` | start sequence, u64 big-endian | run id — start order, for listing newest first and pruning oldest first |
 //! | `active_runs` | run id | empty — runs in status `running`, resumed at start-up |
 
@@ -178,36 +178,19 @@ pub fn run_id(event_id: &str, workflow: &str) -> String {
     format!("run_{}", hex::encode(&h.finalize()[..10]))
 }
 
-/// The first byte of a compressed record; a JSON record starts with `{`.
-const LZ4_RECORD: u8 = 1;
-
-/// An execution record as stored: [`LZ4_RECORD`], then the JSON compressed
-/// by LZ4 (block format, uncompressed size first). A record repeats its
-/// event, payload and all, and every step's rendered input and output, so
-/// it is the largest value in the store (2.5 KB and more for the shipped
-/// follow-up) and LZ4 about halves it. sled copies a whole leaf
-/// (up to 16 values) in memory on every write to it and writes leaves
-/// out whole, so the size of these values set most of the follow-up
-/// case's disk writes (≈37 of 55 KiB per run, measured with the load
-/// bench) and a share of its copying. Records written by earlier versions
-/// (plain JSON) are still read.
+/// An execution record as stored: its JSON, packed (see `packing.rs`: a
+/// record repeats its event, payload and all, and every step's rendered
+/// input and output, so these are the store's largest values; packing cut
+/// the follow-up case's disk writes from ≈55 to ≈38 KiB per run).
 fn encode(e: &Execution) -> Result<Vec<u8>, StoreError> {
     let json = serde_json::to_vec(e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
-    let mut out = Vec::with_capacity(1 + 4 + json.len() / 2);
-    out.push(LZ4_RECORD);
-    out.extend_from_slice(&lz4_flex::compress_prepend_size(&json));
-    Ok(out)
+    Ok(super::packing::pack(&json))
 }
 
 fn decode(bytes: &[u8]) -> Result<Execution, StoreError> {
     let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("execution record: {e}"));
-    match bytes.split_first() {
-        Some((&LZ4_RECORD, compressed)) => {
-            let json = lz4_flex::decompress_size_prepended(compressed).map_err(|e| corrupt(&e))?;
-            serde_json::from_slice(&json).map_err(|e| corrupt(&e))
-        }
-        _ => serde_json::from_slice(bytes).map_err(|e| corrupt(&e)),
-    }
+    let json = super::packing::unpack(bytes).map_err(|e| corrupt(&e))?;
+    serde_json::from_slice(&json).map_err(|e| corrupt(&e))
 }
 
 impl Store {
@@ -434,7 +417,7 @@ mod tests {
         store.save_execution(&e).unwrap();
         let stored = store.executions.get(b"run_a").unwrap().unwrap();
         let json = serde_json::to_vec(&e).unwrap();
-        assert_eq!(stored[0], LZ4_RECORD);
+        assert_eq!(stored[0], super::super::packing::LZ4_RECORD);
         assert!(
             stored.len() * 10 < json.len() * 7,
             "{} bytes stored for {} bytes of JSON",
@@ -466,7 +449,7 @@ mod tests {
         assert_eq!(claimed.status, RunStatus::Running);
         assert_eq!(
             store.executions.get(b"run_b").unwrap().unwrap()[0],
-            LZ4_RECORD
+            super::super::packing::LZ4_RECORD
         );
         assert_eq!(store.execution("run_b").unwrap(), Some(claimed));
     }

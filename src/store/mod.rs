@@ -58,6 +58,7 @@ mod contacts;
 mod executions;
 mod inbox;
 mod inbox_log;
+mod packing;
 mod timers;
 mod windows;
 
