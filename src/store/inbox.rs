@@ -267,8 +267,14 @@ impl Store {
             let bytes = std::fs::read(path)?;
             for record in super::inbox_log::records(path, *number, &bytes) {
                 let stored = decode_record(record, format_args!("inbox log {}", path.display()))?;
-                if self.events.contains_key(stored.event.id.as_bytes())? {
-                    continue;
+                let id = &stored.event.id;
+                if let Some(marker) = self.events.get(id.as_bytes())? {
+                    // This acceptance (or a later one of the same id) is in
+                    // sled. An older marker means the id was accepted again
+                    // after the dedupe window and the crash lost this one.
+                    if StoredEventHeader::decode(&marker, id)?.seq >= stored.seq {
+                        continue;
+                    }
                 }
                 self.write_inbox_entry(&stored.event, stored.seq, stored.received_at, record)?;
                 restored += 1;
@@ -283,29 +289,54 @@ impl Store {
         Ok(restored)
     }
 
-    /// Remove queue entries whose event is not stored: a crash in the
-    /// middle of an inbox write leaves them (the event was never answered
-    /// 2xx, so its sender retries). Only for start-up, before anything
-    /// writes: during a write the entry precedes its event. Returns how
-    /// many were removed.
-    pub(super) fn drop_orphaned_pending(&self) -> Result<usize, StoreError> {
-        let mut dropped = 0;
+    /// Tidy the queue at start-up, before anything writes to the inbox:
+    ///
+    /// - remove entries whose event is not stored: a crash in the middle of
+    ///   an inbox write leaves them (the event was never answered 2xx, so
+    ///   its sender retries; during a write the entry precedes its event);
+    /// - convert entries of the earlier layout (value: the event id, the
+    ///   record in `events`) to the current one (value: the record), so
+    ///   that nothing later meets them: once running, accepting the same
+    ///   id again would replace that record with a marker. An entry whose
+    ///   record is already a marker (the id was accepted again while it
+    ///   waited; its newer acceptance has an entry of its own) is removed
+    ///   with a warning.
+    ///
+    /// Returns how many entries were removed and how many converted.
+    pub(super) fn tidy_pending_queue(&self) -> Result<(usize, usize), StoreError> {
+        let (mut dropped, mut converted) = (0, 0);
         for item in self.pending.iter() {
             let (seq, value) = item?;
-            let id = match PendingValue::of(&value) {
+            match PendingValue::of(&value) {
                 PendingValue::Record(record) => {
                     let named: PendingRecordId = serde_json::from_slice(record)
                         .map_err(|e| StoreError::Corrupt(format!("pending queue entry: {e}")))?;
-                    named.event.id.into_bytes()
+                    if !self.events.contains_key(named.event.id.as_bytes())? {
+                        self.pending.remove(seq)?;
+                        dropped += 1;
+                    }
                 }
-                PendingValue::LegacyId(id) => id.to_vec(),
-            };
-            if !self.events.contains_key(&id)? {
-                self.pending.remove(seq)?;
-                dropped += 1;
+                PendingValue::LegacyId(id) => match self.events.get(id)? {
+                    None => {
+                        self.pending.remove(seq)?;
+                        dropped += 1;
+                    }
+                    Some(stored) if decode_record(&stored, "event").is_ok() => {
+                        self.pending.insert(seq, stored)?;
+                        converted += 1;
+                    }
+                    Some(_) => {
+                        tracing::warn!(
+                            event_id = %String::from_utf8_lossy(id),
+                            "a queued event of an earlier version was accepted again and replaced; its older copy is dropped"
+                        );
+                        self.pending.remove(seq)?;
+                        dropped += 1;
+                    }
+                },
             }
         }
-        Ok(dropped)
+        Ok((dropped, converted))
     }
 
     /// Whether an event with this id was accepted and is still remembered
@@ -314,19 +345,10 @@ impl Store {
         Ok(self.events.contains_key(id.as_bytes())?)
     }
 
-    /// A pending queue entry's event.
-    fn pending_event(&self, value: &[u8]) -> Result<Option<StoredEvent>, StoreError> {
-        match PendingValue::of(value) {
-            PendingValue::Record(record) => decode_record(record, "pending queue entry").map(Some),
-            PendingValue::LegacyId(id) => {
-                let id = String::from_utf8_lossy(id);
-                match self.events.get(id.as_bytes())? {
-                    // Taken and purged meanwhile.
-                    None => Ok(None),
-                    Some(bytes) => decode_record(&bytes, format_args!("event {id}")).map(Some),
-                }
-            }
-        }
+    /// A pending queue entry's event. Entries of the earlier layout were
+    /// converted when the store opened ([`Store::tidy_pending_queue`]).
+    fn pending_event(&self, value: &[u8]) -> Result<StoredEvent, StoreError> {
+        decode_record(value, "pending queue entry")
     }
 
     /// Events accepted but not yet handed to the engine, oldest first.
@@ -366,9 +388,7 @@ impl Store {
             if skip(seq) {
                 continue;
             }
-            if let Some(ev) = self.pending_event(&value)? {
-                out.push(ev);
-            }
+            out.push(self.pending_event(&value)?);
         }
         Ok((out, None))
     }
@@ -702,13 +722,14 @@ mod tests {
 
     /// A store written before the event moved to the queue entry (queue
     /// value: the id; `events` value: the whole record) still works: its
-    /// pending events are read, its half-written entries dropped, its
-    /// events deduplicated and purged.
+    /// queued events are moved into their entries when it opens, its
+    /// half-written entries dropped, its events deduplicated and purged.
     #[test]
     fn a_store_in_the_earlier_layout_is_read_as_before() {
         let dir = tempfile::tempdir().unwrap();
         let pending = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let taken = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        let again = wazzap_event("+5215511112222", "2026-05-14T14:32:11Z");
         {
             let store = Store::open(dir.path(), 8 << 20).unwrap();
             for (seq, e) in [(7u64, &pending), (8, &taken)] {
@@ -734,12 +755,38 @@ mod tests {
                 .pending
                 .insert(9u64.to_be_bytes(), b"evt_half_written".as_slice())
                 .unwrap();
+            // Queued in the earlier layout, then accepted again (by a
+            // version with markers): the old entry's record is gone, the
+            // new acceptance has an entry of its own.
+            store
+                .pending
+                .insert(10u64.to_be_bytes(), again.id.as_bytes())
+                .unwrap();
+            let record = serde_json::to_vec(&StoredEventRef {
+                seq: 11,
+                received_at: at(1000),
+                event: &again,
+            })
+            .unwrap();
+            store
+                .write_inbox_entry(&again, 11, at(1000), &record)
+                .unwrap();
             store.flush_now().unwrap();
         }
         let store = reopen(dir.path());
-        let read = store.pending_events(10).unwrap();
-        assert_eq!(read.len(), 1, "the half-written entry is dropped");
-        assert_eq!((read[0].seq, &read[0].event), (7, &pending));
+        let read: Vec<(u64, Event)> = store
+            .pending_events(10)
+            .unwrap()
+            .into_iter()
+            .map(|stored| (stored.seq, stored.event))
+            .collect();
+        assert_eq!(
+            read,
+            vec![(7, pending.clone()), (11, again)],
+            "the half-written entry and the replaced one are dropped"
+        );
+        let converted = store.pending.get(7u64.to_be_bytes()).unwrap().unwrap();
+        assert_eq!(converted[0], b'{', "the queue entry now holds the record");
         let hour = Duration::from_secs(3600);
         assert_eq!(
             store
@@ -754,5 +801,51 @@ mod tests {
         );
         assert!(store.remembers_event(&pending.id).unwrap());
         assert!(!store.remembers_event(&taken.id).unwrap());
+    }
+    /// An id accepted again after the dedupe window, whose new acceptance
+    /// a crash kept out of sled: the older marker left in sled must not
+    /// pass for it, or replay would skip an acknowledged event.
+    #[tokio::test]
+    async fn replay_restores_an_acceptance_behind_an_older_marker_of_its_id() {
+        let (crashed, store) = store();
+        let earlier = wazzap_event("+5215500001111", "2026-05-14T14:32:11Z");
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let day = Duration::from_secs(86400);
+        store
+            .insert_events(&[earlier, e.clone()], at(5000), day)
+            .unwrap();
+        store.commit_inbox().await.unwrap();
+        let seq = store.pending_events(10).unwrap()[1].seq;
+        assert!(seq > 0);
+
+        // Another data folder whose sled knows only an older acceptance of
+        // the id, already taken.
+        let fresh = tempfile::tempdir().unwrap();
+        {
+            let old = Store::open(fresh.path(), 8 << 20).unwrap();
+            let marker = StoredEventHeader {
+                seq: 0,
+                received_at: at(1000),
+            };
+            old.events
+                .insert(e.id.as_bytes(), marker.encode().unwrap())
+                .unwrap();
+            old.flush_now().unwrap();
+        }
+        let log_dir = fresh.path().join(super::super::inbox_log::LOG_DIR);
+        std::fs::create_dir_all(&log_dir).unwrap();
+        for (_, path) in super::super::inbox_log::segments(crashed.path()).unwrap() {
+            std::fs::copy(&path, log_dir.join(path.file_name().unwrap())).unwrap();
+        }
+        drop(store);
+
+        let restored = reopen(fresh.path());
+        let queued: Vec<(u64, Event)> = restored
+            .pending_events(10)
+            .unwrap()
+            .into_iter()
+            .map(|stored| (stored.seq, stored.event))
+            .collect();
+        assert!(queued.contains(&(seq, e)), "{queued:?}");
     }
 }

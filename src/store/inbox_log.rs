@@ -375,25 +375,27 @@ impl Shared {
                     Ok(())
                 } else {
                     let started = Instant::now();
-                    self.write_batch(&mut segment, &mut next_number, &mut bytes)
-                        .inspect(|()| {
-                            let observer = self.observer.read().expect("observer lock");
-                            if let (Some(observe), false) = (observer.as_ref(), bytes.is_empty()) {
-                                observe(started.elapsed());
-                            }
-                        })
-                        .and_then(|()| {
-                            if self.fail_writes.load(Ordering::Relaxed) {
-                                // As a failed sync: the bytes may or may not be on disk.
-                                return Err("injected inbox log failure".to_string());
-                            }
-                            last_sync = Some(Instant::now());
-                            if store_flush_owed {
-                                flush_store()?;
-                                store_flush_owed = false;
-                            }
-                            Ok(())
-                        })
+                    let written = self.write_batch(&mut segment, &mut next_number, &mut bytes);
+                    // Failed writes too: a disk that stalls and then fails
+                    // is the one to see.
+                    if let (Some(observe), false) = (
+                        self.observer.read().expect("observer lock").as_ref(),
+                        bytes.is_empty(),
+                    ) {
+                        observe(started.elapsed());
+                    }
+                    written.and_then(|()| {
+                        if self.fail_writes.load(Ordering::Relaxed) {
+                            // As a failed sync: the bytes may or may not be on disk.
+                            return Err("injected inbox log failure".to_string());
+                        }
+                        last_sync = Some(Instant::now());
+                        if store_flush_owed {
+                            flush_store()?;
+                            store_flush_owed = false;
+                        }
+                        Ok(())
+                    })
                 };
                 if let Err(e) = &result {
                     failed = true;

@@ -198,11 +198,17 @@ impl Store {
                 "restored accepted events from the inbox log that the store had not flushed"
             );
         }
-        let orphans = store.drop_orphaned_pending()?;
+        let (orphans, converted) = store.tidy_pending_queue()?;
         if orphans > 0 {
             tracing::info!(
                 orphans,
                 "removed queue entries of events a crash left half-written"
+            );
+        }
+        if converted > 0 {
+            tracing::info!(
+                converted,
+                "moved queued events of an earlier version's layout into their queue entries"
             );
         }
         Ok(store)

@@ -151,7 +151,9 @@ async fn accepted_events_survive_kill_9_and_restart() {
     stop(&mut server);
 
     // Every acknowledged event was processed (it has its run, with the
-    // event in it) or is still queued for the next start.
+    // event in it) or is still queued for the next start. (Processing it
+    // twice would not show here: a second run of the same event and
+    // workflow has the same id; the engine's tests cover that.)
     let store = ringback::store::Store::open(&dir.path().join("data"), 8 << 20).unwrap();
     let queued = store.pending_events(usize::MAX).unwrap();
     for (i, id) in &accepted {
