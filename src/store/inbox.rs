@@ -470,6 +470,18 @@ mod tests {
         (dir, store)
     }
 
+    /// Copy the inbox log's segments of one data folder into another, as
+    /// a crash that lost sled's unflushed writes (but not the log) would
+    /// leave them. Returns the target's log folder.
+    fn copy_log_segments(from: &std::path::Path, to: &std::path::Path) -> std::path::PathBuf {
+        let log_dir = to.join(super::super::inbox_log::LOG_DIR);
+        std::fs::create_dir_all(&log_dir).unwrap();
+        for (_, path) in super::super::inbox_log::segments(from).unwrap() {
+            std::fs::copy(&path, log_dir.join(path.file_name().unwrap())).unwrap();
+        }
+        log_dir
+    }
+
     /// Open a store just dropped: sled's flusher thread lets go of the
     /// folder shortly after the drop.
     fn reopen(dir: &std::path::Path) -> Store {
@@ -533,11 +545,7 @@ mod tests {
         store.commit_inbox().await.unwrap();
 
         let fresh = tempfile::tempdir().unwrap();
-        let log_dir = fresh.path().join(super::super::inbox_log::LOG_DIR);
-        std::fs::create_dir_all(&log_dir).unwrap();
-        for (_, path) in super::super::inbox_log::segments(crashed.path()).unwrap() {
-            std::fs::copy(&path, log_dir.join(path.file_name().unwrap())).unwrap();
-        }
+        let log_dir = copy_log_segments(crashed.path(), fresh.path());
         drop(store);
 
         let restored = Store::open(fresh.path(), 8 << 20).unwrap();
@@ -802,6 +810,7 @@ mod tests {
         assert!(store.remembers_event(&pending.id).unwrap());
         assert!(!store.remembers_event(&taken.id).unwrap());
     }
+
     /// An id accepted again after the dedupe window, whose new acceptance
     /// a crash kept out of sled: the older marker left in sled must not
     /// pass for it, or replay would skip an acknowledged event.
@@ -832,11 +841,7 @@ mod tests {
                 .unwrap();
             old.flush_now().unwrap();
         }
-        let log_dir = fresh.path().join(super::super::inbox_log::LOG_DIR);
-        std::fs::create_dir_all(&log_dir).unwrap();
-        for (_, path) in super::super::inbox_log::segments(crashed.path()).unwrap() {
-            std::fs::copy(&path, log_dir.join(path.file_name().unwrap())).unwrap();
-        }
+        copy_log_segments(crashed.path(), fresh.path());
         drop(store);
 
         let restored = reopen(fresh.path());
