@@ -695,6 +695,7 @@ mod tests {
         }
         assert_eq!(store.pending_len(), 200);
     }
+
     /// Once the engine has taken an event, the store keeps a marker of a
     /// few dozen bytes for the dedupe window, not the event: a week of
     /// payloads would otherwise be most of the store.
