@@ -500,38 +500,38 @@ fn start_server(
     Ok((Server { child, addr, dir }, took))
 }
 
-/// One `GET /healthz` on a fresh connection: true on a 200.
-fn healthz(addr: SocketAddr) -> bool {
-    let Ok(mut conn) = StdStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
+/// One `GET path` on a fresh connection, waiting at most `connect` to
+/// connect and `read` for the answer: the raw answer, status line and
+/// all, up to `limit` bytes; empty when it could not be sent.
+fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    (connect, read): (Duration, Duration),
+    limit: u64,
+) -> Vec<u8> {
+    let Ok(mut conn) = StdStream::connect_timeout(&addr, connect) else {
+        return Vec::new();
     };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-    if conn
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
+    let _ = conn.set_read_timeout(Some(read));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+    if conn.write_all(request.as_bytes()).is_err() {
+        return Vec::new();
     }
     let mut answer = Vec::new();
-    let _ = conn.take(4096).read_to_end(&mut answer);
-    answer.starts_with(b"HTTP/1.1 200")
+    let _ = conn.take(limit).read_to_end(&mut answer);
+    answer
+}
+
+/// One `GET /healthz` on a fresh connection: true on a 200.
+fn healthz(addr: SocketAddr) -> bool {
+    let waits = (Duration::from_millis(200), Duration::from_secs(2));
+    http_get(addr, "/healthz", waits, 4096).starts_with(b"HTTP/1.1 200")
 }
 
 /// `GET /metrics` on a fresh connection: the exposition text, or empty.
 fn metrics_text(addr: SocketAddr) -> String {
-    let Ok(mut conn) = StdStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return String::new();
-    };
-    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-    if conn
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return String::new();
-    }
-    let mut answer = Vec::new();
-    let _ = conn.take(1 << 20).read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
+    let waits = (Duration::from_millis(500), Duration::from_secs(5));
+    String::from_utf8_lossy(&http_get(addr, "/metrics", waits, 1 << 20)).into_owned()
 }
 
 /// The server's inbox log writes (each batch's write and `fdatasync`,

@@ -301,11 +301,7 @@ pub(super) fn bump_stats(
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(dir.path(), 8 << 20).unwrap();
-        (dir, s)
-    }
+    use super::super::temp_store as store;
 
     fn now() -> Timestamp {
         Timestamp::from_second(1_800_000_000).unwrap()

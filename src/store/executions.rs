@@ -402,11 +402,7 @@ mod tests {
         }
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
-        (dir, store)
-    }
+    use super::super::temp_store as store;
 
     /// The record is stored compressed (the store's largest values, kept
     /// for the retention period) and reads back whole.

@@ -47,22 +47,12 @@ impl StoredEventHeader {
     }
 }
 
-/// A value of the `pending` tree: the whole [`StoredEvent`] as JSON, or,
-/// in stores written before the event moved out of `events`, the event's
-/// id (whose `events` value is then the whole record).
-enum PendingValue<'a> {
-    Record(&'a [u8]),
-    LegacyId(&'a [u8]),
-}
-
-impl<'a> PendingValue<'a> {
-    fn of(value: &'a [u8]) -> PendingValue<'a> {
-        // A record is a JSON object; an id never starts with `{`.
-        match value.first() {
-            Some(b'{') => PendingValue::Record(value),
-            _ => PendingValue::LegacyId(value),
-        }
-    }
+/// Whether a value of the `pending` tree is the whole [`StoredEvent`] as
+/// JSON, rather than, in stores written before the event moved out of
+/// `events`, the event's id (whose `events` value is then the whole
+/// record). A record is a JSON object; an id never starts with `{`.
+fn is_record(pending_value: &[u8]) -> bool {
+    pending_value.first() == Some(&b'{')
 }
 
 /// The one field of a pending record that start-up needs: its event's id.
@@ -307,33 +297,33 @@ impl Store {
         let (mut dropped, mut converted) = (0, 0);
         for item in self.pending.iter() {
             let (seq, value) = item?;
-            match PendingValue::of(&value) {
-                PendingValue::Record(record) => {
-                    let named: PendingRecordId = serde_json::from_slice(record)
-                        .map_err(|e| StoreError::Corrupt(format!("pending queue entry: {e}")))?;
-                    if !self.events.contains_key(named.event.id.as_bytes())? {
-                        self.pending.remove(seq)?;
-                        dropped += 1;
-                    }
+            if is_record(&value) {
+                let named: PendingRecordId = serde_json::from_slice(&value)
+                    .map_err(|e| StoreError::Corrupt(format!("pending queue entry: {e}")))?;
+                if !self.events.contains_key(named.event.id.as_bytes())? {
+                    self.pending.remove(seq)?;
+                    dropped += 1;
                 }
-                PendingValue::LegacyId(id) => match self.events.get(id)? {
-                    None => {
-                        self.pending.remove(seq)?;
-                        dropped += 1;
-                    }
-                    Some(stored) if decode_record(&stored, "event").is_ok() => {
-                        self.pending.insert(seq, stored)?;
-                        converted += 1;
-                    }
-                    Some(_) => {
-                        tracing::warn!(
-                            event_id = %String::from_utf8_lossy(id),
-                            "a queued event of an earlier version was accepted again and replaced; its older copy is dropped"
-                        );
-                        self.pending.remove(seq)?;
-                        dropped += 1;
-                    }
-                },
+                continue;
+            }
+            // The earlier layout: `value` is the event's id.
+            match self.events.get(&value)? {
+                None => {
+                    self.pending.remove(seq)?;
+                    dropped += 1;
+                }
+                Some(stored) if decode_record(&stored, "event").is_ok() => {
+                    self.pending.insert(seq, stored)?;
+                    converted += 1;
+                }
+                Some(_) => {
+                    tracing::warn!(
+                        event_id = %String::from_utf8_lossy(&value),
+                        "a queued event of an earlier version was accepted again and replaced; its older copy is dropped"
+                    );
+                    self.pending.remove(seq)?;
+                    dropped += 1;
+                }
             }
         }
         Ok((dropped, converted))
@@ -343,12 +333,6 @@ impl Store {
     /// for the dedupe window.
     pub fn remembers_event(&self, id: &str) -> Result<bool, StoreError> {
         Ok(self.events.contains_key(id.as_bytes())?)
-    }
-
-    /// A pending queue entry's event. Entries of the earlier layout were
-    /// converted when the store opened ([`Store::tidy_pending_queue`]).
-    fn pending_event(&self, value: &[u8]) -> Result<StoredEvent, StoreError> {
-        decode_record(value, "pending queue entry")
     }
 
     /// Events accepted but not yet handed to the engine, oldest first.
@@ -388,7 +372,9 @@ impl Store {
             if skip(seq) {
                 continue;
             }
-            out.push(self.pending_event(&value)?);
+            // Entries of the earlier layout were converted when the store
+            // opened ([`Store::tidy_pending_queue`]).
+            out.push(decode_record(&value, "pending queue entry")?);
         }
         Ok((out, None))
     }
@@ -463,12 +449,7 @@ mod tests {
         parse(body.as_bytes(), &ctx).unwrap().remove(0)
     }
 
-    /// A store in a folder of its own, kept as long as the folder.
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
-        (dir, store)
-    }
+    use super::super::temp_store as store;
 
     /// Copy the inbox log's segments of one data folder into another, as
     /// a crash that lost sled's unflushed writes (but not the log) would

@@ -459,7 +459,7 @@ impl Shared {
         let mut spares = self.spares.lock().expect("spares lock");
         let result = match segment_number(path) {
             Some(number) if spares.len() < MAX_SPARES => {
-                let spare = self.dir.join(format!("spare-{number:012}.wal"));
+                let spare = spare_path(&self.dir, number);
                 std::fs::rename(path, &spare).map(|()| spares.push(spare))
             }
             _ => std::fs::remove_file(path),
@@ -569,7 +569,16 @@ impl Segment {
 }
 
 fn segment_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("{number:012}.wal"))
+    dir.join(segment_name(number))
+}
+
+fn segment_name(number: u64) -> String {
+    format!("{number:012}.wal")
+}
+
+/// Where segment `number` waits, retired, to be reused.
+fn spare_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("spare-{}", segment_name(number)))
 }
 
 /// Spare segment files a previous process left in `dir`.

@@ -249,3 +249,12 @@ impl Store {
         self.inbox_log.set_fail_writes(on);
     }
 }
+
+/// A store in a temporary folder of its own, kept as long as the folder:
+/// what the store's unit tests start from.
+#[cfg(test)]
+pub(super) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), 8 << 20).unwrap();
+    (dir, store)
+}

@@ -17,11 +17,17 @@ use std::borrow::Cow;
 pub(super) const LZ4_RECORD: u8 = 1;
 
 /// `json` as stored: [`LZ4_RECORD`], then LZ4 block format with the
-/// uncompressed size first.
+/// uncompressed size first (u32 LE, as `lz4_flex::compress_prepend_size`
+/// lays it out), compressed straight into the one buffer returned.
 pub(super) fn pack(json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + 4 + json.len() / 2);
-    out.push(LZ4_RECORD);
-    out.extend_from_slice(&lz4_flex::compress_prepend_size(json));
+    const HEAD: usize = 1 + 4;
+    let size = u32::try_from(json.len()).expect("a record is far smaller than 4 GiB");
+    let mut out = vec![0; HEAD + lz4_flex::block::get_maximum_output_size(json.len())];
+    out[0] = LZ4_RECORD;
+    out[1..HEAD].copy_from_slice(&size.to_le_bytes());
+    let written = lz4_flex::block::compress_into(json, &mut out[HEAD..])
+        .expect("the buffer has room for the worst case");
+    out.truncate(HEAD + written);
     out
 }
 
@@ -44,6 +50,11 @@ mod tests {
         let json = br#"{"id":"evt_1","raw":{"entry":[{"changes":[{"value":"x"}]}]}}"#;
         let packed = pack(json);
         assert_eq!(unpack(&packed).unwrap().as_ref(), json.as_slice());
+        // The layout `lz4_flex`'s own size-prepending functions read.
+        assert_eq!(
+            &packed[1..],
+            lz4_flex::compress_prepend_size(json).as_slice()
+        );
         assert_eq!(unpack(json).unwrap().as_ref(), json.as_slice());
         assert!(unpack(&packed[..packed.len() - 3]).is_err());
     }

@@ -31,14 +31,11 @@ struct Running {
     base: String,
 }
 
-/// Runs for every event, so a test can find each processed event in its run.
-const RECORD_EVERY_EVENT: &str =
-    "name: record\non:\n  events: [\"*\"]\nsteps:\n  - log: \"{{event.id}}\"\n";
-
 fn start(dir: &Path, port: u16) -> Running {
     std::fs::write(dir.join("ringback.yaml"), CONFIG).unwrap();
     std::fs::create_dir_all(dir.join("workflows")).unwrap();
-    std::fs::write(dir.join("workflows/record.yaml"), RECORD_EVERY_EVENT).unwrap();
+    let (file, text) = crate::support::RECORD_EVERY_EVENT;
+    std::fs::write(dir.join("workflows").join(file), text).unwrap();
     let child = Command::new(BIN)
         .current_dir(dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -158,7 +155,7 @@ async fn accepted_events_survive_kill_9_and_restart() {
     let queued = store.pending_events(usize::MAX).unwrap();
     for (i, id) in &accepted {
         let run = store
-            .execution(&ringback::store::run_id(id, "record"))
+            .execution(&crate::support::recorded_run_id(id))
             .unwrap();
         let event = match run {
             Some(run) => run.event,

@@ -235,6 +235,11 @@ pub const RECORD_EVERY_EVENT: (&str, &str) = (
     "name: record\non:\n  events: [\"*\"]\nsteps:\n  - log: \"{{event.id}}\"\n",
 );
 
+/// The id of the run of [`RECORD_EVERY_EVENT`] for an event.
+pub fn recorded_run_id(event_id: &str) -> String {
+    ringback::store::run_id(event_id, "record")
+}
+
 /// [`server`] with [`RECORD_EVERY_EVENT`].
 pub async fn recording_server() -> TestServer {
     TestServer::start_with_workflows(CONFIG, ENV, &[RECORD_EVERY_EVENT]).await
@@ -244,7 +249,7 @@ impl TestServer {
     /// The event with this id as the engine processed it, read from its
     /// run of [`RECORD_EVERY_EVENT`] (waiting at most 10 s for it).
     pub async fn processed_event(&self, id: &str) -> ringback::event::Event {
-        let run_id = ringback::store::run_id(id, "record");
+        let run_id = recorded_run_id(id);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             if let Some(run) = self.store.execution(&run_id).unwrap() {
