@@ -1,15 +1,13 @@
 //! The engine: takes accepted events from the inbox, tracks calls, runs
 //! every workflow that listens, resumes waiting runs, and fires timers.
 //!
-//! - The dispatcher takes the events ingestion just accepted from memory
+//! - The dispatcher takes the events ingestion just stored from memory
 //!   ([`Arrivals`]), and reads the stored `pending` queue at start, when
 //!   that memory overflowed, and once a second regardless. It hands each
-//!   event to a task, and marks it taken once its runs are recorded (the
-//!   store then keeps its dedupe marker, and removes its queue entry if
-//!   it had one). A crash before that offers the event again on start
-//!   (from the queue, or from the inbox log's replay); its runs are found
-//!   by their derived ids and resumed from their journals, not started
-//!   twice.
+//!   event to a task, and removes it from the stored queue once its runs
+//!   are recorded. A crash before that offers the event again on start;
+//!   its runs are found by their derived ids and resumed from their
+//!   journals, not started twice.
 //! - At start-up, runs that were `running` when the process stopped are
 //!   resumed (see `run.rs` for the replay).
 //! - The timer service fires durable timers at their due second: it
@@ -280,7 +278,7 @@ impl Engine {
         self.inner.in_flight.lock().expect("in-flight lock")
     }
 
-    /// Process an accepted event, then mark it taken in the store.
+    /// Process a stored event, then remove it from the stored queue.
     async fn process_and_take(&self, stored: StoredEvent) -> Result<(), crate::store::StoreError> {
         let (seq, id) = (stored.seq, stored.event.id.clone());
         self.process(stored).await;

@@ -9,34 +9,28 @@
 //! hand-offs per group of requests and a wide spread (p50 0.6 ms, p99
 //! 6.7 ms at 2,000 events/s), which every 2xx waited for up to twice.
 //!
-//! What an acknowledgement waits for is an append of the stored record to
-//! this log: one `write` and one `fdatasync` on a dedicated thread for
-//! every group of records that arrived while the previous group was being
-//! written (group commit). Since the sixth performance round an accepted
-//! event is not written to sled at all until the engine is done with it
-//! (`unsettled.rs`); before that, ingestion wrote the inbox's sled trees
-//! and waited for this log only. sled is flushed in the background (its
-//! own flusher, every other [`super::Store::commit`], and the checkpoints
-//! below), so its writes are off the acknowledgement's path.
+//! Ingestion now still writes the inbox's sled trees as before (so every
+//! reader, the dedupe check, the engine's queue and the admin API see
+//! the same data), but what it waits for is an append of the stored
+//! record to this log: one `write` and one `fdatasync` on a dedicated
+//! thread for every group of records that arrived while the previous
+//! group was being written (group commit). sled is flushed in the
+//! background (its own flusher, every other [`super::Store::commit`], and
+//! the checkpoints below), so its writes are off the acknowledgement's path.
 //!
 //! # Invariants
 //!
-//! - A record is appended under the inbox's writer lock, together with
-//!   its event being noted as unsettled (or, for `insert_events`, written
-//!   to sled). A checkpoint runs after a segment was sealed: it files
-//!   every event still unsettled into sled, then flushes sled, so sled
-//!   then holds every event the segment records (settled ones have their
-//!   marker written before they leave the unsettled map), and the segment
-//!   can be retired (on its own thread, so the appends never wait for
-//!   sled).
+//! - A record is appended *after* its event's sled writes, under the
+//!   inbox's writer lock. So a sled flush that starts after a segment was
+//!   sealed covers every record in it, and the segment can then be retired
+//!   (a checkpoint, on its own thread, so the appends never wait for sled).
 //! - A record's batch reports success only after `fdatasync` of the bytes
 //!   that hold it returned. A failed write or sync fails the whole batch
 //!   (its requests get a 503 and the provider retries); the log moves on to
 //!   a new segment (failing every batch until it has one), so no later
 //!   record sits behind a torn one; and no later batch succeeds until a
-//!   store flush (the checkpoint's: filing, then flushing) has made the
-//!   failed batch's events durable in sled, since a duplicate of one of
-//!   them waits on a later batch.
+//!   store flush has made the failed batch's records durable in sled,
+//!   since a duplicate of one of them waits on a later batch.
 //! - On open, every record of every remaining segment whose event sled
 //!   does not have is written back into sled's inbox trees (the crash came
 //!   before sled flushed it), then sled is flushed and the segments are
@@ -315,8 +309,8 @@ impl Shared {
     /// The writer thread: take the open batch, write and sync it, report,
     /// repeat. Records arriving meanwhile form the next batch.
     ///
-    /// After a failed write or sync, the events of the failed batch are
-    /// accepted (unsettled in memory, or in sled) but may be nowhere on
+    /// After a failed write or sync, the records of the failed batch are
+    /// still in sled (written before their append) but may be nowhere on
     /// disk, and a duplicate of one of them waits on a *later* batch. So
     /// until a store flush (`flush_store`, the checkpoint's) has succeeded,
     /// no later batch reports success; and the log moves to a new segment,

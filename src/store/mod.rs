@@ -24,7 +24,7 @@
 //! | tree | key | value |
 //! |---|---|---|
 //! | `events` | event id (UTF-8, `evt_<24 hex>`) | the dedupe marker, `{"seq":…,"received_at":…}` as JSON (stores written by earlier versions: the whole [`StoredEvent`]) |
-//! | `pending` | sequence number, u64 big-endian | [`StoredEvent`] as JSON (earlier versions: the event id) — accepted events the engine has not finished with, in arrival order, when sled must hold them (`unsettled.rs`: most are only in memory and the inbox log until then) |
+//! | `pending` | sequence number, u64 big-endian | [`StoredEvent`] as JSON (earlier versions: the event id) — events not yet handed to the engine, in arrival order |
 //! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — lets the dedupe cleaner walk oldest first without scanning `events` |
 //!
 //! | `contacts` | E.164 phone | [`Contact`] as JSON (without call statistics) |
@@ -38,23 +38,19 @@
 //! Beside sled's files, `inbox-log/` holds the inbox log's segments (format
 //! in `inbox_log.rs`).
 //!
-//! An event id that is unsettled (accepted, in memory, see `unsettled.rs`)
-//! or present in `events` and received within `dedupe_window` is a
-//! duplicate. Accepting holds one lock across the dedupe check and noting
-//! the event, and an event's writes to the inbox's trees (when it is
-//! filed or settled) are plain writes in a fixed order, `events` last.
-//! sled recovers a prefix of its log after a crash (0.34 only advances its
-//! stable LSN over contiguous written ranges, `StabilityIntervals` in
-//! `pagecache/iobuf.rs`, and recovers up to that tip), so a filed event
-//! that survives has its queue entry too (a settled one has none: the
-//! engine was done with it before its marker was written), and a crash
-//! can never leave the marker of an unprocessed event without its queue
-//! entry (which would turn the provider's retry into a "duplicate" of
-//! nothing that is never processed). What a crash can leave is the
-//! reverse, a queue entry without its event; start-up removes those. (A
-//! sled transaction would give the same all-or-nothing, but makes sled
-//! write its log on the spot twice per transaction: a third of
-//! ingestion's cost.)
+//! An event id present in `events` and received within `dedupe_window` is a
+//! duplicate. The inbox's trees are written by one writer at a time, with
+//! plain writes in a fixed order, `events` last. sled recovers a prefix of
+//! its log after a crash (0.34 only advances its stable LSN over contiguous
+//! written ranges, `StabilityIntervals` in `pagecache/iobuf.rs`, and
+//! recovers up to that tip), so an event that survives has its queue entry
+//! too, and a crash can never leave a dedupe marker without the rest
+//! (which would turn the provider's retry into a "duplicate" of nothing
+//! that is never processed). What a crash can leave is the reverse, a
+//! queue entry without its event; start-up removes those. (A sled
+//! transaction would give the same all-or-nothing, but makes sled write
+//! its log on the spot twice per transaction: a third of ingestion's
+//! cost.)
 
 mod calls;
 mod commit;
