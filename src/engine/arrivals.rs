@@ -1,13 +1,13 @@
 //! Accepted events handed from ingestion to the engine in memory.
 //!
-//! An accepted event is durable in the inbox log before its 2xx, but sled
-//! does not hold it until the engine is done with it (`store/unsettled.rs`):
-//! ingestion passes it straight to the dispatcher through this bounded
-//! queue. (Reading the stored queue back also cost a lookup and a JSON
-//! decode per event, a tenth of the engine's time under load.) When the
-//! queue is full, the events it has no room for are written to sled's
-//! queue and the dispatcher is told to read that, so a burst costs memory
-//! only up to [`CAPACITY`].
+//! Every accepted event is in the store's `pending` queue before its 2xx,
+//! so the queue alone is enough to process it, and it is what start-up
+//! reads. But reading it back costs a lookup and a JSON decode per event,
+//! which under load was a tenth of the engine's time. So ingestion also
+//! passes the events it just stored straight to the dispatcher through
+//! this bounded queue. When the queue is full the events are dropped from
+//! it (not from the store) and the dispatcher is told to read the stored
+//! queue again, so a burst costs memory only up to [`CAPACITY`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::store::{Offered, Store, StoredEvent};
+use crate::store::{Offered, StoredEvent};
 
 /// Events held in memory at most; beyond that the stored queue is read.
 pub const CAPACITY: usize = 1024;
@@ -30,28 +30,18 @@ pub struct Arrivals {
 }
 
 impl Arrivals {
-    /// Hand the accepted ones of events just accepted by `store` to the
-    /// engine and wake it. Those the queue has no room for are written to
-    /// the store's queue, where the engine reads them.
-    pub fn offer(&self, store: &Store, offered: impl IntoIterator<Item = Offered>) {
-        let mut no_room = Vec::new();
+    /// Hand the accepted ones of durably stored events to the engine and
+    /// wake it.
+    pub fn offer(&self, offered: impl IntoIterator<Item = Offered>) {
         {
             let mut queue = self.queue.lock().expect("arrivals lock");
             for stored in offered.into_iter().filter_map(Offered::into_accepted) {
                 if queue.len() < CAPACITY {
                     queue.push_back(stored);
                 } else {
-                    no_room.push(stored.event.id);
+                    self.overflowed.store(true, Ordering::Release);
                 }
             }
-        }
-        if !no_room.is_empty() {
-            let ids: Vec<&str> = no_room.iter().map(String::as_str).collect();
-            if let Err(e) = store.queue_in_store(&ids) {
-                // The next inbox checkpoint writes them (it retries).
-                tracing::error!(error = %e, "cannot queue accepted events in the store");
-            }
-            self.overflowed.store(true, Ordering::Release);
         }
         self.notify.notify_one();
     }
@@ -101,14 +91,9 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_to_the_store_and_says_so() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
         let arrivals = Arrivals::default();
         let duplicate = Offered::Duplicate(stored(u64::MAX).event().clone());
-        arrivals.offer(
-            &store,
-            std::iter::once(duplicate).chain((0..CAPACITY as u64 + 3).map(stored)),
-        );
+        arrivals.offer(std::iter::once(duplicate).chain((0..CAPACITY as u64 + 3).map(stored)));
         assert!(arrivals.take_overflow(), "the overflow is reported");
         assert!(!arrivals.take_overflow(), "once");
         let taken = arrivals.take();

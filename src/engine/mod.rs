@@ -249,11 +249,7 @@ impl Engine {
             return false;
         }
         // It may have finished between being read or offered and now.
-        let pending = self
-            .inner
-            .store
-            .is_pending(seq, &stored.event.id)
-            .unwrap_or(true);
+        let pending = self.inner.store.is_pending(seq).unwrap_or(true);
         let permit = match pending {
             true => self.inner.permits.clone().acquire_owned().await.ok(),
             false => None,
@@ -280,9 +276,9 @@ impl Engine {
 
     /// Process a stored event, then remove it from the stored queue.
     async fn process_and_take(&self, stored: StoredEvent) -> Result<(), crate::store::StoreError> {
-        let (seq, id) = (stored.seq, stored.event.id.clone());
+        let seq = stored.seq;
         self.process(stored).await;
-        self.inner.store.mark_taken(seq, &id)
+        self.inner.store.mark_taken(seq)
     }
 
     /// Everything one event causes: waiting runs it wakes, its call's state,
@@ -344,9 +340,7 @@ impl Engine {
                     return;
                 }
             };
-            // Offered in memory (a synthetic missed call), then filed ones.
-            let offered = self.inner.arrivals.take();
-            for stored in offered.into_iter().chain(pending) {
+            for stored in pending {
                 progressed = true;
                 if let Err(e) = self.process_and_take(stored).await {
                     tracing::error!(error = %e, "cannot remove a processed event from the queue");
@@ -788,7 +782,7 @@ impl Engine {
                 if let Some(missed) = offered.first().map(|o| o.event()) {
                     tracing::info!(event_id = %missed.id, source = %missed.source, caller = missed.caller.as_deref().unwrap_or("-"), "call rang out: synthetic call.missed");
                 }
-                self.inner.arrivals.offer(store, offered);
+                self.inner.arrivals.offer(offered);
             }
             Err(e) => tracing::error!(error = %e, "cannot store the synthetic missed call"),
         }

@@ -263,13 +263,7 @@ async fn store_durably(
         .accept_events(events, now, window)
         .map_err(storage_failed)?;
     // Duplicates wait too: the first copy may still be on its way to disk.
-    if let Err(e) = state.store.commit_inbox().await {
-        // The provider retries, and its retry is a duplicate of these:
-        // they are processed all the same (the log's writer makes the
-        // store durable, these included, before any later 2xx).
-        state.arrivals.offer(&state.store, offered);
-        return Err(storage_failed(e));
-    }
+    state.store.commit_inbox().await.map_err(storage_failed)?;
     let mut outcomes = Vec::with_capacity(offered.len());
     for offer in &offered {
         let (event, outcome) = (offer.event(), offer.outcome());
@@ -287,6 +281,6 @@ async fn store_durably(
             );
         }
     }
-    state.arrivals.offer(&state.store, offered);
+    state.arrivals.offer(offered);
     Ok(outcomes)
 }

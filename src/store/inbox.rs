@@ -6,20 +6,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::unsettled::Acceptance;
 use super::{Store, StoreError};
 use crate::event::Event;
-
-/// When an accepted event's entries are written to sled.
-#[derive(Clone, Copy)]
-enum Filing {
-    /// Before the call returns (`insert_events`: tools and tests that
-    /// read the stored queue).
-    AtOnce,
-    /// When the engine is done with it, or sooner if sled must hold it
-    /// (`accept_events`, see `unsettled.rs`).
-    Deferred,
-}
 
 /// An event as kept in the inbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,12 +118,7 @@ pub enum Insert {
 /// their events in the store (it restores those it does not find).
 const KEPT_AT_LEAST: Duration = Duration::from_secs(10 * 60);
 
-/// An accepted event's dedupe marker, as stored in `events`.
-pub(super) fn marker_bytes(seq: u64, received_at: Timestamp) -> Result<Vec<u8>, StoreError> {
-    StoredEventHeader { seq, received_at }.encode()
-}
-
-pub(super) fn expiry_key(received_at: Timestamp, id: &str) -> Vec<u8> {
+fn expiry_key(received_at: Timestamp, id: &str) -> Vec<u8> {
     let ms = received_at.as_millisecond().max(0) as u64;
     let mut key = Vec::with_capacity(8 + id.len());
     key.extend_from_slice(&ms.to_be_bytes());
@@ -152,23 +135,23 @@ impl Store {
         now: Timestamp,
         window: Duration,
     ) -> Result<Vec<Insert>, StoreError> {
-        let outcomes = self.insert_offered(events, now, window, Filing::AtOnce)?;
+        let outcomes = self.insert_offered(events, now, window)?;
         Ok(outcomes.into_iter().map(|(insert, _)| insert).collect())
     }
 
     /// Offer a delivery's events to the inbox: each event, with what became
-    /// of it. Not durable until [`Store::commit_inbox`] returns. An
-    /// accepted event is written to the inbox log only, and kept in memory
-    /// until the engine takes it ([`Store::mark_taken`]) or sled must hold
-    /// it (`unsettled.rs`): the caller hands it to the engine, or calls
-    /// [`Store::queue_in_store`] for those it cannot.
+    /// of it. Not durable until [`Store::commit_inbox`] (or
+    /// [`Store::commit`]) returns. The write runs on the caller's thread:
+    /// it is a few tens of microseconds of in-memory sled writes per event
+    /// (the disk wait is the log's sync), less than a hand-off to another
+    /// thread and back would cost.
     pub fn accept_events(
         &self,
         events: Vec<Event>,
         now: Timestamp,
         window: Duration,
     ) -> Result<Vec<Offered>, StoreError> {
-        let outcomes = self.insert_offered(&events, now, window, Filing::Deferred)?;
+        let outcomes = self.insert_offered(&events, now, window)?;
         Ok(events
             .into_iter()
             .zip(outcomes)
@@ -184,17 +167,16 @@ impl Store {
     }
 
     /// [`Store::insert_events`], each outcome with the event's sequence
-    /// number (meaningful when accepted). Filed events get plain writes,
-    /// not a sled transaction: each transaction makes sled write its log to
-    /// disk twice on the spot, which made ingestion wait on the disk three
-    /// times per write instead of once (at the flush). The same event twice
-    /// in `events` is one acceptance and one duplicate.
+    /// number (meaningful when accepted). Plain writes, not a sled
+    /// transaction: each transaction makes sled write its log to disk twice
+    /// on the spot, which made ingestion wait on the disk three times per
+    /// write instead of once (at the flush). The same event twice in
+    /// `events` is one acceptance and one duplicate.
     fn insert_offered(
         &self,
         events: &[Event],
         now: Timestamp,
         window: Duration,
-        filing: Filing,
     ) -> Result<Vec<(Insert, u64)>, StoreError> {
         let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         let mut prepared = Vec::with_capacity(events.len());
@@ -210,46 +192,55 @@ impl Store {
             prepared.push((event, seq, bytes));
         }
         // One writer at a time: the dedupe check reads what earlier
-        // writers noted or stored (see the module docs on ordering).
-        let mut inbox = self.unsettled.accepting();
+        // writers stored (see the module docs on ordering).
+        let _writer = self.inbox_writer.lock().expect("inbox writer lock");
         let mut outcomes = Vec::with_capacity(prepared.len());
-        for (event, seq, bytes) in prepared {
-            if inbox.unsettled(&event.id) {
-                outcomes.push((Insert::Duplicate, seq));
-                continue;
-            }
-            if let Some(existing) = self.events.get(event.id.as_bytes())? {
+        for (event, seq, bytes) in &prepared {
+            let id = event.id.as_bytes();
+            if let Some(existing) = self.events.get(id)? {
                 let seen = StoredEventHeader::decode(&existing, &event.id)?;
                 let age = now.as_millisecond() - seen.received_at.as_millisecond();
                 if age <= window_ms {
-                    outcomes.push((Insert::Duplicate, seq));
+                    outcomes.push((Insert::Duplicate, *seq));
                     continue;
                 }
             }
-            let acceptance = Acceptance::of(event, seq, now);
-            // Noted or filed, then appended, under the writer lock: a
-            // checkpoint that files every unsettled event and flushes sled
-            // once this record's segment is sealed covers it (inbox_log.rs).
-            match filing {
-                Filing::AtOnce => {
-                    inbox.file(&event.id, &acceptance, &bytes)?;
-                    self.inbox_log.append(&bytes);
-                }
-                Filing::Deferred => {
-                    self.inbox_log.append(&bytes);
-                    inbox.note(event.id.clone(), acceptance, bytes);
-                }
-            }
-            outcomes.push((Insert::Accepted, seq));
+            self.write_inbox_entry(event, *seq, now, bytes)?;
+            // After the sled writes: a checkpoint that flushes sled once
+            // this record's segment is sealed covers them (inbox_log.rs).
+            self.inbox_log.append(bytes);
+            outcomes.push((Insert::Accepted, *seq));
         }
         Ok(outcomes)
     }
 
-    /// Write these accepted events (by id) to sled's queue now, unless the
-    /// engine has taken them: for events the in-memory hand-over to the
-    /// engine had no room for, which it reads from the stored queue.
-    pub fn queue_in_store(&self, ids: &[&str]) -> Result<(), StoreError> {
-        self.unsettled.file_these(ids)
+    /// An accepted event's entries in the inbox's trees, `events` last:
+    /// sled recovers a prefix of its log, so an event that survives a
+    /// crash has its queue entry too. `bytes` is its [`StoredEvent`], kept
+    /// in the queue entry only: once the engine has taken the event, what
+    /// stays for the dedupe window is a small marker (a week by default;
+    /// with the whole event it was most of the store's size and of the
+    /// page cache the dedupe lookups compete for).
+    fn write_inbox_entry(
+        &self,
+        event: &Event,
+        seq: u64,
+        received_at: Timestamp,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let marker = StoredEventHeader { seq, received_at }.encode()?;
+        self.pending.insert(seq.to_be_bytes(), bytes)?;
+        self.expiry
+            .insert(expiry_key(received_at, &event.id), &[] as &[u8])?;
+        let stats_phone = event
+            .caller
+            .as_deref()
+            .filter(|_| event.caller_is_phone && crate::event::kind::is_call(&event.kind));
+        if let Some(phone) = stats_phone {
+            super::contacts::bump_stats(&self.call_stats, phone, &event.kind, event.at)?;
+        }
+        self.events.insert(event.id.as_bytes(), marker)?;
+        Ok(())
     }
 
     /// Put back into sled the records of the inbox log's `segments` (left
@@ -275,8 +266,7 @@ impl Store {
                         continue;
                     }
                 }
-                let acceptance = Acceptance::of(&stored.event, stored.seq, stored.received_at);
-                self.inbox_trees().file(id, &acceptance, record)?;
+                self.write_inbox_entry(&stored.event, stored.seq, stored.received_at, record)?;
                 restored += 1;
             }
         }
@@ -342,11 +332,10 @@ impl Store {
     /// Whether an event with this id was accepted and is still remembered
     /// for the dedupe window.
     pub fn remembers_event(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.unsettled.knows(id) || self.events.contains_key(id.as_bytes())?)
+        Ok(self.events.contains_key(id.as_bytes())?)
     }
 
-    /// Events in sled's queue (filed, see `unsettled.rs`) not yet handed
-    /// to the engine, oldest first.
+    /// Events accepted but not yet handed to the engine, oldest first.
     pub fn pending_events(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         Ok(self.pending_events_after(None, limit, |_| false)?.0)
     }
@@ -390,23 +379,19 @@ impl Store {
         Ok((out, None))
     }
 
-    /// Whether acceptance `seq` of event `id` still waits to be processed.
-    pub fn is_pending(&self, seq: u64, id: &str) -> Result<bool, StoreError> {
-        match self.unsettled.is_pending(id, seq) {
-            Some(pending) => Ok(pending),
-            None => Ok(self.pending.contains_key(seq.to_be_bytes())?),
-        }
+    /// Whether the event with this sequence number is still queued.
+    pub fn is_pending(&self, seq: u64) -> Result<bool, StoreError> {
+        Ok(self.pending.contains_key(seq.to_be_bytes())?)
     }
 
-    /// Accepted events not processed yet, in memory or in sled's queue.
     pub fn pending_len(&self) -> usize {
-        self.pending.len() + self.unsettled.waiting_len()
+        self.pending.len()
     }
 
-    /// The engine is done with acceptance `seq` of event `id`: it leaves
-    /// the queue, and its dedupe marker stays.
-    pub fn mark_taken(&self, seq: u64, id: &str) -> Result<(), StoreError> {
-        self.unsettled.take(id, seq)
+    /// Hand an event to the engine: it leaves the pending queue.
+    pub fn mark_taken(&self, seq: u64) -> Result<(), StoreError> {
+        self.pending.remove(seq.to_be_bytes())?;
+        Ok(())
     }
 
     /// Forget events received more than `window` (at least
@@ -523,7 +508,7 @@ mod tests {
         }
         assert_eq!(accepted.len(), 100, "every distinct event was accepted");
         assert!(accepted.values().all(|n| *n == 1), "and only once");
-        assert_eq!(store.pending_len(), 100);
+        assert_eq!(store.pending_events(1000).unwrap().len(), 100);
     }
 
     /// The inbox log of a store whose sled files were lost stands for a
@@ -617,7 +602,7 @@ mod tests {
             .insert_events(std::slice::from_ref(&e), at(1000), second)
             .unwrap();
         let seq = store.pending_events(10).unwrap()[0].seq;
-        store.mark_taken(seq, &e.id).unwrap();
+        store.mark_taken(seq).unwrap();
         // Past the window: a duplicate no longer, but still kept.
         assert_eq!(store.purge_expired(at(1000 + 300), second).unwrap(), 0);
         assert!(store.remembers_event(&e.id).unwrap());
@@ -636,7 +621,7 @@ mod tests {
             .unwrap();
         let taken = store.pending_events(10).unwrap().remove(0);
         assert_eq!(taken.event, a);
-        store.mark_taken(taken.seq, &taken.event.id).unwrap();
+        store.mark_taken(taken.seq).unwrap();
         assert_eq!(store.purge_expired(at(1000 + 3599), hour).unwrap(), 0);
         assert_eq!(store.purge_expired(at(1000 + 3601), hour).unwrap(), 1);
         assert!(!store.remembers_event(&a.id).unwrap());
@@ -706,7 +691,7 @@ mod tests {
             .unwrap();
         let pending = store.pending_events(10).unwrap();
         assert_eq!(pending[0].event, e, "the queue holds the whole event");
-        store.mark_taken(pending[0].seq, &e.id).unwrap();
+        store.mark_taken(pending[0].seq).unwrap();
 
         let marker = store.events.get(e.id.as_bytes()).unwrap().unwrap();
         assert!(
@@ -774,8 +759,7 @@ mod tests {
             })
             .unwrap();
             store
-                .inbox_trees()
-                .file(&again.id, &Acceptance::of(&again, 11, at(1000)), &record)
+                .write_inbox_entry(&again, 11, at(1000), &record)
                 .unwrap();
             store.flush_now().unwrap();
         }
@@ -850,132 +834,5 @@ mod tests {
             .map(|stored| (stored.seq, stored.event))
             .collect();
         assert!(queued.contains(&(seq, e)), "{queued:?}");
-    }
-
-    /// What sled holds of one accepted event: its queue entry, its dedupe
-    /// marker, and the calls counted for its caller.
-    fn in_sled(store: &Store, e: &Event) -> (usize, bool, u64) {
-        let calls = store.call_stats(e.caller.as_deref().unwrap()).unwrap();
-        (
-            store.pending.len(),
-            store.events.contains_key(e.id.as_bytes()).unwrap(),
-            calls.calls.values().sum(),
-        )
-    }
-
-    /// An event accepted over HTTP is in the inbox log and in memory
-    /// only; sled gets its marker and statistics when the engine is done
-    /// with it, and never a queue entry.
-    #[tokio::test]
-    async fn an_accepted_event_reaches_sled_when_taken_without_a_queue_entry() {
-        let (_dir, store) = store();
-        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
-        let day = Duration::from_secs(86400);
-        let stored = store
-            .accept_events(vec![e.clone()], at(1000), day)
-            .unwrap()
-            .remove(0)
-            .into_accepted()
-            .unwrap();
-        store.commit_inbox().await.unwrap();
-        assert_eq!(in_sled(&store, &e), (0, false, 0), "nothing in sled yet");
-        assert_eq!(store.pending_len(), 1);
-        assert!(store.remembers_event(&e.id).unwrap());
-        assert!(store.is_pending(stored.seq, &e.id).unwrap());
-        assert_eq!(
-            store.accept_events(vec![e.clone()], at(1001), day).unwrap()[0].outcome(),
-            Insert::Duplicate,
-            "the id is seen while only in memory"
-        );
-
-        store.mark_taken(stored.seq, &e.id).unwrap();
-        assert_eq!(in_sled(&store, &e), (0, true, 1), "marker and one call");
-        assert_eq!(store.pending_len(), 0);
-        assert!(!store.is_pending(stored.seq, &e.id).unwrap());
-        assert_eq!(
-            store.accept_events(vec![e.clone()], at(1002), day).unwrap()[0].outcome(),
-            Insert::Duplicate,
-            "the marker answers once the memory forgot"
-        );
-    }
-
-    /// A checkpoint files every event the engine has not taken (queue
-    /// entry and all) before it flushes sled and retires the log segment;
-    /// taking the event afterwards removes the queue entry and counts its
-    /// call once.
-    #[tokio::test]
-    async fn a_checkpoint_files_untaken_events_and_taking_one_then_unqueues_it() {
-        let (_dir, store) = store();
-        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
-        let day = Duration::from_secs(86400);
-        let stored = store
-            .accept_events(vec![e.clone()], at(1000), day)
-            .unwrap()
-            .remove(0)
-            .into_accepted()
-            .unwrap();
-        store.unsettled.file_all().unwrap();
-        assert_eq!(in_sled(&store, &e), (1, true, 1), "filed as before");
-        assert_eq!(store.pending_events(10).unwrap(), vec![stored.clone()]);
-        assert_eq!(store.pending_len(), 1, "counted once");
-        assert!(store.is_pending(stored.seq, &e.id).unwrap());
-
-        store.mark_taken(stored.seq, &e.id).unwrap();
-        assert_eq!(in_sled(&store, &e), (0, true, 1));
-        assert!(!store.remembers_event("evt_unknown").unwrap());
-        assert!(store.remembers_event(&e.id).unwrap());
-        assert!(!store.is_pending(stored.seq, &e.id).unwrap());
-    }
-
-    /// The engine may finish with an event while a checkpoint is writing
-    /// it: the checkpoint then removes the queue entry it wrote, and the
-    /// event stays a duplicate throughout.
-    #[tokio::test]
-    async fn an_event_taken_while_being_filed_leaves_no_queue_entry() {
-        let (_dir, store) = store();
-        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
-        let day = Duration::from_secs(86400);
-        let stored = store
-            .accept_events(vec![e.clone()], at(1000), day)
-            .unwrap()
-            .remove(0)
-            .into_accepted()
-            .unwrap();
-        let (filing, settling) = store.unsettled.begin_filing(|_| true);
-        assert_eq!(filing.len(), 1);
-        assert!(settling.is_empty());
-        store.mark_taken(stored.seq, &e.id).unwrap();
-        assert!(store.remembers_event(&e.id).unwrap());
-        assert!(!store.is_pending(stored.seq, &e.id).unwrap());
-        store.unsettled.finish_filing(filing).unwrap();
-        assert_eq!(in_sled(&store, &e), (0, true, 1));
-        assert_eq!(store.pending_len(), 0);
-        assert!(!store.unsettled.knows(&e.id), "the memory let go");
-        assert_eq!(
-            store.accept_events(vec![e.clone()], at(1001), day).unwrap()[0].outcome(),
-            Insert::Duplicate
-        );
-    }
-
-    /// Events the engine's in-memory queue has no room for are written to
-    /// sled's queue on the spot; the others stay in memory.
-    #[tokio::test]
-    async fn events_queued_in_the_store_are_filed_at_once() {
-        let (_dir, store) = store();
-        let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
-        let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
-        let day = Duration::from_secs(86400);
-        store
-            .accept_events(vec![a.clone(), b.clone()], at(1000), day)
-            .unwrap();
-        store.queue_in_store(&[b.id.as_str()]).unwrap();
-        let queued: Vec<Event> = store
-            .pending_events(10)
-            .unwrap()
-            .into_iter()
-            .map(|s| s.event)
-            .collect();
-        assert_eq!(queued, vec![b]);
-        assert_eq!(store.pending_len(), 2);
     }
 }

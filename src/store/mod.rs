@@ -60,7 +60,6 @@ mod inbox;
 mod inbox_log;
 mod packing;
 mod timers;
-mod unsettled;
 mod windows;
 
 use std::fs::File;
@@ -134,9 +133,8 @@ pub struct Store {
     commit: std::sync::Arc<commit::GroupCommit>,
     /// What ingestion waits on before its 2xx (see `inbox_log.rs`).
     inbox_log: std::sync::Arc<inbox_log::InboxLog>,
-    /// Accepted events not in sled yet; its lock is the inbox's writer
-    /// lock (see the module docs).
-    unsettled: std::sync::Arc<unsettled::Unsettled>,
+    /// Held while the inbox's trees are written (see the module docs).
+    inbox_writer: std::sync::Arc<std::sync::Mutex<()>>,
     /// Changes to a contact hold the stripe of its phone (`contacts.rs`).
     contact_locks: std::sync::Arc<[std::sync::Mutex<()>]>,
 }
@@ -164,30 +162,19 @@ impl Store {
         // What a previous process left is replayed below; this process
         // writes segments numbered after it.
         let left_over = inbox_log::segments(dir)?;
-        let inbox_trees = unsettled::InboxTrees {
-            events: db.open_tree(TREE_EVENTS)?,
-            pending: db.open_tree(TREE_PENDING)?,
-            expiry: db.open_tree(TREE_EXPIRY)?,
-            call_stats: db.open_tree(TREE_CALL_STATS)?,
-        };
-        let unsettled = std::sync::Arc::new(unsettled::Unsettled::new(inbox_trees.clone()));
         let inbox_log = {
             let commit = commit.clone();
-            let unsettled = unsettled.clone();
-            // Before a segment is retired, sled must hold every event it
-            // records: those not settled yet are filed, then sled flushed.
             inbox_log::InboxLog::start(dir, inbox_log::Sealing::DEFAULT, move || {
-                unsettled.file_all().map_err(|e| e.to_string())?;
                 commit.flush_blocking().map_err(|e| e.to_string())
             })?
         };
         let store = Store {
-            events: inbox_trees.events,
-            pending: inbox_trees.pending,
-            expiry: inbox_trees.expiry,
+            events: db.open_tree(TREE_EVENTS)?,
+            pending: db.open_tree(TREE_PENDING)?,
+            expiry: db.open_tree(TREE_EXPIRY)?,
             contacts: db.open_tree(TREE_CONTACTS)?,
             tags: db.open_tree(TREE_TAGS)?,
-            call_stats: inbox_trees.call_stats,
+            call_stats: db.open_tree(TREE_CALL_STATS)?,
             executions: db.open_tree(TREE_EXECUTIONS)?,
             windows: db.open_tree(TREE_WINDOWS)?,
             runs_by_seq: db.open_tree(TREE_RUNS_BY_SEQ)?,
@@ -198,7 +185,7 @@ impl Store {
             calls: db.open_tree(TREE_CALLS)?,
             commit,
             inbox_log: std::sync::Arc::new(inbox_log),
-            unsettled,
+            inbox_writer: Default::default(),
             contact_locks: (0..CONTACT_LOCK_STRIPES)
                 .map(|_| std::sync::Mutex::new(()))
                 .collect(),
@@ -225,15 +212,6 @@ impl Store {
             );
         }
         Ok(store)
-    }
-
-    fn inbox_trees(&self) -> unsettled::InboxTrees {
-        unsettled::InboxTrees {
-            events: self.events.clone(),
-            pending: self.pending.clone(),
-            expiry: self.expiry.clone(),
-            call_stats: self.call_stats.clone(),
-        }
     }
 
     /// Wait until every write made before this call is on disk (see the
