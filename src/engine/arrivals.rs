@@ -6,7 +6,9 @@
 //! which under load was a tenth of the engine's time. So ingestion also
 //! passes the events it just stored straight to the dispatcher through
 //! this bounded queue. When the queue is full the events are dropped from
-//! it (not from the store) and the dispatcher is told to read the stored
+//! it (not from the store), their records are filed into the stored queue
+//! (the store keeps a placeholder's record in memory otherwise; see
+//! `store/unfiled.rs`), and the dispatcher is told to read the stored
 //! queue again, so a burst costs memory only up to [`CAPACITY`].
 
 use std::collections::VecDeque;
@@ -31,19 +33,26 @@ pub struct Arrivals {
 
 impl Arrivals {
     /// Hand the accepted ones of durably stored events to the engine and
-    /// wake it.
-    pub fn offer(&self, offered: impl IntoIterator<Item = Offered>) {
+    /// wake it. Returns the sequence numbers of those that did not fit:
+    /// the engine reads them from the stored queue, so the caller should
+    /// have their records filed there ([`crate::store::Store::file_queued`])
+    /// rather than kept in memory.
+    #[must_use = "events that did not fit should be filed in the stored queue"]
+    pub fn offer(&self, offered: impl IntoIterator<Item = Offered>) -> Vec<u64> {
+        let mut dropped = Vec::new();
         {
             let mut queue = self.queue.lock().expect("arrivals lock");
             for stored in offered.into_iter().filter_map(Offered::into_accepted) {
                 if queue.len() < CAPACITY {
                     queue.push_back(stored);
                 } else {
+                    dropped.push(stored.seq);
                     self.overflowed.store(true, Ordering::Release);
                 }
             }
         }
         self.notify.notify_one();
+        dropped
     }
 
     /// Tell the engine that events are in the store's queue that were not
@@ -93,7 +102,13 @@ mod tests {
     fn a_full_queue_drops_to_the_store_and_says_so() {
         let arrivals = Arrivals::default();
         let duplicate = Offered::Duplicate(stored(u64::MAX).event().clone());
-        arrivals.offer(std::iter::once(duplicate).chain((0..CAPACITY as u64 + 3).map(stored)));
+        let dropped =
+            arrivals.offer(std::iter::once(duplicate).chain((0..CAPACITY as u64 + 3).map(stored)));
+        assert_eq!(
+            dropped,
+            (CAPACITY as u64..CAPACITY as u64 + 3).collect::<Vec<_>>(),
+            "the ones that did not fit are named"
+        );
         assert!(arrivals.take_overflow(), "the overflow is reported");
         assert!(!arrivals.take_overflow(), "once");
         let taken = arrivals.take();

@@ -281,6 +281,20 @@ async fn store_durably(
             );
         }
     }
-    state.arrivals.offer(offered);
+    let overflowed = state.arrivals.offer(offered);
+    file_overflow(&state.store, &overflowed);
     Ok(outcomes)
+}
+
+/// Put the records of events the engine's in-memory hand-over had no room
+/// for into the stored queue, where the engine reads them. On failure they
+/// stay in memory, where the queue's readers still find them, until the
+/// next checkpoint files them.
+fn file_overflow(store: &crate::store::Store, seqs: &[u64]) {
+    if seqs.is_empty() {
+        return;
+    }
+    if let Err(e) = store.file_queued(seqs) {
+        tracing::error!(error = %e, "cannot file queued events in the store; the next checkpoint will");
+    }
 }

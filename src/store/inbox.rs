@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
+use super::{unfiled, Store, StoreError};
 use crate::event::Event;
 
 /// An event as kept in the inbox.
@@ -195,29 +195,37 @@ impl Store {
         // writers stored (see the module docs on ordering).
         let _writer = self.inbox_writer.lock().expect("inbox writer lock");
         let mut outcomes = Vec::with_capacity(prepared.len());
-        for (event, seq, bytes) in &prepared {
+        for (event, seq, bytes) in prepared {
             let id = event.id.as_bytes();
             if let Some(existing) = self.events.get(id)? {
                 let seen = StoredEventHeader::decode(&existing, &event.id)?;
                 let age = now.as_millisecond() - seen.received_at.as_millisecond();
                 if age <= window_ms {
-                    outcomes.push((Insert::Duplicate, *seq));
+                    outcomes.push((Insert::Duplicate, seq));
                     continue;
                 }
             }
-            self.write_inbox_entry(event, *seq, now, bytes)?;
-            // After the sled writes: a checkpoint that flushes sled once
-            // this record's segment is sealed covers them (inbox_log.rs).
-            self.inbox_log.append(bytes);
-            outcomes.push((Insert::Accepted, *seq));
+            // The queue entry is a placeholder; the record is kept in
+            // memory and in the log (see `unfiled.rs`).
+            self.write_inbox_entry(event, seq, now, unfiled::PLACEHOLDER)?;
+            let record: std::sync::Arc<[u8]> = bytes.into();
+            // Both after the sled writes and the record kept in memory
+            // before the append: a checkpoint that starts once this
+            // record's segment is sealed files it and flushes them all
+            // (inbox_log.rs).
+            self.unfiled.keep(seq, record.clone());
+            self.inbox_log.append(&record);
+            outcomes.push((Insert::Accepted, seq));
         }
         Ok(outcomes)
     }
 
     /// An accepted event's entries in the inbox's trees, `events` last:
     /// sled recovers a prefix of its log, so an event that survives a
-    /// crash has its queue entry too. `bytes` is its [`StoredEvent`], kept
-    /// in the queue entry only: once the engine has taken the event, what
+    /// crash has its queue entry too. `queued` is the queue entry's value:
+    /// its [`StoredEvent`], or the placeholder while the record is in the
+    /// inbox log and in memory only (`unfiled.rs`). The record is kept in
+    /// the queue entry only: once the engine has taken the event, what
     /// stays for the dedupe window is a small marker (a week by default;
     /// with the whole event it was most of the store's size and of the
     /// page cache the dedupe lookups compete for).
@@ -226,10 +234,10 @@ impl Store {
         event: &Event,
         seq: u64,
         received_at: Timestamp,
-        bytes: &[u8],
+        queued: &[u8],
     ) -> Result<(), StoreError> {
         let marker = StoredEventHeader { seq, received_at }.encode()?;
-        self.pending.insert(seq.to_be_bytes(), bytes)?;
+        self.pending.insert(seq.to_be_bytes(), queued)?;
         self.expiry
             .insert(expiry_key(received_at, &event.id), &[] as &[u8])?;
         let stats_phone = event
@@ -262,7 +270,19 @@ impl Store {
                     // This acceptance (or a later one of the same id) is in
                     // sled. An older marker means the id was accepted again
                     // after the dedupe window and the crash lost this one.
-                    if StoredEventHeader::decode(&marker, id)?.seq >= stored.seq {
+                    let known = StoredEventHeader::decode(&marker, id)?.seq;
+                    if known > stored.seq {
+                        continue;
+                    }
+                    if known == stored.seq {
+                        // Its queue entry may be a placeholder whose record
+                        // only this log holds: put the record in. (No entry:
+                        // the engine was done with it.)
+                        let key = stored.seq.to_be_bytes();
+                        if self.pending.get(key)?.is_some_and(|v| v.is_empty()) {
+                            self.pending.insert(key, record)?;
+                            restored += 1;
+                        }
                         continue;
                     }
                 }
@@ -297,6 +317,18 @@ impl Store {
         let (mut dropped, mut converted) = (0, 0);
         for item in self.pending.iter() {
             let (seq, value) = item?;
+            if value.is_empty() {
+                // A placeholder the log's replay found no record for: only
+                // possible if the inbox log was lost (a checkpoint files
+                // every record before retiring its segment).
+                tracing::warn!(
+                    seq = u64::from_be_bytes(seq.as_ref().try_into().unwrap_or_default()),
+                    "a queued event's record is missing from the inbox log; it cannot be processed"
+                );
+                self.pending.remove(seq)?;
+                dropped += 1;
+                continue;
+            }
             if is_record(&value) {
                 let named: PendingRecordId = serde_json::from_slice(&value)
                     .map_err(|e| StoreError::Corrupt(format!("pending queue entry: {e}")))?;
@@ -372,6 +404,18 @@ impl Store {
             if skip(seq) {
                 continue;
             }
+            let value = match value.is_empty() {
+                false => value,
+                // A placeholder: the record is in memory, unless the event
+                // was taken or filed since the read.
+                true => match self.unfiled.record(seq) {
+                    Some(record) => sled::IVec::from(&*record),
+                    None => match self.pending.get(key)? {
+                        Some(filed) if !filed.is_empty() => filed,
+                        _ => continue,
+                    },
+                },
+            };
             // Entries of the earlier layout were converted when the store
             // opened ([`Store::tidy_pending_queue`]).
             out.push(decode_record(&value, "pending queue entry")?);
@@ -388,10 +432,26 @@ impl Store {
         self.pending.len()
     }
 
-    /// Hand an event to the engine: it leaves the pending queue.
+    /// The engine is done with an event: it leaves the pending queue
+    /// (whether its entry is the record or a placeholder).
     pub fn mark_taken(&self, seq: u64) -> Result<(), StoreError> {
         self.pending.remove(seq.to_be_bytes())?;
+        self.unfiled.forget(seq);
         Ok(())
+    }
+
+    /// Put the records of these queued events into sled's queue now,
+    /// instead of keeping them in memory: for events the engine will read
+    /// from the stored queue (its in-memory hand-over was full). Not
+    /// durable until the next flush; the inbox log covers them until then.
+    pub fn file_queued(&self, seqs: &[u64]) -> Result<(), StoreError> {
+        self.unfiled.file(self.unfiled.snapshot(Some(seqs)))?;
+        Ok(())
+    }
+
+    /// Accepted events whose record is in memory and the inbox log only.
+    pub fn unfiled_len(&self) -> usize {
+        self.unfiled.len()
     }
 
     /// Forget events received more than `window` (at least
@@ -560,6 +620,112 @@ mod tests {
         drop(restored);
         let reopened = Store::open(fresh.path(), 8 << 20).unwrap();
         assert_eq!(reopened.pending_len(), 2, "nothing restored twice");
+    }
+
+    fn queue_value(store: &Store, seq: u64) -> Option<Vec<u8>> {
+        store
+            .pending
+            .get(seq.to_be_bytes())
+            .unwrap()
+            .map(|v| v.to_vec())
+    }
+
+    /// An accepted event's queue entry is a placeholder; readers of the
+    /// queue get the record from memory (an event whose request was
+    /// cancelled before its hand-over is found by the engine's scan).
+    #[tokio::test]
+    async fn a_queued_event_is_read_from_memory_behind_its_placeholder() {
+        let (_dir, store) = store();
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        store
+            .insert_events(std::slice::from_ref(&e), at(1000), Duration::from_secs(60))
+            .unwrap();
+        let queued = store.pending_events(10).unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].event, e);
+        assert_eq!(queue_value(&store, queued[0].seq).unwrap(), b"");
+        assert_eq!(store.unfiled_len(), 1);
+        assert!(store.is_pending(queued[0].seq).unwrap());
+
+        store.mark_taken(queued[0].seq).unwrap();
+        assert_eq!(store.unfiled_len(), 0, "taking frees the memory");
+        assert!(store.pending_events(10).unwrap().is_empty());
+    }
+
+    /// Events the engine's hand-over had no room for are filed: their
+    /// records move from memory into the stored queue.
+    #[tokio::test]
+    async fn filing_moves_a_record_into_the_stored_queue() {
+        let (_dir, store) = store();
+        let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        store
+            .insert_events(&[a, b.clone()], at(1000), Duration::from_secs(60))
+            .unwrap();
+        let queued = store.pending_events(10).unwrap();
+        store.file_queued(&[queued[1].seq]).unwrap();
+        assert_eq!(store.unfiled_len(), 1);
+        let filed = queue_value(&store, queued[1].seq).unwrap();
+        assert_eq!(decode_record(&filed, "test").unwrap().event, b);
+        assert_eq!(
+            store.pending_events(10).unwrap(),
+            queued,
+            "the queue reads the same"
+        );
+    }
+
+    /// What a checkpoint does before retiring a log segment: every record
+    /// still in memory goes into sled. After that the segment can go and a
+    /// crash loses nothing: the event is in sled's queue, whole.
+    #[tokio::test]
+    async fn a_checkpoint_files_queued_events_before_their_log_segment_goes() {
+        let (dir, store) = store();
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        store
+            .accept_events(vec![e.clone()], at(1000), Duration::from_secs(60))
+            .unwrap();
+        store.commit_inbox().await.unwrap();
+        store.unfiled.file_all().unwrap();
+        store.flush_now().unwrap();
+        drop(store);
+        // As if the checkpoint had retired the segment and the process
+        // died before anything else.
+        std::fs::remove_dir_all(dir.path().join(super::super::inbox_log::LOG_DIR)).unwrap();
+
+        let reopened = reopen(dir.path());
+        let queued = reopened.pending_events(10).unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].event, e);
+        assert!(queue_value(&reopened, queued[0].seq).unwrap().starts_with(b"{"));
+    }
+
+    /// A restart after sled flushed the placeholders but before any
+    /// checkpoint: the log's replay puts the records of the events still
+    /// queued back into their entries, and leaves out those the engine was
+    /// done with.
+    #[tokio::test]
+    async fn replay_fills_placeholders_and_skips_taken_events() {
+        let (dir, store) = store();
+        let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        store
+            .accept_events(vec![a, b.clone()], at(1000), Duration::from_secs(60))
+            .unwrap();
+        store.commit_inbox().await.unwrap();
+        let queued = store.pending_events(10).unwrap();
+        store.mark_taken(queued[0].seq).unwrap();
+        store.flush_now().unwrap();
+        assert_eq!(queue_value(&store, queued[1].seq).unwrap(), b"");
+        drop(store);
+
+        let reopened = reopen(dir.path());
+        let pending = reopened.pending_events(10).unwrap();
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(pending[0].event, b);
+        assert!(queue_value(&reopened, pending[0].seq)
+            .unwrap()
+            .starts_with(b"{"));
+        assert_eq!(reopened.unfiled_len(), 0);
     }
 
     #[tokio::test]

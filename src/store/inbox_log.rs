@@ -9,10 +9,11 @@
 //! hand-offs per group of requests and a wide spread (p50 0.6 ms, p99
 //! 6.7 ms at 2,000 events/s), which every 2xx waited for up to twice.
 //!
-//! Ingestion now still writes the inbox's sled trees as before (so every
-//! reader, the dedupe check, the engine's queue and the admin API see
-//! the same data), but what it waits for is an append of the stored
-//! record to this log: one `write` and one `fdatasync` on a dedicated
+//! Ingestion still writes the inbox's sled trees (so the dedupe check, the
+//! engine's queue and the admin API see every accepted event), with a
+//! placeholder for the queued record, which stays in memory
+//! (`unfiled.rs`); what it waits for is an append of the stored record to
+//! this log: one `write` and one `fdatasync` on a dedicated
 //! thread for every group of records that arrived while the previous
 //! group was being written (group commit). sled is flushed in the
 //! background (its own flusher, every other [`super::Store::commit`], and
@@ -20,10 +21,12 @@
 //!
 //! # Invariants
 //!
-//! - A record is appended *after* its event's sled writes, under the
-//!   inbox's writer lock. So a sled flush that starts after a segment was
-//!   sealed covers every record in it, and the segment can then be retired
-//!   (a checkpoint, on its own thread, so the appends never wait for sled).
+//! - A record is appended *after* its event's sled writes, and after the
+//!   record is kept in memory, under the inbox's writer lock. So a
+//!   checkpoint that starts after a segment was sealed (on its own thread,
+//!   so the appends never wait for sled) finds every record of it that
+//!   sled holds only as a placeholder, files it, and flushes sled: the
+//!   flush covers every record of the segment, which can then be retired.
 //! - A record's batch reports success only after `fdatasync` of the bytes
 //!   that hold it returned. A failed write or sync fails the whole batch
 //!   (its requests get a 503 and the provider retries); the log moves on to
@@ -33,8 +36,9 @@
 //!   since a duplicate of one of them waits on a later batch.
 //! - On open, every record of every remaining segment whose event sled
 //!   does not have is written back into sled's inbox trees (the crash came
-//!   before sled flushed it), then sled is flushed and the segments are
-//!   retired. Reading a segment stops at its first incomplete or corrupt
+//!   before sled flushed it), and every record whose queue entry is still
+//!   a placeholder is put into it; then sled is flushed and the segments
+//!   are retired. Reading a segment stops at its first incomplete or corrupt
 //!   record: that can only be the tail a crash cut off, or the end of a
 //!   segment whose last write failed, and neither batch was acknowledged.
 //! - A segment lives at most about [`Sealing::age`] plus one checkpoint
@@ -309,11 +313,12 @@ impl Shared {
     /// The writer thread: take the open batch, write and sync it, report,
     /// repeat. Records arriving meanwhile form the next batch.
     ///
-    /// After a failed write or sync, the records of the failed batch are
-    /// still in sled (written before their append) but may be nowhere on
-    /// disk, and a duplicate of one of them waits on a *later* batch. So
-    /// until a store flush (`flush_store`, the checkpoint's) has succeeded,
-    /// no later batch reports success; and the log moves to a new segment,
+    /// After a failed write or sync, the events of the failed batch are
+    /// in sled (written before their append, their records in memory
+    /// behind placeholders) but may be nowhere on disk, and a duplicate of
+    /// one of them waits on a *later* batch. So until the checkpoint's
+    /// `flush_store` (which files those records, then flushes sled) has
+    /// succeeded, no later batch reports success; and the log moves to a new segment,
     /// failing every batch until one could be created.
     fn write_forever(
         &self,

@@ -24,9 +24,8 @@
 //! | tree | key | value |
 //! |---|---|---|
 //! | `events` | event id (UTF-8, `evt_<24 hex>`) | the dedupe marker, `{"seq":…,"received_at":…}` as JSON (stores written by earlier versions: the whole [`StoredEvent`]) |
-//! | `pending` | sequence number, u64 big-endian | [`StoredEvent`] as JSON (earlier versions: the event id) — events not yet handed to the engine, in arrival order |
+//! | `pending` | sequence number, u64 big-endian | [`StoredEvent`] as JSON, or empty (a placeholder: the record is in the inbox log and in memory, see `unfiled.rs`; earlier versions: the event id) — events the engine is not done with, in arrival order |
 //! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — lets the dedupe cleaner walk oldest first without scanning `events` |
-//!
 //! | `contacts` | E.164 phone | [`Contact`] as JSON (without call statistics) |
 //! | `tags` | tag, `\0`, phone | empty — the tag index |
 //! | `call_stats` | E.164 phone | [`CallStats`] as JSON, written by ingestion |
@@ -60,6 +59,7 @@ mod inbox;
 mod inbox_log;
 mod packing;
 mod timers;
+mod unfiled;
 mod windows;
 
 use std::fs::File;
@@ -133,6 +133,9 @@ pub struct Store {
     commit: std::sync::Arc<commit::GroupCommit>,
     /// What ingestion waits on before its 2xx (see `inbox_log.rs`).
     inbox_log: std::sync::Arc<inbox_log::InboxLog>,
+    /// Records of queued events whose `pending` entry is a placeholder
+    /// (see `unfiled.rs`).
+    unfiled: std::sync::Arc<unfiled::Unfiled>,
     /// Held while the inbox's trees are written (see the module docs).
     inbox_writer: std::sync::Arc<std::sync::Mutex<()>>,
     /// Changes to a contact hold the stripe of its phone (`contacts.rs`).
@@ -162,15 +165,21 @@ impl Store {
         // What a previous process left is replayed below; this process
         // writes segments numbered after it.
         let left_over = inbox_log::segments(dir)?;
+        let pending = db.open_tree(TREE_PENDING)?;
+        let unfiled = std::sync::Arc::new(unfiled::Unfiled::new(pending.clone()));
         let inbox_log = {
-            let commit = commit.clone();
+            let (commit, unfiled) = (commit.clone(), unfiled.clone());
+            // A checkpoint (and the recovery from a failed log write): the
+            // records kept in memory go into sled, then sled is flushed.
             inbox_log::InboxLog::start(dir, inbox_log::Sealing::DEFAULT, move || {
+                unfiled.file_all().map_err(|e| e.to_string())?;
                 commit.flush_blocking().map_err(|e| e.to_string())
             })?
         };
         let store = Store {
             events: db.open_tree(TREE_EVENTS)?,
-            pending: db.open_tree(TREE_PENDING)?,
+            pending,
+            unfiled,
             expiry: db.open_tree(TREE_EXPIRY)?,
             contacts: db.open_tree(TREE_CONTACTS)?,
             tags: db.open_tree(TREE_TAGS)?,
