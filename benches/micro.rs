@@ -324,10 +324,10 @@ fn bench_workflow(c: &mut Criterion) {
         let mut e = template.clone();
         e.id = format!("evt_bench_{record}_{n}");
         e.caller = Some(phone(n));
-        e
+        std::sync::Arc::new(e)
     };
     let mut check = event_for(false);
-    check.id = "evt_check".into();
+    std::sync::Arc::make_mut(&mut check).id = "evt_check".into();
     let execution = rt
         .block_on(engine.run_workflow(workflow.clone(), &check, RunOptions::default()))
         .expect("the workflow runs for a missed call");

@@ -169,7 +169,11 @@ async fn run_all(
             );
             continue;
         }
-        let Some(execution) = engine.run_workflow(workflow.clone(), event, options).await else {
+        let shared = Arc::new(event.clone());
+        let Some(execution) = engine
+            .run_workflow(workflow.clone(), &shared, options)
+            .await
+        else {
             eprintln!(
                 "{} does not run for event {} ({} from {}): its `on.when` condition is false",
                 workflow.name,

@@ -376,7 +376,7 @@ impl Engine {
     pub async fn run_workflow(
         &self,
         workflow: Arc<Workflow>,
-        event: &Event,
+        event: &Arc<Event>,
         options: RunOptions,
     ) -> Option<Execution> {
         let id = crate::store::run_id(&event.id, &workflow.name);

@@ -136,7 +136,7 @@ impl StepError {
 pub(super) async fn run(
     inner: &Inner,
     workflow: Arc<Workflow>,
-    event: &Event,
+    event: &Arc<Event>,
     options: RunOptions,
 ) -> Option<Execution> {
     let id = run_id(&event.id, &workflow.name);
@@ -194,7 +194,7 @@ pub(super) async fn run(
         workflow_version: workflow.version.clone(),
         file: workflow.file.clone(),
         status: RunStatus::Running,
-        event: event.clone(),
+        event: Arc::clone(event),
         started_at: inner.clock.now(),
         finished_at: None,
         error: None,
@@ -244,7 +244,7 @@ pub(super) async fn drive(
     options: RunOptions,
     data: Option<RenderData>,
 ) -> Execution {
-    let event = execution.event.clone();
+    let event = Arc::clone(&execution.event);
     let replay: HashMap<String, StepRecord> = execution
         .steps
         .iter()

@@ -137,7 +137,9 @@ pub struct Execution {
     pub workflow_version: String,
     pub file: String,
     pub status: RunStatus,
-    pub event: Event,
+    /// Shared with the engine's other runs of the event (serialised as the
+    /// event itself).
+    pub event: std::sync::Arc<Event>,
     pub started_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
@@ -398,7 +400,7 @@ mod tests {
                     json!({"status": 200, "message_id": "wamid.HBgLMTU1NTEyMzQ1NjcVAgARGBI"}),
                 ),
             ],
-            event,
+            event: event.into(),
         }
     }
 

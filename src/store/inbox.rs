@@ -696,7 +696,9 @@ mod tests {
         let queued = reopened.pending_events(10).unwrap();
         assert_eq!(queued.len(), 1);
         assert_eq!(queued[0].event, e);
-        assert!(queue_value(&reopened, queued[0].seq).unwrap().starts_with(b"{"));
+        assert!(queue_value(&reopened, queued[0].seq)
+            .unwrap()
+            .starts_with(b"{"));
     }
 
     /// A restart after sled flushed the placeholders but before any

@@ -144,7 +144,10 @@ mod tests {
     }
 
     fn queue_entry(u: &Unfiled, seq: u64) -> Option<Vec<u8>> {
-        u.pending.get(seq.to_be_bytes()).unwrap().map(|v| v.to_vec())
+        u.pending
+            .get(seq.to_be_bytes())
+            .unwrap()
+            .map(|v| v.to_vec())
     }
 
     fn accept(u: &Unfiled, seq: u64) -> Arc<[u8]> {

@@ -158,7 +158,7 @@ async fn accepted_events_survive_kill_9_and_restart() {
             .execution(&crate::support::recorded_run_id(id))
             .unwrap();
         let event = match run {
-            Some(run) => run.event,
+            Some(run) => (*run.event).clone(),
             None => queued
                 .iter()
                 .find(|stored| &stored.event.id == id)

@@ -253,7 +253,7 @@ impl TestServer {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             if let Some(run) = self.store.execution(&run_id).unwrap() {
-                return run.event;
+                return (*run.event).clone();
             }
             assert!(
                 std::time::Instant::now() < deadline,
