@@ -70,6 +70,14 @@ fn decode_record(bytes: &[u8], what: impl std::fmt::Display) -> Result<StoredEve
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// What an accepted event's queue entry holds when it is written.
+enum QueueEntry<'a> {
+    /// The stored event (replay, earlier layouts).
+    Record(&'a [u8]),
+    /// A placeholder; the record is kept in memory (`unfiled.rs`).
+    Placeholder(std::sync::Arc<[u8]>),
+}
+
 /// An event offered to the inbox, with what became of it.
 #[derive(Debug)]
 pub enum Offered {
@@ -207,13 +215,11 @@ impl Store {
             }
             // The queue entry is a placeholder; the record is kept in
             // memory and in the log (see `unfiled.rs`).
-            self.write_inbox_entry(event, seq, now, unfiled::PLACEHOLDER)?;
             let record: std::sync::Arc<[u8]> = bytes.into();
-            // Both after the sled writes and the record kept in memory
-            // before the append: a checkpoint that starts once this
-            // record's segment is sealed files it and flushes them all
-            // (inbox_log.rs).
-            self.unfiled.keep(seq, record.clone());
+            self.write_inbox_entry(event, seq, now, QueueEntry::Placeholder(record.clone()))?;
+            // After the sled writes and with the record kept in memory: a
+            // checkpoint that starts once this record's segment is sealed
+            // files it and flushes them all (inbox_log.rs).
             self.inbox_log.append(&record);
             outcomes.push((Insert::Accepted, seq));
         }
@@ -222,22 +228,27 @@ impl Store {
 
     /// An accepted event's entries in the inbox's trees, `events` last:
     /// sled recovers a prefix of its log, so an event that survives a
-    /// crash has its queue entry too. `queued` is the queue entry's value:
-    /// its [`StoredEvent`], or the placeholder while the record is in the
-    /// inbox log and in memory only (`unfiled.rs`). The record is kept in
-    /// the queue entry only: once the engine has taken the event, what
-    /// stays for the dedupe window is a small marker (a week by default;
-    /// with the whole event it was most of the store's size and of the
-    /// page cache the dedupe lookups compete for).
+    /// crash has its queue entry too. The queue entry holds the
+    /// [`StoredEvent`], or a placeholder while the record is in the inbox
+    /// log and in memory only (`unfiled.rs`). The record is kept in the
+    /// queue entry only: once the engine has taken the event, what stays
+    /// for the dedupe window is a small marker (a week by default; with
+    /// the whole event it was most of the store's size and of the page
+    /// cache the dedupe lookups compete for).
     fn write_inbox_entry(
         &self,
         event: &Event,
         seq: u64,
         received_at: Timestamp,
-        queued: &[u8],
+        queued: QueueEntry<'_>,
     ) -> Result<(), StoreError> {
         let marker = StoredEventHeader { seq, received_at }.encode()?;
-        self.pending.insert(seq.to_be_bytes(), queued)?;
+        match queued {
+            QueueEntry::Record(record) => {
+                self.pending.insert(seq.to_be_bytes(), record).map(drop)?
+            }
+            QueueEntry::Placeholder(record) => self.unfiled.queue(seq, &event.id, record)?,
+        }
         self.expiry
             .insert(expiry_key(received_at, &event.id), &[] as &[u8])?;
         let stats_phone = event
@@ -265,28 +276,36 @@ impl Store {
             let bytes = std::fs::read(path)?;
             for record in super::inbox_log::records(path, *number, &bytes) {
                 let stored = decode_record(record, format_args!("inbox log {}", path.display()))?;
+                // Queued behind a placeholder whose record only this log
+                // holds: put the record in, whatever the marker says now
+                // (the id may have been accepted again since).
+                let key = stored.seq.to_be_bytes();
+                if self
+                    .pending
+                    .get(key)?
+                    .is_some_and(|v| unfiled::placeholder_id(&v).is_some())
+                {
+                    self.pending.insert(key, record)?;
+                    restored += 1;
+                    continue;
+                }
                 let id = &stored.event.id;
                 if let Some(marker) = self.events.get(id.as_bytes())? {
                     // This acceptance (or a later one of the same id) is in
-                    // sled. An older marker means the id was accepted again
-                    // after the dedupe window and the crash lost this one.
-                    let known = StoredEventHeader::decode(&marker, id)?.seq;
-                    if known > stored.seq {
-                        continue;
-                    }
-                    if known == stored.seq {
-                        // Its queue entry may be a placeholder whose record
-                        // only this log holds: put the record in. (No entry:
-                        // the engine was done with it.)
-                        let key = stored.seq.to_be_bytes();
-                        if self.pending.get(key)?.is_some_and(|v| v.is_empty()) {
-                            self.pending.insert(key, record)?;
-                            restored += 1;
-                        }
+                    // sled, and the engine was done with it (no queue
+                    // entry) or it is queued whole. An older marker means
+                    // the id was accepted again after the dedupe window
+                    // and the crash lost this one.
+                    if StoredEventHeader::decode(&marker, id)?.seq >= stored.seq {
                         continue;
                     }
                 }
-                self.write_inbox_entry(&stored.event, stored.seq, stored.received_at, record)?;
+                self.write_inbox_entry(
+                    &stored.event,
+                    stored.seq,
+                    stored.received_at,
+                    QueueEntry::Record(record),
+                )?;
                 restored += 1;
             }
         }
@@ -299,8 +318,13 @@ impl Store {
         Ok(restored)
     }
 
-    /// Tidy the queue at start-up, before anything writes to the inbox:
+    /// Tidy the queue at start-up, after the log's replay and before
+    /// anything writes to the inbox:
     ///
+    /// - undo acceptances still queued behind a placeholder: the replay
+    ///   found no record for them, so the crash came before the log synced
+    ///   it and they were never answered 2xx (their markers go too, so the
+    ///   provider's retry is accepted);
     /// - remove entries whose event is not stored: a crash in the middle of
     ///   an inbox write leaves them (the event was never answered 2xx, so
     ///   its sender retries; during a write the entry precedes its event);
@@ -317,15 +341,19 @@ impl Store {
         let (mut dropped, mut converted) = (0, 0);
         for item in self.pending.iter() {
             let (seq, value) = item?;
-            if value.is_empty() {
-                // A placeholder the log's replay found no record for: only
-                // possible if the inbox log was lost (a checkpoint files
-                // every record before retiring its segment).
-                tracing::warn!(
-                    seq = u64::from_be_bytes(seq.as_ref().try_into().unwrap_or_default()),
-                    "a queued event's record is missing from the inbox log; it cannot be processed"
-                );
-                self.pending.remove(seq)?;
+            if let Some(id) = unfiled::placeholder_id(&value) {
+                // A placeholder the log's replay found no record for: sled
+                // wrote the acceptance (its own flush, or another
+                // commit's) but the crash came before the log synced the
+                // record, so no 2xx went out for it (nor for a duplicate,
+                // which waits on a later batch). Undo the acceptance, or
+                // its marker would turn the provider's retry into a
+                // "duplicate" of an event that is never processed.
+                let seq = u64::from_be_bytes(seq.as_ref().try_into().map_err(|_| {
+                    StoreError::Corrupt("pending queue key is not a sequence number".into())
+                })?);
+                self.forget_unsynced_acceptance(id, seq)?;
+                self.pending.remove(seq.to_be_bytes())?;
                 dropped += 1;
                 continue;
             }
@@ -359,6 +387,25 @@ impl Store {
             }
         }
         Ok((dropped, converted))
+    }
+
+    /// Remove the dedupe marker and expiry key of acceptance `seq` of `id`
+    /// (not a later acceptance's). Its call statistics stay counted: the
+    /// retry counts the call again.
+    fn forget_unsynced_acceptance(&self, id: &[u8], seq: u64) -> Result<(), StoreError> {
+        let printable = String::from_utf8_lossy(id);
+        if let Some(marker) = self.events.get(id)? {
+            let header = StoredEventHeader::decode(&marker, &printable)?;
+            if header.seq == seq {
+                let _ = self
+                    .events
+                    .compare_and_swap(id, Some(marker), None as Option<&[u8]>)?;
+                self.expiry
+                    .remove(expiry_key(header.received_at, &printable))?;
+            }
+        }
+        tracing::info!(event_id = %printable, "forgot an acceptance whose record a crash kept from the inbox log (never answered 2xx; the provider retries it)");
+        Ok(())
     }
 
     /// Whether an event with this id was accepted and is still remembered
@@ -404,14 +451,14 @@ impl Store {
             if skip(seq) {
                 continue;
             }
-            let value = match value.is_empty() {
-                false => value,
+            let value = match unfiled::placeholder_id(&value) {
+                None => value,
                 // A placeholder: the record is in memory, unless the event
                 // was taken or filed since the read.
-                true => match self.unfiled.record(seq) {
+                Some(_) => match self.unfiled.record(seq) {
                     Some(record) => sled::IVec::from(&*record),
                     None => match self.pending.get(key)? {
-                        Some(filed) if !filed.is_empty() => filed,
+                        Some(filed) if is_record(&filed) => filed,
                         _ => continue,
                     },
                 },
@@ -435,9 +482,7 @@ impl Store {
     /// The engine is done with an event: it leaves the pending queue
     /// (whether its entry is the record or a placeholder).
     pub fn mark_taken(&self, seq: u64) -> Result<(), StoreError> {
-        self.pending.remove(seq.to_be_bytes())?;
-        self.unfiled.forget(seq);
-        Ok(())
+        self.unfiled.take(seq)
     }
 
     /// Put the records of these queued events into sled's queue now,
@@ -643,7 +688,10 @@ mod tests {
         let queued = store.pending_events(10).unwrap();
         assert_eq!(queued.len(), 1);
         assert_eq!(queued[0].event, e);
-        assert_eq!(queue_value(&store, queued[0].seq).unwrap(), b"");
+        assert_eq!(
+            unfiled::placeholder_id(&queue_value(&store, queued[0].seq).unwrap()),
+            Some(e.id.as_bytes())
+        );
         assert_eq!(store.unfiled_len(), 1);
         assert!(store.is_pending(queued[0].seq).unwrap());
 
@@ -674,24 +722,34 @@ mod tests {
         );
     }
 
-    /// What a checkpoint does before retiring a log segment: every record
-    /// still in memory goes into sled. After that the segment can go and a
-    /// crash loses nothing: the event is in sled's queue, whole.
+    /// A checkpoint files every record still in memory before it retires
+    /// the log segment holding it: afterwards a crash loses nothing, the
+    /// event is in sled's queue, whole.
     #[tokio::test]
     async fn a_checkpoint_files_queued_events_before_their_log_segment_goes() {
-        let (dir, store) = store();
+        let dir = tempfile::tempdir().unwrap();
+        // Every batch seals its segment, so a checkpoint follows at once.
+        let sealing = super::super::inbox_log::Sealing {
+            bytes: 1,
+            age: Duration::from_secs(3600),
+        };
+        let store = Store::open_sealing(dir.path(), 8 << 20, sealing).unwrap();
         let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         store
             .accept_events(vec![e.clone()], at(1000), Duration::from_secs(60))
             .unwrap();
         store.commit_inbox().await.unwrap();
-        store.unfiled.file_all().unwrap();
-        store.flush_now().unwrap();
+        let retired = std::time::Instant::now() + Duration::from_secs(10);
+        while !super::super::inbox_log::segments(dir.path())
+            .unwrap()
+            .is_empty()
+        {
+            assert!(std::time::Instant::now() < retired, "no checkpoint");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.unfiled_len(), 0, "the checkpoint filed the record");
+        // The process dies: nothing else reaches the disk.
         drop(store);
-        // As if the checkpoint had retired the segment and the process
-        // died before anything else.
-        std::fs::remove_dir_all(dir.path().join(super::super::inbox_log::LOG_DIR)).unwrap();
-
         let reopened = reopen(dir.path());
         let queued = reopened.pending_events(10).unwrap();
         assert_eq!(queued.len(), 1);
@@ -716,8 +774,10 @@ mod tests {
         store.commit_inbox().await.unwrap();
         let queued = store.pending_events(10).unwrap();
         store.mark_taken(queued[0].seq).unwrap();
-        store.flush_now().unwrap();
-        assert_eq!(queue_value(&store, queued[1].seq).unwrap(), b"");
+        // sled's own flush, as its flusher thread or a run's commit makes
+        // it: the placeholders go to disk, not the records.
+        store.commit.flush_blocking().unwrap();
+        assert!(unfiled::placeholder_id(&queue_value(&store, queued[1].seq).unwrap()).is_some());
         drop(store);
 
         let reopened = reopen(dir.path());
@@ -728,6 +788,68 @@ mod tests {
             .unwrap()
             .starts_with(b"{"));
         assert_eq!(reopened.unfiled_len(), 0);
+    }
+
+    /// sled wrote an acceptance (placeholder, marker) to disk, but the
+    /// crash came before the inbox log synced its record, so it was never
+    /// answered 2xx: the provider's retry must be a new acceptance, not a
+    /// duplicate of an event nobody will process.
+    #[tokio::test]
+    async fn an_acceptance_whose_record_never_reached_the_log_is_undone_on_open() {
+        let (dir, store) = store();
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let day = Duration::from_secs(86400);
+        store.accept_events(vec![e.clone()], at(1000), day).unwrap();
+        store.commit.flush_blocking().unwrap();
+        drop(store);
+        std::fs::remove_dir_all(dir.path().join(super::super::inbox_log::LOG_DIR)).unwrap();
+
+        let reopened = reopen(dir.path());
+        assert_eq!(reopened.pending_len(), 0, "the placeholder is gone");
+        assert!(!reopened.remembers_event(&e.id).unwrap());
+        assert_eq!(
+            reopened
+                .insert_events(std::slice::from_ref(&e), at(1001), day)
+                .unwrap(),
+            vec![Insert::Accepted],
+            "the retry is accepted"
+        );
+        assert_eq!(reopened.pending_events(10).unwrap()[0].event, e);
+    }
+
+    /// An event still queued behind its placeholder when its id was
+    /// accepted again (a dedupe window shorter than the engine's backlog):
+    /// the newer marker must not hide the older acceptance from replay.
+    #[tokio::test]
+    async fn replay_fills_a_placeholder_whose_id_was_accepted_again() {
+        let (dir, store) = store();
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let second = Duration::from_secs(1);
+        store
+            .accept_events(vec![e.clone()], at(1000), second)
+            .unwrap();
+        store
+            .accept_events(vec![e.clone()], at(1005), second)
+            .unwrap();
+        store.commit_inbox().await.unwrap();
+        let both: Vec<u64> = store
+            .pending_events(10)
+            .unwrap()
+            .iter()
+            .map(|s| s.seq)
+            .collect();
+        assert_eq!(both.len(), 2);
+        store.commit.flush_blocking().unwrap();
+        drop(store);
+
+        let reopened = reopen(dir.path());
+        let queued: Vec<u64> = reopened
+            .pending_events(10)
+            .unwrap()
+            .iter()
+            .map(|s| s.seq)
+            .collect();
+        assert_eq!(queued, both, "both acceptances are still queued");
     }
 
     #[tokio::test]
@@ -927,7 +1049,7 @@ mod tests {
             })
             .unwrap();
             store
-                .write_inbox_entry(&again, 11, at(1000), &record)
+                .write_inbox_entry(&again, 11, at(1000), QueueEntry::Record(&record))
                 .unwrap();
             store.flush_now().unwrap();
         }

@@ -145,6 +145,16 @@ pub struct Store {
 impl Store {
     /// Open (or create) the database in `dir`.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Store, StoreError> {
+        Store::open_sealing(dir, cache_bytes, inbox_log::Sealing::DEFAULT)
+    }
+
+    /// [`Store::open`], with the inbox log's segments sealed as `sealing`
+    /// says (tests seal them sooner).
+    fn open_sealing(
+        dir: &Path,
+        cache_bytes: u64,
+        sealing: inbox_log::Sealing,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)?;
         let db = sled::Config::new()
             .path(dir)
@@ -171,7 +181,7 @@ impl Store {
             let (commit, unfiled) = (commit.clone(), unfiled.clone());
             // A checkpoint (and the recovery from a failed log write): the
             // records kept in memory go into sled, then sled is flushed.
-            inbox_log::InboxLog::start(dir, inbox_log::Sealing::DEFAULT, move || {
+            inbox_log::InboxLog::start(dir, sealing, move || {
                 unfiled.file_all().map_err(|e| e.to_string())?;
                 commit.flush_blocking().map_err(|e| e.to_string())
             })?
@@ -245,8 +255,11 @@ impl Store {
         self.inbox_log.observe_writes(Box::new(observer));
     }
 
-    /// Flush synchronously; for shutdown and tools.
+    /// Flush synchronously; for shutdown and tools. Queued events whose
+    /// records were kept in memory are filed first, so the folder holds
+    /// them in sled, not only in the inbox log.
     pub fn flush_now(&self) -> Result<(), StoreError> {
+        self.unfiled.file_all()?;
         self.commit.flush_blocking()
     }
 

@@ -49,17 +49,38 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::StoreError;
 
-/// The `pending` value of an event whose record is here and in the log.
-pub(super) const PLACEHOLDER: &[u8] = &[];
+/// The `pending` value of an event whose record is here and in the log:
+/// a zero byte, then the event's id. A record is a JSON object (`{`), an
+/// earlier version's entry an id (`evt_…`); neither starts with a zero.
+/// The id lets start-up undo an acceptance whose record never reached the
+/// log (see [`Store::tidy_pending_queue`](super::Store)).
+pub(super) fn placeholder(id: &str) -> Vec<u8> {
+    let mut value = Vec::with_capacity(1 + id.len());
+    value.push(0);
+    value.extend_from_slice(id.as_bytes());
+    value
+}
+
+/// The event id of a `pending` value that is a placeholder.
+pub(super) fn placeholder_id(value: &[u8]) -> Option<&[u8]> {
+    value.strip_prefix(&[0])
+}
+
+/// A kept record and its queue entry's placeholder.
+#[derive(Clone)]
+pub(super) struct Kept {
+    record: Arc<[u8]>,
+    placeholder: Arc<[u8]>,
+}
 
 /// See the module docs. One per store, shared with the checkpoint.
 pub(super) struct Unfiled {
     pending: sled::Tree,
-    records: Mutex<HashMap<u64, Arc<[u8]>>>,
+    records: Mutex<HashMap<u64, Kept>>,
 }
 
 /// Records taken from [`Unfiled`] to be filed: sequence number, record.
-pub(super) type Snapshot = Vec<(u64, Arc<[u8]>)>;
+pub(super) type Snapshot = Vec<(u64, Kept)>;
 
 impl Unfiled {
     pub(super) fn new(pending: sled::Tree) -> Unfiled {
@@ -69,24 +90,42 @@ impl Unfiled {
         }
     }
 
-    fn records(&self) -> MutexGuard<'_, HashMap<u64, Arc<[u8]>>> {
+    fn records(&self) -> MutexGuard<'_, HashMap<u64, Kept>> {
         self.records.lock().expect("unfiled records lock")
     }
 
-    /// Keep the record of an event whose queue entry is a placeholder.
-    /// Before its log append: a checkpoint must find it here.
-    pub(super) fn keep(&self, seq: u64, record: Arc<[u8]>) {
-        self.records().insert(seq, record);
+    /// Queue acceptance `seq` behind a placeholder (written to sled here)
+    /// and keep its record. Call it under the inbox's writer lock, before
+    /// the log append: a checkpoint must find the record here.
+    pub(super) fn queue(&self, seq: u64, id: &str, record: Arc<[u8]>) -> Result<(), StoreError> {
+        let placeholder: Arc<[u8]> = placeholder(id).into();
+        self.pending.insert(seq.to_be_bytes(), &*placeholder)?;
+        self.records().insert(
+            seq,
+            Kept {
+                record,
+                placeholder,
+            },
+        );
+        Ok(())
     }
 
-    /// The engine is done with `seq` (its queue entry is removed).
-    pub(super) fn forget(&self, seq: u64) {
+    /// The engine is done with acceptance `seq`: its queue entry goes,
+    /// whatever it holds, and then its record. In that order: a filer
+    /// that still sees the record finds no placeholder to replace.
+    pub(super) fn take(&self, seq: u64) -> Result<(), StoreError> {
+        self.pending.remove(seq.to_be_bytes())?;
+        self.forget(seq);
+        Ok(())
+    }
+
+    fn forget(&self, seq: u64) {
         self.records().remove(&seq);
     }
 
     /// A placeholder's record, if it is still here.
     pub(super) fn record(&self, seq: u64) -> Option<Arc<[u8]>> {
-        self.records().get(&seq).cloned()
+        self.records().get(&seq).map(|kept| kept.record.clone())
     }
 
     pub(super) fn len(&self) -> usize {
@@ -99,11 +138,11 @@ impl Unfiled {
         match seqs {
             None => records
                 .iter()
-                .map(|(seq, record)| (*seq, record.clone()))
+                .map(|(seq, kept)| (*seq, kept.clone()))
                 .collect(),
             Some(seqs) => seqs
                 .iter()
-                .filter_map(|seq| records.get(seq).map(|r| (*seq, r.clone())))
+                .filter_map(|seq| records.get(seq).map(|kept| (*seq, kept.clone())))
                 .collect(),
         }
     }
@@ -115,11 +154,11 @@ impl Unfiled {
     /// many placeholders were replaced. Not durable until sled is flushed.
     pub(super) fn file(&self, snapshot: Snapshot) -> Result<usize, StoreError> {
         let mut filed = 0;
-        for (seq, record) in snapshot {
+        for (seq, kept) in snapshot {
             let swapped = self.pending.compare_and_swap(
                 seq.to_be_bytes(),
-                Some(PLACEHOLDER),
-                Some(&*record),
+                Some(&*kept.placeholder),
+                Some(&*kept.record),
             )?;
             filed += usize::from(swapped.is_ok());
             self.forget(seq);
@@ -152,21 +191,21 @@ mod tests {
 
     fn accept(u: &Unfiled, seq: u64) -> Arc<[u8]> {
         let record: Arc<[u8]> = format!("{{\"seq\":{seq}}}").into_bytes().into();
-        u.pending.insert(seq.to_be_bytes(), PLACEHOLDER).unwrap();
-        u.keep(seq, record.clone());
+        u.queue(seq, &format!("evt_{seq}"), record.clone()).unwrap();
         record
     }
 
     fn take(u: &Unfiled, seq: u64) {
-        u.pending.remove(seq.to_be_bytes()).unwrap();
-        u.forget(seq);
+        u.take(seq).unwrap();
     }
 
     #[test]
     fn filing_replaces_the_placeholder_and_frees_the_memory() {
         let (_db, u) = unfiled();
         let record = accept(&u, 1);
-        assert_eq!(queue_entry(&u, 1).unwrap(), PLACEHOLDER);
+        assert_eq!(queue_entry(&u, 1).unwrap(), b"\0evt_1");
+        assert_eq!(placeholder_id(b"\0evt_1"), Some(&b"evt_1"[..]));
+        assert_eq!(placeholder_id(&record), None);
         assert_eq!(u.file_all().unwrap(), 1);
         assert_eq!(queue_entry(&u, 1).unwrap(), record.to_vec());
         assert_eq!(u.len(), 0);
