@@ -81,14 +81,23 @@ impl TestServer {
             },
             clock::system(),
         ));
-        TestServer {
+        let server = TestServer {
             addr,
             store,
             client: reqwest::Client::builder().no_proxy().build().unwrap(),
             shutdown: Some(tx),
             task: Some(task),
             _tmp: tmp,
-        }
+        };
+        // The server task has not run yet: its start-up (phone-number
+        // warm-up, catalog, recovery) comes before it answers anything.
+        // Wait for it here, so that it is not charged to the first request
+        // and to a clock the test starts just after (a call stamped now
+        // with a 1 s ring_timeout rang out before the server could take
+        // its accept on a loaded machine). The listener is bound, so this
+        // waits in its backlog; a failed start-up refuses the connection.
+        let _ = server.client.get(server.url("/healthz")).send().await;
+        server
     }
 
     pub fn url(&self, path: &str) -> String {
