@@ -12,10 +12,11 @@
 //! ingestion's disk writes. Yet what makes an accepted event durable is
 //! the inbox log (`inbox_log.rs`), which holds the very same bytes.
 //!
-//! So ingestion writes an empty value (the *placeholder*) as the queue
-//! entry, keeps the record here, and appends it to the log. The engine
-//! gets the event in memory (`engine/arrivals.rs`) and removes the
-//! placeholder when it is done, as it removed the full entry before. The
+//! So ingestion writes a few bytes (the *placeholder*: a zero byte and
+//! the event's id) as the queue entry, keeps the record here, and appends
+//! it to the log. The engine gets the event in memory
+//! (`engine/arrivals.rs`) and removes the placeholder when it is done, as
+//! it removed the full entry before. The
 //! record is *filed* (the placeholder replaced by it in sled) only when
 //! sled has to hold it:
 //!
