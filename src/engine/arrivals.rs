@@ -62,6 +62,12 @@ impl Arrivals {
         self.notify.notify_one();
     }
 
+    /// How many offered events wait for the engine.
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.queue.lock().expect("arrivals lock").len()
+    }
+
     /// Everything offered so far, oldest first.
     pub(super) fn take(&self) -> VecDeque<StoredEvent> {
         std::mem::take(&mut *self.queue.lock().expect("arrivals lock"))

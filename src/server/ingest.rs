@@ -14,8 +14,12 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use std::sync::Arc;
+
 use super::{ApiError, ServerState};
+use crate::engine::Arrivals;
 use crate::event::{self, Event, HeaderLookup, ParseError, Provider, HEADER_WEBHOOK_ID};
+use crate::metrics::Metrics;
 use crate::store::Insert;
 
 struct Headers<'a>(&'a HeaderMap);
@@ -258,18 +262,73 @@ async fn store_durably(
     now: jiff::Timestamp,
     window: std::time::Duration,
 ) -> Result<Vec<(String, Insert)>, ApiError> {
-    let offered = state
-        .store
-        .accept_events(events, now, window)
-        .map_err(storage_failed)?;
-    // Duplicates wait too: the first copy may still be on its way to disk.
-    state.store.commit_inbox().await.map_err(storage_failed)?;
-    let mut outcomes = Vec::with_capacity(offered.len());
+    let inbox = Inbox {
+        store: &state.store,
+        arrivals: &state.arrivals,
+        metrics: &state.metrics,
+    };
+    inbox.store_durably(events, now, window).await
+}
+
+/// What ingestion writes to and hands over to: the parts of the server's
+/// state [`store_durably`] uses.
+struct Inbox<'a> {
+    store: &'a crate::store::Store,
+    arrivals: &'a Arc<Arrivals>,
+    metrics: &'a Arc<Metrics>,
+}
+
+impl Inbox<'_> {
+    async fn store_durably(
+        &self,
+        events: Vec<Event>,
+        now: jiff::Timestamp,
+        window: std::time::Duration,
+    ) -> Result<Vec<(String, Insert)>, ApiError> {
+        let offered = self
+            .store
+            .accept_events(events, now, window)
+            .map_err(storage_failed)?;
+        let outcomes: Vec<(String, Insert)> = offered
+            .iter()
+            .map(|offer| (offer.event().id.clone(), offer.outcome()))
+            .collect();
+        // The wait for the sync and the hand-over run in a task of their own:
+        // hyper drops this handler when the client hangs up, and an event
+        // accepted by then must still reach the engine at once. Otherwise only
+        // the engine's scan of the stored queue finds it, and that scan waits
+        // for a quiet second, which sustained load never gives it.
+        let handed_over = tokio::spawn(commit_and_hand_over(
+            self.store.clone(),
+            self.arrivals.clone(),
+            self.metrics.clone(),
+            offered,
+        ));
+        match handed_over.await {
+            Ok(committed) => committed.map_err(storage_failed)?,
+            Err(e) => {
+                tracing::error!(error = %e, "the inbox's hand-over task failed");
+                return Err(ApiError::unavailable("storage is unavailable; retry later"));
+            }
+        }
+        Ok(outcomes)
+    }
+}
+
+/// Wait until accepted events are durable, then count them and offer
+/// them to the engine. Duplicates wait too: the first copy may still be
+/// on its way to disk.
+async fn commit_and_hand_over(
+    store: crate::store::Store,
+    arrivals: Arc<Arrivals>,
+    metrics: Arc<Metrics>,
+    offered: Vec<crate::store::Offered>,
+) -> Result<(), crate::store::StoreError> {
+    store.commit_inbox().await?;
     for offer in &offered {
         let (event, outcome) = (offer.event(), offer.outcome());
         let accepted = outcome == Insert::Accepted;
-        state.metrics.event_stored(event, accepted);
-        outcomes.push((event.id.clone(), outcome));
+        metrics.event_stored(event, accepted);
         if accepted {
             tracing::info!(
                 event_id = %event.id,
@@ -281,9 +340,9 @@ async fn store_durably(
             );
         }
     }
-    let overflowed = state.arrivals.offer(offered);
-    file_overflow(&state.store, &overflowed);
-    Ok(outcomes)
+    let overflowed = arrivals.offer(offered);
+    file_overflow(&store, &overflowed);
+    Ok(())
 }
 
 /// Put the records of events the engine's in-memory hand-over had no room
@@ -296,5 +355,66 @@ fn file_overflow(store: &crate::store::Store, seqs: &[u64]) {
     }
     if let Err(e) = store.file_queued(seqs) {
         tracing::error!(error = %e, "cannot file queued events in the store; the next checkpoint will");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::event::ParseContext;
+
+    fn missed_call(phone: &str) -> Event {
+        let body = format!(
+            r#"{{"event":"call.missed","phone":"{phone}","country":"MX","ts":"2026-05-14T14:00:00Z"}}"#
+        );
+        let ctx = ParseContext {
+            source: "wz",
+            provider: Provider::Wazzap,
+            business: None,
+            received_at: jiff::Timestamp::from_second(1_778_767_200).unwrap(),
+            delivery_id: None,
+        };
+        event::parse(body.as_bytes(), &ctx).unwrap().remove(0)
+    }
+
+    /// hyper drops a handler whose client hangs up. An event accepted
+    /// by then still goes to the engine in memory once it is synced,
+    /// not only to the stored queue, whose scan waits for a quiet second
+    /// that sustained load never gives it.
+    #[tokio::test]
+    async fn a_request_cancelled_while_its_event_syncs_still_hands_it_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path(), 8 << 20).unwrap();
+        let arrivals = Arc::new(Arrivals::default());
+        let metrics = Arc::new(Metrics::new());
+        let inbox = Inbox {
+            store: &store,
+            arrivals: &arrivals,
+            metrics: &metrics,
+        };
+        let now = jiff::Timestamp::from_second(1_778_767_201).unwrap();
+        let request = inbox.store_durably(
+            vec![missed_call("+5215512345678")],
+            now,
+            Duration::from_secs(3600),
+        );
+        // One poll: the event is accepted, then the request waits for the
+        // log's sync and its hand-over, and is dropped, as hyper drops it.
+        let cancelled = tokio::time::timeout(Duration::ZERO, request).await;
+        assert!(
+            cancelled.is_err(),
+            "the request finished in one poll, so nothing was cancelled"
+        );
+        assert_eq!(store.pending_len(), 1, "accepted before the cancel");
+
+        for _ in 0..500 {
+            if arrivals.waiting() == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the cancelled request's event was never handed to the engine");
     }
 }
