@@ -40,7 +40,7 @@ use crate::store::{
 };
 use crate::workflow::{compile, Known, SharedCatalog, Workflow};
 
-pub use arrivals::Arrivals;
+pub use arrivals::{Arrivals, CAPACITY as HAND_OVER_CAPACITY};
 pub use run::{RunOptions, SLOW_SEND};
 
 /// How many events (and resumed runs) are processed at once. Waits do not

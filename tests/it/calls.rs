@@ -1168,6 +1168,8 @@ async fn a_call_ringing_at_sigterm_still_rings_out_once_after_a_restart() {
 /// an hour of waits passes in moments and due times can be checked to the
 /// millisecond. The store is real (sled in a temporary folder); its
 /// flushes run on blocking threads, during which tokio does not jump.
+/// (Tests that drive the engine by hand on the real clock use the same
+/// rig.)
 mod paused {
     use std::sync::{Arc, RwLock};
     use std::time::Duration;
@@ -1520,6 +1522,67 @@ steps:
             json!({"text": "first call.incoming, second "})
         );
         assert_eq!(rig.store.timer_count(), 0);
+        rig.engine.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// A burst bigger than the engine's in-memory hand-over: what does not
+    /// fit is filed in the stored queue (its record leaves memory for
+    /// sled), the engine reads it there, and every event runs, once.
+    #[tokio::test]
+    async fn a_burst_bigger_than_the_hand_over_runs_every_event() {
+        let rig = Rig::start_with(
+            "sources:\n  wazzap: { provider: wazzap, business: \"+5215500000000\" }\n",
+            &[("missed.yaml", MISSED)],
+            false,
+        );
+        let extra = 40;
+        let count = ringback::engine::HAND_OVER_CAPACITY + extra;
+        let source = rig.config.source("wazzap").unwrap();
+        let context = source.parse_context(rig.now(), None);
+        let events: Vec<_> = (0..count)
+            .map(|i| {
+                let body = json!({
+                    "event": "call.missed",
+                    "phone": format!("+52155{i:08}"),
+                    "ts": rig.now().to_string(),
+                });
+                let bytes = body.to_string().into_bytes();
+                ringback::event::parse(&bytes, &context).unwrap().remove(0)
+            })
+            .collect();
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        let offered = rig
+            .store
+            .accept_events(events, rig.now(), Duration::from_secs(3600))
+            .unwrap();
+        rig.store.commit_inbox().await.unwrap();
+        assert_eq!(rig.store.unfiled_len(), count, "records kept in memory");
+
+        // As ingestion does: offer, then file what did not fit.
+        let overflowed = rig.arrivals.offer(offered);
+        assert_eq!(overflowed.len(), extra);
+        rig.store.file_queued(&overflowed).unwrap();
+        assert_eq!(
+            rig.store.unfiled_len(),
+            count - extra,
+            "the overflow's records are in sled now"
+        );
+
+        tokio::spawn(rig.engine.clone().dispatch_forever());
+        rig.until("the queue to empty", Duration::from_secs(120), |r| {
+            (r.store.pending_len() == 0).then_some(())
+        })
+        .await;
+        // A run's id comes from its event and workflow: one per event.
+        for id in &ids {
+            let run = rig.run("missed", id);
+            assert!(
+                run.as_ref()
+                    .is_some_and(|run| run.status == RunStatus::Succeeded),
+                "{id}: {run:?}"
+            );
+        }
+        assert_eq!(rig.store.unfiled_len(), 0, "no record left in memory");
         rig.engine.shutdown(Duration::from_secs(1)).await;
     }
 
