@@ -13,7 +13,10 @@
 //! does anything else (or, when the step was the run's last,
 //! together with the final record), and before a run pauses. Steps between
 //! two writes are simply executed again after a crash; they are the
-//! store-only steps, whose effects are idempotent.
+//! store-only steps, whose effects are idempotent. The exception is a
+//! `debounce` that passed: run again after a crash that lost its claim,
+//! it could find the key taken by another event's run since, so its claim
+//! is flushed before the run's next outbound step.
 //! Driving a run whose record already has steps *replays* them: a recorded
 //! step is not executed again; its recorded output is put back (`steps.<id>`,
 //! `vars`, the branch an `if` took, the contact) and the run continues with
@@ -78,6 +81,13 @@ struct RunState<'a> {
     /// An outbound step succeeded and the journal saying so is not on disk
     /// yet: it must be before the run goes on.
     sent_unflushed: bool,
+    /// A `debounce` passed and its claim on the key may not be on disk
+    /// yet: it must be before anything leaves the process. Unlike the
+    /// other store-only steps, a debounce run again after a crash is not
+    /// idempotent: had the claim been lost, another event's run could
+    /// take the key first, and the caller would get a second message
+    /// within the window.
+    claimed_unflushed: bool,
 }
 
 /// What a step tells the run to do next.
@@ -260,6 +270,7 @@ pub(super) async fn drive(
         execution,
         options,
         sent_unflushed: false,
+        claimed_unflushed: false,
     };
     state.execution.status = RunStatus::Running;
     state.execution.waiting = None;
@@ -1088,6 +1099,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                     .map_err(|e| e.to_string()),
                 input
             );
+            state.claimed_unflushed |= passed;
             Ok(Outcome {
                 input,
                 output: json!({"passed": passed}),
@@ -1144,6 +1156,9 @@ async fn deliver(
     outbound: Outbound,
     input: Value,
 ) -> Result<Outcome, StepError> {
+    if std::mem::take(&mut state.claimed_unflushed) {
+        state.commit().await;
+    }
     let request = Request {
         connector,
         outbound,

@@ -1226,6 +1226,16 @@ mod paused {
         /// Without the dispatcher, a test hands events to the engine itself
         /// ([`Rig::stored`], `engine.process`), choosing the interleaving.
         fn start_with(config_yaml: &str, workflows: &[(&str, &str)], dispatch: bool) -> Rig {
+            Rig::start_delivering(config_yaml, workflows, dispatch, |_| Arc::new(NoDelivery))
+        }
+
+        /// With the delivery `deliver` makes, given the store's folder.
+        fn start_delivering(
+            config_yaml: &str,
+            workflows: &[(&str, &str)],
+            dispatch: bool,
+            deliver: impl FnOnce(&std::path::Path) -> Arc<dyn Delivery>,
+        ) -> Rig {
             let tmp = tempfile::tempdir().unwrap();
             let wf_dir = tmp.path().join("workflows");
             std::fs::create_dir_all(&wf_dir).unwrap();
@@ -1249,7 +1259,8 @@ mod paused {
                 catalog.problems
             );
             assert_eq!(catalog.workflows.len(), workflows.len());
-            let store = Store::open(&tmp.path().join("data"), 8 << 20).unwrap();
+            let data = tmp.path().join("data");
+            let store = Store::open(&data, 8 << 20).unwrap();
             let clock = Arc::new(PausedClock {
                 base: "2026-05-14T14:00:00Z".parse().unwrap(),
                 start: tokio::time::Instant::now(),
@@ -1259,7 +1270,7 @@ mod paused {
             let engine = Engine::new(
                 store.clone(),
                 Arc::new(RwLock::new(Arc::new(catalog))),
-                Arc::new(NoDelivery),
+                deliver(&data),
                 clock.clone(),
                 arrivals.clone(),
             )
@@ -1584,6 +1595,91 @@ steps:
         }
         assert_eq!(rig.store.unfiled_len(), 0, "no record left in memory");
         rig.engine.shutdown(Duration::from_secs(1)).await;
+    }
+
+    /// Copies the store's folder at the first send, as a `kill -9` at
+    /// that moment would leave it, and answers like Meta.
+    struct SnapshotAtSend {
+        data: std::path::PathBuf,
+        snapshot: std::path::PathBuf,
+    }
+
+    fn copy_folder(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_folder(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    impl Delivery for SnapshotAtSend {
+        fn deliver(&self, _: Request) -> DeliveryFuture<'_> {
+            if !self.snapshot.exists() {
+                copy_folder(&self.data, &self.snapshot);
+            }
+            Box::pin(async {
+                Delivered {
+                    result: Ok(json!({"messages": [{"id": "wamid.1"}]})),
+                    attempts: Vec::new(),
+                }
+            })
+        }
+    }
+
+    /// A debounce's claim is on disk before the message it lets through
+    /// leaves: a crash right after the send must not let another call
+    /// from the same caller within the window send a second message
+    /// (unlike the other store-only steps, a debounce run again after a
+    /// crash is not idempotent: another event's run could take the key).
+    #[tokio::test]
+    async fn a_debounce_claim_is_on_disk_before_its_message_leaves() {
+        let snapshots = tempfile::tempdir().unwrap();
+        let snapshot = snapshots.path().join("data");
+        let rig = Rig::start_delivering(
+            "sources:\n  wazzap: { provider: wazzap, business: \"+5215500000000\" }\n\
+             connectors:\n  whatsapp: { kind: log }\n",
+            &[(
+                "once.yaml",
+                r#"name: once
+on: { events: [call.missed] }
+steps:
+  - debounce: { key: "{{event.caller}}", for: 10m }
+  - send_message: { via: whatsapp, to: "{{event.caller}}", text: "Once per 10 minutes" }
+"#,
+            )],
+            false,
+            |data| {
+                Arc::new(SnapshotAtSend {
+                    data: data.to_path_buf(),
+                    snapshot: snapshot.clone(),
+                })
+            },
+        );
+        let id = rig.accept("wazzap", wazzap("call.missed", rig.now()));
+        rig.engine.process(rig.stored(&id)).await;
+        let run = rig.run("once", &id).unwrap();
+        assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
+        rig.engine.shutdown(Duration::from_secs(1)).await;
+
+        let crashed = Store::open(&snapshot, 8 << 20).unwrap();
+        let passed = crashed
+            .debounce(
+                "once",
+                "+5215560000001",
+                Duration::from_secs(600),
+                rig.now(),
+                "evt_a_later_call",
+            )
+            .unwrap();
+        assert!(
+            !passed,
+            "the first call's claim was not on disk when its message left"
+        );
     }
 
     const HOLD: &str = r#"name: hold
