@@ -280,16 +280,35 @@ impl Store {
                 // holds: put the record in, whatever the marker says now
                 // (the id may have been accepted again since).
                 let key = stored.seq.to_be_bytes();
+                let id = &stored.event.id;
                 if self
                     .pending
                     .get(key)?
                     .is_some_and(|v| unfiled::placeholder_id(&v).is_some())
                 {
                     self.pending.insert(key, record)?;
+                    // sled recovers a prefix of its writes, and the
+                    // placeholder is written before the marker: the crash
+                    // may have kept the one without the other. Without its
+                    // marker, the queue's tidying would take the record for
+                    // half-written and drop an acknowledged event.
+                    let newer_marker = match self.events.get(id.as_bytes())? {
+                        Some(marker) => StoredEventHeader::decode(&marker, id)?.seq >= stored.seq,
+                        None => false,
+                    };
+                    if !newer_marker {
+                        self.expiry
+                            .insert(expiry_key(stored.received_at, id), &[] as &[u8])?;
+                        let marker = StoredEventHeader {
+                            seq: stored.seq,
+                            received_at: stored.received_at,
+                        }
+                        .encode()?;
+                        self.events.insert(id.as_bytes(), marker)?;
+                    }
                     restored += 1;
                     continue;
                 }
-                let id = &stored.event.id;
                 if let Some(marker) = self.events.get(id.as_bytes())? {
                     // This acceptance (or a later one of the same id) is in
                     // sled, and the engine was done with it (no queue
@@ -815,6 +834,35 @@ mod tests {
             "the retry is accepted"
         );
         assert_eq!(reopened.pending_events(10).unwrap()[0].event, e);
+    }
+
+    /// sled kept the placeholder but not the marker written after it (it
+    /// recovers a prefix of its writes); the log holds the record, so the
+    /// event was acknowledged: after the replay it is queued and
+    /// remembered, and the queue's tidying keeps it.
+    #[tokio::test]
+    async fn replay_restores_the_marker_of_a_placeholder_the_crash_kept_alone() {
+        let (dir, store) = store();
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let day = Duration::from_secs(86400);
+        store.accept_events(vec![e.clone()], at(1000), day).unwrap();
+        store.commit_inbox().await.unwrap();
+        store.events.remove(e.id.as_bytes()).unwrap();
+        store.commit.flush_blocking().unwrap();
+        drop(store);
+
+        let reopened = reopen(dir.path());
+        assert!(reopened.remembers_event(&e.id).unwrap(), "marker restored");
+        let queued = reopened.pending_events(10).unwrap();
+        assert_eq!(queued.len(), 1, "the acknowledged event is still queued");
+        assert_eq!(queued[0].event, e);
+        assert_eq!(
+            reopened
+                .insert_events(std::slice::from_ref(&e), at(1001), day)
+                .unwrap(),
+            vec![Insert::Duplicate],
+            "the provider's retry is a duplicate"
+        );
     }
 
     /// An event still queued behind its placeholder when its id was
