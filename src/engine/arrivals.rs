@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use tokio::sync::Notify;
 
-use crate::store::{Offered, StoredEvent};
+use crate::store::{Offered, Store, StoredEvent};
 
 /// Events held in memory at most; beyond that the stored queue is read.
 pub const CAPACITY: usize = 1024;
@@ -33,12 +33,27 @@ pub struct Arrivals {
 
 impl Arrivals {
     /// Hand the accepted ones of durably stored events to the engine and
-    /// wake it. Returns the sequence numbers of those that did not fit:
-    /// the engine reads them from the stored queue, so the caller should
-    /// have their records filed there ([`crate::store::Store::file_queued`])
-    /// rather than kept in memory.
-    #[must_use = "events that did not fit should be filed in the stored queue"]
-    pub fn offer(&self, offered: impl IntoIterator<Item = Offered>) -> Vec<u64> {
+    /// wake it. Those that do not fit are filed in `store`'s queue, where
+    /// the engine reads them, instead of kept in memory (on a failure
+    /// to file, the next checkpoint files them). Returns how many did not
+    /// fit.
+    pub fn offer_or_file(
+        &self,
+        store: &Store,
+        offered: impl IntoIterator<Item = Offered>,
+    ) -> usize {
+        let overflowed = self.offer(offered);
+        if !overflowed.is_empty() {
+            if let Err(e) = store.file_queued(&overflowed) {
+                tracing::error!(error = %e, "cannot file queued events in the store; the next checkpoint will");
+            }
+        }
+        overflowed.len()
+    }
+
+    /// [`Arrivals::offer_or_file`] without the filing: the sequence
+    /// numbers of the events that did not fit.
+    fn offer(&self, offered: impl IntoIterator<Item = Offered>) -> Vec<u64> {
         let mut dropped = Vec::new();
         {
             let mut queue = self.queue.lock().expect("arrivals lock");

@@ -782,10 +782,7 @@ impl Engine {
                 if let Some(missed) = offered.first().map(|o| o.event()) {
                     tracing::info!(event_id = %missed.id, source = %missed.source, caller = missed.caller.as_deref().unwrap_or("-"), "call rang out: synthetic call.missed");
                 }
-                let overflowed = self.inner.arrivals.offer(offered);
-                if let Err(e) = store.file_queued(&overflowed) {
-                    tracing::error!(error = %e, "cannot file a queued event in the store; the next checkpoint will");
-                }
+                self.inner.arrivals.offer_or_file(store, offered);
             }
             Err(e) => tracing::error!(error = %e, "cannot store the synthetic missed call"),
         }

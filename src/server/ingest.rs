@@ -93,7 +93,9 @@ pub(super) async fn receive(
         }
     })?;
 
-    let stored = store_durably(&state, events, now, config.dedupe_window).await?;
+    let stored = Inbox::of(&state)
+        .store_durably(events, now, config.dedupe_window)
+        .await?;
     let accepted: Vec<&str> = stored
         .iter()
         .filter(|(_, outcome)| *outcome == Insert::Accepted)
@@ -244,7 +246,9 @@ pub(super) async fn test_event(
         e.test = true;
     }
     let first = events.first().cloned();
-    let stored = store_durably(&state, events, now, config.dedupe_window).await?;
+    let stored = Inbox::of(&state)
+        .store_durably(events, now, config.dedupe_window)
+        .await?;
     let ids: Vec<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
     Ok((
         StatusCode::ACCEPTED,
@@ -253,32 +257,26 @@ pub(super) async fn test_event(
         .into_response())
 }
 
-/// Store events durably — the inbox write, then the inbox log's group
-/// commit shared with concurrent requests — count and log them, and hand
-/// the new ones to the engine. Each event's id comes back with what became of it.
-async fn store_durably(
-    state: &ServerState,
-    events: Vec<Event>,
-    now: jiff::Timestamp,
-    window: std::time::Duration,
-) -> Result<Vec<(String, Insert)>, ApiError> {
-    let inbox = Inbox {
-        store: &state.store,
-        arrivals: &state.arrivals,
-        metrics: &state.metrics,
-    };
-    inbox.store_durably(events, now, window).await
-}
-
 /// What ingestion writes to and hands over to: the parts of the server's
-/// state [`store_durably`] uses.
+/// state [`Inbox::store_durably`] uses.
 struct Inbox<'a> {
     store: &'a crate::store::Store,
     arrivals: &'a Arc<Arrivals>,
     metrics: &'a Arc<Metrics>,
 }
 
-impl Inbox<'_> {
+impl<'a> Inbox<'a> {
+    fn of(state: &'a ServerState) -> Inbox<'a> {
+        Inbox {
+            store: &state.store,
+            arrivals: &state.arrivals,
+            metrics: &state.metrics,
+        }
+    }
+
+    /// Store events durably — the inbox write, then the inbox log's group
+    /// commit shared with concurrent requests — count and log them, and hand
+    /// the new ones to the engine. Each event's id comes back with what became of it.
     async fn store_durably(
         &self,
         events: Vec<Event>,
@@ -340,22 +338,8 @@ async fn commit_and_hand_over(
             );
         }
     }
-    let overflowed = arrivals.offer(offered);
-    file_overflow(&store, &overflowed);
+    arrivals.offer_or_file(&store, offered);
     Ok(())
-}
-
-/// Put the records of events the engine's in-memory hand-over had no room
-/// for into the stored queue, where the engine reads them. On failure they
-/// stay in memory, where the queue's readers still find them, until the
-/// next checkpoint files them.
-fn file_overflow(store: &crate::store::Store, seqs: &[u64]) {
-    if seqs.is_empty() {
-        return;
-    }
-    if let Err(e) = store.file_queued(seqs) {
-        tracing::error!(error = %e, "cannot file queued events in the store; the next checkpoint will");
-    }
 }
 
 #[cfg(test)]

@@ -242,15 +242,12 @@ impl Store {
         received_at: Timestamp,
         queued: QueueEntry<'_>,
     ) -> Result<(), StoreError> {
-        let marker = StoredEventHeader { seq, received_at }.encode()?;
         match queued {
             QueueEntry::Record(record) => {
                 self.pending.insert(seq.to_be_bytes(), record).map(drop)?
             }
             QueueEntry::Placeholder(record) => self.unfiled.queue(seq, &event.id, record)?,
         }
-        self.expiry
-            .insert(expiry_key(received_at, &event.id), &[] as &[u8])?;
         let stats_phone = event
             .caller
             .as_deref()
@@ -258,7 +255,22 @@ impl Store {
         if let Some(phone) = stats_phone {
             super::contacts::bump_stats(&self.call_stats, phone, &event.kind, event.at)?;
         }
-        self.events.insert(event.id.as_bytes(), marker)?;
+        self.remember_acceptance(&event.id, seq, received_at)
+    }
+
+    /// The dedupe marker of acceptance `seq` of `id` and its expiry key;
+    /// the marker is the last write of an acceptance (see
+    /// [`Store::write_inbox_entry`]).
+    fn remember_acceptance(
+        &self,
+        id: &str,
+        seq: u64,
+        received_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.expiry
+            .insert(expiry_key(received_at, id), &[] as &[u8])?;
+        let marker = StoredEventHeader { seq, received_at }.encode()?;
+        self.events.insert(id.as_bytes(), marker)?;
         Ok(())
     }
 
@@ -297,14 +309,7 @@ impl Store {
                         None => false,
                     };
                     if !newer_marker {
-                        self.expiry
-                            .insert(expiry_key(stored.received_at, id), &[] as &[u8])?;
-                        let marker = StoredEventHeader {
-                            seq: stored.seq,
-                            received_at: stored.received_at,
-                        }
-                        .encode()?;
-                        self.events.insert(id.as_bytes(), marker)?;
+                        self.remember_acceptance(id, stored.seq, stored.received_at)?;
                     }
                     restored += 1;
                     continue;

@@ -24,7 +24,7 @@
 //! | tree | key | value |
 //! |---|---|---|
 //! | `events` | event id (UTF-8, `evt_<24 hex>`) | the dedupe marker, `{"seq":…,"received_at":…}` as JSON (stores written by earlier versions: the whole [`StoredEvent`]) |
-//! | `pending` | sequence number, u64 big-endian | [`StoredEvent`] as JSON, or empty (a placeholder: the record is in the inbox log and in memory, see `unfiled.rs`; earlier versions: the event id) — events the engine is not done with, in arrival order |
+//! | `pending` | sequence number, u64 big-endian | [`StoredEvent`] as JSON, or a placeholder (a zero byte and the event id: the record is in the inbox log and in memory, see `unfiled.rs`; earlier versions: the event id) — events the engine is not done with, in arrival order |
 //! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — lets the dedupe cleaner walk oldest first without scanning `events` |
 //! | `contacts` | E.164 phone | [`Contact`] as JSON (without call statistics) |
 //! | `tags` | tag, `\0`, phone | empty — the tag index |

@@ -1569,10 +1569,9 @@ steps:
         rig.store.commit_inbox().await.unwrap();
         assert_eq!(rig.store.unfiled_len(), count, "records kept in memory");
 
-        // As ingestion does: offer, then file what did not fit.
-        let overflowed = rig.arrivals.offer(offered);
-        assert_eq!(overflowed.len(), extra);
-        rig.store.file_queued(&overflowed).unwrap();
+        // As ingestion does: offer, and file what did not fit.
+        let overflowed = rig.arrivals.offer_or_file(&rig.store, offered);
+        assert_eq!(overflowed, extra);
         assert_eq!(
             rig.store.unfiled_len(),
             count - extra,
