@@ -153,7 +153,8 @@ usage: cargo bench --bench load -- [options]
   --startups N     start-ups measured in the contacts case (default 5)
   --lookups N      contact lookups measured in the contacts case (default 2000)
   --wrk            also measure the baseline with wrk (when installed)
-  --server-log F   RUST_LOG of the server (default info, its shipped default)
+  --server-log F   RUST_LOG of the server (default info, its shipped default);
+                   RINGBACK_BENCH_LOGS=DIR keeps each server's log in DIR
   --perf DIR       record the server with `perf record` (cpu-clock, DWARF stacks) during
                    each load case, into DIR/<case>.perf.data
   --json           print the results as JSON instead of tables
@@ -470,14 +471,34 @@ impl Server {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+        let mut exited = false;
+        while !exited && Instant::now() < deadline {
+            exited = matches!(self.child.try_wait(), Ok(Some(_)));
+            if !exited {
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        self.keep_log();
+    }
+
+    /// With `RINGBACK_BENCH_LOGS=DIR`, the server's log is copied there
+    /// (`server-<pid>.log`) before its temporary folder goes: what the
+    /// server said during a stall.
+    fn keep_log(&self) {
+        let Some(dir) = std::env::var_os("RINGBACK_BENCH_LOGS") else {
+            return;
+        };
+        let to = PathBuf::from(dir).join(format!("server-{}.log", self.pid()));
+        let from = self.dir.path().join("server.log");
+        if let Err(e) = std::fs::create_dir_all(to.parent().expect("a file in DIR"))
+            .and_then(|_| std::fs::copy(&from, &to))
+        {
+            eprintln!("cannot keep the server log as {}: {e}", to.display());
+        }
     }
 }
 
