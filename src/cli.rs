@@ -9,6 +9,7 @@
 
 mod admin;
 mod contacts_file;
+pub mod log_writer;
 mod output;
 mod run_workflow;
 mod test_workflows;
@@ -120,7 +121,10 @@ pub struct PathArgs {
     pub data: Option<PathBuf>,
 }
 
-pub fn init_logging(format: LogFormat, command: &Command) {
+/// Set up the log. `serve` logs through a buffer written out by a thread
+/// of its own (`cli/log_writer.rs`); hold the returned guard until the
+/// process is done, so the last lines are written.
+pub fn init_logging(format: LogFormat, command: &Command) -> Option<log_writer::FlushOnDrop> {
     use tracing_subscriber::EnvFilter;
     // `ringback test` prints its own report; the engine's lines would bury
     // it unless asked for.
@@ -133,12 +137,22 @@ pub fn init_logging(format: LogFormat, command: &Command) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
         .with_ansi(ansi);
+    if let Command::Serve { .. } = command {
+        let (writer, guard) = log_writer::start();
+        let builder = builder.with_writer(writer);
+        let _ = match format {
+            LogFormat::Json => builder.json().try_init(),
+            LogFormat::Text => builder.try_init(),
+        };
+        return Some(guard);
+    }
+    let builder = builder.with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    None
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -201,6 +215,7 @@ fn serve(paths: PathArgs, listen: Option<String>) -> ExitCode {
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {
+                log_writer::flush();
                 eprintln!("cannot listen on {}: {e}", config.listen);
                 return ExitCode::FAILURE;
             }
@@ -208,6 +223,7 @@ fn serve(paths: PathArgs, listen: Option<String>) -> ExitCode {
         match crate::app::run(config, listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
+                log_writer::flush();
                 eprintln!("{e}");
                 ExitCode::FAILURE
             }

@@ -14,6 +14,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = ringback::cli::Cli::parse();
-    ringback::cli::init_logging(cli.log_format, &cli.command);
+    let _logs = ringback::cli::init_logging(cli.log_format, &cli.command);
     ringback::cli::run(cli)
 }
