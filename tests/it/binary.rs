@@ -32,6 +32,12 @@ struct Running {
 }
 
 fn start(dir: &Path, port: u16) -> Running {
+    start_logging(dir, port, "warn")
+}
+
+/// [`start`] with `RUST_LOG=rust_log`, the server's stderr in
+/// `dir/server.log`.
+fn start_logging(dir: &Path, port: u16, rust_log: &str) -> Running {
     std::fs::write(dir.join("ringback.yaml"), CONFIG).unwrap();
     std::fs::create_dir_all(dir.join("workflows")).unwrap();
     let (file, text) = crate::support::RECORD_EVERY_EVENT;
@@ -39,9 +45,9 @@ fn start(dir: &Path, port: u16) -> Running {
     let child = Command::new(BIN)
         .current_dir(dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("server.log")).unwrap())
         .spawn()
         .expect("start ringback");
     let base = format!("http://127.0.0.1:{port}");
@@ -198,6 +204,49 @@ fn sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = start(dir.path(), free_port());
     stop(&mut server);
+}
+
+/// `serve` writes its log through a buffer (cli/log_writer.rs): lines
+/// still show while it runs, and the last ones are written when it stops.
+#[test]
+fn log_lines_show_while_serving_and_the_last_are_written_on_sigterm() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = start_logging(dir.path(), port, "info");
+    let event = body(1);
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /hooks/wazzap HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{event}",
+        event.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+
+    let log = dir.path().join("server.log");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("event accepted")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the accepted event never showed in the log of the running server"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop(&mut server);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last = text.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("shutting down"),
+        "the log ends with the shutdown, not with: {last}"
+    );
 }
 
 #[test]
