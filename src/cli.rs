@@ -125,6 +125,7 @@ pub struct PathArgs {
 /// of its own (`cli/log_writer.rs`); hold the returned guard until the
 /// process is done, so the last lines are written.
 pub fn init_logging(format: LogFormat, command: &Command) -> Option<log_writer::FlushOnDrop> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     // `ringback test` prints its own report; the engine's lines would bury
     // it unless asked for.
@@ -135,24 +136,22 @@ pub fn init_logging(format: LogFormat, command: &Command) -> Option<log_writer::
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Colours only for a person at a terminal, not for log files.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = match command {
+        Command::Serve { .. } => {
+            let (writer, guard) = log_writer::start();
+            (BoxMakeWriter::new(writer), Some(guard))
+        }
+        _ => (BoxMakeWriter::new(std::io::stderr), None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(writer)
         .with_ansi(ansi);
-    if let Command::Serve { .. } = command {
-        let (writer, guard) = log_writer::start();
-        let builder = builder.with_writer(writer);
-        let _ = match format {
-            LogFormat::Json => builder.json().try_init(),
-            LogFormat::Text => builder.try_init(),
-        };
-        return Some(guard);
-    }
-    let builder = builder.with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
-    None
+    guard
 }
 
 pub fn run(cli: Cli) -> ExitCode {

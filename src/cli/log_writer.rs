@@ -19,7 +19,7 @@
 //! disk before they are answered; the log is not their record.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// How long a line waits in memory at most.
@@ -62,7 +62,7 @@ impl Shared {
 
 /// The one buffer of the process (logging is process-wide, like tracing's
 /// subscriber).
-static SHARED: OnceLock<Arc<Shared>> = OnceLock::new();
+static SHARED: OnceLock<Shared> = OnceLock::new();
 
 /// Writes out what is pending when dropped.
 pub struct FlushOnDrop(());
@@ -77,30 +77,32 @@ impl Drop for FlushOnDrop {
 /// before their message. Returns the writer for tracing and a guard that
 /// writes out the rest when the process is done.
 pub fn start() -> (BufferedStderr, FlushOnDrop) {
-    let shared = SHARED
-        .get_or_init(|| {
-            let shared = Arc::new(Shared {
-                pending: Mutex::new(Vec::with_capacity(64 * 1024)),
-                output: Mutex::new(Box::new(std::io::stderr())),
-            });
-            let writer = Arc::clone(&shared);
-            let spawned = std::thread::Builder::new()
-                .name("log-writer".into())
-                .spawn(move || loop {
-                    std::thread::sleep(FLUSH_EVERY);
-                    writer.flush();
-                });
-            if let Err(e) = spawned {
-                eprintln!("cannot start the log writer thread ({e}); lines are written when the buffer fills");
-            }
-            let previous = std::panic::take_hook();
-            std::panic::set_hook(Box::new(move |info| {
+    let mut started = false;
+    let shared = SHARED.get_or_init(|| {
+        started = true;
+        Shared {
+            pending: Mutex::new(Vec::with_capacity(64 * 1024)),
+            output: Mutex::new(Box::new(std::io::stderr())),
+        }
+    });
+    if started {
+        let spawned = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(|| loop {
+                std::thread::sleep(FLUSH_EVERY);
                 flush();
-                previous(info);
-            }));
-            shared
-        })
-        .clone();
+            });
+        if let Err(e) = spawned {
+            eprintln!(
+                "cannot start the log writer thread ({e}); lines are written when the buffer fills"
+            );
+        }
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            flush();
+            previous(info);
+        }));
+    }
     (BufferedStderr { shared }, FlushOnDrop(()))
 }
 
@@ -114,9 +116,9 @@ pub fn flush() {
 /// tracing's [`MakeWriter`](tracing_subscriber::fmt::MakeWriter) for the
 /// buffer. tracing formats each event whole and writes it with one
 /// `write_all`, so a line is never split between batches.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct BufferedStderr {
-    shared: Arc<Shared>,
+    shared: &'static Shared,
 }
 
 /// One event's writer.
@@ -137,12 +139,14 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BufferedStderr {
     type Writer = LineSink<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineSink(&self.shared)
+        LineSink(self.shared)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     /// A writer into a vector the test keeps.
