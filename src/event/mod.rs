@@ -316,7 +316,7 @@ fn describe_json_error(e: &serde_json::Error) -> String {
 }
 
 /// [`parse`] for an already-decoded JSON value.
-pub fn parse_value(value: Value, ctx: &ParseContext<'_>) -> Result<Vec<Event>, ParseError> {
+pub fn parse_value(mut value: Value, ctx: &ParseContext<'_>) -> Result<Vec<Event>, ParseError> {
     if !value.is_object() {
         return Err(ParseError::Unrecognised(format!(
             "expected a JSON object, got {}",
@@ -349,16 +349,14 @@ pub fn parse_value(value: Value, ctx: &ParseContext<'_>) -> Result<Vec<Event>, P
     // Each event keeps the whole payload as `raw`: the last one takes it,
     // the others (a batch) get copies. Copying it for a lone event was a
     // tenth of parsing a Meta webhook.
+    let mut drafts = drafts.into_iter().peekable();
     let mut events = Vec::with_capacity(drafts.len());
-    let last = drafts.len() - 1;
-    let mut raw = Some(value);
-    for (i, d) in drafts.into_iter().enumerate() {
-        let this_raw = if i == last {
-            raw.take().expect("taken once, by the last draft")
-        } else {
-            raw.clone().expect("kept until the last draft")
+    while let Some(d) = drafts.next() {
+        let raw = match drafts.peek() {
+            Some(_) => value.clone(),
+            None => std::mem::take(&mut value),
         };
-        events.push(finish(d, provider, this_raw, ctx));
+        events.push(finish(d, provider, raw, ctx));
     }
     Ok(events)
 }
