@@ -65,8 +65,19 @@ fn start_logging(dir: &Path, port: u16, rust_log: &str) -> Running {
 }
 
 /// A blocking GET over a plain socket, so `start` works inside or outside
-/// an async runtime.
+/// an async runtime. Returns the body.
 fn ureq_get(url: &str) -> std::io::Result<String> {
+    let answer = plain_request("GET", url, "")?;
+    Ok(answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// One blocking HTTP/1.1 request over a plain socket; the whole answer,
+/// status line and headers included.
+fn plain_request(method: &str, url: &str, body: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http url");
     let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -74,15 +85,12 @@ fn ureq_get(url: &str) -> std::io::Result<String> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         conn,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        "{method} /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut answer = String::new();
     conn.read_to_string(&mut answer)?;
-    Ok(answer
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string())
+    Ok(answer)
 }
 
 fn body(i: usize) -> String {
@@ -210,22 +218,10 @@ fn sigterm_stops_the_server_cleanly() {
 /// still show while it runs, and the last ones are written when it stops.
 #[test]
 fn log_lines_show_while_serving_and_the_last_are_written_on_sigterm() {
-    use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut server = start_logging(dir.path(), port, "info");
-    let event = body(1);
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        conn,
-        "POST /hooks/wazzap HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{event}",
-        event.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
+    let mut server = start_logging(dir.path(), free_port(), "info");
+    let url = format!("{}/hooks/wazzap", server.base);
+    let answer = plain_request("POST", &url, &body(1)).unwrap();
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
 
     let log = dir.path().join("server.log");

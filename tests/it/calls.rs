@@ -1182,6 +1182,10 @@ mod paused {
     use ringback::store::{Execution, ExecutionFilter, RunStatus, Store, StoredEvent};
     use serde_json::{json, Value};
 
+    /// One Wazzap source, no connectors.
+    const WAZZAP_ONLY: &str =
+        "sources:\n  wazzap: { provider: wazzap, business: \"+5215500000000\" }\n";
+
     /// 2026-05-14T14:00:00Z plus the time tokio has let pass.
     struct PausedClock {
         base: Timestamp,
@@ -1475,10 +1479,7 @@ steps:
     /// which ends two hours after it began, by its own timer.
     #[tokio::test(start_paused = true)]
     async fn an_early_wake_up_leaves_no_stale_timer_to_end_the_next_wait() {
-        let rig = Rig::start(
-            "sources:\n  wazzap: { provider: wazzap, business: \"+5215500000000\" }\n",
-            &[("two-waits.yaml", TWO_WAITS)],
-        );
+        let rig = Rig::start(WAZZAP_ONLY, &[("two-waits.yaml", TWO_WAITS)]);
         let t0 = rig.now();
         let id = rig.accept("wazzap", wazzap("call.missed", t0));
         let run = rig
@@ -1541,11 +1542,7 @@ steps:
     /// sled), the engine reads it there, and every event runs, once.
     #[tokio::test]
     async fn a_burst_bigger_than_the_hand_over_runs_every_event() {
-        let rig = Rig::start_with(
-            "sources:\n  wazzap: { provider: wazzap, business: \"+5215500000000\" }\n",
-            &[("missed.yaml", MISSED)],
-            false,
-        );
+        let rig = Rig::start_with(WAZZAP_ONLY, &[("missed.yaml", MISSED)], false);
         let extra = 40;
         let count = ringback::engine::HAND_OVER_CAPACITY + extra;
         let source = rig.config.source("wazzap").unwrap();
@@ -1698,11 +1695,7 @@ steps:
     /// caller's call before the pausing task runs again.
     #[tokio::test]
     async fn a_wake_up_while_the_pausing_task_flushes_is_not_lost() {
-        let rig = Rig::start_with(
-            "sources:\n  wazzap: { provider: wazzap, business: \"+5215500000000\" }\n",
-            &[("hold.yaml", HOLD)],
-            false,
-        );
+        let rig = Rig::start_with(WAZZAP_ONLY, &[("hold.yaml", HOLD)], false);
         let t0 = rig.now();
         let id = rig.accept("wazzap", wazzap("call.missed", t0));
         let engine = rig.engine.clone();
