@@ -5,7 +5,7 @@
 //! cargo build --release
 //! cargo bench --bench load -- [--case all|baseline|sled-flush|ingest|e2e|rate|reload|contacts]...
 //!     [--clients 16] [--duration 10] [--rate 2000] [--contacts 1000000]
-//!     [--startups 5] [--lookups 2000] [--wrk] [--json]
+//!     [--startups 5] [--lookups 2000] [--rounds 1] [--wrk] [--json]
 //! ```
 //!
 //! Cases:
@@ -140,6 +140,8 @@ struct Opts {
     server_log: String,
     /// Record the server with `perf record` during each load into this folder.
     perf: Option<PathBuf>,
+    /// Times the cases are run, one after another in turn.
+    rounds: usize,
 }
 
 const USAGE: &str = "\
@@ -157,6 +159,9 @@ usage: cargo bench --bench load -- [options]
                    RINGBACK_BENCH_LOGS=DIR keeps each server's log in DIR
   --perf DIR       record the server with `perf record` (cpu-clock, DWARF stacks) during
                    each load case, into DIR/<case>.perf.data
+  --rounds N       run the cases N times in turn (default 1); the summary gives each
+                   figure's median, each round's value and in how many rounds it met
+                   its target (ratios are taken within a round)
   --json           print the results as JSON instead of tables
 env: RINGBACK_BIN (default: the ringback binary cargo built next to this bench),
      RINGBACK_BENCH_CACHE (default: <target>/bench-cache)";
@@ -178,6 +183,7 @@ fn parse_opts() -> Result<Opts, String> {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringback"))),
         server_log: "info".into(),
         perf: None,
+        rounds: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -213,6 +219,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--lookups" => opts.lookups = number(&value("--lookups")?)?,
             "--server-log" => opts.server_log = value("--server-log")?,
             "--perf" => opts.perf = Some(PathBuf::from(value("--perf")?)),
+            "--rounds" => opts.rounds = number(&value("--rounds")?)?,
             // Filters cargo may pass through; this bench has no named filters.
             other if !other.starts_with('-') => {}
             other => return Err(format!("unknown option `{other}`")),
@@ -222,6 +229,7 @@ fn parse_opts() -> Result<Opts, String> {
         opts.cases.extend(Case::ALL);
     }
     opts.clients = opts.clients.clamp(1, 1024);
+    opts.rounds = opts.rounds.clamp(1, 20);
     opts.startups = opts.startups.clamp(1, 50);
     opts.lookups = opts.lookups.clamp(1, 1_000_000);
     opts.contacts = opts.contacts.clamp(1, 99_999_999);
@@ -1622,129 +1630,212 @@ async fn lookup_contacts(
 
 // ---------------------------------------------------------------- main
 
-fn summary(all: &[Results], opts: &Opts) {
-    let find = |case: &str| all.iter().find(|r| r.case == case);
-    let v = |case: &str, key: &str| find(case).and_then(|r| r.get(key));
-    let show = |x: Option<f64>| x.map(|x| format!("{x}")).unwrap_or_else(|| "-".into());
-    let check = |x: Option<f64>, ok: &dyn Fn(f64) -> bool| match x {
-        Some(x) if ok(x) => "yes",
-        Some(_) => "NO",
-        None => "-",
+/// One figure of the summary: its value in each round (`None` where the
+/// round did not measure it), the target as text and whether a value meets
+/// it.
+struct Figure {
+    name: String,
+    each: Vec<Option<f64>>,
+    target: String,
+    ok: Box<dyn Fn(f64) -> bool>,
+}
+
+impl Figure {
+    fn measured(&self) -> Vec<f64> {
+        self.each.iter().flatten().copied().collect()
+    }
+
+    /// The median over the rounds that measured it.
+    fn median(&self) -> Option<f64> {
+        let mut values = self.measured();
+        (!values.is_empty()).then(|| round(median(&mut values), 3))
+    }
+
+    /// `yes`/`NO` for one round; `k/n` (rounds that met it, of those that
+    /// measured it) for several; `-` when nothing was measured or no
+    /// target applies.
+    fn met(&self) -> String {
+        let values = self.measured();
+        if values.is_empty() || self.target.is_empty() {
+            return "-".into();
+        }
+        let met = values.iter().filter(|x| (self.ok)(**x)).count();
+        match values.len() {
+            1 if met == 1 => "yes".into(),
+            1 => "NO".into(),
+            n => format!("{met}/{n}"),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "figure": self.name,
+            "median": self.median(),
+            "each_round": self.each,
+            "target": self.target,
+            "met": self.met(),
+        })
+    }
+}
+
+/// The issue's figures, each from every round. Ratios are taken within a
+/// round (the references measured minutes apart on this machine differ by
+/// more than the effects measured), then their median.
+fn figures(rounds: &[Vec<Results>], opts: &Opts) -> Vec<Figure> {
+    let v = |case: &str, key: &str| -> Vec<Option<f64>> {
+        rounds
+            .iter()
+            .map(|all| all.iter().find(|r| r.case == case).and_then(|r| r.get(key)))
+            .collect()
     };
-    println!("\n== summary vs the targets of issue 7 ==");
-    println!(
-        "  {:<46} {:>14} {:>14} {:>4}",
-        "figure", "measured", "target", "met"
-    );
-    let line = |name: &str, x: Option<f64>, target: &str, ok: &dyn Fn(f64) -> bool| {
-        println!(
-            "  {:<46} {:>14} {:>14} {:>4}",
-            name,
-            show(x),
-            target,
-            check(x, ok)
-        );
+    let ratio_of = |x: &[Option<f64>], of: &[Option<f64>]| -> Vec<Option<f64>> {
+        x.iter()
+            .zip(of)
+            .map(|(x, of)| x.zip(*of).map(|(x, of)| round(x / of, 3)))
+            .collect()
     };
+    let figure =
+        |name: &str, each: Vec<Option<f64>>, target: &str, ok: Box<dyn Fn(f64) -> bool>| Figure {
+            name: name.into(),
+            each,
+            target: target.into(),
+            ok,
+        };
+    let no_target = || -> Box<dyn Fn(f64) -> bool> { Box::new(|_| true) };
     let base = v("baseline", "accepted_per_s");
-    line(
-        "baseline (bare axum) req/s, same clients",
-        base,
-        "",
-        &|_| true,
-    );
     let sled_flush = v("sled-flush", "accepted_per_s");
-    line(
-        "axum + sled, one flush per request, req/s",
-        sled_flush,
-        "",
-        &|_| true,
-    );
     let ingest = v("ingest", "accepted_per_s");
-    line(
-        "durable ingestion events/s",
-        ingest,
-        &format!(">= {ISSUE_INGEST}"),
-        &|x| x >= ISSUE_INGEST,
-    );
+    let followups = v("e2e", "followups_per_s_during_load");
     // The issue's targets were set against its own machine's references
     // (bare axum ≈118,000 req/s, axum + sled flush ≈18,000): the same
     // ratios to this run's references say what they ask of this machine.
-    let ratio = |x: Option<f64>, of: Option<f64>, of_name: &str, target: f64, of_issue: f64| {
-        let issue = target / of_issue;
-        line(
-            &format!("  ratio to {of_name} (issue: {target}/{of_issue})"),
-            x.zip(of).map(|(x, of)| round(x / of, 3)),
-            &format!(">= {issue:.3}"),
-            &|r| r >= issue,
-        );
-    };
-    ratio(ingest, base, "baseline", ISSUE_INGEST, ISSUE_BARE);
-    ratio(
-        ingest,
-        sled_flush,
-        "sled-flush",
-        ISSUE_INGEST,
-        ISSUE_SLED_FLUSH,
-    );
-    let followups = v("e2e", "followups_per_s_during_load");
-    line(
-        "follow-ups/s during load (e2e)",
-        followups,
-        &format!(">= {ISSUE_FOLLOWUPS}"),
-        &|x| x >= ISSUE_FOLLOWUPS,
-    );
-    ratio(followups, base, "baseline", ISSUE_FOLLOWUPS, ISSUE_BARE);
-    line(
-        "e2e accepted events/s",
-        v("e2e", "accepted_per_s"),
-        "",
-        &|_| true,
-    );
-    line(
-        "backlog drain after load (e2e), s",
-        v("e2e", "drain_s"),
-        "<= 2",
-        &|x| x <= 2.0,
-    );
+    let ratio =
+        |x: &[Option<f64>], of: &[Option<f64>], of_name: &str, target: f64, of_issue: f64| {
+            let issue = target / of_issue;
+            figure(
+                &format!("  ratio to {of_name} (issue: {target}/{of_issue})"),
+                ratio_of(x, of),
+                &format!(">= {issue:.3}"),
+                Box::new(move |r| r >= issue),
+            )
+        };
     let rate = format!("at {} events/s", opts.fixed_rate);
-    line(
-        &format!("p99 ack ms {rate}"),
-        v("rate", "ack_p99"),
-        "< 5",
-        &|x| x < 5.0,
+    vec![
+        figure(
+            "baseline (bare axum) req/s, same clients",
+            base.clone(),
+            "",
+            no_target(),
+        ),
+        figure(
+            "axum + sled, one flush per request, req/s",
+            sled_flush.clone(),
+            "",
+            no_target(),
+        ),
+        figure(
+            "durable ingestion events/s",
+            ingest.clone(),
+            &format!(">= {ISSUE_INGEST}"),
+            Box::new(|x| x >= ISSUE_INGEST),
+        ),
+        ratio(&ingest, &base, "baseline", ISSUE_INGEST, ISSUE_BARE),
+        ratio(
+            &ingest,
+            &sled_flush,
+            "sled-flush",
+            ISSUE_INGEST,
+            ISSUE_SLED_FLUSH,
+        ),
+        figure(
+            "follow-ups/s during load (e2e)",
+            followups.clone(),
+            &format!(">= {ISSUE_FOLLOWUPS}"),
+            Box::new(|x| x >= ISSUE_FOLLOWUPS),
+        ),
+        ratio(&followups, &base, "baseline", ISSUE_FOLLOWUPS, ISSUE_BARE),
+        figure(
+            "e2e accepted events/s",
+            v("e2e", "accepted_per_s"),
+            "",
+            no_target(),
+        ),
+        figure(
+            "backlog drain after load (e2e), s",
+            v("e2e", "drain_s"),
+            "<= 2",
+            Box::new(|x| x <= 2.0),
+        ),
+        figure(
+            &format!("p99 ack ms {rate}"),
+            v("rate", "ack_p99"),
+            "< 5",
+            Box::new(|x| x < 5.0),
+        ),
+        figure(
+            &format!("p99 event-to-follow-up ms {rate}"),
+            v("rate", "e2e_p99"),
+            "< 50",
+            Box::new(|x| x < 50.0),
+        ),
+        figure(
+            "RSS MiB with the contacts (after lookups)",
+            v("contacts", "rss_after_lookups"),
+            "< 150 MB",
+            Box::new(|x| x * 1.048576 < 150.0),
+        ),
+        figure(
+            "start-up ms with the contacts (median)",
+            v("contacts", "startup_median"),
+            "< 300",
+            Box::new(|x| x < 300.0),
+        ),
+        figure(
+            "hot reload: last old-version event sent after, ms",
+            v("reload", "reload_last_v1_event_sent_after"),
+            "< 1000",
+            Box::new(|x| x < 1000.0),
+        ),
+        figure(
+            "hot reload: lost + run twice",
+            v("reload", "lost")
+                .into_iter()
+                .zip(v("reload", "run_twice"))
+                .map(|(a, b)| a.zip(b).map(|(a, b)| a + b))
+                .collect(),
+            "0",
+            Box::new(|x| x == 0.0),
+        ),
+    ]
+}
+
+fn summary(figures: &[Figure], rounds: usize) {
+    let show = |x: Option<f64>| x.map(|x| format!("{x}")).unwrap_or_else(|| "-".into());
+    println!("\n== summary vs the targets of issue 7 ==");
+    let measured = if rounds > 1 { "median" } else { "measured" };
+    println!(
+        "  {:<52} {:>10} {:>10} {:>5}{}",
+        "figure",
+        measured,
+        "target",
+        "met",
+        if rounds > 1 { "  each round" } else { "" }
     );
-    line(
-        &format!("p99 event-to-follow-up ms {rate}"),
-        v("rate", "e2e_p99"),
-        "< 50",
-        &|x| x < 50.0,
-    );
-    line(
-        "RSS MiB with the contacts (after lookups)",
-        v("contacts", "rss_after_lookups"),
-        "< 150 MB",
-        &|x| x * 1.048576 < 150.0,
-    );
-    line(
-        "start-up ms with the contacts (median)",
-        v("contacts", "startup_median"),
-        "< 300",
-        &|x| x < 300.0,
-    );
-    line(
-        "hot reload: last old-version event sent after, ms",
-        v("reload", "reload_last_v1_event_sent_after"),
-        "< 1000",
-        &|x| x < 1000.0,
-    );
-    line(
-        "hot reload: lost + run twice",
-        v("reload", "lost")
-            .zip(v("reload", "run_twice"))
-            .map(|(a, b)| a + b),
-        "0",
-        &|x| x == 0.0,
-    );
+    for f in figures {
+        let each = if rounds > 1 {
+            let values: Vec<String> = f.each.iter().map(|x| show(*x)).collect();
+            format!("  {}", values.join(" / "))
+        } else {
+            String::new()
+        };
+        println!(
+            "  {:<52} {:>10} {:>10} {:>5}{each}",
+            f.name,
+            show(f.median()),
+            f.target,
+            f.met()
+        );
+    }
 }
 
 fn main() {
@@ -1779,58 +1870,79 @@ fn main() {
             opts.bin.display()
         );
     }
-    let mut all = Vec::new();
+    let mut rounds: Vec<Vec<Results>> = Vec::new();
     let mut failed = false;
-    for case in opts.cases.clone() {
-        // Let the previous case's after-effects (a server's last flush,
-        // deleted temp files) settle: up to 10 s for a mostly idle second.
-        let mut idle = machine_idle(Duration::from_secs(1));
-        for _ in 0..9 {
-            if idle >= 0.8 {
-                break;
-            }
-            idle = machine_idle(Duration::from_secs(1));
+    for round_no in 1..=opts.rounds {
+        if opts.rounds > 1 && !opts.json {
+            println!("\n#### round {round_no} of {}", opts.rounds);
         }
-        let result = match case {
-            Case::Baseline | Case::SledFlush => baseline_case(&rt, &opts, case),
-            Case::Ingest | Case::E2e | Case::Reload => load_case(&rt, &opts, case, opts.rate),
-            Case::Rate => load_case(&rt, &opts, case, Some(opts.fixed_rate)),
-            Case::Contacts => contacts_case(&rt, &opts),
-        };
-        match result {
-            Ok(mut r) => {
-                r.rows.insert(
-                    0,
-                    (
-                        "machine_idle_before".into(),
-                        round(idle * 100.0, 0).into(),
-                        "% (the last 1 s before the case)".into(),
-                    ),
-                );
-                if !opts.json {
-                    r.print();
+        let mut all = Vec::new();
+        for case in opts.cases.clone() {
+            // Let the previous case's after-effects (a server's last flush,
+            // deleted temp files) settle: up to 10 s for a mostly idle second.
+            let mut idle = machine_idle(Duration::from_secs(1));
+            for _ in 0..9 {
+                if idle >= 0.8 {
+                    break;
                 }
-                all.push(r);
+                idle = machine_idle(Duration::from_secs(1));
             }
-            Err(e) => {
-                eprintln!("case {} failed: {e}", case.name());
-                failed = true;
+            let result = match case {
+                Case::Baseline | Case::SledFlush => baseline_case(&rt, &opts, case),
+                Case::Ingest | Case::E2e | Case::Reload => load_case(&rt, &opts, case, opts.rate),
+                Case::Rate => load_case(&rt, &opts, case, Some(opts.fixed_rate)),
+                Case::Contacts => contacts_case(&rt, &opts),
+            };
+            match result {
+                Ok(mut r) => {
+                    r.rows.insert(
+                        0,
+                        (
+                            "machine_idle_before".into(),
+                            round(idle * 100.0, 0).into(),
+                            "% (the last 1 s before the case)".into(),
+                        ),
+                    );
+                    if !opts.json {
+                        r.print();
+                    }
+                    all.push(r);
+                }
+                Err(e) => {
+                    eprintln!("case {} failed: {e}", case.name());
+                    failed = true;
+                }
             }
         }
+        rounds.push(all);
     }
+    let figures = figures(&rounds, &opts);
     if opts.json {
-        let cases: Vec<Value> = all.iter().map(Results::json).collect();
+        let cases: Vec<Value> = rounds
+            .iter()
+            .enumerate()
+            .flat_map(|(i, all)| {
+                all.iter().map(move |r| {
+                    let mut case = r.json();
+                    case["round"] = (i + 1).into();
+                    case
+                })
+            })
+            .collect();
+        let summary: Vec<Value> = figures.iter().map(Figure::json).collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "clients": opts.clients,
                 "duration_s": opts.duration.as_secs_f64(),
+                "rounds": opts.rounds,
                 "cases": cases,
+                "summary": summary,
             }))
             .expect("JSON serialises")
         );
     } else {
-        summary(&all, &opts);
+        summary(&figures, opts.rounds);
     }
     rt.shutdown_timeout(Duration::from_secs(2));
     if failed {

@@ -19,6 +19,11 @@ use jiff::Timestamp;
 use serde_json::{json, Value};
 use sha2::{Sha256, Sha512};
 
+/// The server binary's allocator (`src/main.rs`), so that what allocates
+/// costs here what it costs in the server.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use ringback::delivery::{Delivered, Delivery, DeliveryFuture, Outbound, Request};
 use ringback::engine::{Engine, RunOptions};
 use ringback::event::{self, Event, ParseContext, Provider, Secret, SourceAuth};
@@ -413,6 +418,31 @@ fn bench_store(c: &mut Criterion) {
             )
         });
     }
+    // Everything the store does for one ingested call event, without the
+    // flush: the inbox's writes, then the engine's hand-over (is it still
+    // queued, runs waiting on the caller, the call's state) and taking it
+    // off the queue. The sled operations per event are most of
+    // ingestion's CPU after HTTP.
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("ingest_one_call_event", |b| {
+        b.iter_batched(
+            || events(1),
+            |batch| {
+                let e = batch[0].clone();
+                let offered = store.accept_events(batch, now, window).expect("accept");
+                let seq = match offered.into_iter().next() {
+                    Some(ringback::store::Offered::Accepted(stored)) => stored.seq,
+                    _ => panic!("the event is new"),
+                };
+                assert!(store.is_pending(seq).expect("pending"));
+                let caller = e.caller.as_deref().expect("caller");
+                store.waits_for(caller, &e.kind).expect("waits");
+                store.track_call(&e, now).expect("call state");
+                store.mark_taken(seq).expect("take");
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
 }
 
