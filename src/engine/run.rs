@@ -2,21 +2,27 @@
 //!
 //! The execution record is the run journal. It is written where it matters
 //! rather than after every step (each write re-serialises the whole record,
-//! which dominated the cost of a run): during an outbound step that has
-//! not answered within [`SLOW_SEND`] (so a run stuck on a slow connector
-//! shows its steps so far), after an outbound step, when a run pauses, and
-//! when it ends. A send that answers quickly is not preceded by a write:
-//! a crash during it leaves the run as it would leave the write before it
-//! (the event is still queued, or the run still marked running from its
-//! last pause), and the run's steps are executed again up to the send.
+//! which dominated the cost of a run): before an outbound step when steps
+//! were recorded since the journal was last made durable, during an
+//! outbound step that has not answered within [`SLOW_SEND`] (so a run stuck
+//! on a slow connector shows its steps so far), after an outbound step,
+//! when a run pauses, and when it ends.
+//!
+//! Before anything leaves the process, the journal holding every step so
+//! far is on disk (written and flushed, group commit). Store-only steps
+//! are cheap to run again but their *outputs* are not stable: once a first
+//! attempt's `create_contact` reached the disk, running the steps again
+//! after a crash would find the contact, take the other branch of an `if`
+//! on `steps.found.found` and send a different message under a different
+//! idempotency key. With the journal durable before the send, a crash
+//! during it replays those steps from their records and sends the same
+//! step again with the same key. Only a run whose outbound step is its
+//! first recorded step since the last durable write skips that write (the
+//! event is still queued, or the run still marked running from its last
+//! pause, and it starts again the same way).
 //! After an outbound step the journal is flushed to disk before the run
-//! does anything else (or, when the step was the run's last,
-//! together with the final record), and before a run pauses. Steps between
-//! two writes are simply executed again after a crash; they are the
-//! store-only steps, whose effects are idempotent. The exception is a
-//! `debounce` that passed: run again after a crash that lost its claim,
-//! it could find the key taken by another event's run since, so its claim
-//! is flushed before the run's next outbound step.
+//! does anything else (or, when the step was the run's last, together with
+//! the final record), and before a run pauses.
 //! Driving a run whose record already has steps *replays* them: a recorded
 //! step is not executed again; its recorded output is put back (`steps.<id>`,
 //! `vars`, the branch an `if` took, the contact) and the run continues with
@@ -81,13 +87,11 @@ struct RunState<'a> {
     /// An outbound step succeeded and the journal saying so is not on disk
     /// yet: it must be before the run goes on.
     sent_unflushed: bool,
-    /// A `debounce` passed and its claim on the key may not be on disk
-    /// yet: it must be before anything leaves the process. Unlike the
-    /// other store-only steps, a debounce run again after a crash is not
-    /// idempotent: had the claim been lost, another event's run could
-    /// take the key first, and the caller would get a second message
-    /// within the window.
-    claimed_unflushed: bool,
+    /// Steps were recorded since the journal was last written and
+    /// flushed: they must be on disk before anything leaves the process
+    /// (see the module docs). A `debounce` that passed is among them: its
+    /// claim on the key goes to disk with the same flush.
+    unsaved_steps: bool,
 }
 
 /// What a step tells the run to do next.
@@ -270,7 +274,7 @@ pub(super) async fn drive(
         execution,
         options,
         sent_unflushed: false,
-        claimed_unflushed: false,
+        unsaved_steps: false,
     };
     state.execution.status = RunStatus::Running;
     state.execution.waiting = None;
@@ -316,8 +320,7 @@ fn run_steps<'s, 'a: 's>(
 async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
     if std::mem::take(&mut state.sent_unflushed) {
         // A sent message must never be sent again after a crash.
-        state.save();
-        state.commit().await;
+        state.make_durable().await;
     }
     if let Some(record) = state.replay.remove(&step.path) {
         return replay_step(state, step, record).await;
@@ -639,6 +642,13 @@ impl RunState<'_> {
         }
     }
 
+    /// Write the journal and flush it: every step so far survives a crash.
+    async fn make_durable(&mut self) {
+        self.save();
+        self.commit().await;
+        self.unsaved_steps = false;
+    }
+
     /// Make the journal durable (group commit).
     async fn commit(&self) {
         if !self.options.record {
@@ -662,6 +672,7 @@ impl RunState<'_> {
         attempts: Vec<Attempt>,
     ) {
         let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
+        self.unsaved_steps = true;
         if let (Some(m), false) = (&self.inner.metrics, status == StepStatus::Skipped) {
             m.step(
                 &self.workflow.name,
@@ -1099,7 +1110,6 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                     .map_err(|e| e.to_string()),
                 input
             );
-            state.claimed_unflushed |= passed;
             Ok(Outcome {
                 input,
                 output: json!({"passed": passed}),
@@ -1156,8 +1166,10 @@ async fn deliver(
     outbound: Outbound,
     input: Value,
 ) -> Result<Outcome, StepError> {
-    if std::mem::take(&mut state.claimed_unflushed) {
-        state.commit().await;
+    if state.unsaved_steps {
+        // The steps before this one must not run again after a crash
+        // during the send (see the module docs).
+        state.make_durable().await;
     }
     let request = Request {
         connector,

@@ -1240,7 +1240,22 @@ mod paused {
             dispatch: bool,
             deliver: impl FnOnce(&std::path::Path) -> Arc<dyn Delivery>,
         ) -> Rig {
+            Rig::start_on_data(None, config_yaml, workflows, dispatch, deliver)
+        }
+
+        /// [`Rig::start_delivering`] on a copy of the data folder `from`
+        /// (what an earlier process left), when given.
+        fn start_on_data(
+            from: Option<&std::path::Path>,
+            config_yaml: &str,
+            workflows: &[(&str, &str)],
+            dispatch: bool,
+            deliver: impl FnOnce(&std::path::Path) -> Arc<dyn Delivery>,
+        ) -> Rig {
             let tmp = tempfile::tempdir().unwrap();
+            if let Some(from) = from {
+                copy_folder(from, &tmp.path().join("data"));
+            }
             let wf_dir = tmp.path().join("workflows");
             std::fs::create_dir_all(&wf_dir).unwrap();
             for (name, text) in workflows {
@@ -1625,6 +1640,126 @@ steps:
                 }
             })
         }
+    }
+
+    /// Like [`SnapshotAtSend`], after flushing the store as another run's
+    /// commit could have just before the crash; then records every
+    /// request it is asked to send.
+    struct FlushedSnapshotAtSend {
+        store: Arc<std::sync::OnceLock<Store>>,
+        data: std::path::PathBuf,
+        snapshot: std::path::PathBuf,
+    }
+
+    impl Delivery for FlushedSnapshotAtSend {
+        fn deliver(&self, _: Request) -> DeliveryFuture<'_> {
+            if !self.snapshot.exists() {
+                self.store.get().expect("set").flush_now().unwrap();
+                copy_folder(&self.data, &self.snapshot);
+            }
+            Box::pin(async {
+                Delivered {
+                    result: Ok(json!({"messages": [{"id": "wamid.1"}]})),
+                    attempts: Vec::new(),
+                }
+            })
+        }
+    }
+
+    /// Records each request: its idempotency key and, for a message, its
+    /// text.
+    #[derive(Default)]
+    struct Recording {
+        sent: std::sync::Mutex<Vec<(String, String)>>,
+    }
+
+    impl Delivery for Recording {
+        fn deliver(&self, request: Request) -> DeliveryFuture<'_> {
+            let text = match &request.outbound {
+                ringback::delivery::Outbound::Text { text, .. } => text.clone(),
+                other => format!("{other:?}"),
+            };
+            self.sent
+                .lock()
+                .unwrap()
+                .push((request.idempotency_key, text));
+            Box::pin(async {
+                Delivered {
+                    result: Ok(json!({"messages": [{"id": "wamid.2"}]})),
+                    attempts: Vec::new(),
+                }
+            })
+        }
+    }
+
+    /// A crash during a send, after the contact the run created reached the
+    /// disk (another run's commit flushed it): the run started again must
+    /// not run its steps again, find that contact and send a different
+    /// message under another key. It replays them from the journal and
+    /// sends the same step again.
+    #[tokio::test]
+    async fn a_crash_during_a_send_replays_the_steps_before_it_instead_of_running_them_again() {
+        const WELCOME: &str = r#"name: welcome
+on: { events: [call.missed] }
+steps:
+  - id: found
+    find_contact: { phone: "{{event.caller}}" }
+  - if: "{{steps.found.found}}"
+    then:
+      - send_message: { via: whatsapp, to: "{{event.caller}}", text: "welcome BACK" }
+    else:
+      - create_contact: { phone: "{{event.caller}}" }
+      - send_message: { via: whatsapp, to: "{{event.caller}}", text: "welcome NEW" }
+"#;
+        let config = "sources:\n  wazzap: { provider: wazzap, business: \"+5215500000000\" }\n\
+             connectors:\n  whatsapp: { kind: log }\n";
+        let snapshots = tempfile::tempdir().unwrap();
+        let snapshot = snapshots.path().join("data");
+        let store_cell = Arc::new(std::sync::OnceLock::new());
+        let rig = Rig::start_delivering(config, &[("welcome.yaml", WELCOME)], false, |data| {
+            Arc::new(FlushedSnapshotAtSend {
+                store: store_cell.clone(),
+                data: data.to_path_buf(),
+                snapshot: snapshot.clone(),
+            })
+        });
+        store_cell.set(rig.store.clone()).ok().unwrap();
+        let id = rig.accept("wazzap", wazzap("call.missed", rig.now()));
+        rig.engine.process(rig.stored(&id)).await;
+        assert_eq!(
+            rig.run("welcome", &id).unwrap().status,
+            RunStatus::Succeeded
+        );
+        rig.engine.shutdown(Duration::from_secs(1)).await;
+
+        let recording = Arc::new(Recording::default());
+        let restarted = Rig::start_on_data(
+            Some(&snapshot),
+            config,
+            &[("welcome.yaml", WELCOME)],
+            true,
+            |_| recording.clone(),
+        );
+        let run = restarted
+            .until(
+                "the run to finish after the restart",
+                Duration::from_secs(30),
+                |r| {
+                    r.run("welcome", &id)
+                        .filter(|run| run.status == RunStatus::Succeeded)
+                },
+            )
+            .await;
+        let sent = recording.sent.lock().unwrap().clone();
+        let run_id = ringback::store::run_id(&id, "welcome");
+        assert_eq!(
+            sent,
+            vec![(format!("{run_id}:1.else.1"), "welcome NEW".to_string())],
+            "the step in flight at the crash is sent again, nothing else"
+        );
+        let paths: Vec<&str> = run.steps.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths, ["0", "1", "1.else.0", "1.else.1"], "{run:?}");
+        restarted.engine.shutdown(Duration::from_secs(1)).await;
     }
 
     /// A debounce's claim is on disk before the message it lets through
