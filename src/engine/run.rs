@@ -1104,6 +1104,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
         Action::Debounce { key, window } => {
             let key = rendered!(state.render(key, data), Value::Null);
             let input = json!({"key": key, "for": crate::duration::format_duration(*window)});
+            rendered!(non_empty_key(&key), input);
             let passed = rendered!(
                 store
                     .debounce(&state.workflow.name, &key, *window, now, &state.event.id)
@@ -1124,6 +1125,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
         Action::Count { key, within } => {
             let key = rendered!(state.render(key, data), Value::Null);
             let input = json!({"key": key, "within": crate::duration::format_duration(*within)});
+            rendered!(non_empty_key(&key), input);
             let count = rendered!(
                 store
                     .count(&state.workflow.name, &key, *within, now, &state.event.id)
@@ -1157,6 +1159,17 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
         }
         Action::If { .. } | Action::Wait { .. } => unreachable!("handled by run_step"),
     }
+}
+
+/// A `debounce` or `count` key that rendered empty (the event lacks the
+/// field it names, e.g. a caller) would put every such event under one
+/// key: one caller's ring would debounce everyone's. The step fails
+/// instead, naming the problem.
+fn non_empty_key(key: &str) -> Result<(), String> {
+    if key.trim().is_empty() {
+        return Err("the key rendered empty: the event has no value for it".into());
+    }
+    Ok(())
 }
 
 async fn deliver(

@@ -89,6 +89,8 @@ impl TemplateBuilder {
         self.registry
             .register_template_string(&key, source)
             .map_err(|e| describe_template_error(&e))?;
+        let compiled = self.registry.get_template(&key).expect("just registered");
+        check_names(&compiled.elements, true)?;
         Ok(Template {
             source: source.to_string(),
             key: Some(key),
@@ -100,6 +102,116 @@ impl TemplateBuilder {
             registry: Arc::new(self.registry),
         }
     }
+}
+
+/// Helpers Handlebars itself provides (without its optional features).
+const BUILTIN_HELPERS: [&str; 17] = [
+    "if", "unless", "each", "with", "lookup", "raw", "log", "eq", "ne", "gt", "gte", "lt", "lte",
+    "and", "or", "not", "len",
+];
+/// Helpers ringback adds ([`register_helpers`] registers each).
+const RINGBACK_HELPERS: [&str; 6] = ["lower", "upper", "digits", "json", "contains", "default"];
+/// The canonical event's fields (SPEC section 4, `Event`'s serialised form).
+const EVENT_FIELDS: [&str; 19] = [
+    "id",
+    "kind",
+    "direction",
+    "caller",
+    "caller_is_phone",
+    "business",
+    "country",
+    "name",
+    "video",
+    "at",
+    "call_id",
+    "duration",
+    "outcome",
+    "source",
+    "provider",
+    "synthetic",
+    "test",
+    "data",
+    "raw",
+];
+
+/// Names a template uses that can only be typing mistakes, found when the
+/// workflow loads rather than by every run: a helper call (an expression
+/// with arguments, or a block) whose helper does not exist, which would
+/// fail each render; and an `event.<field>` the canonical event does not
+/// have, which would render empty (a misspelled debounce key then puts
+/// every caller under one key). Inside `each` and `with` blocks the
+/// context is another value, so paths there are not checked.
+fn check_names(
+    elements: &[handlebars::template::TemplateElement],
+    top_context: bool,
+) -> Result<(), String> {
+    use handlebars::template::TemplateElement as E;
+    for element in elements {
+        match element {
+            E::Expression(h) | E::HtmlExpression(h) => check_call(h, false, top_context)?,
+            E::HelperBlock(h) => check_call(h, true, top_context)?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_call(
+    h: &handlebars::template::HelperTemplate,
+    block: bool,
+    top_context: bool,
+) -> Result<(), String> {
+    let name = h.name.as_name();
+    if block || !h.params.is_empty() || !h.hash.is_empty() {
+        if let Some(name) = name {
+            if !BUILTIN_HELPERS.contains(&name) && !RINGBACK_HELPERS.contains(&name) {
+                return Err(format!(
+                    "unknown helper `{name}` (helpers: {}, {})",
+                    RINGBACK_HELPERS.join(", "),
+                    BUILTIN_HELPERS.join(", ")
+                ));
+            }
+        }
+    } else if let (Some(path), true) = (name, top_context) {
+        check_event_path(path)?;
+    }
+    for param in h.params.iter().chain(h.hash.values()) {
+        check_param(param, top_context)?;
+    }
+    let inner_context = top_context && !matches!(name, Some("each" | "with"));
+    if let Some(t) = &h.template {
+        check_names(&t.elements, inner_context)?;
+    }
+    if let Some(t) = &h.inverse {
+        check_names(&t.elements, top_context)?;
+    }
+    Ok(())
+}
+
+fn check_param(p: &handlebars::template::Parameter, top_context: bool) -> Result<(), String> {
+    use handlebars::template::Parameter as P;
+    match p {
+        P::Path(_) | P::Name(_) if top_context => check_event_path(p.as_name().unwrap_or("")),
+        P::Subexpression(sub) => check_names(std::slice::from_ref(sub.as_element()), top_context),
+        _ => Ok(()),
+    }
+}
+
+fn check_event_path(path: &str) -> Result<(), String> {
+    let Some(rest) = path.strip_prefix("event.") else {
+        return Ok(());
+    };
+    let field: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    if field.is_empty() || EVENT_FIELDS.contains(&field.as_str()) {
+        return Ok(());
+    }
+    Err(format!(
+        "unknown event field `{field}` in `{path}` (fields: {})",
+        EVENT_FIELDS.join(", ")
+    ))
 }
 
 fn describe_template_error(e: &handlebars::TemplateError) -> String {
@@ -228,6 +340,7 @@ handlebars_helper!(default: |value: Json, fallback: Json| {
     if is_truthy_value(value) { value.clone() } else { fallback.clone() }
 });
 
+/// The helpers of [`RINGBACK_HELPERS`].
 fn register_helpers(r: &mut Handlebars<'static>) {
     r.register_helper("lower", Box::new(lower));
     r.register_helper("upper", Box::new(upper));
@@ -266,6 +379,58 @@ mod tests {
         let mut b = TemplateBuilder::new();
         let t = b.compile(src).unwrap();
         b.finish().render(&t, &RenderData::new(&data)).unwrap()
+    }
+
+    /// The helper list the load-time check accepts is the registry's:
+    /// every listed helper renders (a missing one would fail here), and a
+    /// name outside the lists is refused.
+    #[test]
+    fn every_listed_helper_is_registered_and_others_are_refused() {
+        let data = json!({"a": "x", "l": ["x"]});
+        for name in RINGBACK_HELPERS.iter().chain(BUILTIN_HELPERS.iter()) {
+            let src = match *name {
+                "if" | "unless" | "each" | "with" => format!("{{{{#{name} l}}}}.{{{{/{name}}}}}"),
+                "lookup" | "contains" | "default" | "eq" | "ne" | "gt" | "gte" | "lt" | "lte"
+                | "and" | "or" => format!("{{{{{name} l a}}}}"),
+                _ => format!("{{{{{name} a}}}}"),
+            };
+            let mut b = TemplateBuilder::new();
+            let t = b.compile(&src).unwrap_or_else(|e| panic!("{src}: {e}"));
+            b.finish()
+                .render(&t, &RenderData::new(&data))
+                .unwrap_or_else(|e| panic!("{src}: {e}"));
+        }
+        let mut b = TemplateBuilder::new();
+        let err = b.compile("{{#iff a}}x{{/iff}}").unwrap_err();
+        assert!(err.starts_with("unknown helper `iff`"), "{err}");
+        let err = b.compile("{{default (lowr a) 'x'}}").unwrap_err();
+        assert!(err.starts_with("unknown helper `lowr`"), "{err}");
+    }
+
+    #[test]
+    fn event_fields_are_checked_outside_each_and_with_only() {
+        let mut b = TemplateBuilder::new();
+        for ok in [
+            "{{event.caller}} {{event.raw.entry.0.id}} {{event.data.x}}",
+            "{{#if event.name}}{{event.name}}{{else}}{{event.country}}{{/if}}",
+            "{{#with event.raw}}{{event.anything}}{{/with}}",
+            "{{#each steps.list}}{{event.whatever}}{{/each}}",
+            "{{default event.name 'there'}}",
+        ] {
+            b.compile(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for (bad, field) in [
+            ("{{event.calller}}", "calller"),
+            ("{{#if event.nmae}}x{{/if}}", "nmae"),
+            ("{{default event.nmae 'x'}}", "nmae"),
+            ("{{#each l}}.{{else}}{{event.colr}}{{/each}}", "colr"),
+        ] {
+            let err = b.compile(bad).unwrap_err();
+            assert!(
+                err.starts_with(&format!("unknown event field `{field}`")),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

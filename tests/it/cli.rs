@@ -740,6 +740,44 @@ async fn a_broken_expectation_fails_with_a_readable_diff() {
     assert!(out.stdout.contains("5 passed, 1 failed"), "{}", out.stdout);
 }
 
+/// A debounce keyed by a field the event lacks fails its run with the
+/// reason, rather than putting every such event under one empty key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debounce_key_that_renders_empty_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ringback.yaml");
+    std::fs::write(
+        &config,
+        "sources:\n  relay: { provider: standard }\nconnectors:\n  whatsapp: { kind: log }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("once.yaml"),
+        r#"name: once
+on: { events: [form.submitted] }
+steps:
+  - debounce: { key: "{{event.caller}}", for: 2m }
+  - log: "one per caller"
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("once.test.yaml"),
+        r#"tests:
+  - name: an event without a caller
+    event:
+      source: relay
+      payload: { id: evt_1, type: form.submitted, created_at: "2026-05-25T08:11:42Z", data: { object: { form_id: f1 } } }
+    expect:
+      runs: [{ status: failed, error: "the key rendered empty", steps: [debounce] }]
+"#,
+    )
+    .unwrap();
+    let out = ringback_test(dir.path(), &config).await;
+    out.ok();
+    assert!(out.stdout.contains("1 passed, 0 failed"), "{}", out.stdout);
+}
+
 const WAIT_CONFIG: &str = r#"
 sources:
   wazzap: { provider: wazzap }

@@ -1097,6 +1097,35 @@ fn a_template_that_does_not_compile() {
     );
 }
 
+/// A misspelled helper would fail every run (in `on.when`: silently never
+/// run); a misspelled event field would render empty (a debounce key then
+/// groups every caller). Both are found when the file loads, where written.
+#[test]
+fn unknown_helpers_and_event_fields_are_errors_where_written() {
+    let errs = errors(
+        "on:\n  events: [call.missed]\n  when: \"{{eqq event.direction 'incoming'}}\"\nsteps:\n  \
+         - debounce: { key: \"{{event.calller}}\", for: 2m }\n  - log: \"{{lowr event.name}}\"\n",
+    );
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].starts_with("wf.yaml:3:9: unknown helper `eqq` (helpers: lower, upper,"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[1].starts_with(
+            "wf.yaml:5:22: unknown event field `calller` in `event.calller` (fields: id, kind,"
+        ),
+        "{}",
+        errs[1]
+    );
+    assert!(
+        errs[2].starts_with("wf.yaml:6:10: unknown helper `lowr`"),
+        "{}",
+        errs[2]
+    );
+}
+
 #[test]
 fn a_trigger_condition_that_does_not_compile() {
     let errs = errors("on:\n  events: [call.missed]\n  when: \"{{#if}}\"\nsteps:\n  - log: hi\n");
