@@ -465,11 +465,12 @@ fn read_config(
         .unwrap_or_else(|| PathBuf::from(DEFAULT_WORKFLOWS_DIR));
     let _ = f.get("workflows_dir");
 
-    let admin_token = f.string("admin_token", ctx.errs).map(Secret::new);
-    if admin_token.is_none() {
-        ctx.note_optional("admin_token");
-    }
-    if let (Some(addr), None) = (listen, &admin_token) {
+    let errs_before = ctx.errs.len();
+    let admin_token = secret_field(&mut f, "admin_token", ctx);
+    // A token that was written but is unusable (empty, a number) already has
+    // its own error; "needs an admin_token" on top would only confuse.
+    let admin_token_refused = ctx.errs.len() > errs_before;
+    if let (Some(addr), None, false) = (listen, &admin_token, admin_token_refused) {
         if !addr.ip().is_loopback() {
             ctx.errs.push(
                 doc.error(
@@ -635,8 +636,9 @@ fn duration_field(f: &mut Fields, key: &'static str, ctx: &mut Ctx) -> Option<Du
     }
 }
 
+/// A secret: a non-empty string. No error about it ever repeats its value.
 fn secret_field(f: &mut Fields, key: &'static str, ctx: &mut Ctx) -> Option<Secret> {
-    let s = f.string(key, ctx.errs);
+    let s = f.secret_string(key, ctx.errs);
     if s.is_none() {
         ctx.note_optional(&f.path_of(key));
     }
@@ -649,6 +651,26 @@ fn secret_field(f: &mut Fields, key: &'static str, ctx: &mut Ctx) -> Option<Secr
         }
         other => other.map(Secret::new),
     }
+}
+
+/// One entry of a source's `secrets`. It serves two schemes: Standard
+/// Webhooks (`webhook-signature`), keyed with the base64 after `whsec_`,
+/// and `X-Webhook-Signature`, keyed with the secret as written (seed 004:
+/// its `whsec_` secrets need not be base64). A secret that does not decode
+/// can only ever verify the second, so it is kept with a warning naming
+/// the entry (`what`, e.g. `secrets[1]`), never its value: silently, every
+/// Standard Webhooks delivery would fail with "signature does not match".
+fn standard_secret(doc: &Document, path: &str, what: &str, text: &str, ctx: &mut Ctx) -> Secret {
+    let secret = Secret::new(text);
+    if crate::event::sign_standard_webhooks(&secret, "probe", 0, b"").is_none() {
+        let pos = doc.pos(path);
+        ctx.warnings.push(format!(
+            "{}:{}:{}: {what} is not a Standard Webhooks secret (whsec_ then base64): it verifies only \
+             X-Webhook-Signature (hex HMAC-SHA256 keyed with the secret as written), never webhook-signature",
+            doc.file, pos.line, pos.col
+        ));
+    }
+    secret
 }
 
 /// Which secrets apply to which provider.
@@ -701,12 +723,16 @@ fn read_source(
     let verify_token = secret_field(&mut f, "verify_token", ctx);
     let mut secrets = Vec::new();
     if let Some(v) = f.get("secrets") {
+        let secrets_path = f.path_of("secrets");
         match v {
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
-                    let p = join_index(&f.path_of("secrets"), i);
+                    let p = join_index(&secrets_path, i);
                     match item {
-                        Value::String(s) if !s.is_empty() => secrets.push(Secret::new(s.clone())),
+                        Value::String(s) if !s.is_empty() => {
+                            let what = format!("source `{id}`: secrets[{i}]");
+                            secrets.push(standard_secret(doc, &p, &what, s, ctx));
+                        }
                         Value::Null => ctx.note_optional(&p),
                         _ => ctx
                             .errs
@@ -714,7 +740,11 @@ fn read_source(
                     }
                 }
             }
-            Value::String(s) => secrets.push(Secret::new(s.clone())),
+            Value::String(s) if !s.is_empty() => {
+                let what = format!("source `{id}`: secrets");
+                secrets.push(standard_secret(doc, &secrets_path, &what, s, ctx));
+            }
+            Value::String(_) => ctx.errs.push(doc.error(&secrets_path, "secrets is empty")),
             other => ctx.errs.push(doc.error(
                 &f.path_of("secrets"),
                 format!(
@@ -1243,6 +1273,108 @@ bogus: 1
             &[],
         );
         assert!(errs[0].contains("quote it"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_secret_written_as_a_number_is_never_repeated_in_an_error() {
+        // Each secret field gets its own number, so a leak names the field.
+        let text = "\
+admin_token: 9823749823740001
+sources:
+  a: { provider: wazzap, token: 9823749823740002 }
+  b: { provider: waha, hmac_key: 9823749823740003 }
+  c: { provider: meta, app_secret: 9823749823740004, verify_token: 9823749823740005 }
+  d: { provider: standard, secrets: [9823749823740006] }
+  e: { provider: standard, secrets: 9823749823740007 }
+connectors:
+  m: { kind: meta, phone_number_id: \"1\", token: 9823749823740008 }
+  w: { kind: waha, base_url: \"http://w\", api_key: 9823749823740009 }
+  h: { kind: http, url: \"http://h\", secret: 9823749823740010, headers: { X-Key: 9823749823740011 } }
+";
+        let errs = errors(text, &[]);
+        let joined = errs.join("\n");
+        for n in 1..=11 {
+            let value = format!("98237498237400{n:02}");
+            assert!(!joined.contains(&value), "{value} leaked:\n{joined}");
+        }
+        // The tell-tale prefix of every value, in case one is reformatted.
+        assert!(!joined.contains("982374982"), "{joined}");
+        for expected in [
+            "ringback.yaml:1:14: `admin_token` must be a string, got a number",
+            "ringback.yaml:3:33: `token` must be a string, got a number",
+            "ringback.yaml:4:34: `hmac_key` must be a string, got a number",
+            "ringback.yaml:5:36: `app_secret` must be a string, got a number",
+            "`verify_token` must be a string, got a number",
+            "ringback.yaml:6:38: each secret must be a non-empty string",
+            "ringback.yaml:7:37: secrets must be a list of strings, got a number",
+            "`api_key` must be a string, got a number",
+            "`secret` must be a string, got a number",
+            "header `X-Key` must be a string, got a number",
+        ] {
+            assert!(joined.contains(expected), "missing {expected:?}:\n{joined}");
+        }
+        assert!(joined.contains("hint: quote the value"), "{joined}");
+        // The same through ${VAR}: a variable always expands to a string, so
+        // the value is accepted, not echoed.
+        assert!(load("admin_token: ${A}\n", &[("A", "9823749823740001")]).is_ok());
+    }
+
+    /// A `secrets` entry that is not `whsec_<base64>` cannot verify a
+    /// Standard Webhooks signature: it loads (the `X-Webhook-Signature`
+    /// scheme uses it as written) with a warning that names the entry and
+    /// says so, never its value.
+    #[test]
+    fn a_standard_webhooks_secret_that_does_not_decode_is_warned_about() {
+        let text = "\
+sources:
+  relay:
+    provider: standard
+    secrets: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, \"whsec_not*base64!!\", \"${NEXT}\"]
+  one:
+    provider: auto
+    secrets: whsec_abc
+";
+        let c = load(text, &[("NEXT", "whsec_also~not~base64")]).unwrap();
+        assert_eq!(c.sources["relay"].auth.standard_secrets.len(), 3);
+        let joined = c.warnings.join("\n");
+        for expected in [
+            "ringback.yaml:4:55: source `relay`: secrets[1] is not a Standard Webhooks secret",
+            "ringback.yaml:4:77: source `relay`: secrets[2] is not a Standard Webhooks secret",
+            "ringback.yaml:7:14: source `one`: secrets is not a Standard Webhooks secret",
+        ] {
+            assert!(joined.contains(expected), "missing {expected:?}:\n{joined}");
+        }
+        assert!(!joined.contains("secrets[0]"), "{joined}");
+        for value in ["not*base64", "also~not", "abc"] {
+            assert!(!joined.contains(value), "{value} leaked:\n{joined}");
+        }
+        // The prefix is optional, as in the verifier: no warning.
+        let c = load(
+            "sources:\n  s: { provider: standard, secrets: [MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw] }\n",
+            &[],
+        )
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn an_admin_token_that_expands_to_nothing_is_refused() {
+        let text = "listen: 0.0.0.0:8080\nadmin_token: ${EMPTYTOK}\n";
+        let errs = errors(text, &[("EMPTYTOK", "")]);
+        assert_eq!(
+            errs,
+            ["ringback.yaml:2:14: admin_token is empty"],
+            "one error, not also `needs an admin_token`"
+        );
+        // On loopback too: an empty token would lock every /api call out.
+        let errs = errors("admin_token: \"\"\n", &[]);
+        assert_eq!(errs, ["ringback.yaml:1:14: admin_token is empty"]);
+        // Unset still means "no token", which only loopback allows.
+        assert!(load("admin_token: ${EMPTYTOK}\n", &[]).is_ok());
+        let errs = errors(text, &[]);
+        assert!(errs[0].contains("needs an admin_token"), "{errs:?}");
+        let c = load(text, &[("EMPTYTOK", "t0k")]).unwrap();
+        assert_eq!(c.admin_token.as_ref().map(Secret::expose), Some("t0k"));
     }
 
     #[test]

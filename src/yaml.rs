@@ -425,25 +425,47 @@ impl<'d> Fields<'d> {
     /// A string value. Numbers and booleans are refused with a hint to quote
     /// them (YAML reads `+5215500000000` as a number and drops the `+`).
     pub fn string(&mut self, key: &'static str, errs: &mut Vec<Diagnostic>) -> Option<String> {
+        self.read_string(key, errs, false)
+    }
+
+    /// A secret string value: like [`Fields::string`], but no message or hint
+    /// ever repeats what was written, since a wrongly typed secret is still
+    /// the secret and these errors reach the log during a reload.
+    pub fn secret_string(
+        &mut self,
+        key: &'static str,
+        errs: &mut Vec<Diagnostic>,
+    ) -> Option<String> {
+        self.read_string(key, errs, true)
+    }
+
+    fn read_string(
+        &mut self,
+        key: &'static str,
+        errs: &mut Vec<Diagnostic>,
+        secret: bool,
+    ) -> Option<String> {
         let v = self.get(key)?;
-        match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(_) | Value::Bool(_) => {
-                errs.push(
-                    self.doc
-                        .error(&self.path_of(key), format!("`{key}` must be a string, got {}", type_name(v)))
-                        .with_hint(format!("quote it: {key}: \"{}\" (YAML reads an unquoted +number as a number and drops the +)", v)),
-                );
-                None
-            }
-            other => {
-                errs.push(self.doc.error(
-                    &self.path_of(key),
-                    format!("`{key}` must be a string, got {}", type_name(other)),
-                ));
-                None
-            }
+        if let Value::String(s) = v {
+            return Some(s.clone());
         }
+        let mut d = self.doc.error(
+            &self.path_of(key),
+            format!("`{key}` must be a string, got {}", type_name(v)),
+        );
+        if matches!(v, Value::Number(_) | Value::Bool(_)) {
+            d = d.with_hint(if secret {
+                format!(
+                    "quote the value: {key}: \"...\" (YAML reads an unquoted number or boolean as that type, not as text)"
+                )
+            } else {
+                format!(
+                    "quote it: {key}: \"{v}\" (YAML reads an unquoted +number as a number and drops the +)"
+                )
+            });
+        }
+        errs.push(d);
+        None
     }
 
     /// Report keys nobody asked for.
@@ -601,6 +623,33 @@ business: +5215500000000
             text[1]
         );
         assert!(text[1].contains("did you mean `hmac_key`?"), "{}", text[1]);
+    }
+
+    #[test]
+    fn a_secret_of_the_wrong_type_is_refused_without_repeating_it() {
+        let doc = Document::parse(
+            "c.yaml",
+            "admin_token: 98237498237498\ntoken: 4.2573e9\nkey: true\n",
+        )
+        .unwrap();
+        let mut errs = Vec::new();
+        let mut f = Fields::new(&doc, "", &doc.value, "the config", &mut errs).unwrap();
+        assert_eq!(f.secret_string("admin_token", &mut errs), None);
+        assert_eq!(f.secret_string("token", &mut errs), None);
+        assert_eq!(f.secret_string("key", &mut errs), None);
+        f.finish(&mut errs);
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 3, "{text:?}");
+        assert!(
+            text[0].starts_with("c.yaml:1:14: `admin_token` must be a string, got a number"),
+            "{}",
+            text[0]
+        );
+        assert!(text[0].contains("hint: quote the value"), "{}", text[0]);
+        let all = text.join("\n");
+        for leaked in ["98237498237498", "9823749", "4257", "true"] {
+            assert!(!all.contains(leaked), "`{leaked}` leaked: {all}");
+        }
     }
 
     #[test]

@@ -241,10 +241,15 @@ fn verify_hex_sha256(secrets: &[Secret], sent: &str, body: &[u8]) -> Result<(), 
     Err(AuthError::BadSignature("X-Webhook-Signature"))
 }
 
-/// The signing key of a `whsec_<base64>` secret.
+/// The signing key of a `whsec_<base64>` secret (the prefix is optional).
+/// `None` when it does not decode, or decodes to nothing: an empty HMAC key
+/// is one anybody can sign with. Config loading refuses such secrets through
+/// [`sign_standard_webhooks`], so the verifier never meets one from a file.
 fn standard_key(secret: &Secret) -> Option<Vec<u8>> {
     let s = secret.expose();
-    B64.decode(s.strip_prefix("whsec_").unwrap_or(s)).ok()
+    B64.decode(s.strip_prefix("whsec_").unwrap_or(s))
+        .ok()
+        .filter(|key| !key.is_empty())
 }
 
 fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
@@ -256,7 +261,8 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// `webhook-signature` value for a delivery, for senders (the `http`
-/// connector) and tests. `None` when the secret is not `whsec_<base64>`.
+/// connector) and tests. `None` when the secret is not `whsec_<base64>`
+/// with a non-empty key; config loading uses that to validate secrets.
 pub fn sign_standard_webhooks(
     secret: &Secret,
     id: &str,
@@ -402,6 +408,35 @@ mod tests {
             ("webhook-signature", STD_SIG),
         ];
         assert!(verify(&auth, other_id, None, STD_BODY, at(STD_TS)).is_err());
+    }
+
+    #[test]
+    fn a_standard_secret_that_does_not_decode_to_a_key_cannot_sign() {
+        let sign = |s: &str| sign_standard_webhooks(&Secret::new(s), STD_ID, STD_TS, STD_BODY);
+        assert_eq!(sign(STD_SECRET).as_deref(), Some(STD_SIG));
+        // The prefix is optional, as in the verifier.
+        assert_eq!(
+            sign(STD_SECRET.strip_prefix("whsec_").unwrap()).as_deref(),
+            Some(STD_SIG)
+        );
+        for bad in ["whsec_not*base64!!", "whsec_abc", "whsec_", ""] {
+            assert_eq!(sign(bad), None, "{bad:?}");
+        }
+        // An empty key would let anyone sign: it never verifies either.
+        let ts = STD_TS.to_string();
+        let mut mac = hmac_sha256(b"");
+        mac.update(format!("{STD_ID}.{ts}.").as_bytes());
+        mac.update(STD_BODY);
+        let forged = format!("v1,{}", B64.encode(mac.finalize().into_bytes()));
+        let headers: &[(&str, &str)] = &[
+            ("webhook-id", STD_ID),
+            ("webhook-timestamp", &ts),
+            ("webhook-signature", &forged),
+        ];
+        assert_eq!(
+            verify(&std_auth(&["whsec_"]), headers, None, STD_BODY, at(STD_TS)),
+            Err(AuthError::BadSignature("webhook-signature"))
+        );
     }
 
     #[test]
