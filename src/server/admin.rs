@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
+use super::error::{ApiPath, ApiQuery};
 use super::{ApiError, ServerState};
 use crate::store::{Contact, Execution, ExecutionFilter, RunStatus};
 
@@ -104,7 +105,7 @@ pub(super) struct ContactQuery {
 
 pub(super) async fn list_contacts(
     State(state): State<ServerState>,
-    Query(query): Query<ContactQuery>,
+    ApiQuery(query): ApiQuery<ContactQuery>,
 ) -> Result<Json<Value>, ApiError> {
     // A cursor is a phone; pasted into a URL unencoded its `+` arrives as a
     // space, so read it the way phones are read everywhere else.
@@ -146,7 +147,7 @@ fn phone_key(raw: &str) -> Result<String, ApiError> {
 
 pub(super) async fn get_contact(
     State(state): State<ServerState>,
-    Path(phone): Path<String>,
+    ApiPath(phone): ApiPath<String>,
 ) -> Result<Json<Contact>, ApiError> {
     let key = phone_key(&phone)?;
     state
@@ -190,7 +191,7 @@ fn parse_body(bytes: &[u8]) -> Result<ContactBody, ApiError> {
 
 pub(super) async fn put_contact(
     State(state): State<ServerState>,
-    Path(phone): Path<String>,
+    ApiPath(phone): ApiPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let key = phone_key(&phone)?;
@@ -221,7 +222,7 @@ pub(super) async fn put_contact(
 
 pub(super) async fn patch_contact(
     State(state): State<ServerState>,
-    Path(phone): Path<String>,
+    ApiPath(phone): ApiPath<String>,
     body: Bytes,
 ) -> Result<Json<Contact>, ApiError> {
     let key = phone_key(&phone)?;
@@ -261,7 +262,7 @@ pub(super) async fn patch_contact(
 
 pub(super) async fn delete_contact(
     State(state): State<ServerState>,
-    Path(phone): Path<String>,
+    ApiPath(phone): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let key = phone_key(&phone)?;
     if state.store.delete_contact(&key).map_err(storage)? {
@@ -297,7 +298,7 @@ fn summary(e: &Execution) -> Value {
 
 pub(super) async fn list_executions(
     State(state): State<ServerState>,
-    Query(query): Query<ExecutionQuery>,
+    ApiQuery(query): ApiQuery<ExecutionQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -330,7 +331,7 @@ pub(super) async fn list_executions(
 
 pub(super) async fn get_execution(
     State(state): State<ServerState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Execution>, ApiError> {
     state
         .store

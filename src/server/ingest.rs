@@ -6,7 +6,7 @@
 //! means "on disk" (SPEC §3).
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 
 use std::sync::Arc;
 
+use super::error::ApiPath;
 use super::{ApiError, ServerState};
 use crate::engine::Arrivals;
 use crate::event::{self, Event, HeaderLookup, ParseError, Provider, HEADER_WEBHOOK_ID};
@@ -38,7 +39,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 
 pub(super) async fn receive(
     State(state): State<ServerState>,
-    Path(source_id): Path<String>,
+    ApiPath(source_id): ApiPath<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -119,7 +120,7 @@ pub(super) async fn receive(
 /// `GET /hooks/{source}?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C`
 pub(super) async fn meta_handshake(
     State(state): State<ServerState>,
-    Path(source_id): Path<String>,
+    ApiPath(source_id): ApiPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let config = state.config();
@@ -176,7 +177,7 @@ fn printable(s: &str) -> String {
 /// signature; the event and its runs are marked `test`.
 pub(super) async fn test_event(
     State(state): State<ServerState>,
-    Path(source_id): Path<String>,
+    ApiPath(source_id): ApiPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     #[derive(serde::Deserialize)]

@@ -570,3 +570,28 @@ async fn every_provider_fixture_is_detected_and_accepted_by_an_auto_source() {
     assert!(seen >= 40, "only {seen} fixtures found");
     s.stop().await;
 }
+
+/// A query string or path segment axum cannot read gets the same JSON
+/// error body as every other answer, naming the problem, not axum's
+/// plain-text one.
+#[tokio::test]
+async fn unreadable_queries_and_paths_get_json_errors() {
+    let s = recording_server().await;
+    for path in [
+        "/api/contacts?limit=abc",
+        "/api/executions?limit=-1",
+        "/api/contacts/%FF",
+    ] {
+        let a = s.get(path).await;
+        assert_eq!(a.status, 400, "{path}: {}", a.text);
+        let error = a.error();
+        assert!(!error.is_empty(), "{path}");
+        if path.contains("limit") {
+            assert!(error.contains("limit"), "{path}: {error}");
+        }
+    }
+    let a = s.post("%FF", WAZZAP_MISSED, WZ_AUTH).await;
+    assert_eq!(a.status, 400, "{}", a.text);
+    assert!(!a.error().is_empty());
+    s.stop().await;
+}
