@@ -355,9 +355,13 @@ impl Engine {
                 }
             };
             for t in &due {
-                progressed = true;
-                if let Some(resumed) = self.fire(t).await {
-                    let _ = resumed.await;
+                // A timer kept after a storage failure is no progress:
+                // firing it again at once would fail the same way, forever.
+                if let Ok(resumed) = self.fire(t).await {
+                    progressed = true;
+                    if let Some(resumed) = resumed {
+                        let _ = resumed.await;
+                    }
                 }
             }
             if !progressed {
@@ -605,8 +609,17 @@ impl Engine {
         let Some(timeout) = self.ring_timeout(&event.source) else {
             return;
         };
+        // The ring window starts when ringback takes the ring (`now`, the
+        // fresh state's `last_event_at`), not at the provider's timestamp:
+        // a ring stamped more than `ring_timeout` ago (a provider clock
+        // behind ours, a delivery retried or queued) would otherwise ring
+        // out at once, and a call answered a moment later would get a
+        // "sorry we missed your call". Nor the later of the two: a provider
+        // clock ahead of ours would delay the missed call by the skew. The
+        // accept or reject reaches ringback by the same path as the ring,
+        // so timing both on arrival gives the caller the whole window.
         let due = state
-            .started_at
+            .last_event_at
             .checked_add(
                 jiff::SignedDuration::try_from(timeout).unwrap_or(jiff::SignedDuration::ZERO),
             )
@@ -642,17 +655,24 @@ impl Engine {
                     Vec::new()
                 }
             };
+            let mut kept = false;
             for t in &due {
                 if self.stopping() {
                     return;
                 }
-                // A resumed run goes on in its own task.
-                drop(self.fire(t).await);
+                match self.fire(t).await {
+                    // A resumed run goes on in its own task.
+                    Ok(resumed) => drop(resumed),
+                    Err(_) => kept = true,
+                }
             }
-            if due.len() == 256 {
+            if due.len() == 256 && !kept {
                 continue;
             }
             let sleep = match self.inner.store.next_timer_due() {
+                // A timer kept after a storage failure is due already: try
+                // it again on the next pass, not in a busy loop.
+                _ if kept => IDLE_POLL,
                 Ok(Some(next)) => {
                     let ms = next.as_millisecond() - self.inner.clock.now().as_millisecond();
                     Duration::from_millis(ms.clamp(0, IDLE_POLL.as_millis() as i64) as u64)
@@ -669,54 +689,73 @@ impl Engine {
     /// Carry out a due timer. The timer is removed only once its effect
     /// is in the store, so a crash in between fires it again (both effects
     /// are idempotent) instead of losing it. A resumed run's task handle is
-    /// returned.
-    async fn fire(&self, t: &crate::store::DueTimer) -> Option<tokio::task::JoinHandle<()>> {
+    /// returned. An error means the effect could not be stored: the timer
+    /// is kept (and the call still ringing), for a later pass to retry.
+    async fn fire(
+        &self,
+        t: &crate::store::DueTimer,
+    ) -> Result<Option<tokio::task::JoinHandle<()>>, crate::store::StoreError> {
         match &t.timer {
             Timer::Resume { run_id } => {
                 // Claiming the run cancels this timer with it.
                 let Some(execution) = self.claim_waiting(run_id, None) else {
                     // Woken early by an event: the timer is stale.
                     let _ = self.inner.store.take_timer(t);
-                    return None;
+                    return Ok(None);
                 };
-                let permit = self.inner.permits.clone().acquire_owned().await.ok()?;
+                let Ok(permit) = self.inner.permits.clone().acquire_owned().await else {
+                    return Ok(None);
+                };
                 let engine = self.clone();
-                Some(tokio::spawn(async move {
+                Ok(Some(tokio::spawn(async move {
                     engine.resume(execution).await;
                     drop(permit);
-                }))
+                })))
             }
             Timer::RingTimeout { call_key } => {
                 let ringing = match self.inner.store.call_state(call_key) {
                     Ok(Some(call)) if call.state == crate::store::CallPhase::Ringing => Some(call),
                     Ok(_) => None,
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot read a ringing call");
-                        return None;
+                        tracing::error!(error = %e, "cannot read a ringing call; its ring timeout is tried again");
+                        return Err(e);
                     }
                 };
                 if let Some(call) = ringing {
                     // The missed call goes in (durably, deduplicated) before
-                    // the call is marked ended and the timer removed.
-                    self.synthesise_missed(call, t.due).await;
+                    // the call is marked ended and the timer removed. If
+                    // either fails, both stay as they are and a later pass
+                    // fires the timer again: the missed call is then a
+                    // duplicate of the one stored (if it was), not a second.
+                    if let Err(e) = self.synthesise_missed(call, t.due).await {
+                        tracing::error!(error = %e, call_key, "cannot store the synthetic missed call; its ring timeout is tried again");
+                        return Err(e);
+                    }
                     if let Err(e) = self
                         .inner
                         .store
                         .end_if_ringing(call_key, self.inner.clock.now())
                     {
-                        tracing::error!(error = %e, "cannot end a ringing call");
+                        tracing::error!(error = %e, call_key, "cannot end a ringing call; its ring timeout is tried again");
+                        return Err(e);
                     }
                 }
                 let _ = self.inner.store.take_timer(t);
-                None
+                Ok(None)
             }
         }
     }
 
     /// A call rang out with no accept or reject: emit `call.missed` as if
-    /// the provider had sent it (marked synthetic), through the inbox so it
-    /// is durable and deduplicated like any event.
-    async fn synthesise_missed(&self, call: CallState, due: Timestamp) {
+    /// the provider had sent it (marked synthetic, and a test when the ring
+    /// was), through the inbox so it is durable and deduplicated like any
+    /// event. Ok once it is durable; an error leaves it to the caller to
+    /// try again (the same id: a duplicate if it got in after all).
+    async fn synthesise_missed(
+        &self,
+        call: CallState,
+        due: Timestamp,
+    ) -> Result<(), crate::store::StoreError> {
         let (provider, ring_timeout) = match &self.inner.config {
             Some(c) => {
                 let c = c.read().expect("config lock").clone();
@@ -758,7 +797,9 @@ impl Engine {
             source: call.source.clone(),
             provider,
             synthetic: true,
-            test: false,
+            // A test ring's missed call is a test too: its runs are marked
+            // test and it stays out of the missed-call figures.
+            test: call.test,
             data: None,
             raw: json!({
                 "synthetic": true,
@@ -774,18 +815,17 @@ impl Engine {
             .as_ref()
             .map(|c| c.read().expect("config lock").dedupe_window)
             .unwrap_or(crate::config::DEFAULT_DEDUPE_WINDOW);
-        match store.accept_events(vec![missed], self.inner.clock.now(), window) {
-            Ok(offered) => {
-                if let Err(e) = store.commit_inbox().await {
-                    tracing::error!(error = %e, "cannot flush the synthetic missed call");
-                }
-                if let Some(missed) = offered.first().map(|o| o.event()) {
-                    tracing::info!(event_id = %missed.id, source = %missed.source, caller = missed.caller.as_deref().unwrap_or("-"), "call rang out: synthetic call.missed");
-                }
-                self.inner.arrivals.offer_or_file(store, offered);
-            }
-            Err(e) => tracing::error!(error = %e, "cannot store the synthetic missed call"),
+        let offered = store.accept_events(vec![missed], self.inner.clock.now(), window)?;
+        // As ingestion: not handed over until durable. An accepted event
+        // whose sync failed stays queued in the store (the dispatcher's scan
+        // finds it), and the retry finds it a duplicate and waits for it to
+        // be durable.
+        store.commit_inbox().await?;
+        if let Some(missed) = offered.first().map(|o| o.event()) {
+            tracing::info!(event_id = %missed.id, source = %missed.source, caller = missed.caller.as_deref().unwrap_or("-"), test = missed.test, "call rang out: synthetic call.missed");
         }
+        self.inner.arrivals.offer_or_file(store, offered);
+        Ok(())
     }
 
     /// Stop taking work and wait (at most `grace`) for runs in flight.
@@ -812,4 +852,152 @@ fn log_run(execution: &Execution) {
         "run {}",
         if execution.status.is_finished() { "finished" } else { "paused" }
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use jiff::SignedDuration;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::config::Overrides;
+    use crate::delivery::{Delivered, DeliveryFuture, Request};
+    use crate::store::{call_key, CallPhase, ExecutionFilter};
+
+    /// A clock that moves only when told.
+    struct ManualClock(Mutex<Timestamp>);
+
+    impl Clock for ManualClock {
+        fn now(&self) -> Timestamp {
+            *self.0.lock().expect("clock lock")
+        }
+    }
+
+    impl ManualClock {
+        fn advance(&self, secs: i64) {
+            let mut now = self.0.lock().expect("clock lock");
+            *now = now.checked_add(SignedDuration::from_secs(secs)).unwrap();
+        }
+    }
+
+    /// The workflow here never reaches outside.
+    struct NoDelivery;
+
+    impl Delivery for NoDelivery {
+        fn deliver(&self, _: Request) -> DeliveryFuture<'_> {
+            Box::pin(async {
+                Delivered {
+                    result: Err("no outbound in these tests".into()),
+                    attempts: Vec::new(),
+                }
+            })
+        }
+    }
+
+    const MISSED: &str = "name: missed\non: { events: [call.missed] }\nsteps:\n  - log: \"missed {{event.caller}}\"\n";
+
+    /// An engine with one WAHA source whose calls ring for 60 s and a
+    /// workflow on `call.missed`, on `clock`, driven by the test (no
+    /// dispatcher, no timer service).
+    fn engine(dir: &std::path::Path, clock: Arc<ManualClock>) -> (Engine, Arc<Config>) {
+        let overrides = Overrides {
+            data_dir: Some(dir.join("data")),
+            workflows_dir: Some(dir.join("workflows")),
+            ..Default::default()
+        };
+        let yaml = "sources:\n  waha: { provider: waha, ring_timeout: 60s }\n";
+        let config = Arc::new(
+            Config::from_text("test.yaml", yaml, &overrides, &HashMap::new())
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let known = crate::reload::known_names(&config);
+        let missed = compile("missed.yaml", "missed", MISSED, &known).expect("compiles");
+        let catalog = crate::workflow::Catalog {
+            workflows: vec![Arc::new(missed)],
+            problems: Vec::new(),
+        };
+        let store = Store::open(&dir.join("data"), 8 << 20).unwrap();
+        let engine = Engine::new(
+            store,
+            Arc::new(RwLock::new(Arc::new(catalog))),
+            Arc::new(NoDelivery),
+            clock,
+            Arc::default(),
+        )
+        .with_config(Arc::new(RwLock::new(config.clone())));
+        (engine, config)
+    }
+
+    /// A WAHA `call.received` at `at`, as the `waha` source parses it.
+    fn ring(config: &Config, at: Timestamp) -> Event {
+        let body = json!({
+            "id": "evt_engine_ring_1",
+            "timestamp": at.as_millisecond(),
+            "event": "call.received",
+            "session": "default",
+            "me": {"id": "5215500000000@c.us"},
+            "payload": {"id": "ENGINE0RING0000000000000000000001", "from": "5215512345678@c.us", "isVideo": false, "isGroup": false},
+            "engine": "NOWEB"
+        });
+        let ctx = config.source("waha").unwrap().parse_context(at, None);
+        let mut events = event::parse(body.to_string().as_bytes(), &ctx).expect("parses");
+        assert_eq!(events.len(), 1);
+        events.remove(0)
+    }
+
+    /// A disk that fails when the ring times out must not lose the missed
+    /// call: its timer stays and the call keeps ringing until a later pass
+    /// stores the missed call, which then runs its workflow once.
+    #[tokio::test]
+    async fn a_missed_call_that_cannot_be_stored_keeps_its_ring_timeout_for_a_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock(Mutex::new(
+            "2026-05-14T14:00:00Z".parse().unwrap(),
+        )));
+        let (engine, config) = engine(dir.path(), clock.clone());
+        let store = engine.store().clone();
+        let ring = ring(&config, clock.now());
+        let key = call_key(&ring).unwrap();
+        engine.track_call(&ring);
+        assert_eq!(store.timer_count(), 1, "the ring timeout is set");
+
+        clock.advance(61);
+        store.dangerous_fail_commits(true);
+        let due = store.due_timers(clock.now(), 10).unwrap();
+        assert_eq!(due.len(), 1);
+        let fired = engine.fire(&due[0]).await;
+        assert_eq!(
+            store.timer_count(),
+            1,
+            "the ring timeout is kept for a retry"
+        );
+        let call = store.call_state(&key).unwrap().unwrap();
+        assert_eq!(call.state, CallPhase::Ringing, "{call:?}");
+        assert!(fired.is_err(), "the failure is reported");
+        // The next pass, while the disk still fails, fails the same way.
+        assert!(engine.fire(&due[0]).await.is_err());
+        assert_eq!(store.timer_count(), 1);
+
+        store.dangerous_fail_commits(false);
+        clock.advance(1);
+        assert!(engine.fire(&due[0]).await.is_ok(), "the retry goes through");
+        assert_eq!(store.timer_count(), 0, "the ring timeout is done");
+        let call = store.call_state(&key).unwrap().unwrap();
+        assert_eq!(call.state, CallPhase::Ended, "{call:?}");
+        // The missed call stored by the failed first try (the retry found
+        // it a duplicate) is processed once.
+        engine.settle().await;
+        let (runs, _) = store
+            .list_executions(&ExecutionFilter::default(), 100, None)
+            .unwrap();
+        assert_eq!(runs.len(), 1, "one missed call, one run: {runs:#?}");
+        assert_eq!(runs[0].event.kind, kind::CALL_MISSED);
+        assert!(runs[0].event.synthetic);
+        assert_eq!(
+            runs[0].event.call_id.as_deref(),
+            Some("ENGINE0RING0000000000000000000001")
+        );
+    }
 }

@@ -49,6 +49,11 @@ pub struct CallState {
     pub last_at: Timestamp,
     /// The event that started the ringing (for a synthetic missed call).
     pub first_event_id: String,
+    /// The call was started by a test event (`POST
+    /// /api/sources/{source}/test`), so its synthetic missed call is a test
+    /// too. States stored before this field were real calls.
+    #[serde(default)]
+    pub test: bool,
 }
 
 fn epoch() -> Timestamp {
@@ -111,6 +116,7 @@ impl Store {
                 last_kind: e.kind.clone(),
                 last_at: e.at,
                 first_event_id: e.id.clone(),
+                test: e.test,
             };
             // Without a call id, the same number calling again after its last
             // call ended is a new call, not a late event of the old one.
@@ -234,5 +240,19 @@ impl Store {
             }
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call state stored before `test` existed reads as a real call's.
+    #[test]
+    fn a_call_state_stored_before_the_test_flag_reads_as_a_real_call() {
+        let stored = r#"{"key":"waha\u0000C1","state":"ringing","source":"waha","caller":"+5215512345678","business":"+5215500000000","call_id":"C1","direction":"incoming","video":false,"started_at":"2026-05-14T14:00:00Z","last_event_at":"2026-05-14T14:00:01Z","last_kind":"call.incoming","last_at":"2026-05-14T14:00:00Z","first_event_id":"e1"}"#;
+        let state: CallState = serde_json::from_str(stored).expect("still reads");
+        assert!(!state.test);
+        assert_eq!(state.state, CallPhase::Ringing);
     }
 }

@@ -8,5 +8,6 @@ mod crash;
 mod delivery;
 mod ingest;
 mod operator;
+mod ring_timeout;
 mod support;
 mod workflows;
