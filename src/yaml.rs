@@ -66,6 +66,7 @@ impl Document {
         let parsed: serde_yaml::Value = match serde_yaml::from_str(text) {
             Ok(v) => v,
             Err(e) => {
+                let message = e.to_string();
                 let pos = e
                     .location()
                     .map(|l| Pos {
@@ -73,7 +74,11 @@ impl Document {
                         col: l.column(),
                     })
                     .unwrap_or(Pos { line: 1, col: 1 });
-                let message = e.to_string();
+                // Point at the repeated key itself, not its mapping.
+                let pos = match message.contains("duplicate entry with key") {
+                    true => first_duplicate_key(text).unwrap_or(pos),
+                    false => pos,
+                };
                 // serde_yaml appends " at line L column C"; we print our own.
                 let message = match message.find(" at line ") {
                     Some(i) => message[..i].to_string(),
@@ -246,8 +251,21 @@ type PosIndex = HashMap<String, Pos>;
 /// Walk the YAML events once and record where every path's value (and every
 /// mapping key) starts.
 fn index_positions(text: &str) -> (PosIndex, PosIndex) {
+    let (values, keys, _) = index_positions_and_duplicate(text);
+    (values, keys)
+}
+
+/// Where the first key that repeats a key of its own mapping is written.
+/// serde_yaml refuses such a document but places the error at the start of
+/// the mapping, which for a top-level key is line 1.
+fn first_duplicate_key(text: &str) -> Option<Pos> {
+    index_positions_and_duplicate(text).2
+}
+
+fn index_positions_and_duplicate(text: &str) -> (PosIndex, PosIndex, Option<Pos>) {
     let mut values = HashMap::new();
     let mut keys = HashMap::new();
+    let mut duplicate = None;
     let mut stack: Vec<Frame> = Vec::new();
     let mut parser = Parser::new_from_str(text);
 
@@ -291,7 +309,10 @@ fn index_positions(text: &str) -> (PosIndex, PosIndex) {
                         expecting_key,
                     }) = stack.last_mut()
                     {
-                        keys.insert(join_key(path, &text), pos);
+                        if keys.insert(join_key(path, &text), pos).is_some() && duplicate.is_none()
+                        {
+                            duplicate = Some(pos);
+                        }
                         *key = Some(text.into_owned());
                         *expecting_key = false;
                     }
@@ -338,7 +359,7 @@ fn index_positions(text: &str) -> (PosIndex, PosIndex) {
             _ => {}
         }
     }
-    (values, keys)
+    (values, keys, duplicate)
 }
 
 /// Reads one mapping of a [`Document`] field by field, collecting every
@@ -552,6 +573,26 @@ steps:
       text: \"hi\"
 business: +5215500000000
 ";
+
+    /// serde_yaml places a repeated key's error at its mapping's start
+    /// (line 1 for a top-level key); the message points at the repeat.
+    #[test]
+    fn a_repeated_key_is_reported_where_it_is_repeated() {
+        let err = Document::parse("f.yaml", "on: {}\nname: a\non: {}\n").unwrap_err();
+        assert_eq!(err.pos, Pos { line: 3, col: 1 }, "{err}");
+        assert!(
+            err.message.contains("duplicate entry with key \"on\""),
+            "{err}"
+        );
+        let nested = "steps:\n  - tag:\n      phone: x\n      add: [a]\n      add: [b]\n";
+        let err = Document::parse("f.yaml", nested).unwrap_err();
+        assert_eq!(err.pos, Pos { line: 5, col: 7 }, "{err}");
+        let flow = "steps:\n  - tag: { add: [a], phone: x, add: [b] }\n";
+        let err = Document::parse("f.yaml", flow).unwrap_err();
+        assert_eq!(err.pos, Pos { line: 2, col: 32 }, "{err}");
+        // The same key in two mappings is no repeat.
+        assert!(Document::parse("f.yaml", "a: { x: 1 }\nb: { x: 2 }\n").is_ok());
+    }
 
     #[test]
     fn values_become_json() {
