@@ -239,6 +239,9 @@ enum Frame {
         path: String,
         key: Option<String>,
         expecting_key: bool,
+        /// This mapping's keys so far: a repeat is a duplicate here, and
+        /// only here (a key with a dot must not meet a nested path).
+        seen: std::collections::HashSet<String>,
     },
     Seq {
         path: String,
@@ -277,6 +280,7 @@ fn index_positions_and_duplicate(text: &str) -> (PosIndex, PosIndex, Option<Pos>
                 path,
                 key,
                 expecting_key,
+                ..
             }) => {
                 if *expecting_key {
                     None
@@ -307,10 +311,11 @@ fn index_positions_and_duplicate(text: &str) -> (PosIndex, PosIndex, Option<Pos>
                         path,
                         key,
                         expecting_key,
+                        seen,
                     }) = stack.last_mut()
                     {
-                        if keys.insert(join_key(path, &text), pos).is_some() && duplicate.is_none()
-                        {
+                        keys.insert(join_key(path, &text), pos);
+                        if !seen.insert(text.to_string()) && duplicate.is_none() {
                             duplicate = Some(pos);
                         }
                         *key = Some(text.into_owned());
@@ -346,6 +351,7 @@ fn index_positions_and_duplicate(text: &str) -> (PosIndex, PosIndex, Option<Pos>
                         path,
                         key: None,
                         expecting_key: true,
+                        seen: Default::default(),
                     });
                 } else {
                     stack.push(Frame::Seq { path, index: 0 });
@@ -590,6 +596,10 @@ business: +5215500000000
         let flow = "steps:\n  - tag: { add: [a], phone: x, add: [b] }\n";
         let err = Document::parse("f.yaml", flow).unwrap_err();
         assert_eq!(err.pos, Pos { line: 2, col: 32 }, "{err}");
+        // A dotted key does not meet a nested path of the same spelling.
+        let dotted = "steps:\n  - set: { \"a.b\": x, a: { b: y } }\n  - log: hi\n    log: again\n";
+        let err = Document::parse("f.yaml", dotted).unwrap_err();
+        assert_eq!(err.pos, Pos { line: 4, col: 5 }, "{err}");
         // The same key in two mappings is no repeat.
         assert!(Document::parse("f.yaml", "a: { x: 1 }\nb: { x: 2 }\n").is_ok());
     }

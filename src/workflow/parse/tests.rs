@@ -1347,7 +1347,7 @@ fn bad_indentation_says_where() {
 fn a_duplicate_key_is_a_yaml_error() {
     assert_eq!(
         errors(&with_steps("  - log: a\n    log: b\n")),
-        ["wf.yaml:3:5: invalid YAML: steps[0]: duplicate entry with key \"log\"\n  hint: check indentation and quoting around this point"]
+        ["wf.yaml:4:5: invalid YAML: steps[0]: duplicate entry with key \"log\"\n  hint: check indentation and quoting around this point"]
     );
 }
 
