@@ -520,7 +520,8 @@ impl Engine {
         let mut resumed = Vec::new();
         for id in ids {
             let _ = self.inner.store.remove_wait(caller, &id);
-            if let Some(execution) = self.claim_waiting(&id, Some(event.kind.clone())) {
+            // An error is logged; the run's timer still ends its wait.
+            if let Ok(Some(execution)) = self.claim_waiting(&id, Some(event.kind.clone())) {
                 let engine = self.clone();
                 resumed.push(tokio::spawn(async move {
                     engine.resume(execution).await;
@@ -532,7 +533,15 @@ impl Engine {
 
     /// Take a waiting run out of its wait, exactly once: records the wait
     /// step's result and marks the run running again.
-    fn claim_waiting(&self, run_id: &str, woken_by: Option<String>) -> Option<Execution> {
+    ///
+    /// `Ok(None)`: the run is not waiting (claimed already, or woken). An
+    /// error means the store could not be read or written: the wait stays
+    /// as it is, for the caller to try again.
+    fn claim_waiting(
+        &self,
+        run_id: &str,
+        woken_by: Option<String>,
+    ) -> Result<Option<Execution>, crate::store::StoreError> {
         let now = self.inner.clock.now();
         let ended: Mutex<Option<crate::store::Waiting>> = Mutex::new(None);
         let claimed = self.inner.store.update_execution(run_id, |e| {
@@ -583,12 +592,12 @@ impl Engine {
                         let _ = self.inner.store.remove_wait(caller, run_id);
                     }
                 }
-                Some(e)
+                Ok(Some(e))
             }
-            Ok(None) => None,
+            Ok(None) => Ok(None),
             Err(err) => {
                 tracing::error!(error = %err, run_id, "cannot resume a waiting run");
-                None
+                Err(err)
             }
         }
     }
@@ -698,7 +707,8 @@ impl Engine {
         match &t.timer {
             Timer::Resume { run_id } => {
                 // Claiming the run cancels this timer with it.
-                let Some(execution) = self.claim_waiting(run_id, None) else {
+                // A store error keeps the timer: the wait is not lost.
+                let Some(execution) = self.claim_waiting(run_id, None)? else {
                     // Woken early by an event: the timer is stale.
                     let _ = self.inner.store.take_timer(t);
                     return Ok(None);
