@@ -76,7 +76,7 @@ impl Document {
                     .unwrap_or(Pos { line: 1, col: 1 });
                 // Point at the repeated key itself, not its mapping.
                 let pos = match message.contains("duplicate entry with key") {
-                    true => first_duplicate_key(text).unwrap_or(pos),
+                    true => index_positions(text).2.unwrap_or(pos),
                     false => pos,
                 };
                 // serde_yaml appends " at line L column C"; we print our own.
@@ -96,7 +96,7 @@ impl Document {
         // `<<: *anchor` merge keys, as users of YAML anchors expect.
         let _ = parsed.apply_merge();
         let value = to_json(parsed);
-        let (value_pos, key_pos) = index_positions(text);
+        let (value_pos, key_pos, _) = index_positions(text);
         Ok(Document {
             file: file.to_string(),
             value,
@@ -252,20 +252,10 @@ enum Frame {
 type PosIndex = HashMap<String, Pos>;
 
 /// Walk the YAML events once and record where every path's value (and every
-/// mapping key) starts.
-fn index_positions(text: &str) -> (PosIndex, PosIndex) {
-    let (values, keys, _) = index_positions_and_duplicate(text);
-    (values, keys)
-}
-
-/// Where the first key that repeats a key of its own mapping is written.
-/// serde_yaml refuses such a document but places the error at the start of
-/// the mapping, which for a top-level key is line 1.
-fn first_duplicate_key(text: &str) -> Option<Pos> {
-    index_positions_and_duplicate(text).2
-}
-
-fn index_positions_and_duplicate(text: &str) -> (PosIndex, PosIndex, Option<Pos>) {
+/// mapping key) starts, and where the first key that repeats a key of its
+/// own mapping is (serde_yaml refuses such a document but places the error
+/// at the start of the mapping: line 1 for a top-level key).
+fn index_positions(text: &str) -> (PosIndex, PosIndex, Option<Pos>) {
     let mut values = HashMap::new();
     let mut keys = HashMap::new();
     let mut duplicate = None;

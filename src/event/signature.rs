@@ -243,8 +243,8 @@ fn verify_hex_sha256(secrets: &[Secret], sent: &str, body: &[u8]) -> Result<(), 
 
 /// The signing key of a `whsec_<base64>` secret (the prefix is optional).
 /// `None` when it does not decode, or decodes to nothing: an empty HMAC key
-/// is one anybody can sign with. Config loading refuses such secrets through
-/// [`sign_standard_webhooks`], so the verifier never meets one from a file.
+/// is one anybody can sign with. Config loading checks secrets with
+/// [`is_standard_secret`].
 fn standard_key(secret: &Secret) -> Option<Vec<u8>> {
     let s = secret.expose();
     B64.decode(s.strip_prefix("whsec_").unwrap_or(s))
@@ -260,9 +260,15 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     hex::decode(s.trim()).ok()
 }
 
+/// Whether `secret` can sign and verify Standard Webhooks signatures:
+/// `whsec_` (optional) then base64 of a non-empty key.
+pub fn is_standard_secret(secret: &Secret) -> bool {
+    standard_key(secret).is_some()
+}
+
 /// `webhook-signature` value for a delivery, for senders (the `http`
 /// connector) and tests. `None` when the secret is not `whsec_<base64>`
-/// with a non-empty key; config loading uses that to validate secrets.
+/// with a non-empty key.
 pub fn sign_standard_webhooks(
     secret: &Secret,
     id: &str,
