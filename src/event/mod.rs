@@ -46,9 +46,9 @@ use sha2::{Digest, Sha256};
 pub use phone::{country_of, normalise_phone, warm_up, Caller, PhoneError};
 pub use sample::{sample_body, sample_kinds, DEFAULT_TEST_CALLER};
 pub use signature::{
-    is_standard_secret, sign_standard_webhooks, verify, AuthError, HeaderLookup, SourceAuth, HEADER_HUB_SIGNATURE,
-    HEADER_WAHA_HMAC, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE, HEADER_WEBHOOK_TIMESTAMP,
-    HEADER_WEBHOOK_TOKEN, HEADER_X_WEBHOOK_SIGNATURE,
+    is_standard_secret, sign_standard_webhooks, verify, AuthError, HeaderLookup, SourceAuth,
+    HEADER_HUB_SIGNATURE, HEADER_WAHA_HMAC, HEADER_WEBHOOK_ID, HEADER_WEBHOOK_SIGNATURE,
+    HEADER_WEBHOOK_TIMESTAMP, HEADER_WEBHOOK_TOKEN, HEADER_X_WEBHOOK_SIGNATURE,
 };
 pub use time::parse_time;
 

@@ -1613,6 +1613,9 @@ steps:
     struct SnapshotAtSend {
         data: std::path::PathBuf,
         snapshot: std::path::PathBuf,
+        /// When set, the store is flushed first, as another run's commit
+        /// could have done just before the crash.
+        flush_first: Option<Arc<std::sync::OnceLock<Store>>>,
     }
 
     fn copy_folder(from: &std::path::Path, to: &std::path::Path) {
@@ -1631,30 +1634,9 @@ steps:
     impl Delivery for SnapshotAtSend {
         fn deliver(&self, _: Request) -> DeliveryFuture<'_> {
             if !self.snapshot.exists() {
-                copy_folder(&self.data, &self.snapshot);
-            }
-            Box::pin(async {
-                Delivered {
-                    result: Ok(json!({"messages": [{"id": "wamid.1"}]})),
-                    attempts: Vec::new(),
+                if let Some(store) = &self.flush_first {
+                    store.get().expect("set").flush_now().unwrap();
                 }
-            })
-        }
-    }
-
-    /// Like [`SnapshotAtSend`], after flushing the store as another run's
-    /// commit could have just before the crash; then records every
-    /// request it is asked to send.
-    struct FlushedSnapshotAtSend {
-        store: Arc<std::sync::OnceLock<Store>>,
-        data: std::path::PathBuf,
-        snapshot: std::path::PathBuf,
-    }
-
-    impl Delivery for FlushedSnapshotAtSend {
-        fn deliver(&self, _: Request) -> DeliveryFuture<'_> {
-            if !self.snapshot.exists() {
-                self.store.get().expect("set").flush_now().unwrap();
                 copy_folder(&self.data, &self.snapshot);
             }
             Box::pin(async {
@@ -1717,10 +1699,10 @@ steps:
         let snapshot = snapshots.path().join("data");
         let store_cell = Arc::new(std::sync::OnceLock::new());
         let rig = Rig::start_delivering(config, &[("welcome.yaml", WELCOME)], false, |data| {
-            Arc::new(FlushedSnapshotAtSend {
-                store: store_cell.clone(),
+            Arc::new(SnapshotAtSend {
                 data: data.to_path_buf(),
                 snapshot: snapshot.clone(),
+                flush_first: Some(store_cell.clone()),
             })
         });
         store_cell.set(rig.store.clone()).ok().unwrap();
@@ -1788,6 +1770,7 @@ steps:
                 Arc::new(SnapshotAtSend {
                     data: data.to_path_buf(),
                     snapshot: snapshot.clone(),
+                    flush_first: None,
                 })
             },
         );
