@@ -924,9 +924,18 @@ fn read_connector(
         for (key, value) in [("base_url", &base_url), ("url", &url)] {
             if let Some(u) = value {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    // The value is not echoed: a Slack webhook URL is a
+                    // credential, and this error reaches the server log on
+                    // a reload. The position points at it.
+                    let found = match u.split_once("://") {
+                        Some((scheme, _)) if scheme.len() <= 10 => {
+                            format!("it starts with {scheme}://")
+                        }
+                        _ => "it has no scheme".to_string(),
+                    };
                     ctx.errs.push(doc.error(
                         &f.path_of(key),
-                        format!("{key} `{u}` must start with http:// or https://"),
+                        format!("{key} must start with http:// or https:// ({found})"),
                     ));
                 }
             }
@@ -1317,6 +1326,30 @@ connectors:
         // The same through ${VAR}: a variable always expands to a string, so
         // the value is accepted, not echoed.
         assert!(load("admin_token: ${A}\n", &[("A", "9823749823740001")]).is_ok());
+    }
+
+    /// A connector URL without `http(s)://` is refused without repeating
+    /// it: a Slack webhook URL is a credential, and a reload's errors go to
+    /// the server log.
+    #[test]
+    fn a_connector_url_without_a_scheme_is_refused_without_repeating_it() {
+        let errs = errors(
+            "connectors:\n  s: { kind: slack, url: \"hooks.slack.com/services/T1/B2/XyZsecret123\" }\n  \
+             h: { kind: http, url: \"ftp://XyZsecret456\" }\n",
+            &[],
+        );
+        let joined = errs.join("\n");
+        assert!(!joined.contains("XyZsecret"), "{joined}");
+        assert!(
+            joined.contains(
+                "ringback.yaml:2:26: url must start with http:// or https:// (it has no scheme)"
+            ),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("url must start with http:// or https:// (it starts with ftp://)"),
+            "{joined}"
+        );
     }
 
     /// A `secrets` entry that is not `whsec_<base64>` cannot verify a

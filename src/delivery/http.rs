@@ -40,7 +40,8 @@ impl Built {
             serde_json::from_slice::<Value>(b)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(b).into_owned()))
         });
-        json!({"method": self.method.as_str(), "url": self.url.as_str(), "body": body})
+        let url = redact(self.url.as_str(), &self.secrets);
+        json!({"method": self.method.as_str(), "url": url, "body": body})
     }
 }
 
@@ -56,9 +57,27 @@ fn join_url(base: &str, path: &str) -> String {
     )
 }
 
-fn parse_url(text: &str) -> Result<reqwest::Url, String> {
-    reqwest::Url::parse(text.trim())
-        .map_err(|e| format!("`{}` is not a valid URL: {e}", text.trim()))
+/// The step's own URL is named in the error (it is in the step's input
+/// anyway); a connector's configured one is not: a Slack webhook URL is
+/// its credential.
+fn parse_url(text: &str, echo: bool) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(text.trim()).map_err(|e| {
+        if echo {
+            format!("`{}` is not a valid URL: {e}", text.trim())
+        } else {
+            format!("the connector's URL is not valid: {e}")
+        }
+    })
+}
+
+/// The secret part of a connector's configured `url` (slack, http): its
+/// path and query, which for a Slack incoming webhook is the credential.
+/// Too short to be one (`/`, `/hook`), it is left visible.
+fn url_secret(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url.trim()).ok()?;
+    let host_end = parsed[..url::Position::BeforePath].len();
+    let rest = &parsed.as_str()[host_end..];
+    (rest.len() >= 8).then(|| rest.to_string())
 }
 
 fn not_for(kind: ConnectorKind, what: &str, hint: &str) -> String {
@@ -108,7 +127,7 @@ pub(super) fn build(
             .collect();
         return Ok(Built {
             method,
-            url: parse_url(url)?,
+            url: parse_url(url, true)?,
             headers,
             body: json.clone().and_then(json_body),
             sign_with: None,
@@ -213,7 +232,7 @@ pub(super) fn build(
     };
     Ok(Built {
         method: reqwest::Method::POST,
-        url: parse_url(&url)?,
+        url: parse_url(&url, false)?,
         headers,
         body: json_body(body),
         sign_with: if c.kind == ConnectorKind::Http {
@@ -226,6 +245,7 @@ pub(super) fn build(
             .flatten()
             .map(|s| s.expose().to_string())
             .chain(c.headers.values().map(|v| v.expose().to_string()))
+            .chain(c.url.as_deref().and_then(url_secret))
             .filter(|v| !v.is_empty())
             .collect(),
         raw_step: false,
@@ -734,5 +754,53 @@ mod tests {
             json!({"session": "sales", "chatId": "5215512345678@c.us", "text": "Hi"})
         );
         assert!(build(Some(&waha), &req(Outbound::Alert { text: "x".into() })).is_err());
+    }
+
+    /// A Slack incoming webhook's URL is its credential: `ringback test`'s
+    /// preview of the request, and any answer that echoes it, show the
+    /// host and not the path; a connector URL that does not parse is not
+    /// repeated in the error.
+    #[test]
+    fn a_slack_webhook_url_is_kept_out_of_previews_echoes_and_errors() {
+        use crate::config::ConnectorConfig;
+        let hook = "https://hooks.slack.com/services/T0001/B0002/XyZsecret123";
+        let slack = ConnectorConfig {
+            name: "slack".into(),
+            kind: ConnectorKind::Slack,
+            phone_number_id: None,
+            token: None,
+            base_url: None,
+            session: None,
+            api_key: None,
+            url: Some(hook.into()),
+            headers: Default::default(),
+            secret: None,
+            timeout: None,
+            rate_limit: None,
+            retry: None,
+        };
+        let req = Request {
+            connector: Some("slack".into()),
+            outbound: Outbound::Alert { text: "VIP".into() },
+            idempotency_key: "run_1:0".into(),
+            retry: None,
+        };
+        let b = build(Some(&slack), &req).unwrap();
+        assert_eq!(b.url.as_str(), hook, "the real request goes to the hook");
+        let preview = b.preview().to_string();
+        assert!(preview.contains("https://hooks.slack.com***"), "{preview}");
+        assert!(!preview.contains("XyZsecret123"), "{preview}");
+        let echoed = format!("invalid_token for {hook}");
+        let (_, _, excerpt) =
+            judge_answer(403, echoed.as_bytes(), None, &b, Some(ConnectorKind::Slack));
+        assert!(!excerpt.unwrap().contains("XyZsecret123"));
+
+        let broken = ConnectorConfig {
+            url: Some("https://[XyZsecret123".into()),
+            ..slack
+        };
+        let err = build(Some(&broken), &req).err().unwrap();
+        assert!(err.starts_with("the connector's URL is not valid"), "{err}");
+        assert!(!err.contains("XyZsecret123"), "{err}");
     }
 }
