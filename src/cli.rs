@@ -331,8 +331,13 @@ fn parse(payload: PathBuf, provider: &str, source: &str, business: Option<&str>)
         received_at: jiff::Timestamp::now(),
         delivery_id: None,
     };
-    match event::parse(&body, &ctx) {
-        Ok(events) => {
+    match event::parse_batch(&body, &ctx) {
+        Ok(event::Parsed { events, skipped }) => {
+            // As the server does: a batch's unreadable items are left out
+            // and named; the rest is printed.
+            for e in &skipped {
+                eprintln!("{}: left out: {e}", payload.display());
+            }
             for e in events {
                 match serde_json::to_string(&e) {
                     Ok(line) => println!("{line}"),

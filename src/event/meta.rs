@@ -64,13 +64,25 @@ use super::{
     json_type_name, kind, normalise_phone, Caller, Direction, Draft, Identity, Outcome, ParseError,
 };
 
-pub(crate) fn parse(v: &Value) -> Result<Vec<Draft>, ParseError> {
-    parse_envelope(v, "")
+pub(crate) fn parse(v: &Value, skipped: &mut Vec<ParseError>) -> Result<Vec<Draft>, ParseError> {
+    parse_envelope(v, "", skipped)
 }
 
 /// Parse a Meta envelope found at `path` (empty for the top level; `data`
 /// when another provider wraps it), naming fields by their full path.
-pub(crate) fn parse_envelope(v: &Value, path: &str) -> Result<Vec<Draft>, ParseError> {
+///
+/// One envelope can batch many calls, statuses and messages, across
+/// entries and changes. An item that cannot be read (a call without
+/// `from`, a change whose `value` is not an object) is left out and its
+/// error added to `skipped`, so the rest of the batch still gets in: Meta
+/// retries a refused delivery whole, and a bad item would refuse its good
+/// neighbours on every retry until Meta gives up. Only an envelope that is
+/// itself unreadable is an error.
+pub(crate) fn parse_envelope(
+    v: &Value,
+    path: &str,
+    skipped: &mut Vec<ParseError>,
+) -> Result<Vec<Draft>, ParseError> {
     expect_object(v, path)?;
     match v.get("object") {
         None | Some(Value::Null) => {}
@@ -95,15 +107,38 @@ pub(crate) fn parse_envelope(v: &Value, path: &str) -> Result<Vec<Draft>, ParseE
     let mut drafts = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let epath = format!("{}[{i}]", join(path, "entry"));
-        expect_object(entry, &epath)?;
-        let waba = access::opt_id(entry, "id", &epath)?;
-        for (j, change) in opt_array(entry, "changes", &epath)?.iter().enumerate() {
+        let changes = expect_object(entry, &epath)
+            .and_then(|()| access::opt_id(entry, "id", &epath))
+            .and_then(|waba| Ok((waba, opt_array(entry, "changes", &epath)?)));
+        let (waba, changes) = match changes {
+            Ok(read) => read,
+            Err(e) => {
+                skipped.push(e);
+                continue;
+            }
+        };
+        for (j, change) in changes.iter().enumerate() {
             let cpath = format!("{epath}.changes[{j}]");
-            expect_object(change, &cpath)?;
-            parse_change(change, &cpath, waba.as_deref(), &mut drafts)?;
+            let read = expect_object(change, &cpath)
+                .and_then(|()| parse_change(change, &cpath, waba.as_deref(), &mut drafts, skipped));
+            if let Err(e) = read {
+                skipped.push(e);
+            }
         }
     }
     Ok(drafts)
+}
+
+/// `item`'s draft into `out`, or its error into `skipped`.
+fn keep_or_skip(
+    item: Result<Draft, ParseError>,
+    out: &mut Vec<Draft>,
+    skipped: &mut Vec<ParseError>,
+) {
+    match item {
+        Ok(draft) => out.push(draft),
+        Err(e) => skipped.push(e),
+    }
 }
 
 /// What one change tells about every event in it.
@@ -120,11 +155,14 @@ struct Change<'a> {
     errors: Option<&'a Value>,
 }
 
+/// One change's events into `out`; an item of it that cannot be read into
+/// `skipped`. An error returned means the change as a whole is unreadable.
 fn parse_change(
     change: &Value,
     cpath: &str,
     waba: Option<&str>,
     out: &mut Vec<Draft>,
+    skipped: &mut Vec<ParseError>,
 ) -> Result<(), ParseError> {
     let field = access::opt_str(change, "field", cpath)?;
     let value = access::opt_obj(change, "value", cpath)?;
@@ -184,27 +222,28 @@ fn parse_change(
             return Ok(());
         }
     };
-    let before = out.len();
+    let before = (out.len(), skipped.len());
     match field {
         "calls" => {
             for (k, call) in opt_array(value, "calls", &vpath)?.iter().enumerate() {
                 let path = format!("{vpath}.calls[{k}]");
-                expect_object(call, &path)?;
-                out.push(parse_call(call, &path, &ctx)?);
+                let call = expect_object(call, &path).and_then(|()| parse_call(call, &path, &ctx));
+                keep_or_skip(call, out, skipped);
             }
-            parse_statuses(value, &vpath, &ctx, true, out)?;
+            parse_statuses(value, &vpath, &ctx, true, out, skipped)?;
         }
         "messages" => {
             for (k, message) in opt_array(value, "messages", &vpath)?.iter().enumerate() {
                 let path = format!("{vpath}.messages[{k}]");
-                expect_object(message, &path)?;
-                out.push(parse_message(message, &path, &ctx)?);
+                let message = expect_object(message, &path)
+                    .and_then(|()| parse_message(message, &path, &ctx));
+                keep_or_skip(message, out, skipped);
             }
-            parse_statuses(value, &vpath, &ctx, false, out)?;
+            parse_statuses(value, &vpath, &ctx, false, out, skipped)?;
         }
         other => out.push(unknown_field(other, value, ctx.business.clone(), waba)),
     }
-    if out.len() == before && field == "calls" {
+    if (out.len(), skipped.len()) == before && field == "calls" {
         // A `calls` change with neither calls nor statuses (only `errors`,
         // say) is still stored, under its own kind.
         out.push(unknown_field(field, value, ctx.business.clone(), waba));
@@ -366,19 +405,24 @@ fn parse_statuses(
     ctx: &Change<'_>,
     in_calls_field: bool,
     out: &mut Vec<Draft>,
+    skipped: &mut Vec<ParseError>,
 ) -> Result<(), ParseError> {
     for (k, status) in opt_array(value, "statuses", vpath)?.iter().enumerate() {
         let path = format!("{vpath}.statuses[{k}]");
-        expect_object(status, &path)?;
-        let is_call = match access::opt_str(status, "type", &path)? {
-            Some(t) => t.eq_ignore_ascii_case("call"),
-            None => in_calls_field,
-        };
-        out.push(if is_call {
-            parse_call_status(status, &path, ctx)?
-        } else {
-            parse_message_status(status, &path, ctx)?
-        });
+        let read = expect_object(status, &path)
+            .and_then(|()| access::opt_str(status, "type", &path))
+            .and_then(|stated| {
+                let is_call = match stated {
+                    Some(t) => t.eq_ignore_ascii_case("call"),
+                    None => in_calls_field,
+                };
+                if is_call {
+                    parse_call_status(status, &path, ctx)
+                } else {
+                    parse_message_status(status, &path, ctx)
+                }
+            });
+        keep_or_skip(read, out, skipped);
     }
     Ok(())
 }
@@ -908,6 +952,49 @@ mod tests {
         assert_eq!(e.direction, Direction::Outgoing);
         assert_eq!(e.outcome, Some(Outcome::NoAnswer));
         assert_eq!(e.caller.as_deref(), Some("+12185552828"));
+    }
+
+    /// A batch with unreadable items (a call without `from`, a change whose
+    /// `value` is a string) keeps its readable ones, and says which items
+    /// were left out and why; taken whole, it is refused with the first.
+    #[test]
+    fn a_batch_keeps_its_readable_calls_and_names_the_ones_left_out() {
+        let mut v: serde_json::Value = serde_json::from_str(BATCH).unwrap();
+        let calls = &mut v["entry"][0]["changes"][0]["value"]["calls"];
+        calls[1].as_object_mut().unwrap().remove("from");
+        v["entry"][1]["changes"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"field": "calls", "value": "oops"}));
+        let body = v.to_string();
+        let parsed = super::super::parse_batch(body.as_bytes(), &ctx()).unwrap();
+        let callers: Vec<&str> = parsed
+            .events
+            .iter()
+            .map(|e| e.caller.as_deref().unwrap())
+            .collect();
+        assert_eq!(callers, ["+5215512345678", "+34612345678", "+447700900123"]);
+        let skipped: Vec<String> = parsed.skipped.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            skipped,
+            [
+                "field `entry[0].changes[0].value.calls[1].from`: is missing (a `call.incoming` event must name the caller)",
+                "field `entry[1].changes[1].value`: expected an object, got a string",
+            ]
+        );
+        assert_eq!(
+            field_of(&error(&body)),
+            "entry[0].changes[0].value.calls[1].from"
+        );
+
+        // With nothing readable left, the batch is refused with its first error.
+        let mut lone: serde_json::Value = serde_json::from_str(CONNECT).unwrap();
+        lone["entry"][0]["changes"][0]["value"]["calls"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("from");
+        let err = super::super::parse_batch(lone.to_string().as_bytes(), &ctx()).unwrap_err();
+        assert_eq!(field_of(&err), "entry[0].changes[0].value.calls[0].from");
     }
 
     #[test]

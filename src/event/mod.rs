@@ -290,11 +290,40 @@ impl Draft {
     }
 }
 
-/// Parse a webhook body into canonical events.
+/// A delivery's events, and the items of a batch that could not be read.
+#[derive(Debug)]
+pub struct Parsed {
+    /// At least one.
+    pub events: Vec<Event>,
+    /// Why each left-out item of a batch (a Meta envelope's calls,
+    /// statuses, messages, changes) could not be read, naming its field.
+    pub skipped: Vec<ParseError>,
+}
+
+impl Parsed {
+    /// The events, or the first skipped item's error: for callers that
+    /// take a delivery whole or not at all.
+    fn whole(self) -> Result<Vec<Event>, ParseError> {
+        match self.skipped.into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(self.events),
+        }
+    }
+}
+
+/// Parse a webhook body into canonical events, all or nothing: any item
+/// that cannot be read is an error (see [`parse_batch`]).
 ///
 /// Returns at least one event on success. A payload of a known shape that is
 /// not a call event is still returned, under its own kind.
 pub fn parse(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Event>, ParseError> {
+    parse_batch(body, ctx)?.whole()
+}
+
+/// Parse a webhook body into canonical events, leaving out the items of a
+/// batch that cannot be read (their errors are in [`Parsed::skipped`]).
+/// A body none of whose items can be read is an error, the first item's.
+pub fn parse_batch(body: &[u8], ctx: &ParseContext<'_>) -> Result<Parsed, ParseError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ParseError::NotJson(format!(
             "{} (line {}, column {})",
@@ -303,7 +332,7 @@ pub fn parse(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Event>, ParseErr
             e.column()
         ))
     })?;
-    parse_value(value, ctx)
+    parse_value_batch(value, ctx)
 }
 
 fn describe_json_error(e: &serde_json::Error) -> String {
@@ -316,7 +345,11 @@ fn describe_json_error(e: &serde_json::Error) -> String {
 }
 
 /// [`parse`] for an already-decoded JSON value.
-pub fn parse_value(mut value: Value, ctx: &ParseContext<'_>) -> Result<Vec<Event>, ParseError> {
+pub fn parse_value(value: Value, ctx: &ParseContext<'_>) -> Result<Vec<Event>, ParseError> {
+    parse_value_batch(value, ctx)?.whole()
+}
+
+fn parse_value_batch(mut value: Value, ctx: &ParseContext<'_>) -> Result<Parsed, ParseError> {
     if !value.is_object() {
         return Err(ParseError::Unrecognised(format!(
             "expected a JSON object, got {}",
@@ -332,16 +365,20 @@ pub fn parse_value(mut value: Value, ctx: &ParseContext<'_>) -> Result<Vec<Event
         })?,
         p => p,
     };
+    let mut skipped = Vec::new();
     let drafts = match provider {
         Provider::Wazzap => wazzap::parse(&value)?,
         Provider::Waha => waha::parse(&value)?,
-        Provider::V3 => v3::parse(&value)?,
-        Provider::Meta => meta::parse(&value)?,
+        Provider::V3 => v3::parse(&value, &mut skipped)?,
+        Provider::Meta => meta::parse(&value, &mut skipped)?,
         Provider::Timelinesai => timelinesai::parse(&value)?,
         Provider::Standard => standard::parse(&value, ctx.delivery_id)?,
         Provider::Auto => unreachable!("auto was resolved above"),
     };
     if drafts.is_empty() {
+        if !skipped.is_empty() {
+            return Err(skipped.remove(0));
+        }
         return Err(ParseError::Unrecognised(format!(
             "the {provider} payload carries no event"
         )));
@@ -358,7 +395,7 @@ pub fn parse_value(mut value: Value, ctx: &ParseContext<'_>) -> Result<Vec<Event
         };
         events.push(finish(d, provider, raw, ctx));
     }
-    Ok(events)
+    Ok(Parsed { events, skipped })
 }
 
 fn finish(d: Draft, provider: Provider, raw: Value, ctx: &ParseContext<'_>) -> Event {

@@ -41,14 +41,16 @@ use super::{kind, normalise_phone, Caller, Direction, Draft, Identity, Outcome, 
 /// Where a `calls` event may carry the Meta envelope, besides the top level.
 const ENVELOPE_KEYS: [&str; 5] = ["data", "payload", "envelope", "body", "raw"];
 
-pub(crate) fn parse(v: &Value) -> Result<Vec<Draft>, ParseError> {
+/// Items of a wrapped Meta batch that cannot be read go to `skipped`
+/// (see `meta::parse_envelope`).
+pub(crate) fn parse(v: &Value, skipped: &mut Vec<ParseError>) -> Result<Vec<Draft>, ParseError> {
     expect_object(v, "")?;
     let event = access::req_str(v, "event", "")?.trim();
     if event.is_empty() {
         return Err(ParseError::field("event", "is empty"));
     }
     if event == "calls" {
-        return calls_envelope(v);
+        return calls_envelope(v, skipped);
     }
     if event.starts_with("call.") {
         return Ok(vec![flat_call(v, event)?]);
@@ -57,13 +59,13 @@ pub(crate) fn parse(v: &Value) -> Result<Vec<Draft>, ParseError> {
 }
 
 /// `event: "calls"`: the raw Meta envelope, wherever it sits.
-fn calls_envelope(v: &Value) -> Result<Vec<Draft>, ParseError> {
+fn calls_envelope(v: &Value, skipped: &mut Vec<ParseError>) -> Result<Vec<Draft>, ParseError> {
     for key in ENVELOPE_KEYS {
         match v.get(key) {
             Some(inner @ Value::Object(o))
                 if o.contains_key("entry") || o.contains_key("object") =>
             {
-                return meta::parse_envelope(inner, key);
+                return meta::parse_envelope(inner, key, skipped);
             }
             Some(Value::String(text)) if text.trim_start().starts_with('{') => {
                 let inner: Value = serde_json::from_str(text).map_err(|e| {
@@ -72,13 +74,13 @@ fn calls_envelope(v: &Value) -> Result<Vec<Draft>, ParseError> {
                         format!("holds a string that is not a JSON Meta envelope ({e})"),
                     )
                 })?;
-                return meta::parse_envelope(&inner, key);
+                return meta::parse_envelope(&inner, key, skipped);
             }
             _ => {}
         }
     }
     if v.get("entry").is_some_and(|e| !e.is_null()) {
-        return meta::parse_envelope(v, "");
+        return meta::parse_envelope(v, "", skipped);
     }
     Err(ParseError::field(
         "data",

@@ -4,6 +4,13 @@
 //! anything parses them, and the answer is sent only after the events (or,
 //! for a duplicate, the first copy) are flushed to disk, so a 2xx always
 //! means "on disk" (SPEC §3).
+//!
+//! A batch (a Meta envelope with many calls) is taken item by item: an item
+//! that cannot be read is left out, and the answer lists why (`skipped`,
+//! `skipped_errors`), while the rest is accepted. Refusing the whole batch
+//! would make the provider retry it whole, with the same bad item, until
+//! it gives up: its good calls would be lost. A body with no readable item
+//! is refused as before (422 naming the field).
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
@@ -22,6 +29,9 @@ use crate::engine::Arrivals;
 use crate::event::{self, Event, HeaderLookup, ParseError, Provider, HEADER_WEBHOOK_ID};
 use crate::metrics::Metrics;
 use crate::store::Insert;
+
+/// A batch's answer names at most this many of its left-out items.
+const MAX_SKIPPED_ERRORS: usize = 20;
 
 struct Headers<'a>(&'a HeaderMap);
 
@@ -85,7 +95,7 @@ pub(super) async fn receive(
 
     let delivery_id = headers.get(HEADER_WEBHOOK_ID).and_then(|v| v.to_str().ok());
     let ctx = source.parse_context(now, delivery_id);
-    let events = event::parse(&body, &ctx).map_err(|e| {
+    let event::Parsed { events, skipped } = event::parse_batch(&body, &ctx).map_err(|e| {
         rejected();
         tracing::info!(source = %source.id, error = %e, "webhook rejected: cannot parse");
         match e {
@@ -94,6 +104,14 @@ pub(super) async fn receive(
         }
     })?;
 
+    if !skipped.is_empty() {
+        tracing::warn!(
+            source = %source.id,
+            skipped = skipped.len(),
+            first = %skipped[0],
+            "webhook batch: items that cannot be read were left out, the rest accepted"
+        );
+    }
     let stored = Inbox::of(&state)
         .store_durably(events, now, config.dedupe_window)
         .await?;
@@ -103,18 +121,27 @@ pub(super) async fn receive(
         .map(|(id, _)| id.as_str())
         .collect();
     let duplicates = stored.len() - accepted.len();
-    if accepted.is_empty() {
-        return Ok((
+    let (status, mut answer) = if accepted.is_empty() {
+        (
             StatusCode::OK,
-            Json(json!({"accepted": 0, "duplicates": duplicates})),
+            json!({"accepted": 0, "duplicates": duplicates}),
         )
-            .into_response());
+    } else {
+        let mut answer = json!({"accepted": accepted.len(), "events": accepted});
+        if duplicates > 0 {
+            answer["duplicates"] = json!(duplicates);
+        }
+        (StatusCode::ACCEPTED, answer)
+    };
+    if !skipped.is_empty() {
+        answer["skipped"] = json!(skipped.len());
+        answer["skipped_errors"] = skipped
+            .iter()
+            .take(MAX_SKIPPED_ERRORS)
+            .map(|e| e.to_string())
+            .collect();
     }
-    let mut answer = json!({"accepted": accepted.len(), "events": accepted});
-    if duplicates > 0 {
-        answer["duplicates"] = json!(duplicates);
-    }
-    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+    Ok((status, Json(answer)).into_response())
 }
 
 /// `GET /hooks/{source}?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C`

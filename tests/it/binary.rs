@@ -352,4 +352,25 @@ fn parse_prints_one_canonical_event_per_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("phone"), "{err}");
+
+    // A Meta batch with one call lacking `from`: the others print, the
+    // left-out one is named on stderr, as the server would answer.
+    let mut batch: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/meta/batch_two_entries.json")).unwrap();
+    batch["entry"][0]["changes"][0]["value"]["calls"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("from");
+    std::fs::write(&payload, batch.to_string()).unwrap();
+    let out = Command::new(BIN)
+        .args(["parse", payload.to_str().unwrap(), "--provider", "meta"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout.lines().count(), 3);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("left out: field `entry[0].changes[0].value.calls[0].from`: is missing"),
+        "{err}"
+    );
 }

@@ -83,6 +83,46 @@ async fn post_meta(s: &TestServer, body: &str) -> Answer {
     s.post("meta", body.to_string(), &h).await
 }
 
+/// One unreadable call in a Meta batch (no `from`) does not cost its
+/// neighbours: they are accepted and processed, the answer says which item
+/// was left out and why, and Meta's retry of the same batch is a duplicate
+/// with the same note.
+#[tokio::test]
+async fn a_batch_with_an_unreadable_call_accepts_the_others_and_names_it() {
+    let s = recording_server().await;
+    let mut batch: serde_json::Value = serde_json::from_str(&meta_calls(&[
+        ("wacid.A", "5215512345678"),
+        ("wacid.BAD", "5215500000001"),
+        ("wacid.C", "5215587654321"),
+    ]))
+    .unwrap();
+    batch["entry"][0]["changes"][0]["value"]["calls"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("from");
+    let body = batch.to_string();
+    let a = post_meta(&s, &body).await;
+    assert_eq!(a.status, 202, "{}", a.text);
+    assert_eq!(a.json()["accepted"], json!(2));
+    assert_eq!(a.json()["skipped"], json!(1));
+    let reason = a.json()["skipped_errors"][0].as_str().unwrap().to_string();
+    assert!(
+        reason.starts_with("field `entry[0].changes[0].value.calls[1].from`: is missing"),
+        "{reason}"
+    );
+    let mut calls = Vec::new();
+    for id in a.event_ids() {
+        calls.push(s.processed_event(&id).await.call_id.unwrap());
+    }
+    assert_eq!(calls, ["wacid.A", "wacid.C"]);
+
+    let again = post_meta(&s, &body).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.json()["duplicates"], json!(2));
+    assert_eq!(again.json()["skipped"], json!(1));
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn a_batch_counts_new_and_seen_events_separately() {
     let s = recording_server().await;
