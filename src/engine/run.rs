@@ -92,6 +92,10 @@ struct RunState<'a> {
     /// (see the module docs). A `debounce` that passed is among them: its
     /// claim on the key goes to disk with the same flush.
     unsaved_steps: bool,
+    /// The record is in the store already (this drive saved it, or the run
+    /// was resumed with recorded steps): later writes skip its start-order
+    /// entry.
+    saved_before: bool,
 }
 
 /// What a step tells the run to do next.
@@ -271,6 +275,7 @@ pub(super) async fn drive(
         run_id: execution.id.clone(),
         data: data.unwrap_or_else(|| render_data_for(inner, &workflow, &event)),
         replay,
+        saved_before: !execution.steps.is_empty(),
         execution,
         options,
         sent_unflushed: false,
@@ -637,8 +642,17 @@ impl RunState<'_> {
         if !self.options.record {
             return;
         }
-        if let Err(err) = self.inner.store.save_execution(&self.execution) {
-            tracing::error!(error = %err, run_id = %self.execution.id, "cannot save the execution record");
+        let store = &self.inner.store;
+        let saved = if self.saved_before {
+            store.save_execution_again(&self.execution)
+        } else {
+            store.save_execution(&self.execution)
+        };
+        match saved {
+            Ok(()) => self.saved_before = true,
+            Err(err) => {
+                tracing::error!(error = %err, run_id = %self.execution.id, "cannot save the execution record");
+            }
         }
     }
 

@@ -6,6 +6,16 @@
 //! whichever waiter gets there first) covers them all at once. Under load
 //! this turns N concurrent requests into about two flushes instead of N.
 //!
+//! When flushes run back to back (the previous one ended less than
+//! [`BUSY_WITHIN`] ago), the next one first waits [`GATHER_WHEN_BUSY`] for
+//! more writers to join it, as the inbox log does for its syncs. Each sled
+//! flush seals an IO buffer and hands it to sled's IO threads, which all
+//! wake for every job (`notify_all` in sled's `threadpool.rs`), then
+//! `fdatasync`s: under load that was ≈900 flushes a second for ≈1,500
+//! runs, ≈3 commits each. The wait costs a run at most twice the gather
+//! (before and after its send); runs are not limited in number, so it
+//! costs no throughput.
+//!
 //! One flush at a time is measured, not assumed: letting two overlap (so a
 //! request arriving just after a flush started need not wait for it to
 //! end) was tried with the load bench, interleaved runs on the same
@@ -15,10 +25,17 @@
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::StoreError;
+
+/// A flush that starts within this long of the previous one's end is
+/// "busy": it gathers first.
+const BUSY_WITHIN: Duration = Duration::from_millis(1);
+/// How long a busy flush waits for more writers before it starts.
+const GATHER_WHEN_BUSY: Duration = Duration::from_micros(800);
 
 pub(super) struct GroupCommit {
     shared: Arc<Shared>,
@@ -47,6 +64,8 @@ struct State {
     flushing: bool,
     /// The last failed flush: tickets up to `.0` get its error.
     failed: Option<(u64, String)>,
+    /// When the last flush ended.
+    last_end: Option<Instant>,
 }
 
 impl GroupCommit {
@@ -72,7 +91,7 @@ impl GroupCommit {
         loop {
             let notified = shared.done.notified();
             tokio::pin!(notified);
-            let lead_upto = {
+            let lead = {
                 let mut s = shared.state.lock().expect("commit state lock");
                 if s.durable >= ticket {
                     return Ok(());
@@ -86,15 +105,15 @@ impl GroupCommit {
                 // wake-up of a flush ending meanwhile cannot be missed.
                 notified.as_mut().enable();
                 if s.flushing {
-                    None
+                    false
                 } else {
                     s.flushing = true;
-                    Some(s.issued)
+                    true
                 }
             };
-            if let Some(upto) = lead_upto {
+            if lead {
                 let shared = self.shared.clone();
-                tokio::task::spawn_blocking(move || shared.flush_and_record(upto));
+                tokio::task::spawn_blocking(move || shared.flush_and_record());
             }
             notified.await;
         }
@@ -110,9 +129,18 @@ impl GroupCommit {
 }
 
 impl Shared {
-    /// Run one flush covering tickets up to `upto`, record how it ended and
-    /// wake the waiters.
-    fn flush_and_record(&self, upto: u64) {
+    /// Run one flush, record how it ended and wake the waiters. It covers
+    /// every ticket issued before it starts: a ticket is taken after its
+    /// writes, and a flush makes durable every write made before it.
+    fn flush_and_record(&self) {
+        let busy = {
+            let s = self.state.lock().expect("commit state lock");
+            s.last_end.is_some_and(|t| t.elapsed() < BUSY_WITHIN)
+        };
+        if busy {
+            std::thread::sleep(GATHER_WHEN_BUSY);
+        }
+        let upto = self.state.lock().expect("commit state lock").issued;
         let result = if self.fail_flushes.load(Ordering::Relaxed) {
             Err("injected flush failure".to_string())
         } else {
@@ -121,6 +149,7 @@ impl Shared {
         {
             let mut s = self.state.lock().expect("commit state lock");
             s.flushing = false;
+            s.last_end = Some(Instant::now());
             match result {
                 Ok(()) => s.durable = s.durable.max(upto),
                 Err(e) => s.failed = Some((upto, e)),

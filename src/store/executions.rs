@@ -207,6 +207,18 @@ impl Store {
         self.executions.insert(e.id.as_bytes(), encode(e)?)?;
         self.runs_by_seq
             .insert(e.seq.to_be_bytes(), e.id.as_bytes())?;
+        self.mark_active(e)
+    }
+
+    /// [`Store::save_execution`] for a record saved before, whose
+    /// start-order entry is already in place: one sled write fewer for
+    /// each of a run's later journal writes.
+    pub fn save_execution_again(&self, e: &Execution) -> Result<(), StoreError> {
+        self.executions.insert(e.id.as_bytes(), encode(e)?)?;
+        self.mark_active(e)
+    }
+
+    fn mark_active(&self, e: &Execution) -> Result<(), StoreError> {
         if e.status == RunStatus::Running {
             self.active_runs.insert(e.id.as_bytes(), &[] as &[u8])?;
         } else {
