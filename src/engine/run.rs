@@ -243,7 +243,9 @@ fn load_contact(inner: &Inner, event: &Event) -> Value {
 /// no steps or vars yet.
 fn render_data_for(inner: &Inner, workflow: &Workflow, event: &Event) -> RenderData {
     RenderData::from_value(json!({
-        "event": serde_json::to_value(event).expect("events serialise"),
+        // Without the provider's payload when no template can read it.
+        "event": serde_json::to_value(event.fields(workflow.templates.reads_event_raw()))
+            .expect("events serialise"),
         "contact": load_contact(inner, event),
         "steps": {},
         "vars": {},
@@ -626,11 +628,6 @@ impl RunState<'_> {
         for (name, value) in vars {
             all[name.as_str()] = value;
         }
-    }
-
-    /// The event as templates (and `forward`) see it.
-    fn event_json(&self) -> &Value {
-        &self.data.value()["event"]
     }
 
     fn render(&self, t: &Template, data: &RenderData) -> Result<String, String> {
@@ -1079,7 +1076,9 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
         }
         Action::Forward { via } => {
             let input = json!({"via": via, "event_id": state.event.id});
-            let event = state.event_json().clone();
+            // The whole event, payload included, whatever the render data
+            // holds.
+            let event = serde_json::to_value(state.event).expect("events serialise");
             deliver(
                 state,
                 step,

@@ -169,7 +169,9 @@ pub enum Outcome {
 
 /// The one shape every provider payload becomes (SPEC §4). Workflows see it
 /// as `event` in templates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Serialised through [`EventFields`], which can also leave `raw` out.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Event {
     pub id: String,
     pub kind: String,
@@ -192,13 +194,76 @@ pub struct Event {
     pub synthetic: bool,
     /// Injected through `POST /api/sources/{source}/test`, not sent by the
     /// provider; its runs are marked as tests.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub test: bool,
     /// Provider-specific detail worth a template's reach, e.g. a Standard
     /// Webhooks envelope's `data.object` or a reaction's emoji.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub data: Option<Value>,
     pub raw: Value,
+}
+
+/// How an [`Event`] is written: every field, and `raw` unless left out.
+/// Its one serialised layout lives here, for the stored event and for the
+/// render data of a workflow that never reads `event.raw` (copying the
+/// provider's payload into every run's data was most of building it).
+#[derive(Serialize)]
+pub struct EventFields<'a> {
+    id: &'a str,
+    kind: &'a str,
+    direction: Direction,
+    caller: &'a Option<String>,
+    caller_is_phone: bool,
+    business: &'a Option<String>,
+    country: &'a Option<String>,
+    name: &'a Option<String>,
+    video: bool,
+    at: Timestamp,
+    call_id: &'a Option<String>,
+    duration: Option<u64>,
+    outcome: Option<Outcome>,
+    source: &'a str,
+    provider: Provider,
+    synthetic: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    test: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: &'a Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raw: Option<&'a Value>,
+}
+
+impl Event {
+    /// The event's fields for serialising, with `raw` or without it.
+    pub fn fields(&self, with_raw: bool) -> EventFields<'_> {
+        EventFields {
+            id: &self.id,
+            kind: &self.kind,
+            direction: self.direction,
+            caller: &self.caller,
+            caller_is_phone: self.caller_is_phone,
+            business: &self.business,
+            country: &self.country,
+            name: &self.name,
+            video: self.video,
+            at: self.at,
+            call_id: &self.call_id,
+            duration: self.duration,
+            outcome: self.outcome,
+            source: &self.source,
+            provider: self.provider,
+            synthetic: self.synthetic,
+            test: self.test,
+            data: &self.data,
+            raw: with_raw.then_some(&self.raw),
+        }
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.fields(true).serialize(serializer)
+    }
 }
 
 /// What a parser knows about the delivery it is reading.
@@ -638,6 +703,32 @@ pub(crate) mod access {
 mod tests {
     use super::testing::{all, ctx};
     use super::*;
+
+    /// An event reads back as it was written (stored events, execution
+    /// records), `test` and `data` included; without `raw` it is the same
+    /// object less that key.
+    #[test]
+    fn an_event_round_trips_and_leaves_out_only_raw_on_request() {
+        let body = include_str!("../../tests/fixtures/meta/terminate_unanswered.json");
+        let mut event = all(body, &ctx("meta", Provider::Meta)).remove(0);
+        event.test = true;
+        event.data = Some(serde_json::json!({"emoji": "👍"}));
+        let whole = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            serde_json::from_value::<Event>(whole.clone()).unwrap(),
+            event
+        );
+        assert!(whole["raw"].is_object());
+        assert_eq!(whole["test"], true);
+        let mut less = whole.clone();
+        less.as_object_mut().unwrap().remove("raw");
+        assert_eq!(serde_json::to_value(event.fields(false)).unwrap(), less);
+        // `test` is written only when set, as before.
+        event.test = false;
+        event.data = None;
+        let plain = serde_json::to_value(&event).unwrap();
+        assert!(plain.get("test").is_none() && plain.get("data").is_none());
+    }
 
     /// Every event of a batch carries the whole payload as `raw` (the last
     /// one takes it, the others copy it).

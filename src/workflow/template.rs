@@ -50,6 +50,8 @@ pub enum JsonTemplate {
 #[derive(Clone)]
 pub struct Templates {
     registry: Arc<Handlebars<'static>>,
+    /// Some template may read `event.raw` (see [`may_read_event_raw`]).
+    reads_event_raw: bool,
 }
 
 impl std::fmt::Debug for Templates {
@@ -62,6 +64,7 @@ impl std::fmt::Debug for Templates {
 pub struct TemplateBuilder {
     registry: Handlebars<'static>,
     next: usize,
+    reads_event_raw: bool,
 }
 
 impl Default for TemplateBuilder {
@@ -76,7 +79,11 @@ impl TemplateBuilder {
         registry.register_escape_fn(handlebars::no_escape);
         registry.set_strict_mode(false);
         register_helpers(&mut registry);
-        TemplateBuilder { registry, next: 0 }
+        TemplateBuilder {
+            registry,
+            next: 0,
+            reads_event_raw: false,
+        }
     }
 
     /// Compile `source`; the error is Handlebars' own description.
@@ -91,6 +98,7 @@ impl TemplateBuilder {
             .map_err(|e| describe_template_error(&e))?;
         let compiled = self.registry.get_template(&key).expect("just registered");
         check_names(&compiled.elements, true)?;
+        self.reads_event_raw |= may_read_event_raw(source);
         Ok(Template {
             source: source.to_string(),
             key: Some(key),
@@ -100,8 +108,34 @@ impl TemplateBuilder {
     pub fn finish(self) -> Templates {
         Templates {
             registry: Arc::new(self.registry),
+            reads_event_raw: self.reads_event_raw,
         }
     }
+}
+
+/// Whether a template might read the event's `raw` payload, erring towards
+/// yes: it names `raw` (or the `raw` helper), looks values up by a name
+/// given at run time (`lookup`), reaches the whole data (`this`, `.`,
+/// `@root`, `../`), or uses `event` itself rather than one of its fields
+/// (`{{#with event}}`, `{{json event}}`). A workflow none of whose
+/// templates might gets its render data without the payload: copying it
+/// into every run's data was most of the cost of building that data.
+fn may_read_event_raw(source: &str) -> bool {
+    const WHOLE_OR_DYNAMIC: [&str; 5] = ["raw", "lookup", "this", "@root", "../"];
+    if WHOLE_OR_DYNAMIC.iter().any(|hint| source.contains(hint)) {
+        return true;
+    }
+    let bytes = source.as_bytes();
+    let event_itself = source
+        .match_indices("event")
+        .any(|(i, _)| bytes.get(i + "event".len()) != Some(&b'.'));
+    // `.` on its own, as a helper's argument or a block's context.
+    let whole_context = bytes.windows(3).any(|w| {
+        w[1] == b'.'
+            && matches!(w[0], b' ' | b'(' | b'{' | b'=')
+            && matches!(w[2], b' ' | b')' | b'}')
+    });
+    event_itself || whole_context
 }
 
 /// Helpers Handlebars itself provides (without its optional features).
@@ -254,6 +288,12 @@ impl Templates {
     /// An empty set, for code paths with nothing to render.
     pub fn empty() -> Templates {
         TemplateBuilder::new().finish()
+    }
+
+    /// Whether some template of the set might read `event.raw`; when none
+    /// can, the run's render data leaves the payload out.
+    pub fn reads_event_raw(&self) -> bool {
+        self.reads_event_raw
     }
 
     pub fn render(&self, t: &Template, data: &RenderData) -> Result<String, String> {
@@ -512,5 +552,40 @@ mod tests {
             vec!["who", "n"]
         );
         assert!(step_references("{{mysteps.x}}").is_empty());
+    }
+
+    /// A workflow's render data leaves the payload out only when none of
+    /// its templates can reach `event.raw`, directly or not.
+    #[test]
+    fn templates_that_might_read_the_payload_are_recognised() {
+        for reads in [
+            "{{event.raw.entry.0.id}}",
+            "{{json event}}",
+            "{{#with event}}{{caller}}{{/with}}",
+            "{{lookup event vars.field}}",
+            "{{#each this}}{{@key}}{{/each}}",
+            "{{json .}}",
+            "{{@root.steps.x}}",
+            "{{#each steps.list}}{{../event.kind}}{{/each}}",
+        ] {
+            assert!(may_read_event_raw(reads), "{reads}");
+        }
+        for not in [
+            "{{event.caller}} {{event.kind}}",
+            "{{#if event.name}}{{event.name}}{{else}}{{event.country}}{{/if}}",
+            "{{eq event.direction 'incoming'}}",
+            "{{contains contact.tags 'vip'}}",
+            "{{default contact.name 'there'}}, {{steps.found.found}} {{vars.x}}.",
+        ] {
+            assert!(!may_read_event_raw(not), "{not}");
+        }
+        let mut b = TemplateBuilder::new();
+        b.compile("{{event.caller}}").unwrap();
+        b.compile("a literal that says raw and event").unwrap();
+        assert!(!b.finish().reads_event_raw());
+        let mut b = TemplateBuilder::new();
+        b.compile("{{event.caller}}").unwrap();
+        b.compile("{{event.raw.x}}").unwrap();
+        assert!(b.finish().reads_event_raw());
     }
 }

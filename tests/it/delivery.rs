@@ -1639,6 +1639,10 @@ async fn e2e_a_missed_call_reaches_every_connector_kind_with_documented_shapes()
     let forwarded = h.json();
     assert_eq!(forwarded, run["event"], "forward posts the §4 event");
     assert_eq!(forwarded["kind"], json!("call.missed"));
+    assert!(
+        forwarded["raw"].is_object(),
+        "the payload too, though no template reads it: {forwarded}"
+    );
     assert_eq!(forwarded["caller"], json!(CALLER));
     assert_eq!(hits[5].json(), json!({"text": format!("VIP {CALLER}")}));
     assert_eq!(hits[6].json(), json!({"to": CALLER, "text": "Hello"}));

@@ -331,6 +331,40 @@ async fn each_event_runs_each_workflow_exactly_once() {
     s.stop().await;
 }
 
+/// Templates reach the provider's payload through `event.raw`, directly
+/// or by a name looked up at run time; a workflow that cannot read it
+/// still records it (the render data leaves it out only when no template
+/// can reach it; `forward` posts it too, see delivery.rs).
+#[tokio::test]
+async fn templates_read_the_raw_payload_however_they_reach_it() {
+    let wf = |name: &str, steps: &str| {
+        (
+            format!("{name}.yaml"),
+            format!("name: {name}\non: {{ events: [call.missed] }}\nsteps:\n{steps}"),
+        )
+    };
+    let s = start(&[
+        wf("by-path", "  - log: \"{{event.raw.country}} {{event.raw.phone}}\"\n"),
+        wf(
+            "by-lookup",
+            "  - set: { field: raw }\n  - log: \"{{lookup (lookup event vars.field) 'country'}}\"\n",
+        ),
+        wf("plain", "  - log: \"{{event.caller}}\"\n"),
+    ])
+    .await;
+    let id = call(&s, "call.missed", "+5215512340001", 1).await;
+    let text = |run: &Value| step(run, "log")["output"]["text"].clone();
+    let run = wait_run_for(&s, "by-path", &id).await;
+    assert_eq!(text(&run), json!("MX +5215512340001"), "{run:#}");
+    let run = wait_run_for(&s, "by-lookup", &id).await;
+    assert_eq!(text(&run), json!("MX"), "{run:#}");
+    // A workflow that cannot read the payload still records it whole.
+    let run = wait_run_for(&s, "plain", &id).await;
+    assert_eq!(text(&run), json!("+5215512340001"), "{run:#}");
+    assert_eq!(run["event"]["raw"]["country"], json!("MX"), "{run:#}");
+    s.stop().await;
+}
+
 // ---------------------------------------------------------------------
 // The shipped workflows
 
