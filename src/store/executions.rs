@@ -470,8 +470,9 @@ mod tests {
         assert_eq!(listed.len(), 1, "listed once, by its first save's entry");
     }
 
-    /// Records written by earlier versions (plain JSON) are still read and
-    /// updated; the update stores them compressed.
+    /// Records written by earlier versions (plain JSON, even when waiting)
+    /// are still read and updated; an update that leaves the run waiting
+    /// stores them compressed.
     #[test]
     fn a_plain_json_record_of_an_earlier_version_is_read_and_updated() {
         let (_dir, store) = store();
@@ -482,6 +483,19 @@ mod tests {
             .insert(b"run_b", serde_json::to_vec(&e).unwrap())
             .unwrap();
         assert_eq!(store.execution("run_b").unwrap(), Some(e.clone()));
+        let updated = store
+            .update_execution("run_b", |r| {
+                r.error = Some("moved".into());
+                true
+            })
+            .unwrap()
+            .expect("updated");
+        assert_eq!(updated.status, RunStatus::Waiting);
+        assert_eq!(
+            store.executions.get(b"run_b").unwrap().unwrap()[0],
+            super::super::packing::LZ4_RECORD
+        );
+        assert_eq!(store.execution("run_b").unwrap(), Some(updated));
         let claimed = store
             .update_execution("run_b", |r| {
                 r.status = RunStatus::Running;
@@ -489,11 +503,6 @@ mod tests {
             })
             .unwrap()
             .expect("claimed");
-        assert_eq!(claimed.status, RunStatus::Running);
-        assert_eq!(
-            store.executions.get(b"run_b").unwrap().unwrap()[0],
-            super::super::packing::LZ4_RECORD
-        );
         assert_eq!(store.execution("run_b").unwrap(), Some(claimed));
     }
 
