@@ -72,7 +72,9 @@ fn parse_url(text: &str, echo: bool) -> Result<reqwest::Url, String> {
 
 /// The secret part of a connector's configured `url` (slack, http): its
 /// path and query, which for a Slack incoming webhook is the credential.
-/// Too short to be one (`/`, `/hook`), it is left visible.
+/// Too short to be one (`/`, `/hook`), it is left visible. Redaction
+/// matches it whole: an answer that echoes only a piece of it is not
+/// caught.
 fn url_secret(url: &str) -> Option<String> {
     let parsed = reqwest::Url::parse(url.trim()).ok()?;
     let host_end = parsed[..url::Position::BeforePath].len();

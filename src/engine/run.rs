@@ -92,9 +92,10 @@ struct RunState<'a> {
     /// (see the module docs). A `debounce` that passed is among them: its
     /// claim on the key goes to disk with the same flush.
     unsaved_steps: bool,
-    /// The record is in the store already (this drive saved it, or the run
-    /// was resumed with recorded steps): later writes skip its start-order
-    /// entry.
+    /// This drive saved the record already, with its start-order entry:
+    /// later writes skip that entry. Not assumed for a run resumed with
+    /// recorded steps: a crash can leave its record without the entry
+    /// (the record is written first).
     saved_before: bool,
 }
 
@@ -277,7 +278,7 @@ pub(super) async fn drive(
         run_id: execution.id.clone(),
         data: data.unwrap_or_else(|| render_data_for(inner, &workflow, &event)),
         replay,
-        saved_before: !execution.steps.is_empty(),
+        saved_before: false,
         execution,
         options,
         sent_unflushed: false,

@@ -156,7 +156,10 @@ struct Change<'a> {
 }
 
 /// One change's events into `out`; an item of it that cannot be read into
-/// `skipped`. An error returned means the change as a whole is unreadable.
+/// `skipped`. An error returned means the rest of the change could not be
+/// read (its `value`, `metadata` or `contacts`, or its list of calls,
+/// messages or statuses, is not of the expected type); the items read
+/// before it are kept.
 fn parse_change(
     change: &Value,
     cpath: &str,

@@ -6,15 +6,18 @@
 //! whichever waiter gets there first) covers them all at once. Under load
 //! this turns N concurrent requests into about two flushes instead of N.
 //!
-//! When flushes run back to back (the previous one ended less than
-//! [`BUSY_WITHIN`] ago), the next one first waits [`GATHER_WHEN_BUSY`] for
-//! more writers to join it, as the inbox log does for its syncs. Each sled
-//! flush seals an IO buffer and hands it to sled's IO threads, which all
-//! wake for every job (`notify_all` in sled's `threadpool.rs`), then
-//! `fdatasync`s: under load that was ≈900 flushes a second for ≈1,500
-//! runs, ≈3 commits each. The wait costs a run at most twice the gather
-//! (before and after its send); runs are not limited in number, so it
-//! costs no throughput.
+//! Under load (the previous flush covered several callers and ended less
+//! than [`BUSY_WITHIN`] ago), the next flush first waits
+//! [`GATHER_WHEN_BUSY`] for more writers to join it, as the inbox log does
+//! for its syncs. Each sled flush seals an IO buffer and hands it to sled's
+//! IO threads, which all wake for every job (`notify_all` in sled's
+//! `threadpool.rs`), then `fdatasync`s: under load that was ≈900 flushes a
+//! second for ≈1,500 runs, ≈3 commits each. A commit waits up to two
+//! gathers (one running when it arrives, then its own), a few milliseconds
+//! per run at most; runs are not limited in number, so under load this
+//! costs latency, not throughput. A lone writer whose commits come back
+//! to back (one run: before its send, after it) does not gather: its
+//! previous flush covered only itself.
 //!
 //! One flush at a time is measured, not assumed: letting two overlap (so a
 //! request arriving just after a flush started need not wait for it to
@@ -31,8 +34,8 @@ use tokio::sync::Notify;
 
 use super::StoreError;
 
-/// A flush that starts within this long of the previous one's end is
-/// "busy": it gathers first.
+/// A flush that starts within this long of the end of a previous one
+/// that covered several callers is "busy": it gathers first.
 const BUSY_WITHIN: Duration = Duration::from_millis(1);
 /// How long a busy flush waits for more writers before it starts.
 const GATHER_WHEN_BUSY: Duration = Duration::from_micros(800);
@@ -64,8 +67,8 @@ struct State {
     flushing: bool,
     /// The last failed flush: tickets up to `.0` get its error.
     failed: Option<(u64, String)>,
-    /// When the last flush ended.
-    last_end: Option<Instant>,
+    /// When the last flush ended, and whether it covered several tickets.
+    last_end: Option<(Instant, bool)>,
 }
 
 impl GroupCommit {
@@ -135,7 +138,8 @@ impl Shared {
     fn flush_and_record(&self) {
         let busy = {
             let s = self.state.lock().expect("commit state lock");
-            s.last_end.is_some_and(|t| t.elapsed() < BUSY_WITHIN)
+            s.last_end
+                .is_some_and(|(t, shared)| shared && t.elapsed() < BUSY_WITHIN)
         };
         if busy {
             std::thread::sleep(GATHER_WHEN_BUSY);
@@ -149,7 +153,7 @@ impl Shared {
         {
             let mut s = self.state.lock().expect("commit state lock");
             s.flushing = false;
-            s.last_end = Some(Instant::now());
+            s.last_end = Some((Instant::now(), upto > s.durable + 1));
             match result {
                 Ok(()) => s.durable = s.durable.max(upto),
                 Err(e) => s.failed = Some((upto, e)),

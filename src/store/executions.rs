@@ -462,12 +462,16 @@ mod tests {
             store.executions.get(b"run_r").unwrap().unwrap()[0],
             super::super::packing::LZ4_RECORD
         );
-        assert_eq!(store.execution("run_r").unwrap(), Some(e));
+        assert_eq!(store.execution("run_r").unwrap(), Some(e.clone()));
         assert!(store.running_executions().unwrap().is_empty());
         let (listed, _) = store
             .list_executions(&ExecutionFilter::default(), 10, None)
             .unwrap();
         assert_eq!(listed.len(), 1, "listed once, by its first save's entry");
+        // A later write leaves the start-order entry alone.
+        store.runs_by_seq.remove(e.seq.to_be_bytes()).unwrap();
+        store.save_execution_again(&e).unwrap();
+        assert!(store.runs_by_seq.is_empty());
     }
 
     /// Records written by earlier versions (plain JSON, even when waiting)

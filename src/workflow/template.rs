@@ -115,27 +115,21 @@ impl TemplateBuilder {
 
 /// Whether a template might read the event's `raw` payload, erring towards
 /// yes: it names `raw` (or the `raw` helper), looks values up by a name
-/// given at run time (`lookup`), reaches the whole data (`this`, `.`,
-/// `@root`, `../`), or uses `event` itself rather than one of its fields
-/// (`{{#with event}}`, `{{json event}}`). A workflow none of whose
-/// templates might gets its render data without the payload: copying it
-/// into every run's data was most of the cost of building that data.
+/// given at run time (`lookup`), reaches the whole data (`this`, `@root`,
+/// `../`), or uses `event` itself rather than one of its fields
+/// (`{{#with event}}`, `{{json event}}`, `default x=event`). (A bare `.`
+/// does not compile.) A workflow none of whose templates might gets its
+/// render data without the payload: copying it into every run's data was
+/// most of the cost of building that data.
 fn may_read_event_raw(source: &str) -> bool {
     const WHOLE_OR_DYNAMIC: [&str; 5] = ["raw", "lookup", "this", "@root", "../"];
     if WHOLE_OR_DYNAMIC.iter().any(|hint| source.contains(hint)) {
         return true;
     }
     let bytes = source.as_bytes();
-    let event_itself = source
+    source
         .match_indices("event")
-        .any(|(i, _)| bytes.get(i + "event".len()) != Some(&b'.'));
-    // `.` on its own, as a helper's argument or a block's context.
-    let whole_context = bytes.windows(3).any(|w| {
-        w[1] == b'.'
-            && matches!(w[0], b' ' | b'(' | b'{' | b'=')
-            && matches!(w[2], b' ' | b')' | b'}')
-    });
-    event_itself || whole_context
+        .any(|(i, _)| bytes.get(i + "event".len()) != Some(&b'.'))
 }
 
 /// Helpers Handlebars itself provides (without its optional features).
@@ -564,7 +558,7 @@ mod tests {
             "{{#with event}}{{caller}}{{/with}}",
             "{{lookup event vars.field}}",
             "{{#each this}}{{@key}}{{/each}}",
-            "{{json .}}",
+            "{{default contact.name x=event}}",
             "{{@root.steps.x}}",
             "{{#each steps.list}}{{../event.kind}}{{/each}}",
         ] {
