@@ -7,7 +7,7 @@
 //!
 //! | metric | labels | meaning |
 //! |---|---|---|
-//! | `ringback_events_total` | source, kind, outcome | webhook events: `accepted`, `duplicate`, `rejected` (kind `unknown` when it could not be read) |
+//! | `ringback_events_total` | source, kind, outcome | webhook events: `accepted`, `duplicate`, `rejected` (kind `unknown` when it could not be read; one per item a batch left out) |
 //! | `ringback_runs_total` | workflow, status | runs that finished (succeeded, failed, stopped, debounced) |
 //! | `ringback_step_duration_seconds` | workflow, kind | how long steps took (a `wait` counts its wait) |
 //! | `ringback_outbound_attempts_total` | connector, status | each attempt: HTTP status, `error` (no answer) or `logged` |
@@ -209,7 +209,7 @@ impl Metrics {
     }
 
     /// A webhook to `source` refused before its events could be read
-    /// (authentication, size, shape).
+    /// (authentication, size, shape), or one item of a batch left out.
     pub fn rejected(&self, source: &str) {
         self.event(source, None, EventOutcome::Rejected);
     }

@@ -105,6 +105,10 @@ pub(super) async fn receive(
     })?;
 
     if !skipped.is_empty() {
+        // Each left-out item counts as a rejected event (kind unknown).
+        for _ in &skipped {
+            rejected();
+        }
         tracing::warn!(
             source = %source.id,
             skipped = skipped.len(),

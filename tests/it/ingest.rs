@@ -120,6 +120,14 @@ async fn a_batch_with_an_unreadable_call_accepts_the_others_and_names_it() {
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.json()["duplicates"], json!(2));
     assert_eq!(again.json()["skipped"], json!(1));
+    // Monitoring sees the left-out item of each delivery as rejected.
+    let metrics = s.get("/metrics").await.text;
+    assert!(
+        metrics.contains(
+            "ringback_events_total{source=\"meta\",kind=\"unknown\",outcome=\"rejected\"} 2"
+        ),
+        "{metrics}"
+    );
     s.stop().await;
 }
 
