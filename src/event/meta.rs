@@ -107,10 +107,7 @@ pub(crate) fn parse_envelope(
     let mut drafts = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let epath = format!("{}[{i}]", join(path, "entry"));
-        let changes = expect_object(entry, &epath)
-            .and_then(|()| access::opt_id(entry, "id", &epath))
-            .and_then(|waba| Ok((waba, opt_array(entry, "changes", &epath)?)));
-        let (waba, changes) = match changes {
+        let (waba, changes) = match read_entry(entry, &epath) {
             Ok(read) => read,
             Err(e) => {
                 skipped.push(e);
@@ -129,16 +126,36 @@ pub(crate) fn parse_envelope(
     Ok(drafts)
 }
 
-/// `item`'s draft into `out`, or its error into `skipped`.
-fn keep_or_skip(
-    item: Result<Draft, ParseError>,
+/// An entry's WABA id and its changes.
+fn read_entry<'v>(
+    entry: &'v Value,
+    epath: &str,
+) -> Result<(Option<String>, &'v [Value]), ParseError> {
+    expect_object(entry, epath)?;
+    let waba = access::opt_id(entry, "id", epath)?;
+    Ok((waba, opt_array(entry, "changes", epath)?))
+}
+
+/// Each item of the list `name` in `value` (calls, messages, statuses),
+/// read by `parse` into `out`; an item that is not an object or cannot be
+/// read goes to `skipped`, named by its path. An error means the list
+/// itself is not a list.
+fn read_items(
+    value: &Value,
+    vpath: &str,
+    name: &str,
     out: &mut Vec<Draft>,
     skipped: &mut Vec<ParseError>,
-) {
-    match item {
-        Ok(draft) => out.push(draft),
-        Err(e) => skipped.push(e),
+    parse: impl Fn(&Value, &str) -> Result<Draft, ParseError>,
+) -> Result<(), ParseError> {
+    for (k, item) in opt_array(value, name, vpath)?.iter().enumerate() {
+        let path = format!("{vpath}.{name}[{k}]");
+        match expect_object(item, &path).and_then(|()| parse(item, &path)) {
+            Ok(draft) => out.push(draft),
+            Err(e) => skipped.push(e),
+        }
     }
+    Ok(())
 }
 
 /// What one change tells about every event in it.
@@ -228,21 +245,20 @@ fn parse_change(
     let before = (out.len(), skipped.len());
     match field {
         "calls" => {
-            for (k, call) in opt_array(value, "calls", &vpath)?.iter().enumerate() {
-                let path = format!("{vpath}.calls[{k}]");
-                let call = expect_object(call, &path).and_then(|()| parse_call(call, &path, &ctx));
-                keep_or_skip(call, out, skipped);
-            }
-            parse_statuses(value, &vpath, &ctx, true, out, skipped)?;
+            read_items(value, &vpath, "calls", out, skipped, |call, path| {
+                parse_call(call, path, &ctx)
+            })?;
+            read_items(value, &vpath, "statuses", out, skipped, |status, path| {
+                parse_status(status, path, &ctx, true)
+            })?;
         }
         "messages" => {
-            for (k, message) in opt_array(value, "messages", &vpath)?.iter().enumerate() {
-                let path = format!("{vpath}.messages[{k}]");
-                let message = expect_object(message, &path)
-                    .and_then(|()| parse_message(message, &path, &ctx));
-                keep_or_skip(message, out, skipped);
-            }
-            parse_statuses(value, &vpath, &ctx, false, out, skipped)?;
+            read_items(value, &vpath, "messages", out, skipped, |message, path| {
+                parse_message(message, path, &ctx)
+            })?;
+            read_items(value, &vpath, "statuses", out, skipped, |status, path| {
+                parse_status(status, path, &ctx, false)
+            })?;
         }
         other => out.push(unknown_field(other, value, ctx.business.clone(), waba)),
     }
@@ -402,32 +418,23 @@ fn parse_call(call: &Value, path: &str, ctx: &Change<'_>) -> Result<Draft, Parse
     Ok(d)
 }
 
-fn parse_statuses(
-    value: &Value,
-    vpath: &str,
+/// One entry of `statuses`: a call's (its `type`, else the change's field,
+/// says so) or a message's.
+fn parse_status(
+    status: &Value,
+    path: &str,
     ctx: &Change<'_>,
     in_calls_field: bool,
-    out: &mut Vec<Draft>,
-    skipped: &mut Vec<ParseError>,
-) -> Result<(), ParseError> {
-    for (k, status) in opt_array(value, "statuses", vpath)?.iter().enumerate() {
-        let path = format!("{vpath}.statuses[{k}]");
-        let read = expect_object(status, &path)
-            .and_then(|()| access::opt_str(status, "type", &path))
-            .and_then(|stated| {
-                let is_call = match stated {
-                    Some(t) => t.eq_ignore_ascii_case("call"),
-                    None => in_calls_field,
-                };
-                if is_call {
-                    parse_call_status(status, &path, ctx)
-                } else {
-                    parse_message_status(status, &path, ctx)
-                }
-            });
-        keep_or_skip(read, out, skipped);
+) -> Result<Draft, ParseError> {
+    let is_call = match access::opt_str(status, "type", path)? {
+        Some(t) => t.eq_ignore_ascii_case("call"),
+        None => in_calls_field,
+    };
+    if is_call {
+        parse_call_status(status, path, ctx)
+    } else {
+        parse_message_status(status, path, ctx)
     }
-    Ok(())
 }
 
 /// A business-initiated call's progress: `RINGING`, `ACCEPTED`, `REJECTED`.
