@@ -244,20 +244,17 @@ fn parse_change(
     };
     let before = (out.len(), skipped.len());
     match field {
-        "calls" => {
-            read_items(value, &vpath, "calls", out, skipped, |call, path| {
-                parse_call(call, path, &ctx)
+        "calls" | "messages" => {
+            let calls = field == "calls";
+            read_items(value, &vpath, field, out, skipped, |item, path| {
+                if calls {
+                    parse_call(item, path, &ctx)
+                } else {
+                    parse_message(item, path, &ctx)
+                }
             })?;
             read_items(value, &vpath, "statuses", out, skipped, |status, path| {
-                parse_status(status, path, &ctx, true)
-            })?;
-        }
-        "messages" => {
-            read_items(value, &vpath, "messages", out, skipped, |message, path| {
-                parse_message(message, path, &ctx)
-            })?;
-            read_items(value, &vpath, "statuses", out, skipped, |status, path| {
-                parse_status(status, path, &ctx, false)
+                parse_status(status, path, &ctx, calls)
             })?;
         }
         other => out.push(unknown_field(other, value, ctx.business.clone(), waba)),
