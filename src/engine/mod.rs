@@ -19,6 +19,7 @@
 //!   (or checkpoint, by their journals) within a bounded time.
 
 mod arrivals;
+mod gate;
 mod run;
 
 use std::collections::HashSet;
@@ -41,6 +42,7 @@ use crate::store::{
 use crate::workflow::{compile, Known, SharedCatalog, Workflow};
 
 pub use arrivals::{Arrivals, CAPACITY as HAND_OVER_CAPACITY};
+use gate::{CpuGate, Gated};
 pub use run::{RunOptions, SLOW_SEND};
 
 /// How many events (and resumed runs) are processed at once. Waits do not
@@ -73,6 +75,8 @@ struct Inner {
     /// Runs being driven by this process, so none is driven twice at once.
     driving: Mutex<HashSet<String>>,
     permits: Arc<Semaphore>,
+    /// Turns on the CPU for the tasks below: see `gate.rs`.
+    gate: Arc<CpuGate>,
     stopping: AtomicBool,
 }
 
@@ -97,6 +101,7 @@ impl Engine {
                 in_flight: Mutex::new(HashSet::new()),
                 driving: Mutex::new(HashSet::new()),
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+                gate: Arc::new(CpuGate::per_core()),
                 stopping: AtomicBool::new(false),
             }),
         }
@@ -148,6 +153,15 @@ impl Engine {
         &self.inner.store
     }
 
+    /// Start an engine task that takes turns on the CPU with the others
+    /// (`gate.rs`).
+    fn spawn<T: Send + 'static>(
+        &self,
+        task: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> tokio::task::JoinHandle<T> {
+        tokio::spawn(Gated::new(Arc::clone(&self.inner.gate), task))
+    }
+
     fn stopping(&self) -> bool {
         self.inner.stopping.load(Ordering::Relaxed)
     }
@@ -172,7 +186,7 @@ impl Engine {
                 return;
             };
             let engine = self.clone();
-            tokio::spawn(async move {
+            self.spawn(async move {
                 engine.resume(execution).await;
                 drop(permit);
             });
@@ -259,7 +273,7 @@ impl Engine {
             return false;
         };
         let engine = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             if let Err(e) = engine.process_and_take(stored).await {
                 tracing::error!(error = %e, "cannot remove a processed event from the queue");
             }
@@ -306,7 +320,7 @@ impl Engine {
         for wf in matching {
             let engine = self.clone();
             let event = Arc::clone(&event);
-            handles.push(tokio::spawn(async move {
+            handles.push(self.spawn(async move {
                 engine.run_workflow(wf, &event, RunOptions::default()).await
             }));
         }
@@ -523,7 +537,7 @@ impl Engine {
             // An error is logged; the run's timer still ends its wait.
             if let Ok(Some(execution)) = self.claim_waiting(&id, Some(event.kind.clone())) {
                 let engine = self.clone();
-                resumed.push(tokio::spawn(async move {
+                resumed.push(self.spawn(async move {
                     engine.resume(execution).await;
                 }));
             }
@@ -717,7 +731,7 @@ impl Engine {
                     return Ok(None);
                 };
                 let engine = self.clone();
-                Ok(Some(tokio::spawn(async move {
+                Ok(Some(self.spawn(async move {
                     engine.resume(execution).await;
                     drop(permit);
                 })))
