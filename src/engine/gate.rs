@@ -1,25 +1,40 @@
-//! Turns on the CPU for the engine's tasks, so acknowledgements stay fast
+//! Turns on the CPU for the engine's tasks, so webhook answers stay fast
 //! when runs fall behind.
 //!
 //! Why: every accepted event becomes a task, and tokio polls runnable tasks
 //! roughly in the order they became runnable. When events arrive faster
 //! than runs finish, thousands of run tasks are runnable at once, and a
 //! webhook's request task, woken by its socket or by the inbox's sync,
-//! waits behind all of them: its answer took 0.3–0.8 s in the load bench's
+//! waits behind all of them: its answer took 0.3–1 s in the load bench's
 //! fixed-rate case on a slow day, while its own work is about a millisecond.
 //! Providers time out and retry at that point.
 //!
 //! A [`Gated`] task holds a turn only while it is being polled, that is
 //! while its steps execute, and gives it back whenever it waits (a send, a
-//! flush, another task). At most [`CpuGate::turns`] engine tasks are polled
-//! or about to be; the rest wait in the gate's queue, not in tokio's, so a
-//! request task is never more than a few run stretches behind. The backlog
-//! is not lost by waiting here: every event in it is stored before its 2xx.
+//! flush, another task). At most one engine task per tokio worker is in its
+//! poll or about to be; the others wait in the gate's queue. A task woken
+//! by its own I/O still passes through tokio's queue once, for a poll that
+//! only joins the gate's queue; it is the long polls that stay out of it.
+//! A request task then waits behind a few run stretches at most: the task
+//! a finishing poll hands its turn to runs next on that worker (tokio's
+//! "run next" slot, at most three times in a row before the worker's queue
+//! gets its turn).
 //!
-//! Order: a task that has had a turn before (a run between its steps, an
-//! event whose runs have finished) goes before a task that has not started,
-//! so work in progress finishes before new work starts; within each group,
-//! first come, first served.
+//! Order:
+//! - a task that has had a turn before (a run between its steps, an event
+//!   whose runs are under way) goes first: work in progress finishes
+//!   before new work starts;
+//! - then new tasks for work under way: an event's runs, and runs resumed
+//!   after a wait (by an event, a timer, or a restart);
+//! - then new events, first come, first served.
+//!
+//! New tasks (the last two groups) get one turn fewer than there are
+//! workers, so a burst of new work leaves a core to the requests, until
+//! [`NEW_WORK_BACKLOG`] of them wait: past that the queue is long enough
+//! that new work competes with requests again and the clients are slowed
+//! instead, so the backlog drains in about a second once the load stops.
+//! The backlog is not lost by waiting here: every event in it was stored
+//! before its 2xx.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -27,33 +42,41 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-/// Tasks waiting to start beyond which new work stops yielding to
-/// requests: an event makes two (its own and its run's), so this is about
-/// 1,000 events, half a second of runs on a 2-core machine.
-pub const FRESH_BACKLOG: usize = 2048;
+/// New tasks waiting for a turn beyond which new work stops leaving a core
+/// to requests. The queue is mostly events that have not started (their
+/// runs are created at their first poll), so this is 1,000–2,000 events:
+/// about a second of runs on a 2-core machine.
+pub const NEW_WORK_BACKLOG: usize = 2048;
 
-/// Hands out a fixed number of turns, fewer of them to tasks that have
-/// not started.
+/// Where a task stands, which decides its queue.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Stage {
+    /// Not polled yet: a new event.
+    New,
+    /// Not polled yet, for work already under way: an event's run, a
+    /// resumed run.
+    Follows,
+    /// Polled before.
+    Started,
+}
+
+/// Hands out a fixed number of turns, fewer of them to new tasks.
 pub struct CpuGate {
     state: Mutex<GateState>,
 }
 
 struct GateState {
     free: usize,
-    /// Turns held by tasks in their first poll, and how many they may hold:
-    /// new work never takes every core, so requests always find one...
-    fresh_in_use: usize,
-    fresh_limit: usize,
-    /// ...unless this many tasks wait to start: then the backlog is large
-    /// enough (about a second of work) that new work shares the CPU evenly
-    /// with requests again, and clients are slowed instead.
-    fresh_backlog_limit: usize,
-    /// Live (not dropped) tasks in `fresh`.
-    fresh_queued: usize,
-    /// Tasks that have had a turn before: served first.
-    continuing: VecDeque<Arc<Waiter>>,
-    /// Tasks that have not started yet.
-    fresh: VecDeque<Arc<Waiter>>,
+    /// Turns held by tasks in their first poll, and how many they may hold
+    /// while fewer than `new_backlog_limit` new tasks wait.
+    new_in_use: usize,
+    new_limit: usize,
+    new_backlog_limit: usize,
+    /// Live (not dropped) tasks in `follows` and `new`.
+    new_queued: usize,
+    started: VecDeque<Arc<Waiter>>,
+    follows: VecDeque<Arc<Waiter>>,
+    new: VecDeque<Arc<Waiter>>,
 }
 
 impl GateState {
@@ -61,9 +84,11 @@ impl GateState {
     /// wake once the lock is let go.
     fn grant_next(&mut self) -> Option<Waker> {
         while self.free > 0 {
-            let waiter = match self.continuing.pop_front() {
+            let waiter = match self.started.pop_front() {
                 Some(w) => w,
-                None if self.fresh_may_start() => self.fresh.pop_front()?,
+                None if self.new_may_start() => {
+                    self.follows.pop_front().or_else(|| self.new.pop_front())?
+                }
                 None => return None,
             };
             let mut slot = waiter.slot();
@@ -72,21 +97,21 @@ impl GateState {
             }
             slot.granted = true;
             self.free -= 1;
-            if slot.fresh {
-                self.fresh_queued -= 1;
-                self.fresh_in_use += 1;
+            if slot.stage != Stage::Started {
+                self.new_queued -= 1;
+                self.new_in_use += 1;
             }
             return Some(slot.waker.clone());
         }
         None
     }
 
-    fn fresh_may_start(&self) -> bool {
-        self.fresh_in_use < self.fresh_limit || self.fresh_queued >= self.fresh_backlog_limit
+    fn new_may_start(&self) -> bool {
+        self.new_in_use < self.new_limit || self.new_queued >= self.new_backlog_limit
     }
 }
 
-/// A queued task. Changed only under the gate's lock.
+/// A queued task. Changed only under the gate's lock (taken first).
 struct Waiter {
     slot: Mutex<Slot>,
 }
@@ -97,34 +122,37 @@ struct Slot {
     granted: bool,
     /// The task was dropped while queued: skip it.
     gone: bool,
-    /// Queued as a task that has not started.
-    fresh: bool,
+    stage: Stage,
     waker: Waker,
 }
 
 impl CpuGate {
-    /// `turns` tasks at once, at most `fresh_turns` of them in their first
-    /// poll while fewer than `fresh_backlog` wait for theirs.
-    pub fn new(turns: usize, fresh_turns: usize, fresh_backlog: usize) -> CpuGate {
+    /// `turns` tasks at once, at most `new_turns` of them in their first
+    /// poll while fewer than `new_backlog` new tasks wait for theirs.
+    pub fn new(turns: usize, new_turns: usize, new_backlog: usize) -> CpuGate {
         let turns = turns.max(1);
         CpuGate {
             state: Mutex::new(GateState {
                 free: turns,
-                fresh_in_use: 0,
-                fresh_limit: fresh_turns.clamp(1, turns),
-                fresh_backlog_limit: fresh_backlog,
-                fresh_queued: 0,
-                continuing: VecDeque::new(),
-                fresh: VecDeque::new(),
+                new_in_use: 0,
+                new_limit: new_turns.clamp(1, turns),
+                new_backlog_limit: new_backlog,
+                new_queued: 0,
+                started: VecDeque::new(),
+                follows: VecDeque::new(),
+                new: VecDeque::new(),
             }),
         }
     }
 
-    /// A turn per core (tokio's default worker count), and one fewer for
-    /// work that has not started.
-    pub fn per_core() -> CpuGate {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        CpuGate::new(cores, cores - 1, FRESH_BACKLOG)
+    /// A turn per worker of the current tokio runtime (one per core unless
+    /// configured otherwise), one fewer for new tasks. With a single worker
+    /// new tasks may take the only turn: there is none to leave.
+    pub fn per_worker() -> CpuGate {
+        let workers = tokio::runtime::Handle::try_current()
+            .map(|h| h.metrics().num_workers())
+            .unwrap_or_else(|_| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        CpuGate::new(workers, workers.saturating_sub(1), NEW_WORK_BACKLOG)
     }
 
     /// How many tasks wait for a turn.
@@ -132,7 +160,7 @@ impl CpuGate {
     fn queued(&self) -> usize {
         let state = self.lock();
         let live = |q: &VecDeque<Arc<Waiter>>| q.iter().filter(|w| !w.slot().gone).count();
-        live(&state.continuing) + live(&state.fresh)
+        live(&state.started) + live(&state.follows) + live(&state.new)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
@@ -141,7 +169,7 @@ impl CpuGate {
 
     /// Take a turn now, or queue for one. `queued` is the task's place in
     /// the queue, if it has one.
-    fn take_turn(&self, queued: &mut Option<Arc<Waiter>>, started: bool, waker: &Waker) -> bool {
+    fn take_turn(&self, queued: &mut Option<Arc<Waiter>>, stage: Stage, waker: &Waker) -> bool {
         let mut state = self.lock();
         if let Some(waiter) = queued {
             let mut slot = waiter.slot();
@@ -155,12 +183,13 @@ impl CpuGate {
             }
             return false;
         }
-        // Turns are handed straight to waiters (`end_turn`), so a turn free
-        // for this kind of task means none of its kind is queued.
-        if state.free > 0 && (started || state.fresh_may_start()) {
+        // Turns are handed straight to waiters (`grant_next`), so a turn
+        // free for this kind of task means none of its kind is queued.
+        let new = stage != Stage::Started;
+        if state.free > 0 && (!new || state.new_may_start()) {
             state.free -= 1;
-            if !started {
-                state.fresh_in_use += 1;
+            if new {
+                state.new_in_use += 1;
             }
             return true;
         }
@@ -168,16 +197,17 @@ impl CpuGate {
             slot: Mutex::new(Slot {
                 granted: false,
                 gone: false,
-                fresh: !started,
+                stage,
                 waker: waker.clone(),
             }),
         });
-        match started {
-            true => state.continuing.push_back(Arc::clone(&waiter)),
-            false => {
-                state.fresh.push_back(Arc::clone(&waiter));
-                state.fresh_queued += 1;
-            }
+        match stage {
+            Stage::Started => state.started.push_back(Arc::clone(&waiter)),
+            Stage::Follows => state.follows.push_back(Arc::clone(&waiter)),
+            Stage::New => state.new.push_back(Arc::clone(&waiter)),
+        }
+        if new {
+            state.new_queued += 1;
         }
         *queued = Some(waiter);
         // This one may have made the queue long enough for a free turn.
@@ -189,13 +219,13 @@ impl CpuGate {
         false
     }
 
-    /// Give a turn back (`fresh`: it was taken by a task that had not
-    /// started), and pass it to the first waiter that may have it.
-    fn end_turn(&self, fresh: bool) {
+    /// Give a turn back (`new`: it was taken for a first poll), and pass it
+    /// to the first waiter that may have it.
+    fn end_turn(&self, new: bool) {
         let mut state = self.lock();
         state.free += 1;
-        if fresh {
-            state.fresh_in_use -= 1;
+        if new {
+            state.new_in_use -= 1;
         }
         let next = state.grant_next();
         drop(state);
@@ -207,17 +237,18 @@ impl CpuGate {
     /// A queued task is going away: pass on a turn it was given, or leave
     /// the queue.
     fn leave(&self, waiter: &Arc<Waiter>) {
-        let (granted, fresh) = {
+        let (granted, new) = {
             let mut state = self.lock();
             let mut slot = waiter.slot();
             slot.gone = true;
-            if slot.fresh && !slot.granted {
-                state.fresh_queued -= 1;
+            let new = slot.stage != Stage::Started;
+            if new && !slot.granted {
+                state.new_queued -= 1;
             }
-            (slot.granted, slot.fresh)
+            (slot.granted, new)
         };
         if granted {
-            self.end_turn(fresh);
+            self.end_turn(new);
         }
     }
 }
@@ -233,16 +264,17 @@ pub struct Gated<F> {
     gate: Arc<CpuGate>,
     inner: Pin<Box<F>>,
     queued: Option<Arc<Waiter>>,
-    started: bool,
+    stage: Stage,
 }
 
 impl<F: Future> Gated<F> {
-    pub fn new(gate: Arc<CpuGate>, inner: F) -> Gated<F> {
+    /// `stage`: `New` or `Follows`; it becomes `Started` at the first poll.
+    pub fn new(gate: Arc<CpuGate>, stage: Stage, inner: F) -> Gated<F> {
         Gated {
             gate,
             inner: Box::pin(inner),
             queued: None,
-            started: false,
+            stage,
         }
     }
 }
@@ -250,12 +282,12 @@ impl<F: Future> Gated<F> {
 /// Gives the turn back when the poll ends, even by a panic.
 struct Turn<'g> {
     gate: &'g CpuGate,
-    fresh: bool,
+    new: bool,
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        self.gate.end_turn(self.fresh);
+        self.gate.end_turn(self.new);
     }
 }
 
@@ -266,15 +298,15 @@ impl<F: Future> Future for Gated<F> {
         let this = self.get_mut();
         if !this
             .gate
-            .take_turn(&mut this.queued, this.started, cx.waker())
+            .take_turn(&mut this.queued, this.stage, cx.waker())
         {
             return Poll::Pending;
         }
         let _turn = Turn {
             gate: &this.gate,
-            fresh: !this.started,
+            new: this.stage != Stage::Started,
         };
-        this.started = true;
+        this.stage = Stage::Started;
         this.inner.as_mut().poll(cx)
     }
 }
@@ -291,67 +323,122 @@ impl<F> Drop for Gated<F> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
     use std::time::Duration;
 
-    /// A task that counts how many gated tasks are inside a poll at once.
-    async fn busy(inside: Arc<AtomicUsize>, most: Arc<AtomicUsize>, stretches: usize) {
-        for _ in 0..stretches {
-            let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
-            most.fetch_max(now, Ordering::SeqCst);
+    /// A waker that counts its wakes.
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (Arc::clone(&count), Waker::from(count))
+    }
+
+    fn wakes(count: &Count) -> usize {
+        count.0.load(Ordering::SeqCst)
+    }
+
+    /// Hold a turn as a new task would, by hand.
+    fn hold_new_turn(gate: &CpuGate) {
+        assert!(gate.take_turn(&mut None, Stage::New, Waker::noop()));
+    }
+
+    /// Counts the gated tasks inside a poll at once, and inside a first
+    /// poll.
+    #[derive(Default)]
+    struct Inside {
+        now: AtomicUsize,
+        most: AtomicUsize,
+        first_now: AtomicUsize,
+        first_most: AtomicUsize,
+    }
+
+    async fn busy(inside: Arc<Inside>, stretches: usize) {
+        for i in 0..stretches {
+            let now = inside.now.fetch_add(1, Ordering::SeqCst) + 1;
+            inside.most.fetch_max(now, Ordering::SeqCst);
+            if i == 0 {
+                let first = inside.first_now.fetch_add(1, Ordering::SeqCst) + 1;
+                inside.first_most.fetch_max(first, Ordering::SeqCst);
+            }
             // Work that does not yield, as a run's steps between awaits.
-            std::thread::sleep(Duration::from_micros(200));
-            inside.fetch_sub(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_micros(300));
+            if i == 0 {
+                inside.first_now.fetch_sub(1, Ordering::SeqCst);
+            }
+            inside.now.fetch_sub(1, Ordering::SeqCst);
             tokio::task::yield_now().await;
         }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn no_more_tasks_run_at_once_than_there_are_turns() {
-        let gate = Arc::new(CpuGate::new(2, 2, 100));
-        let inside = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let tasks: Vec<_> = (0..40)
+    async fn no_more_tasks_poll_at_once_than_there_are_turns() {
+        let gate = Arc::new(CpuGate::new(3, 1, 10_000));
+        let inside = Arc::new(Inside::default());
+        let tasks: Vec<_> = (0..60)
             .map(|_| {
-                let f = busy(Arc::clone(&inside), Arc::clone(&most), 5);
-                tokio::spawn(Gated::new(Arc::clone(&gate), f))
+                let f = busy(Arc::clone(&inside), 4);
+                tokio::spawn(Gated::new(Arc::clone(&gate), Stage::New, f))
             })
             .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        assert_eq!(most.load(Ordering::SeqCst), 2, "4 workers, 2 turns");
-        assert_eq!(gate.queued(), 0);
-        // Every turn came back: two tasks can take one each at once.
+        let all = async {
+            for t in tasks {
+                t.await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .expect("every task finished: no turn or wake-up was lost");
+        assert_eq!(inside.most.load(Ordering::SeqCst), 3, "4 workers, 3 turns");
+        assert_eq!(
+            inside.first_most.load(Ordering::SeqCst),
+            1,
+            "1 turn for new tasks"
+        );
         let state = gate.lock();
-        assert_eq!(state.free, 2);
+        assert_eq!((state.free, state.new_in_use, state.new_queued), (3, 0, 0));
     }
 
     #[test]
-    fn a_started_task_goes_before_tasks_that_have_not_started() {
+    fn started_tasks_go_first_then_work_under_way_then_new_events() {
         let gate = Arc::new(CpuGate::new(1, 1, 100));
-        let waker = Waker::noop().clone();
+        let (count, waker) = counting();
         let mut cx = Context::from_waker(&waker);
         let (go, wait) = tokio::sync::oneshot::channel::<()>();
         // `started` takes the turn, waits for `go` and gives the turn back.
-        let mut started = Box::pin(Gated::new(Arc::clone(&gate), async {
+        let mut started = Box::pin(Gated::new(Arc::clone(&gate), Stage::New, async {
             wait.await.ok();
             "started"
         }));
         assert!(started.as_mut().poll(&mut cx).is_pending());
-        // Someone else holds the only turn now.
-        let mut none = None;
-        assert!(gate.take_turn(&mut none, false, &waker));
-        let mut fresh = Box::pin(Gated::new(Arc::clone(&gate), async { "fresh" }));
-        assert!(fresh.as_mut().poll(&mut cx).is_pending());
+        hold_new_turn(&gate);
+        let mut new = Box::pin(Gated::new(Arc::clone(&gate), Stage::New, async { "new" }));
+        let mut follows = Box::pin(Gated::new(Arc::clone(&gate), Stage::Follows, async {
+            "follows"
+        }));
+        assert!(new.as_mut().poll(&mut cx).is_pending());
+        assert!(follows.as_mut().poll(&mut cx).is_pending());
         go.send(()).unwrap();
         assert!(started.as_mut().poll(&mut cx).is_pending(), "no turn free");
-        assert_eq!(gate.queued(), 2);
-        // The turn comes back: the task that had started queued later but
-        // goes first.
+        assert_eq!(gate.queued(), 3);
+        let before = wakes(&count);
+        // The turn comes back: it goes to the task that queued last but had
+        // started, then to the run, then to the new event.
         gate.end_turn(true);
-        assert!(fresh.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(wakes(&count), before + 1, "the next task is woken");
+        assert!(new.as_mut().poll(&mut cx).is_pending());
+        assert!(follows.as_mut().poll(&mut cx).is_pending());
         assert_eq!(started.as_mut().poll(&mut cx), Poll::Ready("started"));
-        assert_eq!(fresh.as_mut().poll(&mut cx), Poll::Ready("fresh"));
+        assert!(new.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(follows.as_mut().poll(&mut cx), Poll::Ready("follows"));
+        assert_eq!(new.as_mut().poll(&mut cx), Poll::Ready("new"));
+        assert_eq!(wakes(&count), before + 3);
         assert_eq!(gate.queued(), 0);
         assert_eq!(gate.lock().free, 1);
     }
@@ -359,71 +446,135 @@ mod tests {
     #[test]
     fn a_task_dropped_while_queued_passes_its_turn_on() {
         let gate = Arc::new(CpuGate::new(1, 1, 100));
-        let waker = Waker::noop().clone();
+        let (count, waker) = counting();
+        let (last_count, last_waker) = counting();
         let mut cx = Context::from_waker(&waker);
-        let mut none = None;
-        assert!(gate.take_turn(&mut none, false, &waker));
-        let mut granted = Box::pin(Gated::new(Arc::clone(&gate), async { 1 }));
-        let mut never_granted = Box::pin(Gated::new(Arc::clone(&gate), async { 2 }));
-        let mut last = Box::pin(Gated::new(Arc::clone(&gate), async { 3 }));
+        hold_new_turn(&gate);
+        let mut granted = Box::pin(Gated::new(Arc::clone(&gate), Stage::New, async { 1 }));
+        let mut never_granted = Box::pin(Gated::new(Arc::clone(&gate), Stage::New, async { 2 }));
+        let mut last = Box::pin(Gated::new(Arc::clone(&gate), Stage::New, async { 3 }));
         assert!(granted.as_mut().poll(&mut cx).is_pending());
         assert!(never_granted.as_mut().poll(&mut cx).is_pending());
-        assert!(last.as_mut().poll(&mut cx).is_pending());
+        assert!(last
+            .as_mut()
+            .poll(&mut Context::from_waker(&last_waker))
+            .is_pending());
         assert_eq!(gate.queued(), 3);
         // The turn goes to `granted`, which is dropped before it uses it;
         // `never_granted` leaves the queue without one.
         gate.end_turn(true);
+        assert_eq!(wakes(&count), 1);
         drop(never_granted);
+        assert_eq!(gate.queued(), 1);
         drop(granted);
-        assert_eq!(gate.queued(), 0, "`last` holds the turn");
+        assert_eq!(wakes(&last_count), 1, "`last` is woken with the turn");
+        assert_eq!(wakes(&count), 1, "the dropped task is skipped");
         assert_eq!(last.as_mut().poll(&mut cx), Poll::Ready(3));
-        assert_eq!(gate.queued(), 0);
-        assert_eq!(gate.lock().free, 1);
+        let state = gate.lock();
+        assert_eq!((state.free, state.new_in_use, state.new_queued), (1, 0, 0));
     }
 
     #[test]
-    fn tasks_that_have_not_started_leave_a_turn_for_the_others() {
+    fn a_poll_that_panics_gives_its_turn_back() {
+        let gate = Arc::new(CpuGate::new(1, 1, 100));
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut boom = Box::pin(Gated::new(Arc::clone(&gate), Stage::New, async {
+            panic!("a step panicked")
+        }));
+        let poll = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = boom.as_mut().poll(&mut cx);
+        }));
+        assert!(poll.is_err());
+        let state = gate.lock();
+        assert_eq!((state.free, state.new_in_use), (1, 0));
+    }
+
+    #[test]
+    fn a_queued_task_woken_by_another_waker_is_woken_by_that_one() {
+        let gate = Arc::new(CpuGate::new(1, 1, 100));
+        let (first_count, first) = counting();
+        let (second_count, second) = counting();
+        hold_new_turn(&gate);
+        let mut task = Box::pin(Gated::new(Arc::clone(&gate), Stage::New, async {}));
+        assert!(task
+            .as_mut()
+            .poll(&mut Context::from_waker(&first))
+            .is_pending());
+        // Polled again from elsewhere (moved to another task, say).
+        assert!(task
+            .as_mut()
+            .poll(&mut Context::from_waker(&second))
+            .is_pending());
+        gate.end_turn(true);
+        assert_eq!((wakes(&first_count), wakes(&second_count)), (0, 1));
+    }
+
+    #[test]
+    fn new_tasks_leave_a_turn_for_the_others() {
         let gate = Arc::new(CpuGate::new(2, 1, 100));
-        let waker = Waker::noop().clone();
+        let (count, waker) = counting();
         let (mut a, mut b, mut c) = (None, None, None);
-        assert!(gate.take_turn(&mut a, false, &waker), "the fresh turn");
         assert!(
-            !gate.take_turn(&mut b, false, &waker),
-            "no second fresh turn"
+            gate.take_turn(&mut a, Stage::New, &waker),
+            "the new tasks' turn"
         );
+        assert!(!gate.take_turn(&mut b, Stage::Follows, &waker), "no second");
         assert!(
-            gate.take_turn(&mut c, true, &waker),
+            gate.take_turn(&mut c, Stage::Started, &waker),
             "a started task takes the last"
         );
-        // The started task's turn comes back: still not for a fresh task.
+        // The started task's turn comes back: still not for a new task.
         gate.end_turn(false);
-        assert!(!gate.take_turn(&mut b, false, &waker));
-        // The fresh turn comes back: it goes to the queued fresh task.
+        assert_eq!(wakes(&count), 0);
+        assert!(!gate.take_turn(&mut b, Stage::Follows, &waker));
+        // The new tasks' turn comes back: it goes to the queued one.
         gate.end_turn(true);
-        assert!(gate.take_turn(&mut b, false, &waker));
+        assert_eq!(wakes(&count), 1);
+        assert!(gate.take_turn(&mut b, Stage::Follows, &waker));
         let state = gate.lock();
-        assert_eq!((state.free, state.fresh_in_use), (1, 1));
+        assert_eq!((state.free, state.new_in_use), (1, 1));
     }
 
     #[test]
-    fn a_long_queue_of_new_work_takes_every_turn() {
+    fn a_long_queue_of_new_work_takes_the_turn_kept_for_requests() {
         let gate = Arc::new(CpuGate::new(2, 1, 3));
-        let waker = Waker::noop().clone();
-        let mut taken = None;
-        assert!(gate.take_turn(&mut taken, false, &waker));
-        let mut queue: Vec<_> = (0..2).map(|_| None).collect();
-        for q in &mut queue {
-            assert!(!gate.take_turn(q, false, &waker));
+        let (count, waker) = counting();
+        hold_new_turn(&gate);
+        let mut queue: Vec<_> = (0..3).map(|_| None).collect();
+        for q in &mut queue[..2] {
+            assert!(!gate.take_turn(q, Stage::New, &waker));
         }
-        // Two wait: a turn is free, but not for new work. The third makes
-        // the queue long enough: the free turn goes to the head of it.
-        let mut third = None;
-        assert!(!gate.take_turn(&mut third, false, &waker));
-        assert_eq!(gate.lock().free, 0);
-        assert!(gate.take_turn(&mut queue[0], false, &waker));
+        // Two wait: a turn is free, but not for new work.
+        assert_eq!((gate.lock().free, wakes(&count)), (1, 0));
+        // The third makes the queue long enough: the free turn goes to the
+        // head of it.
+        assert!(!gate.take_turn(&mut queue[2], Stage::New, &waker));
+        assert_eq!((gate.lock().free, wakes(&count)), (0, 1));
+        assert!(gate.take_turn(&mut queue[0], Stage::New, &waker));
         // Two wait again, below the limit: a turn coming back stays free.
         gate.end_turn(true);
-        assert!(!gate.take_turn(&mut queue[1], false, &waker));
-        assert_eq!(gate.lock().free, 1);
+        assert_eq!((gate.lock().free, wakes(&count)), (1, 1));
+        assert!(!gate.take_turn(&mut queue[1], Stage::New, &waker));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_aborted_task_gives_back_a_turn_it_was_handed() {
+        let gate = Arc::new(CpuGate::new(1, 1, 100));
+        hold_new_turn(&gate);
+        let ran = Arc::new(AtomicUsize::new(0));
+        let task = {
+            let ran = Arc::clone(&ran);
+            tokio::spawn(Gated::new(Arc::clone(&gate), Stage::New, async move {
+                ran.fetch_add(1, Ordering::SeqCst);
+            }))
+        };
+        tokio::task::yield_now().await; // The task queues at the gate.
+        assert_eq!(gate.queued(), 1);
+        gate.end_turn(true); // Handed the turn; aborted before its poll.
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+        let state = gate.lock();
+        assert_eq!((state.free, state.new_in_use, state.new_queued), (1, 0, 0));
     }
 }

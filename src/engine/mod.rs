@@ -42,7 +42,7 @@ use crate::store::{
 use crate::workflow::{compile, Known, SharedCatalog, Workflow};
 
 pub use arrivals::{Arrivals, CAPACITY as HAND_OVER_CAPACITY};
-use gate::{CpuGate, Gated};
+use gate::{CpuGate, Gated, Stage};
 pub use run::{RunOptions, SLOW_SEND};
 
 /// How many events (and resumed runs) are processed at once. Waits do not
@@ -101,7 +101,7 @@ impl Engine {
                 in_flight: Mutex::new(HashSet::new()),
                 driving: Mutex::new(HashSet::new()),
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
-                gate: Arc::new(CpuGate::per_core()),
+                gate: Arc::new(CpuGate::per_worker()),
                 stopping: AtomicBool::new(false),
             }),
         }
@@ -154,12 +154,14 @@ impl Engine {
     }
 
     /// Start an engine task that takes turns on the CPU with the others
-    /// (`gate.rs`).
+    /// (`gate.rs`): `Stage::New` for an event, `Stage::Follows` for a run
+    /// of work already under way.
     fn spawn<T: Send + 'static>(
         &self,
+        stage: Stage,
         task: impl std::future::Future<Output = T> + Send + 'static,
     ) -> tokio::task::JoinHandle<T> {
-        tokio::spawn(Gated::new(Arc::clone(&self.inner.gate), task))
+        tokio::spawn(Gated::new(Arc::clone(&self.inner.gate), stage, task))
     }
 
     fn stopping(&self) -> bool {
@@ -186,7 +188,7 @@ impl Engine {
                 return;
             };
             let engine = self.clone();
-            self.spawn(async move {
+            self.spawn(Stage::Follows, async move {
                 engine.resume(execution).await;
                 drop(permit);
             });
@@ -273,7 +275,7 @@ impl Engine {
             return false;
         };
         let engine = self.clone();
-        self.spawn(async move {
+        self.spawn(Stage::New, async move {
             if let Err(e) = engine.process_and_take(stored).await {
                 tracing::error!(error = %e, "cannot remove a processed event from the queue");
             }
@@ -320,7 +322,7 @@ impl Engine {
         for wf in matching {
             let engine = self.clone();
             let event = Arc::clone(&event);
-            handles.push(self.spawn(async move {
+            handles.push(self.spawn(Stage::Follows, async move {
                 engine.run_workflow(wf, &event, RunOptions::default()).await
             }));
         }
@@ -537,7 +539,7 @@ impl Engine {
             // An error is logged; the run's timer still ends its wait.
             if let Ok(Some(execution)) = self.claim_waiting(&id, Some(event.kind.clone())) {
                 let engine = self.clone();
-                resumed.push(self.spawn(async move {
+                resumed.push(self.spawn(Stage::Follows, async move {
                     engine.resume(execution).await;
                 }));
             }
@@ -731,7 +733,7 @@ impl Engine {
                     return Ok(None);
                 };
                 let engine = self.clone();
-                Ok(Some(self.spawn(async move {
+                Ok(Some(self.spawn(Stage::Follows, async move {
                     engine.resume(execution).await;
                     drop(permit);
                 })))
