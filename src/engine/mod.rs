@@ -15,6 +15,10 @@
 //!   source's `ring_timeout` with a synthetic `call.missed` event.
 //! - Runs of different events proceed concurrently; contact changes are
 //!   atomic in the store. Outbound steps go through [`Delivery`], a trait.
+//! - Every task the engine starts takes turns on the CPU (`gate.rs`): at
+//!   most one per worker is polled at a time, work under way before new
+//!   events, so webhook answers never queue behind thousands of runnable
+//!   runs when runs fall behind.
 //! - [`Engine::shutdown`] stops taking work and lets runs in flight finish
 //!   (or checkpoint, by their journals) within a bounded time.
 
