@@ -16,6 +16,7 @@
 //! | `ringback_missed_calls_without_followup` | | the difference, now (calls still in a wait count here until they are followed up) |
 //! | `ringback_missed_call_followup_seconds` | | from the missed call to its first follow-up delivered |
 //! | `ringback_inbox_write_seconds` | | each inbox log batch's write and `fdatasync`: the disk wait every webhook answer shares |
+//! | `ringback_events_pending` | | accepted events the engine has not finished with, now (read from the store at each scrape): the backlog runs work off after a burst |
 //!
 //! Label values come from configuration (sources, connectors, workflows) and
 //! from event kinds of verified events, never from unauthenticated input:
@@ -115,6 +116,7 @@ pub struct Metrics {
     missed: Counter,
     followed_up: Counter,
     without_followup: Gauge,
+    pending: Gauge,
     followup_seconds: Histogram,
     inbox_write_seconds: Histogram,
     /// Missed calls (event ids) already counted as followed up, oldest
@@ -188,6 +190,12 @@ impl Metrics {
             "Each inbox log batch's write and sync to disk, which every webhook answer waits for",
             inbox_write_seconds.clone(),
         );
+        let pending = Gauge::default();
+        registry.register(
+            "events_pending",
+            "Accepted events the engine has not finished with (its backlog, events in progress included)",
+            pending.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -197,10 +205,16 @@ impl Metrics {
             missed,
             followed_up,
             without_followup,
+            pending,
             followup_seconds,
             inbox_write_seconds,
             followed: Mutex::new((HashSet::new(), VecDeque::new())),
         }
+    }
+
+    /// How many accepted events the engine has not finished with, now.
+    pub fn set_events_pending(&self, n: usize) {
+        self.pending.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// One inbox log batch written and synced in `took`.

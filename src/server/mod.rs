@@ -84,6 +84,12 @@ async fn healthz() -> &'static str {
 async fn metrics(
     axum::extract::State(state): axum::extract::State<ServerState>,
 ) -> impl axum::response::IntoResponse {
+    // Counting the queue walks it: off the request threads, as a backlog
+    // after a burst can be long.
+    let store = state.store.clone();
+    if let Ok(pending) = tokio::task::spawn_blocking(move || store.pending_len()).await {
+        state.metrics.set_events_pending(pending);
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,

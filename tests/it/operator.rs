@@ -131,6 +131,82 @@ async fn metrics_count_events_runs_attempts_and_follow_ups() {
     server.stop().await;
 }
 
+/// A receiver that takes each request and answers only when released.
+async fn holding_receiver() -> (
+    String,
+    std::sync::Arc<tokio::sync::Semaphore>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/hold",
+        axum::routing::post({
+            let (release, arrived) = (Arc::clone(&release), Arc::clone(&arrived));
+            move || async move {
+                arrived.fetch_add(1, Ordering::SeqCst);
+                release.acquire().await.unwrap().forget();
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hold"), release, arrived)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_the_events_the_engine_has_not_finished_with() {
+    use std::sync::atomic::Ordering;
+    let (url, release, arrived) = holding_receiver().await;
+    let config = format!(
+        "{CONFIG}  hold: {{ kind: http, url: \"{url}\", timeout: 30s }}\noutbound:\n  allow_cidrs: [127.0.0.1/32]\n"
+    );
+    let workflow = r#"
+name: held
+on: { events: [call.missed] }
+steps:
+  - send_message: { via: hold, to: "{{event.caller}}", text: "Sorry we missed your call" }
+"#;
+    let server = TestServer::start_with_workflows(&config, ENV, &[("held.yaml", workflow)]).await;
+    let pending = |text: &str| sample(text, "ringback_events_pending");
+    assert_eq!(pending(&server.get("/metrics").await.text), Some(0.0));
+
+    let token = [("x-webhook-token", "wz-token-123")];
+    assert_eq!(
+        server.post("wazzap", WAZZAP_MISSED, &token).await.status,
+        202
+    );
+    // Its run is sending, and the receiver holds the answer: the event is
+    // accepted and not finished.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while arrived.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the run never sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let text = server.get("/metrics").await.text;
+    assert_eq!(pending(&text), Some(1.0), "{text}");
+
+    release.add_permits(1);
+    crate::support::finished_runs(&server.store, 1).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = server.get("/metrics").await.text;
+        if pending(&text) == Some(0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the event stayed pending:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_test_event_runs_workflows_and_its_execution_is_marked_test() {
     let server = TestServer::start_with_workflows(
