@@ -5,7 +5,7 @@
 //! roughly in the order they became runnable. When events arrive faster
 //! than runs finish, thousands of run tasks are runnable at once, and a
 //! webhook's request task, woken by its socket or by the inbox's sync,
-//! waits behind all of them: its answer took 0.3–1 s in the load bench's
+//! waits behind all of them: its answer took 0.6–1 s at p99 in the load bench's
 //! fixed-rate case on a slow day, while its own work is about a millisecond.
 //! Providers time out and retry at that point.
 //!
@@ -29,12 +29,15 @@
 //! - then new events, first come, first served.
 //!
 //! New tasks (the last two groups) get one turn fewer than there are
-//! workers, so a burst of new work leaves a core to the requests, until
-//! [`NEW_WORK_BACKLOG`] of them wait: past that the queue is long enough
-//! that new work competes with requests again and the clients are slowed
-//! instead, so the backlog drains in about a second once the load stops.
-//! The backlog is not lost by waiting here: every event in it was stored
-//! before its 2xx.
+//! workers (with more than one), so a burst of new work leaves a core to
+//! the requests, until [`NEW_WORK_BACKLOG`] of them wait. Past that, new
+//! work competes with the requests for every core again, as it did before
+//! the gate: answers slow down with the runs, which holds back clients
+//! that wait for their answers, but nothing refuses work, and under a
+//! sustained overload the stored queue keeps growing for as long as
+//! acceptance outpaces the runs (`ringback_events_pending` shows it). The
+//! backlog is not lost by waiting: every event in it was stored before its
+//! 2xx.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -45,7 +48,8 @@ use std::task::{Context, Poll, Waker};
 /// New tasks waiting for a turn beyond which new work stops leaving a core
 /// to requests. The queue is mostly events that have not started (their
 /// runs are created at their first poll), so this is 1,000–2,000 events:
-/// about a second of runs on a 2-core machine.
+/// about a second of runs on a 2-core machine, which is what the load
+/// bench's backlog took to drain after its 10 s of full load.
 pub const NEW_WORK_BACKLOG: usize = 2048;
 
 /// Where a task stands, which decides its queue.
@@ -146,8 +150,9 @@ impl CpuGate {
     }
 
     /// A turn per worker of the current tokio runtime (one per core unless
-    /// configured otherwise), one fewer for new tasks. With a single worker
-    /// new tasks may take the only turn: there is none to leave.
+    /// configured otherwise; outside a runtime, one per core), one fewer
+    /// for new tasks. With a single worker new tasks may take the only
+    /// turn: there is none to leave.
     pub fn per_worker() -> CpuGate {
         let workers = tokio::runtime::Handle::try_current()
             .map(|h| h.metrics().num_workers())
@@ -395,12 +400,11 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(30), all)
             .await
             .expect("every task finished: no turn or wake-up was lost");
-        assert_eq!(inside.most.load(Ordering::SeqCst), 3, "4 workers, 3 turns");
-        assert_eq!(
-            inside.first_most.load(Ordering::SeqCst),
-            1,
-            "1 turn for new tasks"
-        );
+        // 4 workers, 3 turns, 1 of them for first polls. (How many turns
+        // were in use at once at best depends on the scheduling.)
+        let most = inside.most.load(Ordering::SeqCst);
+        assert!((2..=3).contains(&most), "{most} tasks polled at once");
+        assert_eq!(inside.first_most.load(Ordering::SeqCst), 1);
         let state = gate.lock();
         assert_eq!((state.free, state.new_in_use, state.new_queued), (3, 0, 0));
     }

@@ -79,8 +79,10 @@ struct Inner {
     /// Runs being driven by this process, so none is driven twice at once.
     driving: Mutex<HashSet<String>>,
     permits: Arc<Semaphore>,
-    /// Turns on the CPU for the tasks below: see `gate.rs`.
-    gate: Arc<CpuGate>,
+    /// Turns on the CPU for the tasks below: see `gate.rs`. Made at the
+    /// first task, inside the runtime whose workers it counts (some
+    /// callers build the engine before their runtime).
+    gate: std::sync::OnceLock<Arc<CpuGate>>,
     stopping: AtomicBool,
 }
 
@@ -105,7 +107,7 @@ impl Engine {
                 in_flight: Mutex::new(HashSet::new()),
                 driving: Mutex::new(HashSet::new()),
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
-                gate: Arc::new(CpuGate::per_worker()),
+                gate: std::sync::OnceLock::new(),
                 stopping: AtomicBool::new(false),
             }),
         }
@@ -165,7 +167,11 @@ impl Engine {
         stage: Stage,
         task: impl std::future::Future<Output = T> + Send + 'static,
     ) -> tokio::task::JoinHandle<T> {
-        tokio::spawn(Gated::new(Arc::clone(&self.inner.gate), stage, task))
+        let gate = self
+            .inner
+            .gate
+            .get_or_init(|| Arc::new(CpuGate::per_worker()));
+        tokio::spawn(Gated::new(Arc::clone(gate), stage, task))
     }
 
     fn stopping(&self) -> bool {

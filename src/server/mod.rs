@@ -84,11 +84,12 @@ async fn healthz() -> &'static str {
 async fn metrics(
     axum::extract::State(state): axum::extract::State<ServerState>,
 ) -> impl axum::response::IntoResponse {
-    // Counting the queue walks it: off the request threads, as a backlog
-    // after a burst can be long.
+    // Counting the queue walks it (sled keeps no count): off the request
+    // threads, as a backlog after a burst can be long.
     let store = state.store.clone();
-    if let Ok(pending) = tokio::task::spawn_blocking(move || store.pending_len()).await {
-        state.metrics.set_events_pending(pending);
+    match tokio::task::spawn_blocking(move || store.pending_len()).await {
+        Ok(pending) => state.metrics.set_events_pending(pending),
+        Err(e) => tracing::warn!(error = %e, "cannot count the pending events"),
     }
     (
         [(
