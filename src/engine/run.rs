@@ -92,6 +92,10 @@ struct RunState<'a> {
     /// (see the module docs). A `debounce` that passed is among them: its
     /// claim on the key goes to disk with the same flush.
     unsaved_steps: bool,
+    /// Steps that may have read contacts (any step but a contact write)
+    /// were recorded since the journal was last written. A contact write
+    /// must not reach the disk before them: see [`journal_before_contact_write`].
+    unsaved_reads: bool,
     /// This drive saved the record already, with its start-order entry:
     /// later writes skip that entry. Not assumed for a run resumed with
     /// recorded steps: a crash can leave its record without the entry
@@ -283,6 +287,7 @@ pub(super) async fn drive(
         options,
         sent_unflushed: false,
         unsaved_steps: false,
+        unsaved_reads: false,
     };
     state.execution.status = RunStatus::Running;
     state.execution.waiting = None;
@@ -385,6 +390,9 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
     if let Action::Wait { duration, until } = &step.action {
         return begin_wait(state, step, *duration, until, started_at, clock).await;
     }
+    if step.action.writes_contact() {
+        journal_before_contact_write(state);
+    }
     match execute(state, step).await {
         Ok(outcome) => {
             if let Some(id) = &step.id {
@@ -427,6 +435,26 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
             );
             fail_or_continue(step, err.message)
         }
+    }
+}
+
+/// Write the journal (not flushed) before a contact write when it lacks
+/// steps that may have read contacts, or the run has no record yet.
+///
+/// Why: another run's flush can take this write to disk at any moment,
+/// and a crash after that restarts this run from its journal. Had the
+/// journal not held the steps before the write, they would run again and
+/// see the run's own change: a `find_contact` would find the contact the
+/// first attempt created and take the other branch, a `when` or an `if`
+/// on `contact` would decide differently. sled makes writes durable in
+/// the order they were made, so a journal written first is on disk
+/// whenever the contact write is. Steps that only write contacts need not
+/// be in it: run again, each changes nothing twice. Costs one record write
+/// per run in the shipped missed-call workflow (before its create or
+/// update).
+fn journal_before_contact_write(state: &mut RunState<'_>) {
+    if state.unsaved_reads || !state.saved_before {
+        state.save();
     }
 }
 
@@ -647,7 +675,10 @@ impl RunState<'_> {
             store.save_execution(&self.execution)
         };
         match saved {
-            Ok(()) => self.saved_before = true,
+            Ok(()) => {
+                self.saved_before = true;
+                self.unsaved_reads = false;
+            }
             Err(err) => {
                 tracing::error!(error = %err, run_id = %self.execution.id, "cannot save the execution record");
             }
@@ -685,6 +716,9 @@ impl RunState<'_> {
     ) {
         let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
         self.unsaved_steps = true;
+        if !step.action.writes_contact() {
+            self.unsaved_reads = true;
+        }
         if let (Some(m), false) = (&self.inner.metrics, status == StepStatus::Skipped) {
             m.step(
                 &self.workflow.name,
@@ -880,6 +914,13 @@ fn render_list(
 /// Apply `change` to the contact `key` (starting from `create` when there
 /// is none; `None` leaves an absent contact absent), and let the run's
 /// `contact` follow the caller's record.
+/// Tests see the store just before each contact write (the run's id).
+#[cfg(test)]
+#[allow(clippy::type_complexity)]
+pub(super) static BEFORE_CONTACT_WRITE: std::sync::Mutex<
+    Option<Box<dyn Fn(&crate::store::Store, &str) + Send>>,
+> = std::sync::Mutex::new(None);
+
 fn change_contact(
     state: &mut RunState<'_>,
     key: &str,
@@ -887,6 +928,10 @@ fn change_contact(
     change: impl FnOnce(&mut Contact),
 ) -> Result<Changed, String> {
     let now = state.inner.clock.now();
+    #[cfg(test)]
+    if let Some(observe) = BEFORE_CONTACT_WRITE.lock().expect("hook lock").as_ref() {
+        observe(&state.inner.store, &state.execution.id);
+    }
     let changed = state
         .inner
         .store

@@ -246,6 +246,17 @@ impl Action {
         }
     }
 
+    /// Steps that change a contact in the store.
+    pub fn writes_contact(&self) -> bool {
+        matches!(
+            self,
+            Action::CreateContact { .. }
+                | Action::UpdateContact { .. }
+                | Action::UpsertContact { .. }
+                | Action::Tag { .. }
+        )
+    }
+
     /// Steps that reach outside ringback (may take `retry`).
     pub fn is_outbound(&self) -> bool {
         matches!(
