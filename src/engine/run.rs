@@ -20,6 +20,11 @@
 //! first recorded step since the last durable write skips that write (the
 //! event is still queued, or the run still marked running from its last
 //! pause, and it starts again the same way).
+//! The same holds for a crash with nothing in flight: a contact write can
+//! reach the disk through another run's flush at any moment, so the
+//! journal is written (not flushed) before a contact write that follows
+//! steps which may have read contacts (see
+//! [`journal_before_contact_write`]).
 //! After an outbound step the journal is flushed to disk before the run
 //! does anything else (or, when the step was the run's last, together with
 //! the final record), and before a run pauses.
