@@ -986,40 +986,19 @@ mod tests {
     /// A disk that fails when the ring times out must not lose the missed
     /// call: its timer stays and the call keeps ringing until a later pass
     /// stores the missed call, which then runs its workflow once.
-    /// A contact write never reaches the disk before the journal of the
-    /// steps that ran before it: had a crash come right after the write
-    /// (another run's flush can take it to disk at any moment), the
-    /// restarted run would find the contact its first attempt created and
-    /// take the other branch.
-    #[tokio::test]
-    async fn the_journal_is_written_before_a_contact_write_that_follows_a_read() {
-        const FIRST_CALL: &str = r#"
-name: first-call
-on: { events: [call.incoming] }
-steps:
-  - id: found
-    find_contact: { phone: "{{event.caller}}" }
-  - if: "{{steps.found.found}}"
-    then:
-      - log: "known"
-    else:
-      - create_contact: { phone: "{{event.caller}}" }
-  - tag: { phone: "{{event.caller}}", add: [called] }
-  - log: "done"
-"#;
+    /// Run `yaml` (a workflow named `first-call`) on a ring, and return
+    /// the run's steps and what its journal held at each contact write.
+    async fn journals_at_contact_writes(yaml: &str) -> (Vec<String>, Vec<Option<Vec<String>>>) {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock(Mutex::new(
             "2026-05-14T14:00:00Z".parse().unwrap(),
         )));
         let (engine, config) = engine(dir.path(), clock.clone());
         let known = crate::reload::known_names(&config);
-        let workflow = Arc::new(
-            compile("first-call.yaml", "first-call", FIRST_CALL, &known).expect("compiles"),
-        );
+        let workflow =
+            Arc::new(compile("first-call.yaml", "first-call", yaml, &known).expect("compiles"));
         let event = Arc::new(ring(&config, clock.now()));
         let run_id = crate::store::run_id(&event.id, "first-call");
-
-        // What the journal held at each contact write of this run.
         let seen: Arc<Mutex<Vec<Option<Vec<String>>>>> = Arc::default();
         {
             let (seen, run_id) = (Arc::clone(&seen), run_id.clone());
@@ -1037,20 +1016,59 @@ steps:
             .expect("it ran");
         *run::BEFORE_CONTACT_WRITE.lock().unwrap() = None;
         assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
-        let paths: Vec<&str> = done.steps.iter().map(|s| s.path.as_str()).collect();
-        assert_eq!(paths, ["0", "1", "1.else.0", "2", "3"]);
-
+        let steps = done.steps.into_iter().map(|s| s.path).collect();
         let seen = seen.lock().unwrap().clone();
-        let journal = |paths: &[&str]| Some(paths.iter().map(|p| p.to_string()).collect());
+        (steps, seen)
+    }
+
+    fn journal(paths: &[&str]) -> Option<Vec<String>> {
+        Some(paths.iter().map(|p| p.to_string()).collect())
+    }
+
+    /// A contact write never reaches the disk before the journal of the
+    /// steps that ran before it: had a crash come right after the write
+    /// (another run's flush can take it to disk at any moment), the
+    /// restarted run would find the contact its first attempt created and
+    /// take the other branch. (Both tests share the hook: one test.)
+    #[tokio::test]
+    async fn the_journal_is_written_before_a_contact_write_that_follows_a_read() {
+        const FIRST_CALL: &str = r#"
+name: first-call
+on: { events: [call.incoming] }
+steps:
+  - id: found
+    find_contact: { phone: "{{event.caller}}" }
+  - if: "{{steps.found.found}}"
+    then:
+      - log: "known"
+    else:
+      - create_contact: { phone: "{{event.caller}}" }
+  - tag: { phone: "{{event.caller}}", add: [called] }
+  - log: "done"
+"#;
+        let (steps, seen) = journals_at_contact_writes(FIRST_CALL).await;
+        assert_eq!(steps, ["0", "1", "1.else.0", "2", "3"]);
         assert_eq!(
             seen,
             [
                 // The create: the lookup and the branch it chose are in.
                 journal(&["0", "1"]),
-                // The tag: only a contact write ran since, which changes
-                // nothing twice; no write was needed for it.
+                // The tag: only a contact write ran since, which leaves the
+                // same contact when run again; no write was needed for it.
                 journal(&["0", "1"]),
             ]
+        );
+
+        // With an `id`, the create's output can be read (`created` is
+        // false when it runs again): the tag waits for its record.
+        let with_id = FIRST_CALL.replace(
+            "      - create_contact:",
+            "      - id: made\n        create_contact:",
+        );
+        let (_, seen) = journals_at_contact_writes(&with_id).await;
+        assert_eq!(
+            seen,
+            [journal(&["0", "1"]), journal(&["0", "1", "1.else.0"])]
         );
     }
 

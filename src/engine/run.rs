@@ -97,9 +97,11 @@ struct RunState<'a> {
     /// (see the module docs). A `debounce` that passed is among them: its
     /// claim on the key goes to disk with the same flush.
     unsaved_steps: bool,
-    /// Steps that may have read contacts (any step but a contact write)
-    /// were recorded since the journal was last written. A contact write
-    /// must not reach the disk before them: see [`journal_before_contact_write`].
+    /// Steps whose outcome a contact write could change, were they run
+    /// again, were recorded since the journal was last written: any step
+    /// but a contact write that succeeded and whose output no template can
+    /// read (it has no `id`). A contact write must not reach the disk
+    /// before them: see [`journal_before_contact_write`].
     unsaved_reads: bool,
     /// This drive saved the record already, with its start-order entry:
     /// later writes skip that entry. Not assumed for a run resumed with
@@ -444,7 +446,8 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
 }
 
 /// Write the journal (not flushed) before a contact write when it lacks
-/// steps that may have read contacts, or the run has no record yet.
+/// steps whose outcome the write could change (`RunState::unsaved_reads`),
+/// or the run has no record yet.
 ///
 /// Why: another run's flush can take this write to disk at any moment,
 /// and a crash after that restarts this run from its journal. Had the
@@ -453,10 +456,12 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
 /// first attempt created and take the other branch, a `when` or an `if`
 /// on `contact` would decide differently. sled makes writes durable in
 /// the order they were made, so a journal written first is on disk
-/// whenever the contact write is. Steps that only write contacts need not
-/// be in it: run again, each changes nothing twice. Costs one record write
-/// per run in the shipped missed-call workflow (before its create or
-/// update).
+/// whenever the contact write is. A contact write that succeeded and has
+/// no `id` need not be in it: run again, it leaves the same contact, and
+/// nothing reads its output. (Run again, a `create_contact` says
+/// `created: false`: a template reading that is why an `id` counts.)
+/// Costs one record write per run in the shipped missed-call workflow
+/// (before its create or update).
 fn journal_before_contact_write(state: &mut RunState<'_>) {
     if state.unsaved_reads || !state.saved_before {
         state.save();
@@ -721,7 +726,12 @@ impl RunState<'_> {
     ) {
         let duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
         self.unsaved_steps = true;
-        if !step.action.writes_contact() {
+        // A contact write run again leaves the same contact, so only its
+        // output could differ (`created`, an error): that matters when it
+        // failed or was skipped, or when later templates can read it.
+        let same_on_a_rerun =
+            step.action.writes_contact() && status == StepStatus::Succeeded && step.id.is_none();
+        if !same_on_a_rerun {
             self.unsaved_reads = true;
         }
         if let (Some(m), false) = (&self.inner.metrics, status == StepStatus::Skipped) {
