@@ -983,9 +983,6 @@ mod tests {
         events.remove(0)
     }
 
-    /// A disk that fails when the ring times out must not lose the missed
-    /// call: its timer stays and the call keeps ringing until a later pass
-    /// stores the missed call, which then runs its workflow once.
     /// Run `yaml` (a workflow named `first-call`) on a ring, and return
     /// the run's steps and what its journal held at each contact write.
     async fn journals_at_contact_writes(yaml: &str) -> (Vec<String>, Vec<Option<Vec<String>>>) {
@@ -1000,13 +997,24 @@ mod tests {
         let event = Arc::new(ring(&config, clock.now()));
         let run_id = crate::store::run_id(&event.id, "first-call");
         let seen: Arc<Mutex<Vec<Option<Vec<String>>>>> = Arc::default();
+        /// Takes the hook away however the test ends.
+        struct Unhook;
+        impl Drop for Unhook {
+            fn drop(&mut self) {
+                *run::before_contact_write_hook() = None;
+            }
+        }
+        let _unhook = Unhook;
         {
             let (seen, run_id) = (Arc::clone(&seen), run_id.clone());
-            *run::BEFORE_CONTACT_WRITE.lock().unwrap() = Some(Box::new(move |store, id| {
+            *run::before_contact_write_hook() = Some(Box::new(move |store, id| {
                 if id == run_id {
-                    let journal = store.execution(id).unwrap();
-                    let paths = journal.map(|e| e.steps.into_iter().map(|s| s.path).collect());
-                    seen.lock().unwrap().push(paths);
+                    let paths = store
+                        .execution(id)
+                        .ok()
+                        .flatten()
+                        .map(|e| e.steps.into_iter().map(|s| s.path).collect());
+                    seen.lock().unwrap_or_else(|e| e.into_inner()).push(paths);
                 }
             }));
         }
@@ -1014,7 +1022,6 @@ mod tests {
             .run_workflow(workflow, &event, RunOptions::default())
             .await
             .expect("it ran");
-        *run::BEFORE_CONTACT_WRITE.lock().unwrap() = None;
         assert_eq!(done.status, RunStatus::Succeeded, "{done:?}");
         let steps = done.steps.into_iter().map(|s| s.path).collect();
         let seen = seen.lock().unwrap().clone();
@@ -1072,6 +1079,67 @@ steps:
         );
     }
 
+    /// A run restarted after a crash replays a lookup that found nothing as
+    /// finding nothing, although the store now holds the contact its first
+    /// attempt wrote: the write runs again with what the first attempt
+    /// rendered, not with the contact it made.
+    #[tokio::test]
+    async fn a_replayed_lookup_that_found_nothing_leaves_no_contact_for_later_steps() {
+        const SEGMENT: &str = r#"
+name: segment
+on: { events: [call.incoming] }
+steps:
+  - id: found
+    find_contact: { phone: "{{event.caller}}" }
+  - if: "{{steps.found.found}}"
+    then:
+      - log: "known"
+    else:
+      - upsert_contact:
+          phone: "{{event.caller}}"
+          set: { segment: "{{#if contact}}returning{{else}}new{{/if}}" }
+"#;
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock(Mutex::new(
+            "2026-05-14T14:00:00Z".parse().unwrap(),
+        )));
+        let (engine, config) = engine(dir.path(), clock.clone());
+        let known = crate::reload::known_names(&config);
+        let workflow =
+            Arc::new(compile("segment.yaml", "segment", SEGMENT, &known).expect("compiles"));
+        let event = Arc::new(ring(&config, clock.now()));
+        let first = engine
+            .run_workflow(Arc::clone(&workflow), &event, RunOptions::default())
+            .await
+            .expect("it ran");
+        let caller = event.caller.clone().unwrap();
+        let segment = |engine: &Engine| {
+            let contact = engine.store().contact(&caller).unwrap().expect("a contact");
+            contact.fields.get("segment").cloned()
+        };
+        assert_eq!(segment(&engine).as_deref(), Some("new"));
+
+        // What a crash right after the upsert reached the disk leaves: the
+        // contact, and a journal of the lookup and the branch.
+        let mut crashed = first.clone();
+        crashed.steps.truncate(2);
+        crashed.status = RunStatus::Running;
+        crashed.finished_at = None;
+        engine.store().save_execution(&crashed).unwrap();
+
+        let again = engine
+            .run_workflow(workflow, &event, RunOptions::default())
+            .await
+            .expect("it ran again");
+        assert_eq!(again.status, RunStatus::Succeeded, "{again:?}");
+        let paths: Vec<&str> = again.steps.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths, ["0", "1", "1.else.0"]);
+        assert_eq!(segment(&engine).as_deref(), Some("new"), "not `returning`");
+    }
+
+    /// A disk that fails when the ring times out must not lose the missed
+    /// call: its timer stays and the call keeps ringing until a later pass
+    /// stores the missed call, which then runs its workflow once.
     #[tokio::test]
     async fn a_missed_call_that_cannot_be_stored_keeps_its_ring_timeout_for_a_retry() {
         let dir = tempfile::tempdir().unwrap();
