@@ -983,18 +983,29 @@ mod tests {
         events.remove(0)
     }
 
+    /// An engine in `dir`, the workflow `name` compiled from `yaml`, and a
+    /// ring to run it on.
+    fn engine_with_workflow(
+        dir: &std::path::Path,
+        name: &str,
+        yaml: &str,
+    ) -> (Engine, Arc<Workflow>, Arc<Event>) {
+        let clock = Arc::new(ManualClock(Mutex::new(
+            "2026-05-14T14:00:00Z".parse().unwrap(),
+        )));
+        let (engine, config) = engine(dir, clock.clone());
+        let known = crate::reload::known_names(&config);
+        let file = format!("{name}.yaml");
+        let workflow = Arc::new(compile(&file, name, yaml, &known).expect("compiles"));
+        let event = Arc::new(ring(&config, clock.now()));
+        (engine, workflow, event)
+    }
+
     /// Run `yaml` (a workflow named `first-call`) on a ring, and return
     /// the run's steps and what its journal held at each contact write.
     async fn journals_at_contact_writes(yaml: &str) -> (Vec<String>, Vec<Option<Vec<String>>>) {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock(Mutex::new(
-            "2026-05-14T14:00:00Z".parse().unwrap(),
-        )));
-        let (engine, config) = engine(dir.path(), clock.clone());
-        let known = crate::reload::known_names(&config);
-        let workflow =
-            Arc::new(compile("first-call.yaml", "first-call", yaml, &known).expect("compiles"));
-        let event = Arc::new(ring(&config, clock.now()));
+        let (engine, workflow, event) = engine_with_workflow(dir.path(), "first-call", yaml);
         let run_id = crate::store::run_id(&event.id, "first-call");
         let seen: Arc<Mutex<Vec<Option<Vec<String>>>>> = Arc::default();
         /// Takes the hook away however the test ends.
@@ -1100,14 +1111,7 @@ steps:
           set: { segment: "{{#if contact}}returning{{else}}new{{/if}}" }
 "#;
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock(Mutex::new(
-            "2026-05-14T14:00:00Z".parse().unwrap(),
-        )));
-        let (engine, config) = engine(dir.path(), clock.clone());
-        let known = crate::reload::known_names(&config);
-        let workflow =
-            Arc::new(compile("segment.yaml", "segment", SEGMENT, &known).expect("compiles"));
-        let event = Arc::new(ring(&config, clock.now()));
+        let (engine, workflow, event) = engine_with_workflow(dir.path(), "segment", SEGMENT);
         let first = engine
             .run_workflow(Arc::clone(&workflow), &event, RunOptions::default())
             .await
