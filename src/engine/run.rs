@@ -520,6 +520,13 @@ async fn replay_step<'a>(state: &mut RunState<'a>, step: &'a Step, record: StepR
             Flow::End(RunStatus::Debounced, None)
         }
         Action::Stop { .. } => Flow::End(RunStatus::Stopped, None),
+        // Time passed in the wait, and the contact may have changed (a
+        // call back tagged it, an operator edited it): the steps after it
+        // see it as it is now, not as the steps before the wait left it.
+        Action::Wait { .. } => {
+            state.data.value_mut()["contact"] = load_contact(state.inner, state.event);
+            Flow::Next
+        }
         Action::FindContact { .. } if output["found"] == false => {
             // The caller had no contact then, whatever the store holds now
             // (a contact this run's first attempt created, say): later

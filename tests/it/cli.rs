@@ -778,6 +778,60 @@ steps:
     assert!(out.stdout.contains("1 passed, 0 failed"), "{}", out.stdout);
 }
 
+/// After a `wait`, `contact` is the contact as it is now: a caller who
+/// was tagged by another run during the wait (they called back and
+/// talked to someone) gets no "sorry we missed you". It used to be the
+/// contact as the steps before the wait had left it, and the follow-up
+/// went out anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_wait_the_steps_see_the_contact_as_it_is_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ringback.yaml");
+    std::fs::write(&config, WAIT_CONFIG).unwrap();
+    std::fs::write(
+        dir.path().join("callback.yaml"),
+        r#"name: callback
+on: { events: [call.missed, call.accepted] }
+steps:
+  - if: "{{eq event.kind 'call.accepted'}}"
+    then:
+      - tag: { phone: "{{event.caller}}", add: [talked] }
+      - stop: "answered"
+  - upsert_contact: { phone: "{{event.caller}}" }
+  - wait: { for: 10m }
+  - if: "{{contains contact.tags 'talked'}}"
+    then:
+      - stop: "they talked meanwhile"
+  - send_message: { via: whatsapp, to: "{{event.caller}}", text: "Sorry we missed your call" }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("callback.test.yaml"),
+        r#"tests:
+  - name: a caller who talked to us during the wait gets no follow-up
+    events:
+      - payload: { event: call.missed, phone: "+5215512345678" }
+      - payload: { event: call.accept, phone: "+5215512345678" }
+        after: 5m
+    expect:
+      runs:
+        - { status: stopped, steps: [if, upsert_contact, wait, if, stop] }
+        - { status: stopped, steps: [if, tag, stop] }
+      requests: []
+  - name: a caller nobody talked to gets it after the wait
+    event: { payload: { event: call.missed, phone: "+5215512345678" } }
+    expect:
+      runs: [{ status: succeeded, steps: [if, upsert_contact, wait, if, send_message] }]
+      requests: [{ to: "+5215512345678", text: "Sorry we missed your call" }]
+"#,
+    )
+    .unwrap();
+    let out = ringback_test(dir.path(), &config).await;
+    assert!(out.stdout.contains("2 passed, 0 failed"), "{}", out.stdout);
+    out.ok();
+}
+
 const WAIT_CONFIG: &str = r#"
 sources:
   wazzap: { provider: wazzap }
