@@ -983,6 +983,20 @@ mod tests {
         events.remove(0)
     }
 
+    /// The start of the crash-window tests' workflow: a lookup, and an `if`
+    /// whose `else` (a contact write) each test completes.
+    const LOOKUP_THEN_ELSE: &str = r#"
+name: first-call
+on: { events: [call.incoming] }
+steps:
+  - id: found
+    find_contact: { phone: "{{event.caller}}" }
+  - if: "{{steps.found.found}}"
+    then:
+      - log: "known"
+    else:
+"#;
+
     /// An engine in `dir`, the workflow `name` compiled from `yaml`, and a
     /// ring to run it on.
     fn engine_with_workflow(
@@ -1050,21 +1064,14 @@ mod tests {
     /// take the other branch. (Both tests share the hook: one test.)
     #[tokio::test]
     async fn the_journal_is_written_before_a_contact_write_that_follows_a_read() {
-        const FIRST_CALL: &str = r#"
-name: first-call
-on: { events: [call.incoming] }
-steps:
-  - id: found
-    find_contact: { phone: "{{event.caller}}" }
-  - if: "{{steps.found.found}}"
-    then:
-      - log: "known"
-    else:
-      - create_contact: { phone: "{{event.caller}}" }
+        let first_call = format!(
+            "{LOOKUP_THEN_ELSE}{}",
+            r#"      - create_contact: { phone: "{{event.caller}}" }
   - tag: { phone: "{{event.caller}}", add: [called] }
   - log: "done"
-"#;
-        let (steps, seen) = journals_at_contact_writes(FIRST_CALL).await;
+"#
+        );
+        let (steps, seen) = journals_at_contact_writes(&first_call).await;
         assert_eq!(steps, ["0", "1", "1.else.0", "2", "3"]);
         assert_eq!(
             seen,
@@ -1079,7 +1086,7 @@ steps:
 
         // With an `id`, the create's output can be read (`created` is
         // false when it runs again): the tag waits for its record.
-        let with_id = FIRST_CALL.replace(
+        let with_id = first_call.replace(
             "      - create_contact:",
             "      - id: made\n        create_contact:",
         );
@@ -1096,22 +1103,16 @@ steps:
     /// rendered, not with the contact it made.
     #[tokio::test]
     async fn a_replayed_lookup_that_found_nothing_leaves_no_contact_for_later_steps() {
-        const SEGMENT: &str = r#"
-name: segment
-on: { events: [call.incoming] }
-steps:
-  - id: found
-    find_contact: { phone: "{{event.caller}}" }
-  - if: "{{steps.found.found}}"
-    then:
-      - log: "known"
-    else:
-      - upsert_contact:
+        let segment_yaml = format!(
+            "{LOOKUP_THEN_ELSE}{}",
+            r#"      - upsert_contact:
           phone: "{{event.caller}}"
           set: { segment: "{{#if contact}}returning{{else}}new{{/if}}" }
-"#;
+"#
+        );
         let dir = tempfile::tempdir().unwrap();
-        let (engine, workflow, event) = engine_with_workflow(dir.path(), "segment", SEGMENT);
+        let (engine, workflow, event) =
+            engine_with_workflow(dir.path(), "first-call", &segment_yaml);
         let first = engine
             .run_workflow(Arc::clone(&workflow), &event, RunOptions::default())
             .await
