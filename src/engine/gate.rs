@@ -401,9 +401,10 @@ mod tests {
             .await
             .expect("every task finished: no turn or wake-up was lost");
         // 4 workers, 3 turns, 1 of them for first polls. (How many turns
-        // were in use at once at best depends on the scheduling.)
+        // were in use at once, at best, depends on the scheduling: on a
+        // loaded machine the workers may never overlap.)
         let most = inside.most.load(Ordering::SeqCst);
-        assert!((2..=3).contains(&most), "{most} tasks polled at once");
+        assert!(most <= 3, "{most} tasks polled at once");
         assert_eq!(inside.first_most.load(Ordering::SeqCst), 1);
         let state = gate.lock();
         assert_eq!((state.free, state.new_in_use, state.new_queued), (3, 0, 0));
