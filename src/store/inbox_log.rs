@@ -911,8 +911,12 @@ mod tests {
         drop(log);
         assert!(segments(dir.path()).unwrap().is_empty());
         let spares = spares_in(&dir.path().join(LOG_DIR)).unwrap();
+        // Which segments became spares depends on how far the checkpoints
+        // got before the next segment started (a segment retired while two
+        // spares wait is deleted): 3 when they kept up, 2 when none had
+        // run before the third segment.
         let highest = spares.iter().filter_map(|p| spare_number(p)).max().unwrap();
-        assert_eq!(highest, 3, "{spares:?}");
+        assert!((2..=3).contains(&highest), "{spares:?}");
 
         let log = InboxLog::start(dir.path(), Sealing::DEFAULT, || Ok(())).unwrap();
         log.append(b"after the restart");
@@ -920,7 +924,7 @@ mod tests {
         drop(log);
         let found = segments(dir.path()).unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].0, 4, "numbered above the spares");
+        assert_eq!(found[0].0, highest + 1, "numbered above the spares");
         assert_eq!(
             only_segment(dir.path()),
             vec![b"after the restart".to_vec()]
