@@ -216,11 +216,7 @@ impl CpuGate {
         }
         *queued = Some(waiter);
         // This one may have made the queue long enough for a free turn.
-        let next = state.grant_next();
-        drop(state);
-        if let Some(waker) = next {
-            waker.wake();
-        }
+        grant_next_and_wake(state);
         false
     }
 
@@ -232,11 +228,7 @@ impl CpuGate {
         if new {
             state.new_in_use -= 1;
         }
-        let next = state.grant_next();
-        drop(state);
-        if let Some(waker) = next {
-            waker.wake();
-        }
+        grant_next_and_wake(state);
     }
 
     /// A queued task is going away: pass on a turn it was given, or leave
@@ -255,6 +247,16 @@ impl CpuGate {
         if granted {
             self.end_turn(new);
         }
+    }
+}
+
+/// Pass a free turn on, if a waiter may have it, and wake that waiter
+/// once the lock is let go.
+fn grant_next_and_wake(mut state: std::sync::MutexGuard<'_, GateState>) {
+    let next = state.grant_next();
+    drop(state);
+    if let Some(waker) = next {
+        waker.wake();
     }
 }
 

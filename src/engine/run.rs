@@ -527,23 +527,21 @@ async fn replay_step<'a>(state: &mut RunState<'a>, step: &'a Step, record: StepR
             state.data.value_mut()["contact"] = load_contact(state.inner, state.event);
             Flow::Next
         }
-        Action::FindContact { .. } if output["found"] == false => {
-            // The caller had no contact then, whatever the store holds now
-            // (a contact this run's first attempt created, say): later
-            // steps see what the first attempt saw.
-            if let Some(key) = input["phone"].as_str().and_then(|raw| phone_key(raw).ok()) {
-                state.refresh_contact(&key, &None);
-            }
-            Flow::Next
-        }
         Action::FindContact { .. }
         | Action::CreateContact { .. }
         | Action::UpdateContact { .. }
         | Action::UpsertContact { .. }
         | Action::Tag { .. } => {
+            // The contact as the step left it; none for a lookup that found
+            // nothing, whatever the store holds now (a contact this run's
+            // first attempt created, say): later steps see what the first
+            // attempt saw.
             let contact: Option<Contact> = serde_json::from_value(output["contact"].clone()).ok();
-            if let Some(c) = &contact {
-                let phone = c.phone.clone();
+            let phone = match &contact {
+                Some(c) => Some(c.phone.clone()),
+                None => input["phone"].as_str().and_then(|raw| phone_key(raw).ok()),
+            };
+            if let Some(phone) = phone {
                 state.refresh_contact(&phone, &contact);
             }
             Flow::Next
@@ -950,9 +948,6 @@ fn render_list(
     Ok(out)
 }
 
-/// Apply `change` to the contact `key` (starting from `create` when there
-/// is none; `None` leaves an absent contact absent), and let the run's
-/// `contact` follow the caller's record.
 /// Tests see the store just before each contact write (the run's id).
 #[cfg(test)]
 type ContactWriteHook = Option<Box<dyn Fn(&crate::store::Store, &str) + Send>>;
@@ -968,6 +963,9 @@ pub(super) fn before_contact_write_hook() -> std::sync::MutexGuard<'static, Cont
         .unwrap_or_else(|e| e.into_inner())
 }
 
+/// Apply `change` to the contact `key` (starting from `create` when there
+/// is none; `None` leaves an absent contact absent), and let the run's
+/// `contact` follow the caller's record.
 fn change_contact(
     state: &mut RunState<'_>,
     key: &str,
