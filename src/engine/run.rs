@@ -52,7 +52,8 @@ use super::Inner;
 use crate::delivery::{Outbound, Request};
 use crate::event::{normalise_phone, Event};
 use crate::store::{
-    run_id, Attempt, Changed, Contact, Execution, RunStatus, StepRecord, StepStatus, Timer, Waiting,
+    run_id, Attempt, Changed, Contact, Execution, JournalEncoder, RunStatus, StepRecord,
+    StepStatus, Timer, Waiting,
 };
 use crate::workflow::{Action, MessageBody, OnError, RenderData, Step, Template, Workflow};
 
@@ -108,6 +109,8 @@ struct RunState<'a> {
     /// recorded steps: a crash can leave its record without the entry
     /// (the record is written first).
     saved_before: bool,
+    /// The journal's event and steps as serialised by earlier writes.
+    encoder: JournalEncoder,
 }
 
 /// What a step tells the run to do next.
@@ -290,6 +293,7 @@ pub(super) async fn drive(
         data: data.unwrap_or_else(|| render_data_for(inner, &workflow, &event)),
         replay,
         saved_before: false,
+        encoder: JournalEncoder::default(),
         execution,
         options,
         sent_unflushed: false,
@@ -569,18 +573,20 @@ async fn pause(state: &mut RunState<'_>, step: &Step, waiting: Waiting) -> Flow 
     state.execution.status = RunStatus::Waiting;
     let store = &state.inner.store;
     let run_id = state.run_id.clone();
-    let result = store.save_execution(&state.execution).and_then(|_| {
-        store.add_timer(
-            due,
-            &Timer::Resume {
-                run_id: run_id.clone(),
-            },
-        )?;
-        match &wake_on {
-            Some((caller, kinds)) => store.add_wait(caller, &run_id, kinds),
-            None => Ok(()),
-        }
-    });
+    let result = store
+        .save_journal(&state.execution, &mut state.encoder, true)
+        .and_then(|_| {
+            store.add_timer(
+                due,
+                &Timer::Resume {
+                    run_id: run_id.clone(),
+                },
+            )?;
+            match &wake_on {
+                Some((caller, kinds)) => store.add_wait(caller, &run_id, kinds),
+                None => Ok(()),
+            }
+        });
     if let Err(e) = result {
         return Flow::End(
             RunStatus::Failed,
@@ -701,12 +707,8 @@ impl RunState<'_> {
             return;
         }
         let store = &self.inner.store;
-        let saved = if self.saved_before {
-            store.save_execution_again(&self.execution)
-        } else {
-            store.save_execution(&self.execution)
-        };
-        match saved {
+        let first = !self.saved_before;
+        match store.save_journal(&self.execution, &mut self.encoder, first) {
             Ok(()) => {
                 self.saved_before = true;
                 self.unsaved_reads = false;

@@ -188,11 +188,125 @@ pub fn run_id(event_id: &str, workflow: &str) -> String {
 /// milliseconds (its journal before a send, then its end), so it is kept
 /// as plain JSON: compressing it was a tenth of a follow-up's instructions.
 fn encode(e: &Execution) -> Result<Vec<u8>, StoreError> {
-    let json = serde_json::to_vec(e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
-    Ok(match e.status {
-        RunStatus::Running => json,
-        _ => super::packing::pack(&json),
-    })
+    JournalEncoder::default().encode(e)
+}
+
+/// Turns one run's record into its stored form at each journal write,
+/// serialising the event and each step only once: a run writes its record
+/// up to three times (before a contact write, before a send, at the end),
+/// and serialising the whole record each time was the largest part of a
+/// follow-up's journal cost (the event with its provider payload is about
+/// a third of a finished record, and every write repeats the earlier
+/// steps). The bytes are the same JSON object `serde_json::to_vec` of the
+/// [`Execution`] gives, with its keys in another order.
+///
+/// It relies on a run's steps only ever being appended (`RunState::record`
+/// is the only writer); a record with fewer steps than it has seen, or
+/// another event, starts it afresh.
+#[derive(Default)]
+pub struct JournalEncoder {
+    /// The event serialised, and which event it is.
+    event: Option<(std::sync::Arc<Event>, Vec<u8>)>,
+    /// `steps[..encoded_steps]` serialised, separated by commas.
+    steps: Vec<u8>,
+    encoded_steps: usize,
+}
+
+/// Every field of an [`Execution`] but the event and the steps, serialised
+/// as [`Execution`] serialises them.
+#[derive(Serialize)]
+struct RecordHead<'a> {
+    id: &'a str,
+    seq: u64,
+    workflow: &'a str,
+    workflow_version: &'a str,
+    file: &'a str,
+    status: RunStatus,
+    started_at: &'a Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<&'a Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    test: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting: Option<&'a Waiting>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retrying: Option<&'a Retrying>,
+}
+
+impl JournalEncoder {
+    fn encode(&mut self, e: &Execution) -> Result<Vec<u8>, StoreError> {
+        let json = self
+            .json(e)
+            .map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        Ok(match e.status {
+            RunStatus::Running => json,
+            _ => super::packing::pack(&json),
+        })
+    }
+
+    fn json(&mut self, e: &Execution) -> Result<Vec<u8>, serde_json::Error> {
+        // Destructured in full so that a new field cannot be left out.
+        let Execution {
+            id,
+            seq,
+            workflow,
+            workflow_version,
+            file,
+            status,
+            event,
+            started_at,
+            finished_at,
+            error,
+            test,
+            waiting,
+            retrying,
+            steps,
+        } = e;
+        let event_json = match &self.event {
+            Some((seen, json)) if std::sync::Arc::ptr_eq(seen, event) => json,
+            _ => {
+                let json = serde_json::to_vec(&**event)?;
+                &self.event.insert((std::sync::Arc::clone(event), json)).1
+            }
+        };
+        if steps.len() < self.encoded_steps {
+            self.steps.clear();
+            self.encoded_steps = 0;
+        }
+        for step in &steps[self.encoded_steps..] {
+            if !self.steps.is_empty() {
+                self.steps.push(b',');
+            }
+            serde_json::to_writer(&mut self.steps, step)?;
+        }
+        self.encoded_steps = steps.len();
+        let head = RecordHead {
+            id,
+            seq: *seq,
+            workflow,
+            workflow_version,
+            file,
+            status: *status,
+            started_at,
+            finished_at: finished_at.as_ref(),
+            error: error.as_deref(),
+            test: *test,
+            waiting: waiting.as_ref(),
+            retrying: retrying.as_ref(),
+        };
+        let mut out = Vec::with_capacity(256 + event_json.len() + self.steps.len());
+        serde_json::to_writer(&mut out, &head)?;
+        // The head is an object with at least its `id`: reopen it.
+        debug_assert_eq!(out.last(), Some(&b'}'));
+        out.pop();
+        out.extend_from_slice(b",\"event\":");
+        out.extend_from_slice(event_json);
+        out.extend_from_slice(b",\"steps\":[");
+        out.extend_from_slice(&self.steps);
+        out.extend_from_slice(b"]}");
+        Ok(out)
+    }
 }
 
 fn decode(bytes: &[u8]) -> Result<Execution, StoreError> {
@@ -210,17 +324,24 @@ impl Store {
     /// Insert or replace an execution record (the run journal), keeping the
     /// start-order index and the set of running runs up to date.
     pub fn save_execution(&self, e: &Execution) -> Result<(), StoreError> {
-        self.executions.insert(e.id.as_bytes(), encode(e)?)?;
-        self.runs_by_seq
-            .insert(e.seq.to_be_bytes(), e.id.as_bytes())?;
-        self.mark_active(e)
+        self.save_journal(e, &mut JournalEncoder::default(), true)
     }
 
-    /// [`Store::save_execution`] for a record saved before, whose
-    /// start-order entry is already in place: one sled write fewer for
-    /// each of a run's later journal writes.
-    pub fn save_execution_again(&self, e: &Execution) -> Result<(), StoreError> {
-        self.executions.insert(e.id.as_bytes(), encode(e)?)?;
+    /// [`Store::save_execution`] for a run's journal writes, with the
+    /// run's encoder. `first`: whether to write the start-order entry too;
+    /// a run's later writes skip it (one sled write fewer each).
+    pub fn save_journal(
+        &self,
+        e: &Execution,
+        encoder: &mut JournalEncoder,
+        first: bool,
+    ) -> Result<(), StoreError> {
+        self.executions
+            .insert(e.id.as_bytes(), encoder.encode(e)?)?;
+        if first {
+            self.runs_by_seq
+                .insert(e.seq.to_be_bytes(), e.id.as_bytes())?;
+        }
         self.mark_active(e)
     }
 
@@ -457,7 +578,8 @@ mod tests {
         assert_eq!(store.execution("run_r").unwrap(), Some(e.clone()));
         assert_eq!(store.running_executions().unwrap(), vec![e.clone()]);
         e.status = RunStatus::Succeeded;
-        store.save_execution_again(&e).unwrap();
+        let mut encoder = JournalEncoder::default();
+        store.save_journal(&e, &mut encoder, false).unwrap();
         assert_eq!(
             store.executions.get(b"run_r").unwrap().unwrap()[0],
             super::super::packing::LZ4_RECORD
@@ -470,7 +592,7 @@ mod tests {
         assert_eq!(listed.len(), 1, "listed once, by its first save's entry");
         // A later write leaves the start-order entry alone.
         store.runs_by_seq.remove(e.seq.to_be_bytes()).unwrap();
-        store.save_execution_again(&e).unwrap();
+        store.save_journal(&e, &mut encoder, false).unwrap();
         assert!(store.runs_by_seq.is_empty());
     }
 
@@ -522,5 +644,67 @@ mod tests {
             store.execution("run_c"),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    /// A run's encoder, reused across its journal writes as steps are
+    /// appended, the event changes or the record shrinks, always gives the
+    /// record `serde_json` gives, every optional field included.
+    #[test]
+    fn the_journal_encoder_gives_the_whole_record_at_every_write() {
+        let full = execution("run_e");
+        let mut e = full.clone();
+        e.status = RunStatus::Running;
+        e.finished_at = None;
+        e.steps.clear();
+        let mut encoder = JournalEncoder::default();
+        let check = |encoder: &mut JournalEncoder, e: &Execution| {
+            let bytes = encoder.encode(e).unwrap();
+            let json = super::super::packing::unpack(&bytes).unwrap();
+            let got: Value = serde_json::from_slice(&json).expect("valid JSON");
+            assert_eq!(got, serde_json::to_value(e).unwrap());
+            assert_eq!(&decode(&bytes).unwrap(), e);
+        };
+        check(&mut encoder, &e);
+        for step in &full.steps {
+            e.steps.push(step.clone());
+            check(&mut encoder, &e);
+            check(&mut encoder, &e);
+        }
+        e.waiting = Some(Waiting {
+            path: "steps[5]".into(),
+            id: Some("pause".into()),
+            until: Timestamp::UNIX_EPOCH,
+            kinds: vec!["call.missed".into()],
+            caller: Some("+5215512345678".into()),
+            retry_attempts: None,
+            input: json!({"for": "1h"}),
+            started_at: Timestamp::UNIX_EPOCH,
+        });
+        e.status = RunStatus::Waiting;
+        check(&mut encoder, &e);
+        e.waiting = None;
+        e.retrying = Some(Retrying {
+            path: "steps[4]".into(),
+            attempts: vec![Attempt {
+                at: Timestamp::UNIX_EPOCH,
+                status: Some(503),
+                error: Some("unavailable".into()),
+                latency_ms: 1.5,
+                response: Some("busy".into()),
+            }],
+        });
+        e.status = RunStatus::Failed;
+        e.error = Some("step steps[4] (send_message): \"quoted\"".into());
+        e.finished_at = Some(Timestamp::UNIX_EPOCH);
+        e.test = true;
+        check(&mut encoder, &e);
+        // Another event (a record that is not this run's) and fewer steps.
+        let mut other = (*e.event).clone();
+        other.id = "evt_other".into();
+        e.event = other.into();
+        e.steps.truncate(1);
+        check(&mut encoder, &e);
+        e.steps.clear();
+        check(&mut encoder, &e);
     }
 }
