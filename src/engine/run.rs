@@ -104,12 +104,9 @@ struct RunState<'a> {
     /// read (it has no `id`). A contact write must not reach the disk
     /// before them: see [`journal_before_contact_write`].
     unsaved_reads: bool,
-    /// This drive saved the record already, with its start-order entry:
-    /// later writes skip that entry. Not assumed for a run resumed with
-    /// recorded steps: a crash can leave its record without the entry
-    /// (the record is written first).
-    saved_before: bool,
-    /// The journal's event and steps as serialised by earlier writes.
+    /// The journal's event and steps as serialised by earlier writes, and
+    /// whether this drive saved the record already (with its start-order
+    /// entry, which later writes skip).
     encoder: JournalEncoder,
 }
 
@@ -292,7 +289,6 @@ pub(super) async fn drive(
         run_id: execution.id.clone(),
         data: data.unwrap_or_else(|| render_data_for(inner, &workflow, &event)),
         replay,
-        saved_before: false,
         encoder: JournalEncoder::default(),
         execution,
         options,
@@ -474,7 +470,7 @@ async fn run_step<'a>(state: &mut RunState<'a>, step: &'a Step) -> Flow {
 /// `find_contact` found nothing, see `replay_step`), and its output may
 /// differ (`created`). Both need its rendered input journaled before it.
 fn journal_before_contact_write(state: &mut RunState<'_>) {
-    if state.unsaved_reads || !state.saved_before {
+    if state.unsaved_reads || !state.encoder.saved() {
         state.save();
     }
 }
@@ -574,7 +570,7 @@ async fn pause(state: &mut RunState<'_>, step: &Step, waiting: Waiting) -> Flow 
     let store = &state.inner.store;
     let run_id = state.run_id.clone();
     let result = store
-        .save_journal(&state.execution, &mut state.encoder, true)
+        .save_journal(&state.execution, &mut state.encoder)
         .and_then(|_| {
             store.add_timer(
                 due,
@@ -707,10 +703,8 @@ impl RunState<'_> {
             return;
         }
         let store = &self.inner.store;
-        let first = !self.saved_before;
-        match store.save_journal(&self.execution, &mut self.encoder, first) {
+        match store.save_journal(&self.execution, &mut self.encoder) {
             Ok(()) => {
-                self.saved_before = true;
                 self.unsaved_reads = false;
             }
             Err(err) => {

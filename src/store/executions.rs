@@ -203,6 +203,11 @@ fn encode(e: &Execution) -> Result<Vec<u8>, StoreError> {
 /// It relies on a run's steps only ever being appended (`RunState::record`
 /// is the only writer); a record with fewer steps than it has seen, or
 /// another event, starts it afresh.
+///
+/// It also knows whether the run's start-order entry is written: a run's
+/// later writes skip it (one sled write fewer each). A new encoder (a run
+/// resumed with recorded steps included) writes it again: a crash can
+/// leave a record without its entry (the record is written first).
 #[derive(Default)]
 pub struct JournalEncoder {
     /// The event serialised, and which event it is.
@@ -210,6 +215,8 @@ pub struct JournalEncoder {
     /// `steps[..encoded_steps]` serialised, separated by commas.
     steps: Vec<u8>,
     encoded_steps: usize,
+    /// A save through this encoder succeeded, start-order entry included.
+    saved: bool,
 }
 
 /// Every field of an [`Execution`] but the event and the steps, serialised
@@ -235,6 +242,11 @@ struct RecordHead<'a> {
 }
 
 impl JournalEncoder {
+    /// Whether a record was saved through this encoder.
+    pub fn saved(&self) -> bool {
+        self.saved
+    }
+
     fn encode(&mut self, e: &Execution) -> Result<Vec<u8>, StoreError> {
         let json = self
             .json(e)
@@ -324,25 +336,25 @@ impl Store {
     /// Insert or replace an execution record (the run journal), keeping the
     /// start-order index and the set of running runs up to date.
     pub fn save_execution(&self, e: &Execution) -> Result<(), StoreError> {
-        self.save_journal(e, &mut JournalEncoder::default(), true)
+        self.save_journal(e, &mut JournalEncoder::default())
     }
 
     /// [`Store::save_execution`] for a run's journal writes, with the
-    /// run's encoder. `first`: whether to write the start-order entry too;
-    /// a run's later writes skip it (one sled write fewer each).
+    /// run's encoder: the start-order entry only at its first save.
     pub fn save_journal(
         &self,
         e: &Execution,
         encoder: &mut JournalEncoder,
-        first: bool,
     ) -> Result<(), StoreError> {
         self.executions
             .insert(e.id.as_bytes(), encoder.encode(e)?)?;
-        if first {
+        if !encoder.saved {
             self.runs_by_seq
                 .insert(e.seq.to_be_bytes(), e.id.as_bytes())?;
         }
-        self.mark_active(e)
+        self.mark_active(e)?;
+        encoder.saved = true;
+        Ok(())
     }
 
     fn mark_active(&self, e: &Execution) -> Result<(), StoreError> {
@@ -573,13 +585,13 @@ mod tests {
         let mut e = execution("run_r");
         e.status = RunStatus::Running;
         e.finished_at = None;
-        store.save_execution(&e).unwrap();
+        let mut encoder = JournalEncoder::default();
+        store.save_journal(&e, &mut encoder).unwrap();
         assert_eq!(store.executions.get(b"run_r").unwrap().unwrap()[0], b'{');
         assert_eq!(store.execution("run_r").unwrap(), Some(e.clone()));
         assert_eq!(store.running_executions().unwrap(), vec![e.clone()]);
         e.status = RunStatus::Succeeded;
-        let mut encoder = JournalEncoder::default();
-        store.save_journal(&e, &mut encoder, false).unwrap();
+        store.save_journal(&e, &mut encoder).unwrap();
         assert_eq!(
             store.executions.get(b"run_r").unwrap().unwrap()[0],
             super::super::packing::LZ4_RECORD
@@ -592,7 +604,7 @@ mod tests {
         assert_eq!(listed.len(), 1, "listed once, by its first save's entry");
         // A later write leaves the start-order entry alone.
         store.runs_by_seq.remove(e.seq.to_be_bytes()).unwrap();
-        store.save_journal(&e, &mut encoder, false).unwrap();
+        store.save_journal(&e, &mut encoder).unwrap();
         assert!(store.runs_by_seq.is_empty());
     }
 
