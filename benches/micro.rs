@@ -444,28 +444,6 @@ fn bench_store(c: &mut Criterion) {
         )
     });
     group.finish();
-
-    // The dedupe cleaner's walk (once a minute): 50,000 markers of taken
-    // events, none expired yet, the most one call walks.
-    let walk_dir = tempfile::tempdir().expect("temp dir");
-    let walked = Store::open(walk_dir.path(), 64 << 20).expect("store");
-    for e in events(50_000) {
-        walked
-            .insert_events(std::slice::from_ref(&e), now, window)
-            .expect("insert");
-    }
-    for queued in walked.pending_events(50_000).expect("queued") {
-        walked.mark_taken(queued.seq).expect("take");
-    }
-    let mut group = c.benchmark_group("store");
-    group.sample_size(10);
-    group.bench_function("purge_walk_50000_markers", |b| {
-        b.iter(|| {
-            let removed = walked.purge_expired(now, window).expect("purge");
-            assert_eq!(removed, 0, "nothing is old enough");
-        })
-    });
-    group.finish();
 }
 
 criterion_group! {
