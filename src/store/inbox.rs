@@ -258,18 +258,17 @@ impl Store {
         self.remember_acceptance(&event.id, seq, received_at)
     }
 
-    /// The dedupe marker of acceptance `seq` of `id`, the last write of an
-    /// acceptance (see [`Store::write_inbox_entry`]). It has no key in
-    /// `expiry` (earlier versions wrote one): [`Store::purge_expired`]
-    /// walks `events` itself, which saves an insert per event into a tree
-    /// that grew by one key per event (sled splits such a tree's leaves
-    /// every few inserts, each split writing both halves whole).
+    /// The dedupe marker of acceptance `seq` of `id` and its expiry key;
+    /// the marker is the last write of an acceptance (see
+    /// [`Store::write_inbox_entry`]).
     fn remember_acceptance(
         &self,
         id: &str,
         seq: u64,
         received_at: Timestamp,
     ) -> Result<(), StoreError> {
+        self.expiry
+            .insert(expiry_key(received_at, id), &[] as &[u8])?;
         let marker = StoredEventHeader { seq, received_at }.encode()?;
         self.events.insert(id.as_bytes(), marker)?;
         Ok(())
@@ -414,9 +413,9 @@ impl Store {
         Ok((dropped, converted))
     }
 
-    /// Remove the dedupe marker of acceptance `seq` of `id` (not a later
-    /// acceptance's), and its expiry key if an earlier version wrote one.
-    /// Its call statistics stay counted: the retry counts the call again.
+    /// Remove the dedupe marker and expiry key of acceptance `seq` of `id`
+    /// (not a later acceptance's). Its call statistics stay counted: the
+    /// retry counts the call again.
     fn forget_unsynced_acceptance(&self, id: &[u8], seq: u64) -> Result<(), StoreError> {
         let printable = String::from_utf8_lossy(id);
         if let Some(marker) = self.events.get(id)? {
@@ -528,25 +527,7 @@ impl Store {
     /// [`KEPT_AT_LEAST`]) before `now`; their ids may be accepted again
     /// after `window` in any case. Events still pending are kept. Returns
     /// how many were removed.
-    ///
-    /// Each call walks the next [`PURGE_SLICE`] markers of `events` from
-    /// where the last call stopped, starting again from the first at the
-    /// end: a store with more markers than that is walked over several
-    /// calls (one a minute), so a marker may outlive its window by that
-    /// long, which only keeps a few bytes a little longer (the dedupe check
-    /// compares ages, so an overdue marker refuses nothing). Keys an
-    /// earlier version wrote to `expiry` are drained oldest first as they
-    /// were.
     pub fn purge_expired(&self, now: Timestamp, window: Duration) -> Result<usize, StoreError> {
-        self.purge_expired_in_slices(now, window, PURGE_SLICE)
-    }
-
-    pub(super) fn purge_expired_in_slices(
-        &self,
-        now: Timestamp,
-        window: Duration,
-        slice: usize,
-    ) -> Result<usize, StoreError> {
         // However short the window, an event stays while the inbox log may
         // still hold it: a replay must find it to know it is not lost.
         let window_ms = i64::try_from(window.max(KEPT_AT_LEAST).as_millis()).unwrap_or(i64::MAX);
@@ -555,66 +536,28 @@ impl Store {
         for item in self.expiry.range(..cutoff.to_be_bytes().to_vec()) {
             let (key, _) = item?;
             let id = &key[8..];
-            match self.purge_marker(id, cutoff)? {
-                Purge::Removed => removed += 1,
-                Purge::Pending => continue, // look again next time
-                Purge::Kept => {}
+            if let Some(bytes) = self.events.get(id)? {
+                let stored = StoredEventHeader::decode(&bytes, &String::from_utf8_lossy(id))?;
+                let expired_copy = stored.received_at.as_millisecond().max(0) as u64 <= cutoff;
+                if expired_copy && !self.pending.contains_key(stored.seq.to_be_bytes())? {
+                    // Only the copy read here: the id may have just been
+                    // accepted again.
+                    if self
+                        .events
+                        .compare_and_swap(id, Some(bytes), None as Option<&[u8]>)?
+                        .is_ok()
+                    {
+                        removed += 1;
+                    }
+                } else if expired_copy {
+                    // Still pending: keep it and look again next time.
+                    continue;
+                }
             }
             self.expiry.remove(key)?;
         }
-        let mut cursor = self.purge_cursor.lock().expect("purge cursor lock");
-        let start = std::mem::take(&mut *cursor);
-        for (walked, item) in self.events.range(start..).enumerate() {
-            let (id, _) = item?;
-            if walked == slice {
-                *cursor = id.to_vec(); // the next call starts here
-                break;
-            }
-            if self.purge_marker(&id, cutoff)? == Purge::Removed {
-                removed += 1;
-            }
-        }
         Ok(removed)
     }
-
-    /// Remove the marker of `id` if its acceptance came at or before
-    /// `cutoff` (Unix ms) and the engine is done with it. Only the copy
-    /// read here is removed: the id may have just been accepted again.
-    fn purge_marker(&self, id: &[u8], cutoff: u64) -> Result<Purge, StoreError> {
-        let Some(bytes) = self.events.get(id)? else {
-            return Ok(Purge::Kept);
-        };
-        let stored = StoredEventHeader::decode(&bytes, &String::from_utf8_lossy(id))?;
-        if stored.received_at.as_millisecond().max(0) as u64 > cutoff {
-            return Ok(Purge::Kept);
-        }
-        if self.pending.contains_key(stored.seq.to_be_bytes())? {
-            return Ok(Purge::Pending);
-        }
-        let swapped = self
-            .events
-            .compare_and_swap(id, Some(bytes), None as Option<&[u8]>)?;
-        Ok(if swapped.is_ok() {
-            Purge::Removed
-        } else {
-            Purge::Kept
-        })
-    }
-}
-
-/// How many dedupe markers one [`Store::purge_expired`] walks: about
-/// 50 ms of a blocking thread each minute; a store of a week of markers at
-/// a million events a day is walked in a little over two hours.
-const PURGE_SLICE: usize = 50_000;
-
-/// What [`Store::purge_marker`] did.
-#[derive(Debug, PartialEq, Eq)]
-enum Purge {
-    Removed,
-    /// Expired, but the engine has not taken the event yet.
-    Pending,
-    /// Within the window, gone already, or accepted again meanwhile.
-    Kept,
 }
 
 #[cfg(test)]
@@ -1031,45 +974,6 @@ mod tests {
         );
         assert_eq!(store.pending_events(10).unwrap()[0].event, b);
         store.commit().await.unwrap();
-    }
-
-    /// The cleaner walks the markers a slice per call, each call where the
-    /// last stopped, and starts again from the first after the last: a
-    /// marker it must keep (recent, here the first in key order) does not
-    /// stop it from reaching the expired ones behind it. Acceptances write
-    /// nothing to `expiry`.
-    #[tokio::test]
-    async fn purge_walks_the_markers_in_slices_and_wraps_around() {
-        let (_dir, store) = store();
-        let hour = Duration::from_secs(3600);
-        let mut events: Vec<Event> = (0..8)
-            .map(|i| wazzap_event(&format!("+52155123456{i:02}"), "2026-05-14T14:32:11Z"))
-            .collect();
-        events.sort_by(|a, b| a.id.cmp(&b.id)); // the markers' key order
-        let (recent, old) = events.split_first().unwrap();
-        store.insert_events(old, at(1000), hour).unwrap();
-        store
-            .insert_events(std::slice::from_ref(recent), at(1000 + 3000), hour)
-            .unwrap();
-        for queued in store.pending_events(100).unwrap() {
-            store.mark_taken(queued.seq).unwrap();
-        }
-        assert!(store.expiry.is_empty(), "no expiry keys are written");
-
-        let now = at(1000 + 3601);
-        let removed: Vec<usize> = (0..3)
-            .map(|_| store.purge_expired_in_slices(now, hour, 3).unwrap())
-            .collect();
-        // Slices of 3 keys: [recent, old, old], [old; 3], [old, old].
-        assert_eq!(removed, vec![2, 3, 2]);
-        for e in old {
-            assert!(!store.remembers_event(&e.id).unwrap(), "{} expired", e.id);
-        }
-        assert!(store.remembers_event(&recent.id).unwrap());
-        // The walk starts over: the recent marker goes once it expires.
-        let later = at(1000 + 3000 + 3601);
-        assert_eq!(store.purge_expired_in_slices(later, hour, 3).unwrap(), 1);
-        assert!(!store.remembers_event(&recent.id).unwrap());
     }
 
     /// A crash in the middle of an inbox write can leave a queue entry

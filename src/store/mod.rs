@@ -25,7 +25,7 @@
 //! |---|---|---|
 //! | `events` | event id (UTF-8, `evt_<24 hex>`) | the dedupe marker, `{"seq":…,"received_at":…}` as JSON (stores written by earlier versions: the whole [`StoredEvent`]) |
 //! | `pending` | sequence number, u64 big-endian | [`StoredEvent`] as JSON, or a placeholder (a zero byte and the event id: the record is in the inbox log and in memory, see `unfiled.rs`; earlier versions: the event id) — events the engine is not done with, in arrival order |
-//! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — written by earlier versions only (the dedupe cleaner now walks `events` in slices, see [`Store::purge_expired`]); drained oldest first |
+//! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — lets the dedupe cleaner walk oldest first without scanning `events` |
 //! | `contacts` | E.164 phone | [`Contact`] as JSON (without call statistics) |
 //! | `tags` | tag, `\0`, phone | empty — the tag index |
 //! | `call_stats` | E.164 phone | [`CallStats`] as JSON, written by ingestion |
@@ -138,9 +138,6 @@ pub struct Store {
     unfiled: std::sync::Arc<unfiled::Unfiled>,
     /// Held while the inbox's trees are written (see the module docs).
     inbox_writer: std::sync::Arc<std::sync::Mutex<()>>,
-    /// Where the dedupe cleaner's next walk of `events` starts (empty: at
-    /// the first key).
-    purge_cursor: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     /// Changes to a contact hold the stripe of its phone (`contacts.rs`).
     contact_locks: std::sync::Arc<[std::sync::Mutex<()>]>,
 }
@@ -208,7 +205,6 @@ impl Store {
             commit,
             inbox_log: std::sync::Arc::new(inbox_log),
             inbox_writer: Default::default(),
-            purge_cursor: Default::default(),
             contact_locks: (0..CONTACT_LOCK_STRIPES)
                 .map(|_| std::sync::Mutex::new(()))
                 .collect(),
