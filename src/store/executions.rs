@@ -395,11 +395,7 @@ impl Store {
                 .compare_and_swap(id.as_bytes(), Some(old), Some(new))?
                 .is_ok()
             {
-                if e.status == RunStatus::Running {
-                    self.active_runs.insert(e.id.as_bytes(), &[] as &[u8])?;
-                } else {
-                    self.active_runs.remove(e.id.as_bytes())?;
-                }
+                self.mark_active(&e)?;
                 return Ok(Some(e));
             }
         }
