@@ -200,6 +200,16 @@ async fn post_all(
     items: impl IntoIterator<Item = usize>,
     clients: usize,
 ) -> Vec<(usize, Option<String>)> {
+    post_all_counting(base, items, clients, Arc::default()).await
+}
+
+/// [`post_all`], counting the 2xx answers in `answered` as they come.
+async fn post_all_counting(
+    base: &str,
+    items: impl IntoIterator<Item = usize>,
+    clients: usize,
+    answered: Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<(usize, Option<String>)> {
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let items: Vec<usize> = items.into_iter().collect();
     let chunk = items.len().div_ceil(clients);
@@ -208,6 +218,7 @@ async fn post_all(
         let part = part.to_vec();
         let url = format!("{base}/hooks/wazzap");
         let accepted = accepted.clone();
+        let answered = answered.clone();
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             for i in part {
@@ -216,6 +227,7 @@ async fn post_all(
                         let v: serde_json::Value = resp.json().await.unwrap_or_default();
                         let id = v["events"][0].as_str().map(str::to_string);
                         accepted.lock().unwrap().push((i, id));
+                        answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     Ok(resp) => panic!("unexpected status {}", resp.status()),
                     Err(_) => return,
@@ -242,10 +254,20 @@ async fn every_accepted_event_gets_its_follow_up_across_a_kill_9() {
     let (receiver, url) = Receiver::start().await;
     let (dir, port) = folder(&url, "followup.yaml", FOLLOWUP);
     let mut server = start(dir.path(), port).await;
-    // Kill at a moment that depends on the run: somewhere in the load.
-    let kill_after = Duration::from_millis(300 + (std::process::id() as u64 % 700));
+    // Kill at a moment that depends on the run: somewhere in the load,
+    // counted from the first answer (a busy machine can take longer than
+    // any fixed delay to answer at all).
+    let kill_after = Duration::from_millis(std::process::id() as u64 % 700);
     let base = server.base.clone();
-    let load = tokio::spawn(async move { post_all(&base, 0..3000, 8).await });
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let load = tokio::spawn({
+        let answered = answered.clone();
+        async move { post_all_counting(&base, 0..3000, 8, answered).await }
+    });
+    wait_until("a first answer", Duration::from_secs(30), || {
+        answered.load(std::sync::atomic::Ordering::Relaxed) > 0
+    })
+    .await;
     tokio::time::sleep(kill_after).await;
     kill9(&mut server);
     let mut acked = load.await.unwrap();
