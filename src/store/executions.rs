@@ -183,7 +183,8 @@ pub fn run_id(event_id: &str, workflow: &str) -> String {
 /// An execution record as stored: its JSON, packed (see `packing.rs`: a
 /// record repeats its event, payload and all, and every step's rendered
 /// input and output, so these are the store's largest values; packing cut
-/// the follow-up case's disk writes from ≈55 to ≈38 KiB per run) once the
+/// the follow-up case's disk writes from ≈55 to ≈38 KiB per run, packing
+/// against a dictionary to ≈32) once the
 /// run is finished or waiting. A running run's record is replaced within
 /// milliseconds (its journal before a send, then its end), so it is kept
 /// as plain JSON: compressing it was a tenth of a follow-up's instructions.
@@ -562,7 +563,7 @@ mod tests {
         store.save_execution(&e).unwrap();
         let stored = store.executions.get(b"run_a").unwrap().unwrap();
         let json = serde_json::to_vec(&e).unwrap();
-        assert_eq!(stored[0], super::super::packing::LZ4_RECORD);
+        assert_eq!(stored[0], super::super::packing::LZ4_DICT_RECORD);
         assert!(
             stored.len() * 10 < json.len() * 7,
             "{} bytes stored for {} bytes of JSON",
@@ -590,7 +591,7 @@ mod tests {
         store.save_journal(&e, &mut encoder).unwrap();
         assert_eq!(
             store.executions.get(b"run_r").unwrap().unwrap()[0],
-            super::super::packing::LZ4_RECORD
+            super::super::packing::LZ4_DICT_RECORD
         );
         assert_eq!(store.execution("run_r").unwrap(), Some(e.clone()));
         assert!(store.running_executions().unwrap().is_empty());
@@ -627,7 +628,7 @@ mod tests {
         assert_eq!(updated.status, RunStatus::Waiting);
         assert_eq!(
             store.executions.get(b"run_b").unwrap().unwrap()[0],
-            super::super::packing::LZ4_RECORD
+            super::super::packing::LZ4_DICT_RECORD
         );
         assert_eq!(store.execution("run_b").unwrap(), Some(updated));
         let claimed = store
