@@ -183,11 +183,11 @@ pub fn run_id(event_id: &str, workflow: &str) -> String {
 /// An execution record as stored: its JSON, packed (see `packing.rs`: a
 /// record repeats its event, payload and all, and every step's rendered
 /// input and output, so these are the store's largest values; packing cut
-/// the follow-up case's disk writes from ≈55 to ≈38 KiB per run, packing
-/// against a dictionary to ≈32) once the
-/// run is finished or waiting. A running run's record is replaced within
-/// milliseconds (its journal before a send, then its end), so it is kept
-/// as plain JSON: compressing it was a tenth of a follow-up's instructions.
+/// the follow-up case's disk writes from ≈55 to ≈38 KiB per run, and
+/// packing against a dictionary to ≈32) once the run is finished or
+/// waiting. A running run's record is replaced within milliseconds (its
+/// journal before a send, then its end), so it is kept as plain JSON:
+/// compressing it was a tenth of a follow-up's instructions.
 fn encode(e: &Execution) -> Result<Vec<u8>, StoreError> {
     JournalEncoder::default().encode(e)
 }

@@ -55,20 +55,20 @@ pub(super) fn pack(json: &[u8]) -> Vec<u8> {
 /// The JSON of a stored record, compressed (with or without the
 /// dictionary) or, from an earlier version, not.
 pub(super) fn unpack(stored: &[u8]) -> Result<Cow<'_, [u8]>, String> {
-    let unpacked = match stored.split_first() {
-        Some((&LZ4_DICT_RECORD, compressed)) => {
-            check_size(compressed)?;
-            lz4_flex::block::decompress_size_prepended_with_dict(compressed, DICTIONARY)
-        }
-        Some((&LZ4_RECORD, compressed)) => {
-            check_size(compressed)?;
-            lz4_flex::decompress_size_prepended(compressed)
-        }
+    let (compressed, dictionary) = match stored.split_first() {
+        Some((&LZ4_DICT_RECORD, compressed)) => (compressed, Some(DICTIONARY)),
+        Some((&LZ4_RECORD, compressed)) => (compressed, None),
         _ => return Ok(Cow::Borrowed(stored)),
     };
-    unpacked
-        .map(Cow::Owned)
-        .map_err(|e| format!("cannot decompress: {e}"))
+    check_size(compressed)?;
+    match dictionary {
+        Some(dictionary) => {
+            lz4_flex::block::decompress_size_prepended_with_dict(compressed, dictionary)
+        }
+        None => lz4_flex::decompress_size_prepended(compressed),
+    }
+    .map(Cow::Owned)
+    .map_err(|e| format!("cannot decompress: {e}"))
 }
 
 /// The decoder allocates the size a record's head states before it reads a
