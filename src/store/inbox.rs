@@ -258,17 +258,16 @@ impl Store {
         self.remember_acceptance(&event.id, seq, received_at)
     }
 
-    /// The dedupe marker of acceptance `seq` of `id` and its expiry key;
-    /// the marker is the last write of an acceptance (see
-    /// [`Store::write_inbox_entry`]).
+    /// The dedupe marker of acceptance `seq` of `id`, noted for the dedupe
+    /// cleaner (`expiry.rs`); the marker is the last write of an
+    /// acceptance (see [`Store::write_inbox_entry`]).
     fn remember_acceptance(
         &self,
         id: &str,
         seq: u64,
         received_at: Timestamp,
     ) -> Result<(), StoreError> {
-        self.expiry
-            .insert(expiry_key(received_at, id), &[] as &[u8])?;
+        self.expiry_batches.note(received_at, id);
         let marker = StoredEventHeader { seq, received_at }.encode()?;
         self.events.insert(id.as_bytes(), marker)?;
         Ok(())
@@ -283,11 +282,12 @@ impl Store {
         &self,
         segments: &[(u64, std::path::PathBuf)],
     ) -> Result<usize, StoreError> {
-        let mut restored = 0;
+        let (mut restored, mut replayed) = (0, 0);
         for (number, path) in segments {
             let bytes = std::fs::read(path)?;
             for record in super::inbox_log::records(path, *number, &bytes) {
                 let stored = decode_record(record, format_args!("inbox log {}", path.display()))?;
+                replayed += 1;
                 // Queued behind a placeholder whose record only this log
                 // holds: put the record in, whatever the marker says now
                 // (the id may have been accepted again since).
@@ -308,7 +308,9 @@ impl Store {
                         Some(marker) => StoredEventHeader::decode(&marker, id)?.seq >= stored.seq,
                         None => false,
                     };
-                    if !newer_marker {
+                    if newer_marker {
+                        self.expiry_batches.note(stored.received_at, id);
+                    } else {
                         self.remember_acceptance(id, stored.seq, stored.received_at)?;
                     }
                     restored += 1;
@@ -321,6 +323,9 @@ impl Store {
                     // the id was accepted again after the dedupe window
                     // and the crash lost this one.
                     if StoredEventHeader::decode(&marker, id)?.seq >= stored.seq {
+                        // Its note for the dedupe cleaner may have been in
+                        // memory only (`expiry.rs`).
+                        self.expiry_batches.note(stored.received_at, id);
                         continue;
                     }
                 }
@@ -333,7 +338,9 @@ impl Store {
                 restored += 1;
             }
         }
-        if restored > 0 {
+        // Also when nothing was restored: the notes for the dedupe cleaner
+        // must be on disk before the segments go.
+        if replayed > 0 {
             self.flush_now()?;
         }
         for (_, path) in segments {
@@ -413,9 +420,10 @@ impl Store {
         Ok((dropped, converted))
     }
 
-    /// Remove the dedupe marker and expiry key of acceptance `seq` of `id`
-    /// (not a later acceptance's). Its call statistics stay counted: the
-    /// retry counts the call again.
+    /// Remove the dedupe marker of acceptance `seq` of `id` (not a later
+    /// acceptance's), and its expiry key if an earlier version wrote one
+    /// (a note in a batch stays; the purge skips a missing marker). Its
+    /// call statistics stay counted: the retry counts the call again.
     fn forget_unsynced_acceptance(&self, id: &[u8], seq: u64) -> Result<(), StoreError> {
         let printable = String::from_utf8_lossy(id);
         if let Some(marker) = self.events.get(id)? {
@@ -533,31 +541,80 @@ impl Store {
         let window_ms = i64::try_from(window.max(KEPT_AT_LEAST).as_millis()).unwrap_or(i64::MAX);
         let cutoff = now.as_millisecond().saturating_sub(window_ms).max(0) as u64;
         let mut removed = 0;
+        // Keys written by earlier versions, one per event.
         for item in self.expiry.range(..cutoff.to_be_bytes().to_vec()) {
             let (key, _) = item?;
-            let id = &key[8..];
-            if let Some(bytes) = self.events.get(id)? {
-                let stored = StoredEventHeader::decode(&bytes, &String::from_utf8_lossy(id))?;
-                let expired_copy = stored.received_at.as_millisecond().max(0) as u64 <= cutoff;
-                if expired_copy && !self.pending.contains_key(stored.seq.to_be_bytes())? {
-                    // Only the copy read here: the id may have just been
-                    // accepted again.
-                    if self
-                        .events
-                        .compare_and_swap(id, Some(bytes), None as Option<&[u8]>)?
-                        .is_ok()
-                    {
-                        removed += 1;
-                    }
-                } else if expired_copy {
-                    // Still pending: keep it and look again next time.
-                    continue;
-                }
+            match self.forget_if_expired(&key[8..], cutoff)? {
+                Forgot::Removed => removed += 1,
+                Forgot::StillPending => continue,
+                Forgot::Nothing => {}
             }
             self.expiry.remove(key)?;
         }
+        self.expiry_batches.write_noted()?;
+        let batches = self.expiry_batches.tree();
+        for item in batches.range(..super::expiry::batches_before(cutoff)) {
+            let (key, value) = item?;
+            let Some(ids) = super::expiry::decode_ids(&value) else {
+                // Only a hint: its markers stay until accepted again.
+                tracing::warn!(
+                    "a damaged batch of the dedupe cleaner's index is dropped; its events stay remembered"
+                );
+                batches.remove(key)?;
+                continue;
+            };
+            let mut still_pending = Vec::new();
+            for id in ids {
+                match self.forget_if_expired(id, cutoff)? {
+                    Forgot::Removed => removed += 1,
+                    Forgot::StillPending => still_pending.push(id),
+                    Forgot::Nothing => {}
+                }
+            }
+            if still_pending.is_empty() {
+                batches.remove(key)?;
+            } else {
+                // Looked at again next time, with the others gone.
+                batches.insert(key, super::expiry::encode_ids(still_pending.into_iter()))?;
+            }
+        }
         Ok(removed)
     }
+
+    /// Remove the dedupe marker of `id` if it records an acceptance
+    /// received at or before `cutoff` (ms) whose event is no longer queued.
+    fn forget_if_expired(&self, id: &[u8], cutoff: u64) -> Result<Forgot, StoreError> {
+        let Some(bytes) = self.events.get(id)? else {
+            return Ok(Forgot::Nothing);
+        };
+        let stored = StoredEventHeader::decode(&bytes, &String::from_utf8_lossy(id))?;
+        if stored.received_at.as_millisecond().max(0) as u64 > cutoff {
+            // Accepted again since; the newer acceptance is noted itself.
+            return Ok(Forgot::Nothing);
+        }
+        if self.pending.contains_key(stored.seq.to_be_bytes())? {
+            return Ok(Forgot::StillPending);
+        }
+        // Only the copy read here: the id may have just been accepted
+        // again.
+        let swapped = self
+            .events
+            .compare_and_swap(id, Some(bytes), None as Option<&[u8]>)?;
+        Ok(if swapped.is_ok() {
+            Forgot::Removed
+        } else {
+            Forgot::Nothing
+        })
+    }
+}
+
+/// What [`Store::forget_if_expired`] did with a marker.
+enum Forgot {
+    Removed,
+    /// Expired, but its event is still queued: look again next time.
+    StillPending,
+    /// No marker, a newer acceptance's, or one replaced meanwhile.
+    Nothing,
 }
 
 #[cfg(test)]
@@ -972,8 +1029,76 @@ mod tests {
             store.remembers_event(&b.id).unwrap(),
             "pending events are kept"
         );
-        assert_eq!(store.pending_events(10).unwrap()[0].event, b);
+        let still = store.pending_events(10).unwrap().remove(0);
+        assert_eq!(still.event, b);
+        // Its batch was kept for it: once taken, the next purge finds it.
+        store.mark_taken(still.seq).unwrap();
+        assert_eq!(store.purge_expired(at(1000 + 3602), hour).unwrap(), 1);
+        assert!(!store.remembers_event(&b.id).unwrap());
+        assert_eq!(store.expiry_batches.tree().len(), 0, "no batch is left");
         store.commit().await.unwrap();
+    }
+
+    /// sled flushed the dedupe markers (its own flusher, a run's commit)
+    /// but the process died before a checkpoint wrote the cleaner's notes:
+    /// the replay notes every record of the log again, so the markers are
+    /// still forgotten once expired instead of staying forever.
+    #[tokio::test]
+    async fn markers_a_crash_left_without_their_notes_are_still_purged() {
+        let (dir, store) = store();
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let hour = Duration::from_secs(3600);
+        store
+            .accept_events(vec![e.clone()], at(1000), hour)
+            .unwrap();
+        store.commit_inbox().await.unwrap();
+        store
+            .mark_taken(store.pending_events(10).unwrap()[0].seq)
+            .unwrap();
+        store.commit.flush_blocking().unwrap();
+        assert_eq!(store.expiry_batches.noted_len(), 1, "noted in memory only");
+        drop(store);
+
+        let reopened = reopen(dir.path());
+        assert!(reopened.remembers_event(&e.id).unwrap());
+        assert_eq!(reopened.purge_expired(at(1000 + 3601), hour).unwrap(), 1);
+        assert!(!reopened.remembers_event(&e.id).unwrap());
+    }
+
+    /// A checkpoint writes the cleaner's notes before it retires the log
+    /// segment: a crash after it loses neither the marker nor its note.
+    #[tokio::test]
+    async fn a_checkpoint_writes_the_cleaners_notes_before_the_segment_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealing = super::super::inbox_log::Sealing {
+            bytes: 1,
+            age: Duration::from_secs(3600),
+        };
+        let store = Store::open_sealing(dir.path(), 8 << 20, sealing).unwrap();
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let hour = Duration::from_secs(3600);
+        store
+            .accept_events(vec![e.clone()], at(1000), hour)
+            .unwrap();
+        store.commit_inbox().await.unwrap();
+        let retired = std::time::Instant::now() + Duration::from_secs(10);
+        while !super::super::inbox_log::segments(dir.path())
+            .unwrap()
+            .is_empty()
+        {
+            assert!(std::time::Instant::now() < retired, "no checkpoint");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(store.expiry_batches.noted_len(), 0);
+        store
+            .mark_taken(store.pending_events(10).unwrap()[0].seq)
+            .unwrap();
+        store.commit.flush_blocking().unwrap();
+        drop(store);
+
+        let reopened = reopen(dir.path());
+        assert_eq!(reopened.purge_expired(at(1000 + 3601), hour).unwrap(), 1);
+        assert!(!reopened.remembers_event(&e.id).unwrap());
     }
 
     /// A crash in the middle of an inbox write can leave a queue entry

@@ -25,7 +25,8 @@
 //! |---|---|---|
 //! | `events` | event id (UTF-8, `evt_<24 hex>`) | the dedupe marker, `{"seq":…,"received_at":…}` as JSON (stores written by earlier versions: the whole [`StoredEvent`]) |
 //! | `pending` | sequence number, u64 big-endian | [`StoredEvent`] as JSON, or a placeholder (a zero byte and the event id: the record is in the inbox log and in memory, see `unfiled.rs`; earlier versions: the event id) — events the engine is not done with, in arrival order |
-//! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — lets the dedupe cleaner walk oldest first without scanning `events` |
+//! | `expiry_batches` | the latest received-at Unix ms of the batch, u64 big-endian, then a batch number | up to 128 event ids (see `expiry.rs`) — lets the dedupe cleaner walk oldest first without scanning `events` |
+//! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — the same, one key per event, written by earlier versions and still purged |
 //! | `contacts` | E.164 phone | [`Contact`] as JSON (without call statistics) |
 //! | `tags` | tag, `\0`, phone | empty — the tag index |
 //! | `call_stats` | E.164 phone | [`CallStats`] as JSON, written by ingestion |
@@ -55,6 +56,7 @@ mod calls;
 mod commit;
 mod contacts;
 mod executions;
+mod expiry;
 mod inbox;
 mod inbox_log;
 mod packing;
@@ -84,6 +86,7 @@ const CONTACT_LOCK_STRIPES: usize = 64;
 const TREE_EVENTS: &str = "events";
 const TREE_PENDING: &str = "pending";
 const TREE_EXPIRY: &str = "expiry";
+const TREE_EXPIRY_BATCHES: &str = "expiry_batches";
 const TREE_CONTACTS: &str = "contacts";
 const TREE_TAGS: &str = "tags";
 const TREE_CALL_STATS: &str = "call_stats";
@@ -118,7 +121,10 @@ pub struct Store {
     db: sled::Db,
     events: sled::Tree,
     pending: sled::Tree,
+    /// Written by earlier versions only; purged (see `expiry.rs`).
     expiry: sled::Tree,
+    /// Acceptances noted for the dedupe cleaner (see `expiry.rs`).
+    expiry_batches: std::sync::Arc<expiry::ExpiryBatches>,
     contacts: sled::Tree,
     tags: sled::Tree,
     call_stats: sled::Tree,
@@ -177,12 +183,19 @@ impl Store {
         let left_over = inbox_log::segments(dir)?;
         let pending = db.open_tree(TREE_PENDING)?;
         let unfiled = std::sync::Arc::new(unfiled::Unfiled::new(pending.clone()));
+        let expiry_batches = std::sync::Arc::new(expiry::ExpiryBatches::new(
+            db.clone(),
+            db.open_tree(TREE_EXPIRY_BATCHES)?,
+        ));
         let inbox_log = {
-            let (commit, unfiled) = (commit.clone(), unfiled.clone());
+            let (commit, unfiled, expiry_batches) =
+                (commit.clone(), unfiled.clone(), expiry_batches.clone());
             // A checkpoint (and the recovery from a failed log write): the
-            // records kept in memory go into sled, then sled is flushed.
+            // records and expiry notes kept in memory go into sled, then
+            // sled is flushed.
             inbox_log::InboxLog::start(dir, sealing, move || {
                 unfiled.file_all().map_err(|e| e.to_string())?;
+                expiry_batches.write_noted().map_err(|e| e.to_string())?;
                 commit.flush_blocking().map_err(|e| e.to_string())
             })?
         };
@@ -191,6 +204,7 @@ impl Store {
             pending,
             unfiled,
             expiry: db.open_tree(TREE_EXPIRY)?,
+            expiry_batches,
             contacts: db.open_tree(TREE_CONTACTS)?,
             tags: db.open_tree(TREE_TAGS)?,
             call_stats: db.open_tree(TREE_CALL_STATS)?,
@@ -256,10 +270,12 @@ impl Store {
     }
 
     /// Flush synchronously; for shutdown and tools. Queued events whose
-    /// records were kept in memory are filed first, so the folder holds
-    /// them in sled, not only in the inbox log.
+    /// records were kept in memory are filed first, and the dedupe
+    /// cleaner's notes written, so the folder holds them in sled, not only
+    /// in the inbox log.
     pub fn flush_now(&self) -> Result<(), StoreError> {
         self.unfiled.file_all()?;
+        self.expiry_batches.write_noted()?;
         self.commit.flush_blocking()
     }
 
