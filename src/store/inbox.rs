@@ -267,9 +267,11 @@ impl Store {
         seq: u64,
         received_at: Timestamp,
     ) -> Result<(), StoreError> {
-        self.expiry_batches.note(received_at, id);
         let marker = StoredEventHeader { seq, received_at }.encode()?;
         self.events.insert(id.as_bytes(), marker)?;
+        // After the marker: a purge that read the note first would find no
+        // marker and drop the note.
+        self.expiry_batches.note(received_at, id);
         Ok(())
     }
 
@@ -305,11 +307,14 @@ impl Store {
                     // marker, the queue's tidying would take the record for
                     // half-written and drop an acknowledged event.
                     let newer_marker = match self.events.get(id.as_bytes())? {
-                        Some(marker) => StoredEventHeader::decode(&marker, id)?.seq >= stored.seq,
-                        None => false,
+                        Some(marker) => Some(StoredEventHeader::decode(&marker, id)?)
+                            .filter(|marker| marker.seq >= stored.seq),
+                        None => None,
                     };
-                    if newer_marker {
-                        self.expiry_batches.note(stored.received_at, id);
+                    if let Some(marker) = newer_marker {
+                        // Noted for the acceptance sled holds: its note
+                        // may have been in memory only (`expiry.rs`).
+                        self.expiry_batches.note(marker.received_at, id);
                     } else {
                         self.remember_acceptance(id, stored.seq, stored.received_at)?;
                     }
@@ -322,10 +327,11 @@ impl Store {
                     // entry) or it is queued whole. An older marker means
                     // the id was accepted again after the dedupe window
                     // and the crash lost this one.
-                    if StoredEventHeader::decode(&marker, id)?.seq >= stored.seq {
+                    let marker = StoredEventHeader::decode(&marker, id)?;
+                    if marker.seq >= stored.seq {
                         // Its note for the dedupe cleaner may have been in
                         // memory only (`expiry.rs`).
-                        self.expiry_batches.note(stored.received_at, id);
+                        self.expiry_batches.note(marker.received_at, id);
                         continue;
                     }
                 }
@@ -555,14 +561,16 @@ impl Store {
         let batches = self.expiry_batches.tree();
         for item in batches.range(..super::expiry::batches_before(cutoff)) {
             let (key, value) = item?;
-            let Some(ids) = super::expiry::decode_ids(&value) else {
-                // Only a hint: its markers stay until accepted again.
+            let (ids, damaged) = super::expiry::decode_ids(&value);
+            if damaged {
+                // Only a hint: the markers of the ids after the damage stay
+                // until their ids are accepted again.
                 tracing::warn!(
-                    "a damaged batch of the dedupe cleaner's index is dropped; its events stay remembered"
+                    readable = ids.len(),
+                    "a batch of the dedupe cleaner's index is damaged; the ids after the damage stay remembered"
                 );
-                batches.remove(key)?;
-                continue;
-            };
+            }
+            let looked_at = ids.len();
             let mut still_pending = Vec::new();
             for id in ids {
                 match self.forget_if_expired(id, cutoff)? {
@@ -573,7 +581,7 @@ impl Store {
             }
             if still_pending.is_empty() {
                 batches.remove(key)?;
-            } else {
+            } else if still_pending.len() < looked_at || damaged {
                 // Looked at again next time, with the others gone.
                 batches.insert(key, super::expiry::encode_ids(still_pending.into_iter()))?;
             }
@@ -587,7 +595,15 @@ impl Store {
         let Some(bytes) = self.events.get(id)? else {
             return Ok(Forgot::Nothing);
         };
-        let stored = StoredEventHeader::decode(&bytes, &String::from_utf8_lossy(id))?;
+        let stored = match StoredEventHeader::decode(&bytes, &String::from_utf8_lossy(id)) {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Left alone, not a reason to stop the cleaner (and the
+                // pruning of runs, windows and calls after it) for good.
+                tracing::warn!(error = %e, "a dedupe marker the cleaner cannot read is kept");
+                return Ok(Forgot::Nothing);
+            }
+        };
         if stored.received_at.as_millisecond().max(0) as u64 > cutoff {
             // Accepted again since; the newer acceptance is noted itself.
             return Ok(Forgot::Nothing);
@@ -1037,6 +1053,45 @@ mod tests {
         assert!(!store.remembers_event(&b.id).unwrap());
         assert_eq!(store.expiry_batches.tree().len(), 0, "no batch is left");
         store.commit().await.unwrap();
+    }
+
+    /// Neither an unreadable marker nor a damaged batch stops the cleaner
+    /// (the pruning of runs, windows and calls shares its error path): the
+    /// readable rest is purged.
+    #[tokio::test]
+    async fn damage_in_the_cleaners_index_is_skipped() {
+        let (_dir, store) = store();
+        let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        let hour = Duration::from_secs(3600);
+        store
+            .insert_events(&[a.clone(), b.clone()], at(1000), hour)
+            .unwrap();
+        for queued in store.pending_events(10).unwrap() {
+            store.mark_taken(queued.seq).unwrap();
+        }
+        store.expiry_batches.write_noted().unwrap();
+        // A marker nobody can read, noted in a batch cut short after `a`.
+        store
+            .events
+            .insert(b"evt_unreadable", b"not json".as_slice())
+            .unwrap();
+        let tree = store.expiry_batches.tree();
+        let (key, _) = tree.first().unwrap().unwrap();
+        let ids = [
+            b"evt_unreadable".as_slice(),
+            a.id.as_bytes(),
+            b.id.as_bytes(),
+        ];
+        let mut value = super::super::expiry::encode_ids(ids.into_iter());
+        value.truncate(value.len() - 3);
+        tree.insert(key, value).unwrap();
+
+        assert_eq!(store.purge_expired(at(1000 + 3601), hour).unwrap(), 1);
+        assert!(!store.remembers_event(&a.id).unwrap());
+        assert!(store.remembers_event(&b.id).unwrap(), "after the damage");
+        assert!(store.remembers_event("evt_unreadable").unwrap());
+        assert_eq!(tree.len(), 0, "the damaged batch is gone");
     }
 
     /// sled flushed the dedupe markers (its own flusher, a run's commit)
