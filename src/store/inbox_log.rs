@@ -25,7 +25,8 @@
 //!   record is kept in memory, under the inbox's writer lock. So a
 //!   checkpoint that starts after a segment was sealed (on its own thread,
 //!   so the appends never wait for sled) finds every record of it that
-//!   sled holds only as a placeholder, files it, and flushes sled: the
+//!   sled holds only as a placeholder, files it, writes the dedupe
+//!   cleaner's notes of its events (`expiry.rs`), and flushes sled: the
 //!   flush covers every record of the segment, which can then be retired.
 //! - A record's batch reports success only after `fdatasync` of the bytes
 //!   that hold it returned. A failed write or sync fails the whole batch
