@@ -819,13 +819,10 @@ mod tests {
         );
     }
 
-    /// A checkpoint files every record still in memory before it retires
-    /// the log segment holding it: afterwards a crash loses nothing, the
-    /// event is in sled's queue, whole.
-    #[tokio::test]
-    async fn a_checkpoint_files_queued_events_before_their_log_segment_goes() {
+    /// A store whose every log batch seals its segment, with one event
+    /// accepted (dedupe `window`) and its segment checkpointed and retired.
+    async fn accept_one_and_checkpoint(window: Duration) -> (tempfile::TempDir, Store, Event) {
         let dir = tempfile::tempdir().unwrap();
-        // Every batch seals its segment, so a checkpoint follows at once.
         let sealing = super::super::inbox_log::Sealing {
             bytes: 1,
             age: Duration::from_secs(3600),
@@ -833,7 +830,7 @@ mod tests {
         let store = Store::open_sealing(dir.path(), 8 << 20, sealing).unwrap();
         let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         store
-            .accept_events(vec![e.clone()], at(1000), Duration::from_secs(60))
+            .accept_events(vec![e.clone()], at(1000), window)
             .unwrap();
         store.commit_inbox().await.unwrap();
         let retired = std::time::Instant::now() + Duration::from_secs(10);
@@ -844,6 +841,15 @@ mod tests {
             assert!(std::time::Instant::now() < retired, "no checkpoint");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        (dir, store, e)
+    }
+
+    /// A checkpoint files every record still in memory before it retires
+    /// the log segment holding it: afterwards a crash loses nothing, the
+    /// event is in sled's queue, whole.
+    #[tokio::test]
+    async fn a_checkpoint_files_queued_events_before_their_log_segment_goes() {
+        let (dir, store, e) = accept_one_and_checkpoint(Duration::from_secs(60)).await;
         assert_eq!(store.unfiled_len(), 0, "the checkpoint filed the record");
         // The process dies: nothing else reaches the disk.
         drop(store);
@@ -1026,15 +1032,21 @@ mod tests {
         assert!(!store.remembers_event(&e.id).unwrap());
     }
 
+    /// Two events of different callers accepted at `at(1000)`.
+    fn accept_two(store: &Store, window: Duration) -> (Event, Event) {
+        let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        store
+            .insert_events(&[a.clone(), b.clone()], at(1000), window)
+            .unwrap();
+        (a, b)
+    }
+
     #[tokio::test]
     async fn purge_forgets_expired_events_but_keeps_pending_ones() {
         let (_dir, store) = store();
-        let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
-        let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
         let hour = Duration::from_secs(3600);
-        store
-            .insert_events(&[a.clone(), b.clone()], at(1000), hour)
-            .unwrap();
+        let (a, b) = accept_two(&store, hour);
         let taken = store.pending_events(10).unwrap().remove(0);
         assert_eq!(taken.event, a);
         store.mark_taken(taken.seq).unwrap();
@@ -1061,12 +1073,8 @@ mod tests {
     #[tokio::test]
     async fn damage_in_the_cleaners_index_is_skipped() {
         let (_dir, store) = store();
-        let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
-        let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
         let hour = Duration::from_secs(3600);
-        store
-            .insert_events(&[a.clone(), b.clone()], at(1000), hour)
-            .unwrap();
+        let (a, b) = accept_two(&store, hour);
         for queued in store.pending_events(10).unwrap() {
             store.mark_taken(queued.seq).unwrap();
         }
@@ -1124,26 +1132,8 @@ mod tests {
     /// segment: a crash after it loses neither the marker nor its note.
     #[tokio::test]
     async fn a_checkpoint_writes_the_cleaners_notes_before_the_segment_goes() {
-        let dir = tempfile::tempdir().unwrap();
-        let sealing = super::super::inbox_log::Sealing {
-            bytes: 1,
-            age: Duration::from_secs(3600),
-        };
-        let store = Store::open_sealing(dir.path(), 8 << 20, sealing).unwrap();
-        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let hour = Duration::from_secs(3600);
-        store
-            .accept_events(vec![e.clone()], at(1000), hour)
-            .unwrap();
-        store.commit_inbox().await.unwrap();
-        let retired = std::time::Instant::now() + Duration::from_secs(10);
-        while !super::super::inbox_log::segments(dir.path())
-            .unwrap()
-            .is_empty()
-        {
-            assert!(std::time::Instant::now() < retired, "no checkpoint");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let (dir, store, e) = accept_one_and_checkpoint(hour).await;
         assert_eq!(store.expiry_batches.noted_len(), 0);
         store
             .mark_taken(store.pending_events(10).unwrap()[0].seq)
