@@ -59,7 +59,7 @@
 
 use serde_json::{Map, Value};
 
-use super::access::{self, expect_object, join, opt_array, opt_time, raw_text};
+use super::access::{self, expect_object, join, opt_array, opt_time, raw_text, FieldPath};
 use super::{
     json_type_name, kind, normalise_phone, Caller, Direction, Draft, Identity, Outcome, ParseError,
 };
@@ -105,8 +105,9 @@ pub(crate) fn parse_envelope(
         Some(_) => opt_array(v, "entry", path)?,
     };
     let mut drafts = Vec::new();
+    let path = FieldPath::Text(path);
     for (i, entry) in entries.iter().enumerate() {
-        let epath = format!("{}[{i}]", join(path, "entry"));
+        let epath = FieldPath::Item(&path, "entry", i);
         let (waba, changes) = match read_entry(entry, &epath) {
             Ok(read) => read,
             Err(e) => {
@@ -115,7 +116,7 @@ pub(crate) fn parse_envelope(
             }
         };
         for (j, change) in changes.iter().enumerate() {
-            let cpath = format!("{epath}.changes[{j}]");
+            let cpath = FieldPath::Item(&epath, "changes", j);
             let read = expect_object(change, &cpath)
                 .and_then(|()| parse_change(change, &cpath, waba.as_deref(), &mut drafts, skipped));
             if let Err(e) = read {
@@ -129,7 +130,7 @@ pub(crate) fn parse_envelope(
 /// An entry's WABA id and its changes.
 fn read_entry<'v>(
     entry: &'v Value,
-    epath: &str,
+    epath: &FieldPath<'_>,
 ) -> Result<(Option<String>, &'v [Value]), ParseError> {
     expect_object(entry, epath)?;
     let waba = access::opt_id(entry, "id", epath)?;
@@ -142,14 +143,14 @@ fn read_entry<'v>(
 /// itself is not a list.
 fn read_items(
     value: &Value,
-    vpath: &str,
+    vpath: &FieldPath<'_>,
     name: &str,
     out: &mut Vec<Draft>,
     skipped: &mut Vec<ParseError>,
-    parse: impl Fn(&Value, &str) -> Result<Draft, ParseError>,
+    parse: impl Fn(&Value, &FieldPath<'_>) -> Result<Draft, ParseError>,
 ) -> Result<(), ParseError> {
     for (k, item) in opt_array(value, name, vpath)?.iter().enumerate() {
-        let path = format!("{vpath}.{name}[{k}]");
+        let path = FieldPath::Item(vpath, name, k);
         match expect_object(item, &path).and_then(|()| parse(item, &path)) {
             Ok(draft) => out.push(draft),
             Err(e) => skipped.push(e),
@@ -167,7 +168,8 @@ struct Change<'a> {
     phone_number_id: Option<String>,
     waba: Option<&'a str>,
     contacts: &'a [Value],
-    contacts_path: String,
+    /// Where `contacts` is: its items are `value.contacts[k]`.
+    value_path: FieldPath<'a>,
     /// `value.errors`: Meta repeats a call's errors there.
     errors: Option<&'a Value>,
 }
@@ -179,17 +181,17 @@ struct Change<'a> {
 /// before it are kept.
 fn parse_change(
     change: &Value,
-    cpath: &str,
+    cpath: &FieldPath<'_>,
     waba: Option<&str>,
     out: &mut Vec<Draft>,
     skipped: &mut Vec<ParseError>,
 ) -> Result<(), ParseError> {
     let field = access::opt_str(change, "field", cpath)?;
     let value = access::opt_obj(change, "value", cpath)?;
-    let vpath = join(cpath, "value");
+    let vpath = FieldPath::Key(cpath, "value");
     let Some(value) = value else {
         return match field {
-            Some("calls") | Some("messages") | None => Err(ParseError::missing(vpath)),
+            Some("calls") | Some("messages") | None => Err(ParseError::missing(vpath.to_string())),
             Some(other) => {
                 out.push(unknown_field(other, &Value::Null, None, waba));
                 Ok(())
@@ -198,7 +200,7 @@ fn parse_change(
     };
 
     let metadata = access::opt_obj(value, "metadata", &vpath)?;
-    let mpath = join(&vpath, "metadata");
+    let mpath = FieldPath::Key(&vpath, "metadata");
     let (display, phone_number_id) = match metadata {
         Some(m) => (
             access::opt_id(m, "display_phone_number", &mpath)?,
@@ -216,9 +218,8 @@ fn parse_change(
         .or_else(|| phone_number_id.clone())
         .or_else(|| waba.map(str::to_string));
     let contacts = opt_array(value, "contacts", &vpath)?;
-    let contacts_path = join(&vpath, "contacts");
     for (k, c) in contacts.iter().enumerate() {
-        expect_object(c, &format!("{contacts_path}[{k}]"))?;
+        expect_object(c, &FieldPath::Item(&vpath, "contacts", k))?;
     }
     let errors = value.get("errors").filter(|e| !e.is_null());
     let ctx = Change {
@@ -227,7 +228,7 @@ fn parse_change(
         phone_number_id,
         waba,
         contacts,
-        contacts_path,
+        value_path: vpath,
         errors,
     };
 
@@ -282,13 +283,13 @@ fn unknown_field(
 
 // ---------------------------------------------------------------- calls --
 
-fn parse_call(call: &Value, path: &str, ctx: &Change<'_>) -> Result<Draft, ParseError> {
+fn parse_call(call: &Value, path: &FieldPath<'_>, ctx: &Change<'_>) -> Result<Draft, ParseError> {
     let event = access::req_str(call, "event", path)?
         .trim()
         .to_ascii_lowercase();
     let call_id = access::opt_id(call, "id", path)?;
     let session = access::opt_obj(call, "session", path)?;
-    let spath = join(path, "session");
+    let spath = FieldPath::Key(path, "session");
     let (sdp_type, sdp) = match session {
         Some(s) => (
             access::opt_str(s, "sdp_type", &spath)?,
@@ -419,7 +420,7 @@ fn parse_call(call: &Value, path: &str, ctx: &Change<'_>) -> Result<Draft, Parse
 /// says so) or a message's.
 fn parse_status(
     status: &Value,
-    path: &str,
+    path: &FieldPath<'_>,
     ctx: &Change<'_>,
     in_calls_field: bool,
 ) -> Result<Draft, ParseError> {
@@ -435,7 +436,11 @@ fn parse_status(
 }
 
 /// A business-initiated call's progress: `RINGING`, `ACCEPTED`, `REJECTED`.
-fn parse_call_status(status: &Value, path: &str, ctx: &Change<'_>) -> Result<Draft, ParseError> {
+fn parse_call_status(
+    status: &Value,
+    path: &FieldPath<'_>,
+    ctx: &Change<'_>,
+) -> Result<Draft, ParseError> {
     let call_id = access::opt_id(status, "id", path)?;
     let state = status_of(status, path)?;
     let known = match state.as_deref() {
@@ -483,7 +488,11 @@ fn parse_call_status(status: &Value, path: &str, ctx: &Change<'_>) -> Result<Dra
 
 /// A message status (`sent`, `delivered`, `read`, `failed`): our message to
 /// the recipient. Stored as `message.<status>`.
-fn parse_message_status(status: &Value, path: &str, ctx: &Change<'_>) -> Result<Draft, ParseError> {
+fn parse_message_status(
+    status: &Value,
+    path: &FieldPath<'_>,
+    ctx: &Change<'_>,
+) -> Result<Draft, ParseError> {
     let id = access::opt_id(status, "id", path)?;
     let state = access::opt_str(status, "status", path)?
         .map(|s| s.trim().to_ascii_lowercase())
@@ -509,7 +518,7 @@ fn parse_message_status(status: &Value, path: &str, ctx: &Change<'_>) -> Result<
 #[allow(clippy::too_many_arguments)]
 fn message_draft(
     v: &Value,
-    path: &str,
+    path: &FieldPath<'_>,
     ctx: &Change<'_>,
     kind: String,
     id: Option<String>,
@@ -542,11 +551,15 @@ fn message_draft(
 /// An inbound message. A reply to a call-permission request is the one
 /// message that concerns calls: it becomes `call.permission_updated`, with
 /// `data.status` `PERMANENT`, `TEMPORARY` or `NO_PERMISSION`.
-fn parse_message(message: &Value, path: &str, ctx: &Change<'_>) -> Result<Draft, ParseError> {
+fn parse_message(
+    message: &Value,
+    path: &FieldPath<'_>,
+    ctx: &Change<'_>,
+) -> Result<Draft, ParseError> {
     let id = access::opt_id(message, "id", path)?;
     let mtype = access::opt_str(message, "type", path)?.unwrap_or("");
     let interactive = access::opt_obj(message, "interactive", path)?;
-    let ipath = join(path, "interactive");
+    let ipath = FieldPath::Key(path, "interactive");
     let itype = match interactive {
         Some(i) => access::opt_str(i, "type", &ipath)?,
         None => None,
@@ -554,7 +567,7 @@ fn parse_message(message: &Value, path: &str, ctx: &Change<'_>) -> Result<Draft,
     let mut data = message.clone();
     let kind = if itype == Some("call_permission_reply") {
         let reply = interactive.and_then(|i| i.get("call_permission_reply"));
-        let rpath = join(&ipath, "call_permission_reply");
+        let rpath = FieldPath::Key(&ipath, "call_permission_reply");
         let (response, permanent) = match reply {
             Some(r @ Value::Object(_)) => (
                 access::opt_str(r, "response", &rpath)?,
@@ -609,7 +622,7 @@ pub(super) enum Lookup {
 /// error here; what is missing or invalid is for the caller to judge.
 fn find_caller(
     v: &Value,
-    path: &str,
+    path: &FieldPath<'_>,
     key: &str,
     user_key: Option<&str>,
     other: Option<&str>,
@@ -685,7 +698,7 @@ fn apply_contact(d: &mut Draft, ctx: &Change<'_>) -> Result<(), ParseError> {
     };
     let mut chosen = None;
     for (k, c) in ctx.contacts.iter().enumerate() {
-        let cpath = format!("{}[{k}]", ctx.contacts_path);
+        let cpath = FieldPath::Item(&ctx.value_path, "contacts", k);
         let wa_id = access::opt_id(c, "wa_id", &cpath)?;
         let user_id = access::opt_id(c, "user_id", &cpath)?;
         let matches_phone = caller.is_phone && wa_id.as_deref().is_some_and(|w| digits(w) == want);
@@ -697,7 +710,7 @@ fn apply_contact(d: &mut Draft, ctx: &Change<'_>) -> Result<(), ParseError> {
     }
     if chosen.is_none() && ctx.contacts.len() == 1 {
         let c = &ctx.contacts[0];
-        let cpath = format!("{}[0]", ctx.contacts_path);
+        let cpath = FieldPath::Item(&ctx.value_path, "contacts", 0);
         let usable =
             access::opt_id(c, "wa_id", &cpath)?.is_some_and(|w| normalise_phone(&w).is_ok());
         if !usable {
@@ -708,7 +721,8 @@ fn apply_contact(d: &mut Draft, ctx: &Change<'_>) -> Result<(), ParseError> {
         return Ok(());
     };
     if let Some(profile) = access::opt_obj(contact, "profile", &cpath)? {
-        let name = access::opt_str(profile, "name", &join(&cpath, "profile"))?.map(str::trim);
+        let name =
+            access::opt_str(profile, "name", &FieldPath::Key(&cpath, "profile"))?.map(str::trim);
         d.name = name
             .filter(|n| {
                 !n.is_empty()
@@ -741,8 +755,8 @@ fn add_ids(data: &mut Map<String, Value>, ctx: &Change<'_>) {
 /// A call `status` as an upper-case word. Meta's own samples show
 /// `["Failed", "Completed"]` (the possible values); one element is taken as
 /// the value, several as no status at all.
-fn status_of(v: &Value, path: &str) -> Result<Option<String>, ParseError> {
-    let field = join(path, "status");
+fn status_of(v: &Value, path: &FieldPath<'_>) -> Result<Option<String>, ParseError> {
+    let field = || join(path, "status");
     match v.get("status") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.trim().to_ascii_uppercase()).filter(|s| !s.is_empty())),
@@ -753,7 +767,7 @@ fn status_of(v: &Value, path: &str) -> Result<Option<String>, ParseError> {
                     Value::String(s) => words.push(s.trim().to_ascii_uppercase()),
                     other => {
                         return Err(ParseError::field(
-                            field,
+                            field(),
                             format!(
                                 "expected a string, got an array holding {}",
                                 json_type_name(other)
@@ -765,7 +779,7 @@ fn status_of(v: &Value, path: &str) -> Result<Option<String>, ParseError> {
             Ok(if words.len() == 1 { words.pop() } else { None })
         }
         Some(other) => Err(ParseError::field(
-            field,
+            field(),
             format!("expected a string, got {}", json_type_name(other)),
         )),
     }
@@ -1154,6 +1168,40 @@ mod tests {
             field_of(&error(r#"{"object":"page","entry":[]}"#)),
             "object"
         );
+        // Paths below lists and objects, as built lazily (`FieldPath`).
+        let call = |value: &str| {
+            format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"changes":[]}},{{"changes":[{{"field":"calls","value":{value}}}]}}]}}"#
+            )
+        };
+        let calls = r#""calls":[{"id":"x","from":"5215512345678","event":"connect""#;
+        for (value, want) in [
+            (
+                r#"{"contacts":[{"wa_id":"5215512345678"},5]}"#.to_string(),
+                "entry[1].changes[0].value.contacts[1]",
+            ),
+            (
+                format!(
+                    r#"{{"contacts":[{{"wa_id":"5215512345678","profile":{{"name":7}}}}],{calls}}}]}}"#
+                ),
+                "entry[1].changes[0].value.contacts[0].profile.name",
+            ),
+            (
+                format!(r#"{{{calls},"session":{{"sdp":[]}}}}]}}"#),
+                "entry[1].changes[0].value.calls[0].session.sdp",
+            ),
+            (
+                format!(r#"{{"metadata":{{"display_phone_number":true}},{calls}}}]}}"#),
+                "entry[1].changes[0].value.metadata.display_phone_number",
+            ),
+            (
+                format!(r#"{{{calls},"status":[3]}}]}}"#),
+                "entry[1].changes[0].value.calls[0].status",
+            ),
+        ] {
+            let e = error(&call(&value));
+            assert_eq!(field_of(&e), want, "{e}");
+        }
     }
 
     #[test]
