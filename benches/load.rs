@@ -142,6 +142,9 @@ struct Opts {
     perf: Option<PathBuf>,
     /// Times the cases are run, one after another in turn.
     rounds: usize,
+    /// Another ringback binary to compare with, case by case, alternating
+    /// the two (`--against`).
+    against: Option<PathBuf>,
 }
 
 const USAGE: &str = "\
@@ -162,6 +165,10 @@ usage: cargo bench --bench load -- [options]
   --rounds N       run the cases N times in turn (default 1); the summary gives each
                    figure's median, each round's value and in how many rounds it met
                    its target (ratios are taken within a round)
+  --against BIN    compare with another ringback binary: each case is run with this
+                   build, then with BIN, --rounds times (default 3 here); prints each
+                   figure's runs and medians side by side (the way to measure a change
+                   on a machine whose speed drifts between runs)
   --json           print the results as JSON instead of tables
 env: RINGBACK_BIN (default: the ringback binary cargo built next to this bench),
      RINGBACK_BENCH_CACHE (default: <target>/bench-cache)";
@@ -183,7 +190,8 @@ fn parse_opts() -> Result<Opts, String> {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ringback"))),
         server_log: "info".into(),
         perf: None,
-        rounds: 1,
+        rounds: 0,
+        against: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -220,6 +228,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--server-log" => opts.server_log = value("--server-log")?,
             "--perf" => opts.perf = Some(PathBuf::from(value("--perf")?)),
             "--rounds" => opts.rounds = number(&value("--rounds")?)?,
+            "--against" => opts.against = Some(PathBuf::from(value("--against")?)),
             // Filters cargo may pass through; this bench has no named filters.
             other if !other.starts_with('-') => {}
             other => return Err(format!("unknown option `{other}`")),
@@ -229,7 +238,13 @@ fn parse_opts() -> Result<Opts, String> {
         opts.cases.extend(Case::ALL);
     }
     opts.clients = opts.clients.clamp(1, 1024);
+    if opts.rounds == 0 {
+        opts.rounds = if opts.against.is_some() { 3 } else { 1 };
+    }
     opts.rounds = opts.rounds.clamp(1, 20);
+    if opts.against.is_some() && opts.json {
+        return Err("--against prints a table; it has no --json form".into());
+    }
     opts.startups = opts.startups.clamp(1, 50);
     opts.lookups = opts.lookups.clamp(1, 1_000_000);
     opts.contacts = opts.contacts.clamp(1, 99_999_999);
@@ -1838,6 +1853,160 @@ fn summary(figures: &[Figure], rounds: usize) {
     }
 }
 
+/// One case, after the machine has settled; its results printed unless
+/// `--json`. A failure is reported on stderr.
+fn run_case(rt: &tokio::runtime::Runtime, opts: &Opts, case: Case) -> Result<Results, ()> {
+    // Let the previous case's after-effects (a server's last flush,
+    // deleted temp files) settle: up to 10 s for a mostly idle second.
+    let mut idle = machine_idle(Duration::from_secs(1));
+    for _ in 0..9 {
+        if idle >= 0.8 {
+            break;
+        }
+        idle = machine_idle(Duration::from_secs(1));
+    }
+    let result = match case {
+        Case::Baseline | Case::SledFlush => baseline_case(rt, opts, case),
+        Case::Ingest | Case::E2e | Case::Reload => load_case(rt, opts, case, opts.rate),
+        Case::Rate => load_case(rt, opts, case, Some(opts.fixed_rate)),
+        Case::Contacts => contacts_case(rt, opts),
+    };
+    match result {
+        Ok(mut r) => {
+            r.rows.insert(
+                0,
+                (
+                    "machine_idle_before".into(),
+                    round(idle * 100.0, 0).into(),
+                    "% (the last 1 s before the case)".into(),
+                ),
+            );
+            if !opts.json {
+                r.print();
+            }
+            Ok(r)
+        }
+        Err(e) => {
+            eprintln!("case {} failed: {e}", case.name());
+            Err(())
+        }
+    }
+}
+
+/// The figures `--against` compares, by case: (key, label, whether a
+/// larger value is better). CPU per event is derived from two rows.
+const COMPARED: &[(&str, &str, bool)] = &[
+    ("accepted_per_s", "accepted events/s", true),
+    (
+        "followups_per_s_during_load",
+        "follow-ups/s during load",
+        true,
+    ),
+    (
+        "cpu_us_per_event",
+        "server CPU per accepted event, µs",
+        false,
+    ),
+    ("ack_p50", "ack p50, ms", false),
+    ("ack_p99", "ack p99, ms", false),
+    ("e2e_p99", "event → follow-up p99, ms", false),
+    ("drain_s", "backlog drain, s", false),
+    (
+        "server_disk_write_per_event",
+        "disk writes per event, KiB",
+        false,
+    ),
+    ("server_peak_rss", "server peak RSS, MiB", false),
+    ("startup_median", "start-up, ms", false),
+    ("rss_after_lookups", "RSS after lookups, MiB", false),
+    ("lookup_p99", "lookup p99, ms", false),
+];
+
+fn compared_value(r: &Results, key: &str) -> Option<f64> {
+    if key == "cpu_us_per_event" {
+        let (cores, rate) = (r.get("server_cpu_cores")?, r.get("accepted_per_s")?);
+        return (rate > 0.0).then(|| round(cores / rate * 1e6, 1));
+    }
+    r.get(key)
+}
+
+/// `--against`: every case with this build, then with the other, in turn,
+/// `opts.rounds` times; then each figure's runs and medians side by side.
+fn compare(rt: &tokio::runtime::Runtime, opts: &Opts, other: &Path) -> bool {
+    let builds = [opts.bin.clone(), other.to_path_buf()];
+    // results[case][build] = each pair's results
+    let mut results: Vec<[Vec<Results>; 2]> =
+        opts.cases.iter().map(|_| Default::default()).collect();
+    let mut failed = false;
+    for pair in 1..=opts.rounds {
+        for (c, case) in opts.cases.iter().enumerate() {
+            for (b, bin) in builds.iter().enumerate() {
+                println!(
+                    "\n#### pair {pair} of {}, {} with {}",
+                    opts.rounds,
+                    case.name(),
+                    bin.display()
+                );
+                let with_bin = Opts {
+                    bin: bin.clone(),
+                    ..opts.clone()
+                };
+                match run_case(rt, &with_bin, *case) {
+                    Ok(r) => results[c][b].push(r),
+                    Err(()) => failed = true,
+                }
+            }
+        }
+    }
+    println!(
+        "\n== comparison: A = {}, B = {} ({} runs each, alternating) ==",
+        builds[0].display(),
+        builds[1].display(),
+        opts.rounds
+    );
+    println!(
+        "  {:<9} {:<38} {:>10} {:>10} {:>8}  runs A / runs B",
+        "case", "figure", "median A", "median B", "B vs A"
+    );
+    for (c, case) in opts.cases.iter().enumerate() {
+        for (key, label, _) in COMPARED {
+            let runs: [Vec<f64>; 2] = [0, 1].map(|b| {
+                results[c][b]
+                    .iter()
+                    .filter_map(|r| compared_value(r, key))
+                    .collect()
+            });
+            if runs[0].is_empty() && runs[1].is_empty() {
+                continue;
+            }
+            let med = |v: &[f64]| (!v.is_empty()).then(|| median(&mut v.to_vec()));
+            let (a, b) = (med(&runs[0]), med(&runs[1]));
+            let change = match (a, b) {
+                (Some(a), Some(b)) if a != 0.0 => format!("{:+.1}%", (b / a - 1.0) * 100.0),
+                _ => "-".into(),
+            };
+            let show = |m: Option<f64>| m.map_or("-".to_string(), |m| round(m, 3).to_string());
+            let list = |v: &[f64]| {
+                v.iter()
+                    .map(|x| round(*x, 3).to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            println!(
+                "  {:<9} {:<38} {:>10} {:>10} {:>8}  {} / {}",
+                case.name(),
+                label,
+                show(a),
+                show(b),
+                change,
+                list(&runs[0]),
+                list(&runs[1])
+            );
+        }
+    }
+    !failed
+}
+
 fn main() {
     let opts = match parse_opts() {
         Ok(o) => o,
@@ -1870,6 +2039,15 @@ fn main() {
             opts.bin.display()
         );
     }
+    if let Some(other) = &opts.against {
+        if !other.exists() {
+            eprintln!("no ringback binary at {} (--against)", other.display());
+            std::process::exit(2);
+        }
+        let ok = compare(&rt, &opts, other);
+        rt.shutdown_timeout(Duration::from_secs(2));
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     let mut rounds: Vec<Vec<Results>> = Vec::new();
     let mut failed = false;
     for round_no in 1..=opts.rounds {
@@ -1878,40 +2056,9 @@ fn main() {
         }
         let mut all = Vec::new();
         for case in opts.cases.clone() {
-            // Let the previous case's after-effects (a server's last flush,
-            // deleted temp files) settle: up to 10 s for a mostly idle second.
-            let mut idle = machine_idle(Duration::from_secs(1));
-            for _ in 0..9 {
-                if idle >= 0.8 {
-                    break;
-                }
-                idle = machine_idle(Duration::from_secs(1));
-            }
-            let result = match case {
-                Case::Baseline | Case::SledFlush => baseline_case(&rt, &opts, case),
-                Case::Ingest | Case::E2e | Case::Reload => load_case(&rt, &opts, case, opts.rate),
-                Case::Rate => load_case(&rt, &opts, case, Some(opts.fixed_rate)),
-                Case::Contacts => contacts_case(&rt, &opts),
-            };
-            match result {
-                Ok(mut r) => {
-                    r.rows.insert(
-                        0,
-                        (
-                            "machine_idle_before".into(),
-                            round(idle * 100.0, 0).into(),
-                            "% (the last 1 s before the case)".into(),
-                        ),
-                    );
-                    if !opts.json {
-                        r.print();
-                    }
-                    all.push(r);
-                }
-                Err(e) => {
-                    eprintln!("case {} failed: {e}", case.name());
-                    failed = true;
-                }
+            match run_case(&rt, &opts, case) {
+                Ok(r) => all.push(r),
+                Err(()) => failed = true,
             }
         }
         rounds.push(all);
