@@ -1893,33 +1893,21 @@ fn run_case(rt: &tokio::runtime::Runtime, opts: &Opts, case: Case) -> Result<Res
     }
 }
 
-/// The figures `--against` compares, by case: (key, label, whether a
-/// larger value is better). CPU per event is derived from two rows.
-const COMPARED: &[(&str, &str, bool)] = &[
-    ("accepted_per_s", "accepted events/s", true),
-    (
-        "followups_per_s_during_load",
-        "follow-ups/s during load",
-        true,
-    ),
-    (
-        "cpu_us_per_event",
-        "server CPU per accepted event, µs",
-        false,
-    ),
-    ("ack_p50", "ack p50, ms", false),
-    ("ack_p99", "ack p99, ms", false),
-    ("e2e_p99", "event → follow-up p99, ms", false),
-    ("drain_s", "backlog drain, s", false),
-    (
-        "server_disk_write_per_event",
-        "disk writes per event, KiB",
-        false,
-    ),
-    ("server_peak_rss", "server peak RSS, MiB", false),
-    ("startup_median", "start-up, ms", false),
-    ("rss_after_lookups", "RSS after lookups, MiB", false),
-    ("lookup_p99", "lookup p99, ms", false),
+/// The figures `--against` compares, by key and label. CPU per event is
+/// derived from two rows.
+const COMPARED: &[(&str, &str)] = &[
+    ("accepted_per_s", "accepted events/s"),
+    ("followups_per_s_during_load", "follow-ups/s during load"),
+    ("cpu_us_per_event", "server CPU per accepted event, µs"),
+    ("ack_p50", "ack p50, ms"),
+    ("ack_p99", "ack p99, ms"),
+    ("e2e_p99", "event → follow-up p99, ms"),
+    ("drain_s", "backlog drain, s"),
+    ("server_disk_write_per_event", "disk writes per event, KiB"),
+    ("server_peak_rss", "server peak RSS, MiB"),
+    ("startup_median", "start-up, ms"),
+    ("rss_after_lookups", "RSS after lookups, MiB"),
+    ("lookup_p99", "lookup p99, ms"),
 ];
 
 fn compared_value(r: &Results, key: &str) -> Option<f64> {
@@ -1969,7 +1957,7 @@ fn compare(rt: &tokio::runtime::Runtime, opts: &Opts, other: &Path) -> bool {
         "case", "figure", "median A", "median B", "B vs A"
     );
     for (c, case) in opts.cases.iter().enumerate() {
-        for (key, label, _) in COMPARED {
+        for (key, label) in COMPARED {
             let runs: [Vec<f64>; 2] = [0, 1].map(|b| {
                 results[c][b]
                     .iter()
