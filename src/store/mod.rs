@@ -190,13 +190,9 @@ impl Store {
         let inbox_log = {
             let (commit, unfiled, expiry_batches) =
                 (commit.clone(), unfiled.clone(), expiry_batches.clone());
-            // A checkpoint (and the recovery from a failed log write): the
-            // records and expiry notes kept in memory go into sled, then
-            // sled is flushed.
+            // A checkpoint (and the recovery from a failed log write).
             inbox_log::InboxLog::start(dir, sealing, move || {
-                unfiled.file_all().map_err(|e| e.to_string())?;
-                expiry_batches.write_noted().map_err(|e| e.to_string())?;
-                commit.flush_blocking().map_err(|e| e.to_string())
+                write_back_and_flush(&unfiled, &expiry_batches, &commit).map_err(|e| e.to_string())
             })?
         };
         let store = Store {
@@ -274,9 +270,7 @@ impl Store {
     /// cleaner's notes written, so the folder holds them in sled, not only
     /// in the inbox log.
     pub fn flush_now(&self) -> Result<(), StoreError> {
-        self.unfiled.file_all()?;
-        self.expiry_batches.write_noted()?;
-        self.commit.flush_blocking()
+        write_back_and_flush(&self.unfiled, &self.expiry_batches, &self.commit)
     }
 
     /// Make every following commit fail (or stop failing), as a full or
@@ -286,6 +280,20 @@ impl Store {
         self.commit.set_fail_flushes(on);
         self.inbox_log.set_fail_writes(on);
     }
+}
+
+/// What the store keeps in memory only while the inbox log covers it goes
+/// into sled (queued records, the dedupe cleaner's notes), then sled is
+/// flushed: what a checkpoint must do before it retires log segments, and
+/// what [`Store::flush_now`] does.
+fn write_back_and_flush(
+    unfiled: &unfiled::Unfiled,
+    expiry_batches: &expiry::ExpiryBatches,
+    commit: &commit::GroupCommit,
+) -> Result<(), StoreError> {
+    unfiled.file_all()?;
+    expiry_batches.write_noted()?;
+    commit.flush_blocking()
 }
 
 /// A store in a temporary folder of its own, kept as long as the folder:
