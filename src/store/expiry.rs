@@ -84,6 +84,7 @@ impl ExpiryBatches {
         }
     }
 
+    #[cfg(test)]
     pub(super) fn tree(&self) -> &sled::Tree {
         &self.tree
     }
@@ -129,6 +130,43 @@ impl ExpiryBatches {
         Ok(notes.len().div_ceil(IDS_PER_BATCH))
     }
 
+    /// Hand every id of the batches whose events were all received before
+    /// `cutoff_ms` to `keep`, after writing the notes so far; a batch goes
+    /// once `keep` has said no to all of its ids, and is rewritten with
+    /// those it keeps otherwise (looked at again next time).
+    pub(super) fn purge_before(
+        &self,
+        cutoff_ms: u64,
+        mut keep: impl FnMut(&[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        self.write_noted()?;
+        for item in self.tree.range(..cutoff_ms.to_be_bytes()) {
+            let (key, value) = item?;
+            let (ids, damaged) = decode_ids(&value);
+            if damaged {
+                // Only a hint: the markers of the ids after the damage stay
+                // until their ids are accepted again.
+                tracing::warn!(
+                    readable = ids.len(),
+                    "a batch of the dedupe cleaner's index is damaged; the ids after the damage stay remembered"
+                );
+            }
+            let looked_at = ids.len();
+            let mut kept = Vec::new();
+            for id in ids {
+                if keep(id)? {
+                    kept.push(id);
+                }
+            }
+            if kept.is_empty() {
+                self.tree.remove(key)?;
+            } else if kept.len() < looked_at || damaged {
+                self.tree.insert(key, encode_ids(kept.into_iter()))?;
+            }
+        }
+        Ok(())
+    }
+
     fn write_batch(&self, batch: &[(u64, Box<str>)]) -> Result<(), StoreError> {
         let latest = batch.iter().map(|(ms, _)| *ms).max().unwrap_or(0);
         let mut key = Vec::with_capacity(16);
@@ -144,12 +182,6 @@ fn millis(at: Timestamp) -> u64 {
     at.as_millisecond().max(0) as u64
 }
 
-/// A batch key's range end: every batch before it holds only events
-/// received before `cutoff_ms`.
-pub(super) fn batches_before(cutoff_ms: u64) -> [u8; 8] {
-    cutoff_ms.to_be_bytes()
-}
-
 /// A batch's value from its ids.
 pub(super) fn encode_ids<'a>(ids: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut value = Vec::with_capacity(IDS_PER_BATCH * 32);
@@ -163,7 +195,7 @@ pub(super) fn encode_ids<'a>(ids: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
 
 /// The ids of a batch's value, and whether it is damaged (a length that
 /// runs past the end: the ids before it are returned).
-pub(super) fn decode_ids(mut value: &[u8]) -> (Vec<&[u8]>, bool) {
+fn decode_ids(mut value: &[u8]) -> (Vec<&[u8]>, bool) {
     let mut ids = Vec::with_capacity(IDS_PER_BATCH);
     while !value.is_empty() {
         let Some((len, rest)) = value.split_first_chunk::<4>() else {

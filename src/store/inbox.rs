@@ -557,35 +557,16 @@ impl Store {
             }
             self.expiry.remove(key)?;
         }
-        self.expiry_batches.write_noted()?;
-        let batches = self.expiry_batches.tree();
-        for item in batches.range(..super::expiry::batches_before(cutoff)) {
-            let (key, value) = item?;
-            let (ids, damaged) = super::expiry::decode_ids(&value);
-            if damaged {
-                // Only a hint: the markers of the ids after the damage stay
-                // until their ids are accepted again.
-                tracing::warn!(
-                    readable = ids.len(),
-                    "a batch of the dedupe cleaner's index is damaged; the ids after the damage stay remembered"
-                );
-            }
-            let looked_at = ids.len();
-            let mut still_pending = Vec::new();
-            for id in ids {
-                match self.forget_if_expired(id, cutoff)? {
-                    Forgot::Removed => removed += 1,
-                    Forgot::StillPending => still_pending.push(id),
-                    Forgot::Nothing => {}
+        self.expiry_batches.purge_before(cutoff, |id| {
+            Ok(match self.forget_if_expired(id, cutoff)? {
+                Forgot::Removed => {
+                    removed += 1;
+                    false
                 }
-            }
-            if still_pending.is_empty() {
-                batches.remove(key)?;
-            } else if still_pending.len() < looked_at || damaged {
-                // Looked at again next time, with the others gone.
-                batches.insert(key, super::expiry::encode_ids(still_pending.into_iter()))?;
-            }
-        }
+                Forgot::StillPending => true,
+                Forgot::Nothing => false,
+            })
+        })?;
         Ok(removed)
     }
 
