@@ -4,7 +4,7 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `calls` | source, `\0`, call id or `caller/business` | [`CallState`] as JSON |
+//! | `calls` | source, `\0`, call id or `caller/business` | [`CallState`], compact (`compact.rs`; earlier versions: JSON) |
 //!
 //! A call that ended stays as a tombstone for [`TOMBSTONE_FOR`], so a late
 //! or redelivered event (a `call.received` after the missed call, a
@@ -15,8 +15,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{Store, StoreError};
-use crate::event::{kind, Event};
+use super::{compact, Store, StoreError};
+use crate::event::{kind, Direction, Event};
 
 /// How long an ended call is remembered.
 pub const TOMBSTONE_FOR: Duration = Duration::from_secs(15 * 60);
@@ -60,6 +60,83 @@ fn epoch() -> Timestamp {
     Timestamp::UNIX_EPOCH
 }
 
+const VIDEO: u8 = 1;
+const TEST: u8 = 2;
+
+impl CallState {
+    /// The stored form (`compact.rs`). The key is the sled key, not
+    /// repeated in the value.
+    fn encode(&self) -> Vec<u8> {
+        let phase = match self.state {
+            CallPhase::Ringing => 0,
+            CallPhase::Connected => 1,
+            CallPhase::Ended => 2,
+        };
+        let direction = match self.direction {
+            Direction::Incoming => 0,
+            Direction::Outgoing => 1,
+        };
+        let flags = if self.video { VIDEO } else { 0 } | if self.test { TEST } else { 0 };
+        compact::Writer::new(160)
+            .u8(phase)
+            .u8(direction)
+            .u8(flags)
+            .time(self.started_at)
+            .time(self.last_event_at)
+            .time(self.last_at)
+            .str(&self.source)
+            .opt_str(self.caller.as_deref())
+            .opt_str(self.business.as_deref())
+            .opt_str(self.call_id.as_deref())
+            .str(&self.last_kind)
+            .str(&self.first_event_id)
+            .finish()
+    }
+
+    /// The state stored under `key`, compact or, from an earlier version,
+    /// JSON.
+    fn decode(key: &str, stored: &[u8]) -> Result<CallState, String> {
+        let Some(mut r) = compact::Reader::new(stored) else {
+            return serde_json::from_slice(stored).map_err(|e| e.to_string());
+        };
+        let state = match r.u8("state")? {
+            0 => CallPhase::Ringing,
+            1 => CallPhase::Connected,
+            2 => CallPhase::Ended,
+            other => return Err(format!("call state: unknown phase {other}")),
+        };
+        let direction = match r.u8("direction")? {
+            0 => Direction::Incoming,
+            1 => Direction::Outgoing,
+            other => return Err(format!("call state: unknown direction {other}")),
+        };
+        let flags = r.u8("flags")?;
+        let opt = |s: Option<&str>| s.map(str::to_string);
+        Ok(CallState {
+            key: key.to_string(),
+            state,
+            direction,
+            video: flags & VIDEO != 0,
+            test: flags & TEST != 0,
+            started_at: r.time("started_at")?,
+            last_event_at: r.time("last_event_at")?,
+            last_at: r.time("last_at")?,
+            source: r.str("source")?.to_string(),
+            caller: opt(r.opt_str("caller")?),
+            business: opt(r.opt_str("business")?),
+            call_id: opt(r.opt_str("call_id")?),
+            last_kind: r.str("last_kind")?.to_string(),
+            first_event_id: r.str("first_event_id")?.to_string(),
+        })
+    }
+}
+
+/// A stored state read back, `None` when it cannot be read (an unreadable
+/// state is treated as no state, as it always was).
+fn read_state(key: &[u8], stored: &[u8]) -> Option<CallState> {
+    CallState::decode(std::str::from_utf8(key).ok()?, stored).ok()
+}
+
 /// What an event did to its call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallChange {
@@ -101,7 +178,7 @@ impl Store {
         };
         let mut change = CallChange::Untracked;
         self.calls.fetch_and_update(key.as_bytes(), |old| {
-            let prev: Option<CallState> = old.and_then(|b| serde_json::from_slice(b).ok());
+            let prev: Option<CallState> = old.and_then(|b| CallState::decode(&key, b).ok());
             let fresh = |phase| CallState {
                 key: key.clone(),
                 state: phase,
@@ -158,7 +235,7 @@ impl Store {
                     s
                 }
             };
-            Some(serde_json::to_vec(&next).expect("serialise"))
+            Some(next.encode())
         })?;
         Ok(change)
     }
@@ -167,7 +244,7 @@ impl Store {
     pub fn call_state(&self, key: &str) -> Result<Option<CallState>, StoreError> {
         match self.calls.get(key.as_bytes())? {
             None => Ok(None),
-            Some(b) => Ok(serde_json::from_slice(&b).ok()),
+            Some(b) => Ok(read_state(key.as_bytes(), &b)),
         }
     }
 
@@ -179,7 +256,7 @@ impl Store {
     ) -> Result<Option<CallState>, StoreError> {
         let mut ended = None;
         self.calls.fetch_and_update(key.as_bytes(), |old| {
-            let mut s: CallState = match old.and_then(|b| serde_json::from_slice(b).ok()) {
+            let mut s: CallState = match old.and_then(|b| read_state(key.as_bytes(), b)) {
                 Some(s) => s,
                 None => {
                     ended = None;
@@ -194,7 +271,7 @@ impl Store {
             s.state = CallPhase::Ended;
             s.last_event_at = now;
             s.last_kind = kind::CALL_MISSED.to_string();
-            Some(serde_json::to_vec(&s).expect("serialise"))
+            Some(s.encode())
         })?;
         Ok(ended)
     }
@@ -204,8 +281,8 @@ impl Store {
         let cutoff = now.as_millisecond() - ACTIVE_FOR.as_millis() as i64;
         let mut out = Vec::new();
         for item in self.calls.iter() {
-            let (_, v) = item?;
-            if let Ok(s) = serde_json::from_slice::<CallState>(&v) {
+            let (k, v) = item?;
+            if let Some(s) = read_state(&k, &v) {
                 if s.state != CallPhase::Ended && s.last_event_at.as_millisecond() >= cutoff {
                     out.push(s);
                 }
@@ -220,7 +297,7 @@ impl Store {
         let mut removed = 0;
         for item in self.calls.iter() {
             let (k, v) = item?;
-            let Ok(s) = serde_json::from_slice::<CallState>(&v) else {
+            let Some(s) = read_state(&k, &v) else {
                 self.calls.remove(&k)?;
                 continue;
             };
@@ -246,6 +323,89 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(second: i64, nanos: i32) -> Timestamp {
+        Timestamp::new(second, nanos).unwrap()
+    }
+
+    /// Every field survives the compact form, both ways of each option and
+    /// flag included.
+    #[test]
+    fn a_call_state_reads_back_as_written() {
+        let full = CallState {
+            key: "meta\0wacid.HBgLMTIwNjU1NTEyMzQVAgARGBI".into(),
+            state: CallPhase::Connected,
+            source: "meta".into(),
+            caller: Some("+12065551234".into()),
+            business: Some("+15551234567".into()),
+            call_id: Some("wacid.HBgLMTIwNjU1NTEyMzQVAgARGBI".into()),
+            direction: Direction::Outgoing,
+            video: true,
+            started_at: at(1_800_000_000, 0),
+            last_event_at: at(1_800_000_003, 123_456_789),
+            last_kind: "call.accepted".into(),
+            last_at: at(1_800_000_002, 5),
+            first_event_id: "evt_5e2a9c0d7b3f41e8a6c2d9f0".into(),
+            test: true,
+        };
+        let bare = CallState {
+            key: "wz\0+5215512345678/".into(),
+            state: CallPhase::Ended,
+            caller: None,
+            business: None,
+            call_id: None,
+            direction: Direction::Incoming,
+            video: false,
+            test: false,
+            ..full.clone()
+        };
+        for state in [full, bare] {
+            let stored = state.encode();
+            assert!(
+                stored.len() * 2 < serde_json::to_vec(&state).unwrap().len(),
+                "{} bytes",
+                stored.len()
+            );
+            assert_eq!(CallState::decode(&state.key, &stored).unwrap(), state);
+            let cut = &stored[..stored.len() - 1];
+            assert!(CallState::decode(&state.key, cut).is_err());
+        }
+    }
+
+    /// A state an earlier version stored as JSON is read, and the next
+    /// change stores it compact.
+    #[test]
+    fn a_call_state_stored_as_json_is_read_and_rewritten_compact() {
+        let (_dir, store) = crate::store::temp_store();
+        let key = "waha\0C1";
+        let stored = r#"{"key":"waha\u0000C1","state":"ringing","source":"waha","caller":"+5215512345678","business":"+5215500000000","call_id":"C1","direction":"incoming","video":false,"started_at":"2026-05-14T14:00:00Z","last_event_at":"2026-05-14T14:00:01Z","last_kind":"call.incoming","last_at":"2026-05-14T14:00:00Z","first_event_id":"e1","test":false}"#;
+        store.calls.insert(key, stored.as_bytes()).unwrap();
+        let before = store
+            .call_state(key)
+            .unwrap()
+            .expect("the JSON state reads");
+        assert_eq!(before.key, key);
+        assert_eq!(before.caller.as_deref(), Some("+5215512345678"));
+
+        let now: Timestamp = "2026-05-14T14:01:00Z".parse().unwrap();
+        let ended = store.end_if_ringing(key, now).unwrap();
+        assert_eq!(ended, Some(before.clone()));
+        let value = store.calls.get(key).unwrap().unwrap();
+        assert_eq!(value[0], compact::MARK);
+        let after = store.call_state(key).unwrap().unwrap();
+        assert_eq!(after.state, CallPhase::Ended);
+        assert_eq!(after.last_kind, kind::CALL_MISSED);
+        assert_eq!(after.last_event_at, now);
+        assert_eq!(
+            CallState {
+                state: CallPhase::Ringing,
+                last_kind: before.last_kind.clone(),
+                last_event_at: before.last_event_at,
+                ..after
+            },
+            before
+        );
+    }
 
     /// A call state stored before `test` existed reads as a real call's.
     #[test]

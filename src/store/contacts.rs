@@ -66,6 +66,42 @@ pub struct CallStats {
     pub calls: BTreeMap<String, u64>,
 }
 
+impl CallStats {
+    /// The stored form (`compact.rs`): the last call, the number of kinds,
+    /// then each kind and its count.
+    fn encode(&self) -> Vec<u8> {
+        let mut w = super::compact::Writer::new(64);
+        w.opt_time(self.last_call_at).u64(self.calls.len() as u64);
+        for (kind, count) in &self.calls {
+            w.str(kind).u64(*count);
+        }
+        w.finish()
+    }
+
+    /// Statistics as stored, compact or, from an earlier version, JSON.
+    fn decode(stored: &[u8]) -> Result<CallStats, StoreError> {
+        let corrupt =
+            |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("call statistics: {e}"));
+        let Some(mut r) = super::compact::Reader::new(stored) else {
+            return decode(stored);
+        };
+        let mut read = || {
+            let last_call_at = r.opt_time("last_call_at")?;
+            let kinds = r.u64("the number of kinds")?;
+            let mut calls = BTreeMap::new();
+            for _ in 0..kinds {
+                let kind = r.str("a kind")?.to_string();
+                calls.insert(kind, r.u64("a count")?);
+            }
+            Ok::<_, String>(CallStats {
+                last_call_at,
+                calls,
+            })
+        };
+        read().map_err(|e| corrupt(&e))
+    }
+}
+
 /// The result of a change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Changed {
@@ -105,7 +141,7 @@ impl Store {
 
     fn merge_stats(&self, c: &mut Contact) -> Result<(), StoreError> {
         if let Some(bytes) = self.call_stats.get(c.phone.as_bytes())? {
-            let stats: CallStats = decode(&bytes)?;
+            let stats = CallStats::decode(&bytes)?;
             c.last_call_at = stats.last_call_at;
             c.calls = stats.calls;
         }
@@ -272,7 +308,7 @@ impl Store {
     pub fn call_stats(&self, phone: &str) -> Result<CallStats, StoreError> {
         match self.call_stats.get(phone.as_bytes())? {
             None => Ok(CallStats::default()),
-            Some(bytes) => decode(&bytes),
+            Some(bytes) => CallStats::decode(&bytes),
         }
     }
 }
@@ -285,15 +321,15 @@ pub(super) fn bump_stats(
     kind: &str,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    let mut stats: CallStats = match stats_tree.get(phone.as_bytes())? {
-        Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+    let mut stats = match stats_tree.get(phone.as_bytes())? {
+        Some(bytes) => CallStats::decode(&bytes).unwrap_or_default(),
         None => CallStats::default(),
     };
     *stats.calls.entry(kind.to_string()).or_insert(0) += 1;
     if stats.last_call_at.is_none_or(|last| at > last) {
         stats.last_call_at = Some(at);
     }
-    stats_tree.insert(phone.as_bytes(), encode(&stats))?;
+    stats_tree.insert(phone.as_bytes(), stats.encode())?;
     Ok(())
 }
 
@@ -305,6 +341,38 @@ mod tests {
 
     fn now() -> Timestamp {
         Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    /// Statistics are stored compact; those an earlier version stored as
+    /// JSON are read and counted on from.
+    #[test]
+    fn call_statistics_stored_as_json_are_counted_on_and_rewritten_compact() {
+        let (_d, s) = store();
+        let p = "+5215512345678";
+        let old = r#"{"last_call_at":"2026-05-14T14:00:00Z","calls":{"call.missed":2,"call.incoming":3}}"#;
+        s.call_stats.insert(p, old.as_bytes()).unwrap();
+        let later: Timestamp = "2026-05-14T15:00:00.5Z".parse().unwrap();
+        bump_stats(&s.call_stats, p, "call.missed", later).unwrap();
+        let earlier: Timestamp = "2026-05-14T14:30:00Z".parse().unwrap();
+        bump_stats(&s.call_stats, p, "call.ended", earlier).unwrap();
+        let stored = s.call_stats.get(p).unwrap().unwrap();
+        assert_eq!(stored[0], super::super::compact::MARK);
+        let stats = s.call_stats(p).unwrap();
+        assert_eq!(
+            stats.last_call_at,
+            Some(later),
+            "the latest call, not the last counted"
+        );
+        let counts: Vec<(&str, u64)> = stats.calls.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            counts,
+            [("call.ended", 1), ("call.incoming", 3), ("call.missed", 3)]
+        );
+        assert_eq!(CallStats::decode(&stats.encode()).unwrap(), stats);
+        assert_eq!(
+            s.call_stats("+5215500000000").unwrap(),
+            CallStats::default()
+        );
     }
 
     #[test]

@@ -28,22 +28,36 @@ struct StoredEventRef<'a> {
 
 /// An accepted event's dedupe marker, its value in the `events` tree: when
 /// it arrived and its sequence number, not the event itself (which the
-/// `pending` queue holds until the engine takes it). Stores written before
-/// this layout hold the whole [`StoredEvent`] there; decoding reads the
-/// same two fields of it and skips the rest.
-#[derive(Serialize, Deserialize)]
+/// `pending` queue holds until the engine takes it), written compact
+/// (`compact.rs`). Earlier versions wrote the same two fields as JSON, and
+/// before that the whole [`StoredEvent`]; decoding reads both (the two
+/// fields of the latter, skipping the rest).
+#[derive(Deserialize)]
 struct StoredEventHeader {
     seq: u64,
     received_at: Timestamp,
 }
 
 impl StoredEventHeader {
-    fn encode(&self) -> Result<Vec<u8>, StoreError> {
-        serde_json::to_vec(self).map_err(|e| StoreError::Corrupt(e.to_string()))
+    fn encode(&self) -> Vec<u8> {
+        super::compact::Writer::new(20)
+            .u64(self.seq)
+            .time(self.received_at)
+            .finish()
     }
 
     fn decode(bytes: &[u8], id: &str) -> Result<StoredEventHeader, StoreError> {
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event {id}: {e}"));
+        let Some(mut r) = super::compact::Reader::new(bytes) else {
+            return serde_json::from_slice(bytes).map_err(|e| corrupt(&e));
+        };
+        let read = |r: &mut super::compact::Reader<'_>| {
+            Ok::<_, String>(StoredEventHeader {
+                seq: r.u64("seq")?,
+                received_at: r.time("received_at")?,
+            })
+        };
+        read(&mut r).map_err(|e| corrupt(&e))
     }
 }
 
@@ -267,7 +281,7 @@ impl Store {
         seq: u64,
         received_at: Timestamp,
     ) -> Result<(), StoreError> {
-        let marker = StoredEventHeader { seq, received_at }.encode()?;
+        let marker = StoredEventHeader { seq, received_at }.encode();
         self.events.insert(id.as_bytes(), marker)?;
         // After the marker: a purge that read the note first would find no
         // marker and drop the note.
@@ -1204,6 +1218,46 @@ mod tests {
         assert!(store.pending_events(10).unwrap().is_empty());
     }
 
+    /// Dedupe markers are written compact; a marker an earlier version
+    /// wrote as JSON still makes a duplicate within the window and is
+    /// still purged after it.
+    #[test]
+    fn markers_are_compact_and_json_markers_of_earlier_versions_still_count() {
+        let (_dir, store) = store();
+        let hour = Duration::from_secs(3600);
+        let old = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let json = serde_json::to_vec(&serde_json::json!({"seq": 5, "received_at": at(1000)}));
+        store
+            .events
+            .insert(old.id.as_bytes(), json.unwrap())
+            .unwrap();
+        store
+            .expiry
+            .insert(expiry_key(at(1000), &old.id), &[] as &[u8])
+            .unwrap();
+
+        let new = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        assert_eq!(
+            store.insert_events(&[new.clone()], at(1000), hour).unwrap(),
+            vec![Insert::Accepted]
+        );
+        let marker = store.events.get(new.id.as_bytes()).unwrap().unwrap();
+        assert_eq!(marker[0], super::super::compact::MARK);
+        assert!(marker.len() < 24, "{} bytes", marker.len());
+
+        assert_eq!(
+            store
+                .insert_events(&[old.clone(), new.clone()], at(2000), hour)
+                .unwrap(),
+            vec![Insert::Duplicate, Insert::Duplicate]
+        );
+        let queued = store.pending_events(10).unwrap().remove(0);
+        store.mark_taken(queued.seq).unwrap();
+        assert_eq!(store.purge_expired(at(1000 + 3601), hour).unwrap(), 2);
+        assert!(!store.remembers_event(&old.id).unwrap());
+        assert!(!store.remembers_event(&new.id).unwrap());
+    }
+
     /// A store written before the event moved to the queue entry (queue
     /// value: the id; `events` value: the whole record) still works: its
     /// queued events are moved into their entries when it opens, its
@@ -1312,9 +1366,7 @@ mod tests {
                 seq: 0,
                 received_at: at(1000),
             };
-            old.events
-                .insert(e.id.as_bytes(), marker.encode().unwrap())
-                .unwrap();
+            old.events.insert(e.id.as_bytes(), marker.encode()).unwrap();
             old.flush_now().unwrap();
         }
         copy_log_segments(crashed.path(), fresh.path());

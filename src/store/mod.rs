@@ -23,13 +23,13 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `events` | event id (UTF-8, `evt_<24 hex>`) | the dedupe marker, `{"seq":…,"received_at":…}` as JSON (stores written by earlier versions: the whole [`StoredEvent`]) |
+//! | `events` | event id (UTF-8, `evt_<24 hex>`) | the dedupe marker: sequence number and received-at, compact (`compact.rs`; earlier versions: the same as JSON, and before that the whole [`StoredEvent`]) |
 //! | `pending` | sequence number, u64 big-endian | [`StoredEvent`] as JSON, or a placeholder (a zero byte and the event id: the record is in the inbox log and in memory, see `unfiled.rs`; earlier versions: the event id) — events the engine is not done with, in arrival order |
 //! | `expiry_batches` | the latest received-at Unix ms of the batch, u64 big-endian, then a batch number | up to 128 event ids (see `expiry.rs`) — lets the dedupe cleaner walk oldest first without scanning `events` |
 //! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — the same, one key per event, written by earlier versions and still purged |
 //! | `contacts` | E.164 phone | [`Contact`] as JSON (without call statistics) |
 //! | `tags` | tag, `\0`, phone | empty — the tag index |
-//! | `call_stats` | E.164 phone | [`CallStats`] as JSON, written by ingestion |
+//! | `call_stats` | E.164 phone | [`CallStats`], compact (`compact.rs`; earlier versions: JSON), written by ingestion |
 //! | `executions`, `runs_by_seq`, `active_runs` | see `executions.rs` | the run journal |
 //! | `timers`, `waits`, `workflow_versions` | see `timers.rs` | durable time |
 //! | `calls` | see `calls.rs` | call state |
@@ -54,6 +54,7 @@
 
 mod calls;
 mod commit;
+mod compact;
 mod contacts;
 mod executions;
 mod expiry;

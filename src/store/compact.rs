@@ -1,0 +1,195 @@
+//! A small binary layout for the store's per-event records (call state,
+//! call statistics, dedupe markers), written instead of JSON.
+//!
+//! Why: ingestion writes these on every call event, and sled 0.34 copies a
+//! whole leaf (up to 16 values) on every write to it, so their size is
+//! copied again and again; their JSON also printed and parsed two or three
+//! RFC 3339 timestamps each time (jiff: ≈740 instructions per print) and
+//! repeated every field name. The binary form is about half the size or less
+//! and costs a few hundred instructions to write or read.
+//!
+//! Layout: a first byte [`MARK`] (JSON, which every earlier version
+//! wrote, starts with `{`, so readers tell the two apart and keep reading
+//! old values), then fields in a fixed order per record type:
+//! integers little-endian, strings as a u32 length and UTF-8 bytes,
+//! optional values behind a 0/1 byte, timestamps as i64 seconds and i32
+//! nanoseconds (jiff's own split: exact, what is written is read back).
+//! The layouts are part of the stored format: a record type whose fields
+//! change needs a mark of its own, with this one kept for reading.
+
+use jiff::Timestamp;
+
+/// The first byte of a compact record.
+pub(super) const MARK: u8 = 1;
+
+/// Builds a compact record.
+pub(super) struct Writer {
+    bytes: Vec<u8>,
+}
+
+impl Writer {
+    pub(super) fn new(capacity: usize) -> Writer {
+        let mut bytes = Vec::with_capacity(capacity + 1);
+        bytes.push(MARK);
+        Writer { bytes }
+    }
+
+    pub(super) fn u8(&mut self, v: u8) -> &mut Self {
+        self.bytes.push(v);
+        self
+    }
+
+    pub(super) fn u64(&mut self, v: u64) -> &mut Self {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+
+    pub(super) fn str(&mut self, s: &str) -> &mut Self {
+        let len = u32::try_from(s.len()).expect("a stored string is far below 4 GiB");
+        self.bytes.extend_from_slice(&len.to_le_bytes());
+        self.bytes.extend_from_slice(s.as_bytes());
+        self
+    }
+
+    pub(super) fn opt_str(&mut self, s: Option<&str>) -> &mut Self {
+        match s {
+            None => self.u8(0),
+            Some(s) => self.u8(1).str(s),
+        }
+    }
+
+    pub(super) fn time(&mut self, t: Timestamp) -> &mut Self {
+        self.bytes.extend_from_slice(&t.as_second().to_le_bytes());
+        self.bytes
+            .extend_from_slice(&t.subsec_nanosecond().to_le_bytes());
+        self
+    }
+
+    pub(super) fn opt_time(&mut self, t: Option<Timestamp>) -> &mut Self {
+        match t {
+            None => self.u8(0),
+            Some(t) => self.u8(1).time(t),
+        }
+    }
+
+    pub(super) fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+}
+
+/// Reads a compact record's fields in the order they were written. Every
+/// read fails with what was being read when the bytes are cut short or
+/// not what the layout says.
+pub(super) struct Reader<'b> {
+    rest: &'b [u8],
+}
+
+impl<'b> Reader<'b> {
+    /// A reader after the mark; `None` if `stored` is not compact.
+    pub(super) fn new(stored: &'b [u8]) -> Option<Reader<'b>> {
+        match stored.split_first() {
+            Some((&MARK, rest)) => Some(Reader { rest }),
+            _ => None,
+        }
+    }
+
+    fn take(&mut self, n: usize, what: &str) -> Result<&'b [u8], String> {
+        if self.rest.len() < n {
+            return Err(format!("compact record cut short in {what}"));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+        Ok(self.take(N, what)?.try_into().expect("took N bytes"))
+    }
+
+    pub(super) fn u8(&mut self, what: &str) -> Result<u8, String> {
+        Ok(self.take(1, what)?[0])
+    }
+
+    pub(super) fn u64(&mut self, what: &str) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array(what)?))
+    }
+
+    pub(super) fn str(&mut self, what: &str) -> Result<&'b str, String> {
+        let len = u32::from_le_bytes(self.array(what)?) as usize;
+        std::str::from_utf8(self.take(len, what)?)
+            .map_err(|e| format!("compact record: {what} is not UTF-8: {e}"))
+    }
+
+    pub(super) fn opt_str(&mut self, what: &str) -> Result<Option<&'b str>, String> {
+        match self.u8(what)? {
+            0 => Ok(None),
+            1 => self.str(what).map(Some),
+            other => Err(format!("compact record: {what} has presence byte {other}")),
+        }
+    }
+
+    pub(super) fn time(&mut self, what: &str) -> Result<Timestamp, String> {
+        let seconds = i64::from_le_bytes(self.array(what)?);
+        let nanos = i32::from_le_bytes(self.array(what)?);
+        Timestamp::new(seconds, nanos).map_err(|e| format!("compact record: {what}: {e}"))
+    }
+
+    pub(super) fn opt_time(&mut self, what: &str) -> Result<Option<Timestamp>, String> {
+        match self.u8(what)? {
+            0 => Ok(None),
+            1 => self.time(what).map(Some),
+            other => Err(format!("compact record: {what} has presence byte {other}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_read_back_as_written_and_a_cut_record_names_the_field() {
+        let at = Timestamp::new(1_800_000_000, 123_456_789).unwrap();
+        let bytes = Writer::new(64)
+            .u8(7)
+            .u64(u64::MAX - 1)
+            .str("call.missed")
+            .opt_str(None)
+            .opt_str(Some("+5215512345678"))
+            .time(at)
+            .opt_time(None)
+            .opt_time(Some(Timestamp::new(-5, -250_000_000).unwrap()))
+            .finish();
+        assert!(
+            Reader::new(br#"{"seq":1}"#).is_none(),
+            "JSON is not compact"
+        );
+        let mut r = Reader::new(&bytes).unwrap();
+        assert_eq!(r.u8("a").unwrap(), 7);
+        assert_eq!(r.u64("b").unwrap(), u64::MAX - 1);
+        assert_eq!(r.str("c").unwrap(), "call.missed");
+        assert_eq!(r.opt_str("d").unwrap(), None);
+        assert_eq!(r.opt_str("e").unwrap(), Some("+5215512345678"));
+        assert_eq!(r.time("f").unwrap(), at);
+        assert_eq!(r.opt_time("g").unwrap(), None);
+        assert_eq!(
+            r.opt_time("h").unwrap(),
+            Some(Timestamp::new(-5, -250_000_000).unwrap())
+        );
+        assert!(r.u8("past the end").is_err());
+
+        let cut = &bytes[..bytes.len() - 3];
+        let mut r = Reader::new(cut).unwrap();
+        r.u8("a").unwrap();
+        r.u64("b").unwrap();
+        r.str("c").unwrap();
+        r.opt_str("d").unwrap();
+        r.opt_str("e").unwrap();
+        r.time("f").unwrap();
+        r.opt_time("g").unwrap();
+        assert_eq!(
+            r.opt_time("last call").unwrap_err(),
+            "compact record cut short in last call"
+        );
+    }
+}
