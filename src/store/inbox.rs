@@ -1238,7 +1238,9 @@ mod tests {
 
         let new = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
         assert_eq!(
-            store.insert_events(&[new.clone()], at(1000), hour).unwrap(),
+            store
+                .insert_events(std::slice::from_ref(&new), at(1000), hour)
+                .unwrap(),
             vec![Insert::Accepted]
         );
         let marker = store.events.get(new.id.as_bytes()).unwrap().unwrap();
