@@ -1444,9 +1444,11 @@ fn cache_root() -> PathBuf {
 
 /// A data folder with `n` contacts, made once with the library's own
 /// contact writes (one transaction per contact, as the admin API does) and
-/// kept for later runs.
+/// kept for later runs. The folder's name carries the stored layout of
+/// contacts (compact since the eighteenth round), so a folder of an
+/// earlier layout is not measured as if it were the current one.
 fn contacts_store(n: u64) -> Result<(PathBuf, Option<Duration>), String> {
-    let dir = cache_root().join(format!("contacts-{n}"));
+    let dir = cache_root().join(format!("contacts-{n}-compact"));
     if dir.join("complete").exists() {
         return Ok((dir, None));
     }

@@ -1,9 +1,11 @@
-//! A small binary layout for the store's per-event records (call state,
-//! call statistics, dedupe markers), written instead of JSON.
+//! A small binary layout for the store's small, often written records
+//! (call state, call statistics, dedupe markers, contacts), written
+//! instead of JSON.
 //!
-//! Why: ingestion writes these on every call event, and sled 0.34 copies a
-//! whole leaf (up to 16 values) on every write to it, so their size is
-//! copied again and again; their JSON also printed and parsed two or three
+//! Why: ingestion writes the first three on every call event, and a
+//! follow-up reads and writes its contact twice; sled 0.34 copies a whole
+//! leaf (up to 16 values) on every write to it, so their size is copied
+//! again and again; their JSON also printed and parsed two or three
 //! RFC 3339 timestamps each time (jiff: ≈740 instructions per print) and
 //! repeated every field name. The binary form is about half the size or less
 //! and costs a few hundred instructions to write or read.

@@ -12,7 +12,8 @@
 //! own tree (`call_stats`), written by ingestion whether or not a contact
 //! exists: ingestion must not create contacts (a workflow's
 //! `create_contact` reports whether it created one), yet the counters must
-//! be right from the first call.
+//! be right from the first call. Both are stored compact (`compact.rs`),
+//! records an earlier version stored as JSON read as before.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -56,6 +57,61 @@ impl Contact {
             last_call_at: None,
             calls: BTreeMap::new(),
         }
+    }
+}
+
+impl Contact {
+    /// The stored form (`compact.rs`), without the call statistics (kept
+    /// in their own tree) or the phone (the key): name, country, the tags
+    /// (a count, then each), the fields (a count, then each name and
+    /// value), created and updated.
+    fn encode(&self) -> Vec<u8> {
+        let mut w = super::compact::Writer::new(128);
+        w.opt_str(self.name.as_deref())
+            .opt_str(self.country.as_deref())
+            .u64(self.tags.len() as u64);
+        for tag in &self.tags {
+            w.str(tag);
+        }
+        w.u64(self.fields.len() as u64);
+        for (name, value) in &self.fields {
+            w.str(name).str(value);
+        }
+        w.time(self.created_at).time(self.updated_at).finish()
+    }
+
+    /// The contact stored under `phone`, compact or, from an earlier
+    /// version, JSON; without call statistics.
+    fn decode(phone: &str, stored: &[u8]) -> Result<Contact, StoreError> {
+        let Some(mut r) = super::compact::Reader::new(stored) else {
+            return decode(stored);
+        };
+        let mut read = || {
+            let text = |s: Option<&str>| s.map(str::to_string);
+            let name = text(r.opt_str("name")?);
+            let country = text(r.opt_str("country")?);
+            let mut tags = BTreeSet::new();
+            for _ in 0..r.u64("the number of tags")? {
+                tags.insert(r.str("a tag")?.to_string());
+            }
+            let mut fields = BTreeMap::new();
+            for _ in 0..r.u64("the number of fields")? {
+                let name = r.str("a field's name")?.to_string();
+                fields.insert(name, r.str("a field's value")?.to_string());
+            }
+            Ok::<_, String>(Contact {
+                phone: phone.to_string(),
+                name,
+                country,
+                tags,
+                fields,
+                created_at: r.time("created_at")?,
+                updated_at: r.time("updated_at")?,
+                last_call_at: None,
+                calls: BTreeMap::new(),
+            })
+        };
+        read().map_err(|e| StoreError::Corrupt(format!("contact {phone}: {e}")))
     }
 }
 
@@ -122,17 +178,13 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError>
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("contacts serialise")
-}
-
 impl Store {
     /// The contact with this phone, with its call statistics.
     pub fn contact(&self, phone: &str) -> Result<Option<Contact>, StoreError> {
         match self.contacts.get(phone.as_bytes())? {
             None => Ok(None),
             Some(bytes) => {
-                let mut c: Contact = decode(&bytes)?;
+                let mut c = Contact::decode(phone, &bytes)?;
                 self.merge_stats(&mut c)?;
                 Ok(Some(c))
             }
@@ -160,7 +212,7 @@ impl Store {
     ) -> Result<Changed, StoreError> {
         let _locked = self.contact_lock(phone);
         let (mut contact, created) = match self.contacts.get(phone.as_bytes())? {
-            Some(bytes) => (decode::<Contact>(&bytes)?, false),
+            Some(bytes) => (Contact::decode(phone, &bytes)?, false),
             None => match create {
                 Some(new) => (new, true),
                 None => {
@@ -183,10 +235,7 @@ impl Store {
             self.tags.insert(tag_key(new, phone), &[] as &[u8])?;
         }
         // Statistics are merged on read, never stored here.
-        let mut stored = contact.clone();
-        stored.last_call_at = None;
-        stored.calls.clear();
-        self.contacts.insert(phone.as_bytes(), encode(&stored))?;
+        self.contacts.insert(phone.as_bytes(), contact.encode())?;
         for gone in old_tags.difference(&contact.tags) {
             self.tags.remove(tag_key(gone, phone))?;
         }
@@ -203,7 +252,7 @@ impl Store {
         let Some(bytes) = self.contacts.remove(phone.as_bytes())? else {
             return Ok(false);
         };
-        let contact: Contact = decode(&bytes)?;
+        let contact = Contact::decode(phone, &bytes)?;
         for tag in &contact.tags {
             self.tags.remove(tag_key(tag, phone))?;
         }
@@ -292,8 +341,10 @@ impl Store {
                     None => Vec::new(),
                 };
                 for item in self.contacts.range(start..) {
-                    let (_, bytes) = item?;
-                    let mut c: Contact = decode(&bytes)?;
+                    let (phone, bytes) = item?;
+                    let phone = std::str::from_utf8(&phone)
+                        .map_err(|e| StoreError::Corrupt(format!("a contact's phone: {e}")))?;
+                    let mut c = Contact::decode(phone, &bytes)?;
                     self.merge_stats(&mut c)?;
                     if !take(c, &mut out) {
                         break;
@@ -373,6 +424,70 @@ mod tests {
             s.call_stats("+5215500000000").unwrap(),
             CallStats::default()
         );
+    }
+
+    /// Contacts are stored compact, every field read back; one an earlier
+    /// version stored as JSON is read, changed and rewritten compact.
+    #[test]
+    fn contacts_are_stored_compact_and_json_contacts_still_read() {
+        let (_d, s) = store();
+        let p = "+5215512345678";
+        let mut full = Contact::new(p, now());
+        full.name = Some("Ana María".into());
+        full.country = Some("MX".into());
+        full.tags = ["lead".to_string(), "vip".to_string()].into();
+        full.fields = [
+            ("plan".to_string(), "pro".to_string()),
+            ("empty".to_string(), String::new()),
+        ]
+        .into();
+        full.updated_at = Timestamp::new(1_800_000_100, 123_456_789).unwrap();
+        for c in [full.clone(), Contact::new(p, now())] {
+            let stored = c.encode();
+            assert_eq!(stored[0], super::super::compact::MARK);
+            assert!(stored.len() * 2 < serde_json::to_vec(&c).unwrap().len());
+            assert_eq!(Contact::decode(p, &stored).unwrap(), c);
+            assert!(Contact::decode(p, &stored[..stored.len() - 1]).is_err());
+        }
+
+        let q = "+5215587654321";
+        let old = r#"{"phone":"+5215587654321","name":"Luis","country":"MX","tags":["lead"],"fields":{"plan":"free"},"created_at":"2026-05-14T14:00:00Z","updated_at":"2026-05-14T14:00:00Z","last_call_at":null,"calls":{}}"#;
+        s.contacts.insert(q, old.as_bytes()).unwrap();
+        s.tags.insert(tag_key("lead", q), &[] as &[u8]).unwrap();
+        let read = s.contact(q).unwrap().expect("the JSON contact reads");
+        assert_eq!(
+            (read.name.as_deref(), read.fields["plan"].as_str()),
+            (Some("Luis"), "free")
+        );
+        s.modify_contact(q, now(), None, |c| {
+            c.tags.insert("called".into());
+        })
+        .unwrap();
+        assert_eq!(
+            s.contacts.get(q).unwrap().unwrap()[0],
+            super::super::compact::MARK
+        );
+        let changed = s.contact(q).unwrap().unwrap();
+        assert_eq!(changed.tags.len(), 2);
+        assert_eq!(
+            (changed.created_at, changed.updated_at),
+            (read.created_at, now())
+        );
+
+        s.modify_contact(p, now(), Some(full.clone()), |_| {})
+            .unwrap();
+        let by_tag = s.list_contacts(Some("lead"), None, 10, None).unwrap().0;
+        assert_eq!(by_tag.len(), 2, "{by_tag:?}");
+        let listed: Vec<String> = s
+            .list_contacts(None, None, 10, None)
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|c| c.phone)
+            .collect();
+        assert_eq!(listed, [p, q]);
+        assert!(s.delete_contact(p).unwrap());
+        assert!(s.contact(p).unwrap().is_none());
     }
 
     #[test]

@@ -27,7 +27,7 @@
 //! | `pending` | sequence number, u64 big-endian | [`StoredEvent`] as JSON, or a placeholder (a zero byte and the event id: the record is in the inbox log and in memory, see `unfiled.rs`; earlier versions: the event id) — events the engine is not done with, in arrival order |
 //! | `expiry_batches` | the latest received-at Unix ms of the batch, u64 big-endian, then a batch number | up to 128 event ids (see `expiry.rs`) — lets the dedupe cleaner walk oldest first without scanning `events` |
 //! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — the same, one key per event, written by earlier versions and still purged |
-//! | `contacts` | E.164 phone | [`Contact`] as JSON (without call statistics) |
+//! | `contacts` | E.164 phone | [`Contact`] without call statistics, compact (`compact.rs`; earlier versions: JSON) |
 //! | `tags` | tag, `\0`, phone | empty — the tag index |
 //! | `call_stats` | E.164 phone | [`CallStats`], compact (`compact.rs`; earlier versions: JSON), written by ingestion |
 //! | `executions`, `runs_by_seq`, `active_runs` | see `executions.rs` | the run journal |
