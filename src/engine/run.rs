@@ -542,7 +542,7 @@ async fn replay_step<'a>(state: &mut RunState<'a>, step: &'a Step, record: StepR
                 None => input["phone"].as_str().and_then(|raw| phone_key(raw).ok()),
             };
             if let Some(phone) = phone {
-                state.refresh_contact(&phone, &contact);
+                state.refresh_contact(&phone, &contact_json(&contact));
             }
             Flow::Next
         }
@@ -820,15 +820,22 @@ impl RunState<'_> {
         fail_or_continue(step, error)
     }
 
-    /// After a contact step: the run's `contact` follows the caller's record.
-    fn refresh_contact(&mut self, phone: &str, contact: &Option<Contact>) {
+    /// After a contact step: the run's `contact` follows the caller's
+    /// record (`contact` as [`contact_json`] gives it).
+    fn refresh_contact(&mut self, phone: &str, contact: &Value) {
         if self.event.caller.as_deref() == Some(phone) {
-            self.data.value_mut()["contact"] = contact
-                .as_ref()
-                .map(|c| serde_json::to_value(c).expect("contacts serialise"))
-                .unwrap_or(Value::Null);
+            self.data.value_mut()["contact"] = contact.clone();
         }
     }
+}
+
+/// A contact as a step's output holds it and templates read it (`null`
+/// for none). A contact step converts it once, for both.
+fn contact_json(contact: &Option<Contact>) -> Value {
+    contact
+        .as_ref()
+        .map(|c| serde_json::to_value(c).expect("contacts serialise"))
+        .unwrap_or(Value::Null)
 }
 
 /// The name, country and fields a contact step sets (empty renders leave
@@ -961,13 +968,14 @@ pub(super) fn before_contact_write_hook() -> std::sync::MutexGuard<'static, Cont
 
 /// Apply `change` to the contact `key` (starting from `create` when there
 /// is none; `None` leaves an absent contact absent), and let the run's
-/// `contact` follow the caller's record.
+/// `contact` follow the caller's record. Returns the change and the
+/// contact as [`contact_json`] gives it.
 fn change_contact(
     state: &mut RunState<'_>,
     key: &str,
     create: Option<Contact>,
     change: impl FnOnce(&mut Contact),
-) -> Result<Changed, String> {
+) -> Result<(Changed, Value), String> {
     let now = state.inner.clock.now();
     #[cfg(test)]
     if let Some(observe) = before_contact_write_hook().as_ref() {
@@ -978,8 +986,9 @@ fn change_contact(
         .store
         .modify_contact(key, now, create, change)
         .map_err(|e| e.to_string())?;
-    state.refresh_contact(key, &changed.contact);
-    Ok(changed)
+    let contact = contact_json(&changed.contact);
+    state.refresh_contact(key, &contact);
+    Ok((changed, contact))
 }
 
 async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepError> {
@@ -998,10 +1007,12 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             let input = json!({"phone": raw});
             let key = rendered!(phone_key(&raw), input);
             let contact = rendered!(store.contact(&key).map_err(|e| e.to_string()), input);
+            let found = contact.is_some();
+            let contact = contact_json(&contact);
             state.refresh_contact(&key, &contact);
             Ok(Outcome::done(
                 input,
-                json!({"found": contact.is_some(), "contact": contact}),
+                json!({"found": found, "contact": contact}),
             ))
         }
         Action::CreateContact {
@@ -1026,10 +1037,11 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             new.country = country;
             new.fields = fields.into_iter().collect();
             new.tags = tags.into_iter().collect();
-            let changed = rendered!(change_contact(state, &key, Some(new), |_| {}), input);
+            let (changed, contact) =
+                rendered!(change_contact(state, &key, Some(new), |_| {}), input);
             Ok(Outcome::done(
                 input,
-                json!({"created": changed.created, "contact": changed.contact}),
+                json!({"created": changed.created, "contact": contact}),
             ))
         }
         Action::UpdateContact {
@@ -1048,7 +1060,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             } = render_contact_input(state, data, phone, name, country, ("set", set))?;
             input["unset"] = json!(unset);
             let key = rendered!(phone_key(&raw), input);
-            let changed = rendered!(
+            let (changed, contact) = rendered!(
                 change_contact(state, &key, None, |c| {
                     apply_changes(c, &name, &country, &set);
                     for k in unset {
@@ -1063,7 +1075,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                     format!("no contact with phone {key} (use upsert_contact to create it)"),
                 ));
             }
-            Ok(Outcome::done(input, json!({"contact": changed.contact})))
+            Ok(Outcome::done(input, json!({"contact": contact})))
         }
         Action::UpsertContact {
             phone,
@@ -1079,7 +1091,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                 input,
             } = render_contact_input(state, data, phone, name, country, ("set", set))?;
             let key = rendered!(phone_key(&raw), input);
-            let changed = rendered!(
+            let (changed, contact) = rendered!(
                 change_contact(state, &key, Some(Contact::new(&key, now)), |c| {
                     apply_changes(c, &name, &country, &set)
                 }),
@@ -1087,7 +1099,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             );
             Ok(Outcome::done(
                 input,
-                json!({"created": changed.created, "contact": changed.contact}),
+                json!({"created": changed.created, "contact": contact}),
             ))
         }
         Action::Tag { phone, add, remove } => {
@@ -1096,7 +1108,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             let remove = rendered!(render_list(state, remove, data), json!({"phone": raw}));
             let input = json!({"phone": raw, "add": add, "remove": remove});
             let key = rendered!(phone_key(&raw), input);
-            let changed = rendered!(
+            let (changed, contact) = rendered!(
                 change_contact(state, &key, None, |c| {
                     for t in &add {
                         c.tags.insert(t.clone());
@@ -1113,7 +1125,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                     format!("no contact with phone {key} to tag (create it first with upsert_contact or create_contact)"),
                 ));
             }
-            Ok(Outcome::done(input, json!({"contact": changed.contact})))
+            Ok(Outcome::done(input, json!({"contact": contact})))
         }
         Action::SendMessage { via, to, body } => {
             let to = rendered!(state.render(to, data), Value::Null);
