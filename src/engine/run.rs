@@ -829,6 +829,13 @@ impl RunState<'_> {
     }
 }
 
+/// `output` (an object) with `contact` added last. Not `json!`, which
+/// would copy the contact through serde once more.
+fn with_contact(mut output: Value, contact: Value) -> Value {
+    output["contact"] = contact;
+    output
+}
+
 /// A contact as a step's output holds it and templates read it (`null`
 /// for none). A contact step converts it once, for both.
 fn contact_json(contact: &Option<Contact>) -> Value {
@@ -1012,7 +1019,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             state.refresh_contact(&key, &contact);
             Ok(Outcome::done(
                 input,
-                json!({"found": found, "contact": contact}),
+                with_contact(json!({ "found": found }), contact),
             ))
         }
         Action::CreateContact {
@@ -1041,7 +1048,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                 rendered!(change_contact(state, &key, Some(new), |_| {}), input);
             Ok(Outcome::done(
                 input,
-                json!({"created": changed.created, "contact": contact}),
+                with_contact(json!({ "created": changed.created }), contact),
             ))
         }
         Action::UpdateContact {
@@ -1075,7 +1082,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                     format!("no contact with phone {key} (use upsert_contact to create it)"),
                 ));
             }
-            Ok(Outcome::done(input, json!({"contact": contact})))
+            Ok(Outcome::done(input, with_contact(json!({}), contact)))
         }
         Action::UpsertContact {
             phone,
@@ -1099,7 +1106,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
             );
             Ok(Outcome::done(
                 input,
-                json!({"created": changed.created, "contact": contact}),
+                with_contact(json!({ "created": changed.created }), contact),
             ))
         }
         Action::Tag { phone, add, remove } => {
@@ -1125,7 +1132,7 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
                     format!("no contact with phone {key} to tag (create it first with upsert_contact or create_contact)"),
                 ));
             }
-            Ok(Outcome::done(input, json!({"contact": contact})))
+            Ok(Outcome::done(input, with_contact(json!({}), contact)))
         }
         Action::SendMessage { via, to, body } => {
             let to = rendered!(state.render(to, data), Value::Null);

@@ -2,7 +2,6 @@
 //! shutdown on SIGTERM, start-up refusals, and the `parse` command.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,14 +16,6 @@ sources:
 connectors:
   whatsapp: { kind: log }
 "#;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Running {
     child: Child,
@@ -102,7 +93,7 @@ fn body(i: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_events_survive_kill_9_and_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = crate::support::free_port();
     let mut server = start(dir.path(), port);
     let client = reqwest::Client::new();
 
@@ -210,7 +201,7 @@ fn stop(server: &mut Running) {
 #[test]
 fn sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path(), free_port());
+    let mut server = start(dir.path(), crate::support::free_port());
     stop(&mut server);
 }
 
@@ -219,7 +210,7 @@ fn sigterm_stops_the_server_cleanly() {
 #[test]
 fn log_lines_show_while_serving_and_the_last_are_written_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start_logging(dir.path(), free_port(), "info");
+    let mut server = start_logging(dir.path(), crate::support::free_port(), "info");
     let url = format!("{}/hooks/wazzap", server.base);
     let answer = plain_request("POST", &url, &body(1)).unwrap();
     assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
@@ -248,10 +239,14 @@ fn log_lines_show_while_serving_and_the_last_are_written_on_sigterm() {
 #[test]
 fn a_second_server_on_the_same_data_dir_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
-    let mut first = start(dir.path(), free_port());
+    let mut first = start(dir.path(), crate::support::free_port());
     let out = Command::new(BIN)
         .current_dir(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", crate::support::free_port()),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

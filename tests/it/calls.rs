@@ -913,14 +913,6 @@ async fn a_waiting_run_finishes_on_its_version_after_the_file_changes_or_goes() 
 
 const BIN: &str = env!("CARGO_BIN_EXE_ringback");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Binary {
     child: Child,
     base: String,
@@ -1072,7 +1064,7 @@ steps:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_run_paused_exits_0_and_the_run_resumes_after_a_restart() {
-    let port = free_port();
+    let port = crate::support::free_port();
     let dir = binary_dir(port, &[("paused.yaml", PAUSED_WF)]);
     let server = Binary::start(dir.path(), port).await;
     let id = server
@@ -1122,7 +1114,7 @@ async fn sigterm_with_a_run_paused_exits_0_and_the_run_resumes_after_a_restart()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_ringing_at_sigterm_still_rings_out_once_after_a_restart() {
-    let port = free_port();
+    let port = crate::support::free_port();
     let dir = binary_dir(port, &[("missed.yaml", MISSED_WF)]);
     let server = Binary::start(dir.path(), port).await;
     let call = "CALLS0SIGTERM0000000000000000006";

@@ -105,14 +105,6 @@ steps:
   - send_message: { via: whatsapp, to: "{{event.caller}}", text: "Sorry we missed you" }
 "#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Server {
     child: Child,
     base: String,
@@ -133,7 +125,7 @@ impl Drop for Server {
 /// port, and one workflow file.
 fn folder(url: &str, file: &str, workflow: &str) -> (tempfile::TempDir, u16) {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = crate::support::free_port();
     std::fs::write(dir.path().join("ringback.yaml"), config(url, port)).unwrap();
     std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
     std::fs::write(dir.path().join("workflows").join(file), workflow).unwrap();

@@ -1,4 +1,5 @@
-//! Start the real server in-process on 127.0.0.1:0 and talk to it over HTTP.
+//! Start the real server in-process on 127.0.0.1:0 and talk to it over HTTP;
+//! pick ports for the tests that run the built binary.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -291,4 +292,36 @@ pub async fn finished_runs(store: &Store, n: usize) -> Vec<ringback::store::Exec
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// A port for a `ringback serve` child process: free when asked, and
+/// below the kernel's ephemeral range, so that the listeners other tests
+/// bind to port 0 meanwhile are never handed it. A port from that range
+/// (what binding port 0 and closing the listener gives) raced with them:
+/// a child that lost its port exited at once, while another test's server
+/// answered its `/healthz`. Each call in this process gets another port.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    // Linux's default range starts at 32768; ports between 20,000 and the
+    // range's start, from a spot that differs between test processes.
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let (low, span) = match ephemeral_start.checked_sub(20_000) {
+        Some(span) if span >= 1_000 => (20_000, span),
+        _ => (1_024, ephemeral_start.saturating_sub(1_024).max(1)),
+    };
+    let spot = std::process::id() % span;
+    for _ in 0..span {
+        let n = CALLS.fetch_add(1, Ordering::Relaxed);
+        let Ok(port) = u16::try_from(low + (spot + n) % span) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range ({ephemeral_start})");
 }
