@@ -112,7 +112,7 @@ impl CallState {
         };
         let flags = r.u8("flags")?;
         let opt = |s: Option<&str>| s.map(str::to_string);
-        Ok(CallState {
+        let state = CallState {
             key: key.to_string(),
             state,
             direction,
@@ -127,7 +127,9 @@ impl CallState {
             call_id: opt(r.opt_str("call_id")?),
             last_kind: r.str("last_kind")?.to_string(),
             first_event_id: r.str("first_event_id")?.to_string(),
-        })
+        };
+        r.finish()?;
+        Ok(state)
     }
 }
 
@@ -369,6 +371,8 @@ mod tests {
             assert_eq!(CallState::decode(&state.key, &stored).unwrap(), state);
             let cut = &stored[..stored.len() - 1];
             assert!(CallState::decode(&state.key, cut).is_err());
+            let longer = [stored.as_slice(), &[0]].concat();
+            assert!(CallState::decode(&state.key, &longer).is_err());
         }
     }
 

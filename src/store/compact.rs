@@ -17,7 +17,9 @@
 //! optional values behind a 0/1 byte, timestamps as i64 seconds and i32
 //! nanoseconds (jiff's own split: exact, what is written is read back).
 //! The layouts are part of the stored format: a record type whose fields
-//! change needs a mark of its own, with this one kept for reading.
+//! change needs a mark of its own, with this one kept for reading (a
+//! reader refuses bytes left after the last field, so a record of a
+//! longer layout is never taken for a shorter one).
 
 use jiff::Timestamp;
 
@@ -108,6 +110,15 @@ impl<'b> Reader<'b> {
         Ok(self.take(N, what)?.try_into().expect("took N bytes"))
     }
 
+    /// The end of the record: every byte must have been read (bytes
+    /// left over mean a layout this version does not know).
+    pub(super) fn finish(self) -> Result<(), String> {
+        match self.rest.len() {
+            0 => Ok(()),
+            n => Err(format!("compact record: {n} bytes after its last field")),
+        }
+    }
+
     pub(super) fn u8(&mut self, what: &str) -> Result<u8, String> {
         Ok(self.take(1, what)?[0])
     }
@@ -179,6 +190,11 @@ mod tests {
             Some(Timestamp::new(-5, -250_000_000).unwrap())
         );
         assert!(r.u8("past the end").is_err());
+        assert!(Reader::new(&bytes[..1]).unwrap().finish().is_ok());
+        assert_eq!(
+            Reader::new(&bytes[..3]).unwrap().finish().unwrap_err(),
+            "compact record: 2 bytes after its last field"
+        );
 
         let cut = &bytes[..bytes.len() - 3];
         let mut r = Reader::new(cut).unwrap();

@@ -86,7 +86,7 @@ impl Contact {
         let Some(mut r) = super::compact::Reader::new(stored) else {
             return decode(stored);
         };
-        let mut read = || {
+        let read = move || {
             let text = |s: Option<&str>| s.map(str::to_string);
             let name = text(r.opt_str("name")?);
             let country = text(r.opt_str("country")?);
@@ -99,7 +99,7 @@ impl Contact {
                 let name = r.str("a field's name")?.to_string();
                 fields.insert(name, r.str("a field's value")?.to_string());
             }
-            Ok::<_, String>(Contact {
+            let contact = Contact {
                 phone: phone.to_string(),
                 name,
                 country,
@@ -109,7 +109,9 @@ impl Contact {
                 updated_at: r.time("updated_at")?,
                 last_call_at: None,
                 calls: BTreeMap::new(),
-            })
+            };
+            r.finish()?;
+            Ok::<_, String>(contact)
         };
         read().map_err(|e| StoreError::Corrupt(format!("contact {phone}: {e}")))
     }
@@ -141,7 +143,7 @@ impl CallStats {
         let Some(mut r) = super::compact::Reader::new(stored) else {
             return decode(stored);
         };
-        let mut read = || {
+        let read = move || {
             let last_call_at = r.opt_time("last_call_at")?;
             let kinds = r.u64("the number of kinds")?;
             let mut calls = BTreeMap::new();
@@ -149,6 +151,7 @@ impl CallStats {
                 let kind = r.str("a kind")?.to_string();
                 calls.insert(kind, r.u64("a count")?);
             }
+            r.finish()?;
             Ok::<_, String>(CallStats {
                 last_call_at,
                 calls,
@@ -448,6 +451,8 @@ mod tests {
             assert!(stored.len() * 2 < serde_json::to_vec(&c).unwrap().len());
             assert_eq!(Contact::decode(p, &stored).unwrap(), c);
             assert!(Contact::decode(p, &stored[..stored.len() - 1]).is_err());
+            let longer = [stored.as_slice(), &[0]].concat();
+            assert!(Contact::decode(p, &longer).is_err());
         }
 
         let q = "+5215587654321";

@@ -51,13 +51,15 @@ impl StoredEventHeader {
         let Some(mut r) = super::compact::Reader::new(bytes) else {
             return serde_json::from_slice(bytes).map_err(|e| corrupt(&e));
         };
-        let read = |r: &mut super::compact::Reader<'_>| {
-            Ok::<_, String>(StoredEventHeader {
+        let read = move || {
+            let header = StoredEventHeader {
                 seq: r.u64("seq")?,
                 received_at: r.time("received_at")?,
-            })
+            };
+            r.finish()?;
+            Ok::<_, String>(header)
         };
-        read(&mut r).map_err(|e| corrupt(&e))
+        read().map_err(|e| corrupt(&e))
     }
 }
 
