@@ -179,7 +179,8 @@ impl Store {
             return Ok(CallChange::Untracked);
         };
         let mut change = CallChange::Untracked;
-        self.calls.fetch_and_update(key.as_bytes(), |old| {
+        // Every path below sets `change`: the closure may run more than once.
+        super::update_guessing_absent(&self.calls, key.as_bytes(), |old| {
             let prev: Option<CallState> = old.and_then(|b| CallState::decode(&key, b).ok());
             let fresh = |phase| CallState {
                 key: key.clone(),

@@ -375,16 +375,17 @@ pub(super) fn bump_stats(
     kind: &str,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    let mut stats = match stats_tree.get(phone.as_bytes())? {
-        Some(bytes) => CallStats::decode(&bytes).unwrap_or_default(),
-        None => CallStats::default(),
-    };
-    *stats.calls.entry(kind.to_string()).or_insert(0) += 1;
-    if stats.last_call_at.is_none_or(|last| at > last) {
-        stats.last_call_at = Some(at);
-    }
-    stats_tree.insert(phone.as_bytes(), stats.encode())?;
-    Ok(())
+    super::update_guessing_absent(stats_tree, phone.as_bytes(), |stored| {
+        let mut stats = match stored {
+            Some(bytes) => CallStats::decode(bytes).unwrap_or_default(),
+            None => CallStats::default(),
+        };
+        *stats.calls.entry(kind.to_string()).or_insert(0) += 1;
+        if stats.last_call_at.is_none_or(|last| at > last) {
+            stats.last_call_at = Some(at);
+        }
+        Some(stats.encode())
+    })
 }
 
 #[cfg(test)]

@@ -297,6 +297,29 @@ fn write_back_and_flush(
     commit.flush_blocking()
 }
 
+/// sled's `fetch_and_update` without its first read: the key is guessed
+/// absent, and a failed compare-and-swap hands back what is there, so `f`
+/// may be called with `None` first even when the key exists (it must not
+/// count on being called once). Each read or write walks sled's tree from
+/// its root, the largest part of a small update's cost: a key written for
+/// the first time (a new call, a first-time caller's statistics: every
+/// event of a burst of new callers) costs one walk instead of two, an
+/// existing key the same two as before.
+fn update_guessing_absent<V: Into<sled::IVec>>(
+    tree: &sled::Tree,
+    key: &[u8],
+    mut f: impl FnMut(Option<&[u8]>) -> Option<V>,
+) -> Result<(), StoreError> {
+    let mut current: Option<sled::IVec> = None;
+    loop {
+        let next = f(current.as_deref());
+        match tree.compare_and_swap(key, current.as_deref(), next)? {
+            Ok(()) => return Ok(()),
+            Err(sled::CompareAndSwapError { current: there, .. }) => current = there,
+        }
+    }
+}
+
 /// A store in a temporary folder of its own, kept as long as the folder:
 /// what the store's unit tests start from.
 #[cfg(test)]
@@ -304,4 +327,27 @@ pub(super) fn temp_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), 8 << 20).unwrap();
     (dir, store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new key is written from `None` in one go; an existing one is
+    /// updated from what is there, whatever the first guess computed.
+    #[test]
+    fn an_update_guessing_absent_starts_from_what_is_there() {
+        let (_dir, store) = temp_store();
+        let tree = &store.call_stats;
+        let mut seen = Vec::new();
+        let mut add_one = |stored: Option<&[u8]>| {
+            seen.push(stored.map(<[u8]>::to_vec));
+            let n = stored.map_or(0, |b| b[0]);
+            Some(vec![n + 1])
+        };
+        update_guessing_absent(tree, b"k", &mut add_one).unwrap();
+        update_guessing_absent(tree, b"k", &mut add_one).unwrap();
+        assert_eq!(tree.get(b"k").unwrap().unwrap().as_ref(), [2]);
+        assert_eq!(seen, [None, None, Some(vec![1])]);
+    }
 }
