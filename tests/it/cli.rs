@@ -479,11 +479,8 @@ async fn a_server_with_an_admin_token_asks_for_it_and_the_token_is_never_printed
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_is_named_with_a_hint() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Nothing listens there, and no other test's listener is handed it.
+    let port = crate::support::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let out = ringback(&["contacts", "list", "--server", &url], &[]).await;
     assert_eq!(out.code, Some(1));

@@ -498,10 +498,10 @@ fn sorted_keys(v: &Value) -> Vec<String> {
     k
 }
 
-/// A port on 127.0.0.1 where nothing listens.
-async fn closed_port() -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().port()
+/// A port on 127.0.0.1 where nothing listens (below the ephemeral range:
+/// another test's listener on port 0 is never handed it meanwhile).
+fn closed_port() -> u16 {
+    crate::support::free_port()
 }
 
 // ---------------------------------------------------------------------
@@ -1128,7 +1128,7 @@ async fn a_huge_or_endless_body_is_capped() {
 
 #[tokio::test]
 async fn a_refused_connection_is_retried_and_recorded_without_the_url() {
-    let port = closed_port().await;
+    let port = closed_port();
     let url = format!("http://127.0.0.1:{port}/services/T000/B000/SLACKSECRETPATH");
     let mut c = slack("slack", url);
     c.retry = Some(ms(&[20]));
