@@ -126,7 +126,12 @@ impl TemplateBuilder {
 /// a reference, and rendering one through Handlebars cost ≈5 k
 /// instructions, most of a contact step's rendering.
 fn plain_field(source: &str) -> Option<Vec<String>> {
-    let inner = source.strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    // Only the spaces Handlebars' grammar skips: it reads any other
+    // (a pasted non-breaking space) as part of the name.
+    let inner = source
+        .strip_prefix("{{")?
+        .strip_suffix("}}")?
+        .trim_matches([' ', '\t', '\n', '\r']);
     let identifier = |s: &&str| {
         let mut chars = s.chars();
         matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -487,7 +492,7 @@ mod tests {
         let plain = [
             "{{event.caller}}",
             "{{ event.name }}",
-            "{{event.data.x}}",
+            "{{\tevent.data.x\n}}",
             "{{event.caller.x}}",
             "{{v.n}}",
             "{{v.f}}",
@@ -535,6 +540,8 @@ mod tests {
             "{{this.event}}",
             "{{@root.event}}",
             "{{../event.caller}}",
+            "{{\u{a0}event.caller}}",
+            "{{event.caller\u{a0}}}",
             "{{event.[0]}}",
             "{{default event.name 'x'}}",
             "{{event.0}}",
