@@ -240,8 +240,7 @@ pub(super) async fn run(
 fn load_contact(inner: &Inner, event: &Event) -> Value {
     match event.caller.as_deref().filter(|_| event.caller_is_phone) {
         Some(phone) => match inner.store.contact(phone) {
-            Ok(Some(c)) => serde_json::to_value(c).expect("contacts serialise"),
-            Ok(None) => Value::Null,
+            Ok(contact) => contact_json(&contact),
             Err(e) => {
                 tracing::error!(error = %e, "cannot load the caller's contact");
                 Value::Null

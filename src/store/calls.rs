@@ -96,40 +96,37 @@ impl CallState {
     /// The state stored under `key`, compact or, from an earlier version,
     /// JSON.
     fn decode(key: &str, stored: &[u8]) -> Result<CallState, String> {
-        let Some(mut r) = compact::Reader::new(stored) else {
-            return serde_json::from_slice(stored).map_err(|e| e.to_string());
-        };
-        let state = match r.u8("state")? {
-            0 => CallPhase::Ringing,
-            1 => CallPhase::Connected,
-            2 => CallPhase::Ended,
-            other => return Err(format!("call state: unknown phase {other}")),
-        };
-        let direction = match r.u8("direction")? {
-            0 => Direction::Incoming,
-            1 => Direction::Outgoing,
-            other => return Err(format!("call state: unknown direction {other}")),
-        };
-        let flags = r.u8("flags")?;
-        let opt = |s: Option<&str>| s.map(str::to_string);
-        let state = CallState {
-            key: key.to_string(),
-            state,
-            direction,
-            video: flags & VIDEO != 0,
-            test: flags & TEST != 0,
-            started_at: r.time("started_at")?,
-            last_event_at: r.time("last_event_at")?,
-            last_at: r.time("last_at")?,
-            source: r.str("source")?.to_string(),
-            caller: opt(r.opt_str("caller")?),
-            business: opt(r.opt_str("business")?),
-            call_id: opt(r.opt_str("call_id")?),
-            last_kind: r.str("last_kind")?.to_string(),
-            first_event_id: r.str("first_event_id")?.to_string(),
-        };
-        r.finish()?;
-        Ok(state)
+        compact::read_record(stored, |r| {
+            let state = match r.u8("state")? {
+                0 => CallPhase::Ringing,
+                1 => CallPhase::Connected,
+                2 => CallPhase::Ended,
+                other => return Err(format!("call state: unknown phase {other}")),
+            };
+            let direction = match r.u8("direction")? {
+                0 => Direction::Incoming,
+                1 => Direction::Outgoing,
+                other => return Err(format!("call state: unknown direction {other}")),
+            };
+            let flags = r.u8("flags")?;
+            let opt = |s: Option<&str>| s.map(str::to_string);
+            Ok(CallState {
+                key: key.to_string(),
+                state,
+                direction,
+                video: flags & VIDEO != 0,
+                test: flags & TEST != 0,
+                started_at: r.time("started_at")?,
+                last_event_at: r.time("last_event_at")?,
+                last_at: r.time("last_at")?,
+                source: r.str("source")?.to_string(),
+                caller: opt(r.opt_str("caller")?),
+                business: opt(r.opt_str("business")?),
+                call_id: opt(r.opt_str("call_id")?),
+                last_kind: r.str("last_kind")?.to_string(),
+                first_event_id: r.str("first_event_id")?.to_string(),
+            })
+        })
     }
 }
 

@@ -81,6 +81,21 @@ impl Writer {
     }
 }
 
+/// A stored record: compact, its fields read by `read` in the order they
+/// were written and then to its end, or JSON as an earlier version wrote
+/// it.
+pub(super) fn read_record<T: serde::de::DeserializeOwned>(
+    stored: &[u8],
+    read: impl FnOnce(&mut Reader<'_>) -> Result<T, String>,
+) -> Result<T, String> {
+    let Some(mut reader) = Reader::new(stored) else {
+        return serde_json::from_slice(stored).map_err(|e| e.to_string());
+    };
+    let record = read(&mut reader)?;
+    reader.finish()?;
+    Ok(record)
+}
+
 /// Reads a compact record's fields in the order they were written. Every
 /// read fails with what was being read when the bytes are cut short or
 /// not what the layout says.
@@ -90,7 +105,7 @@ pub(super) struct Reader<'b> {
 
 impl<'b> Reader<'b> {
     /// A reader after the mark; `None` if `stored` is not compact.
-    pub(super) fn new(stored: &'b [u8]) -> Option<Reader<'b>> {
+    fn new(stored: &'b [u8]) -> Option<Reader<'b>> {
         match stored.split_first() {
             Some((&MARK, rest)) => Some(Reader { rest }),
             _ => None,
@@ -112,7 +127,7 @@ impl<'b> Reader<'b> {
 
     /// The end of the record: every byte must have been read (bytes
     /// left over mean a layout this version does not know).
-    pub(super) fn finish(self) -> Result<(), String> {
+    fn finish(self) -> Result<(), String> {
         match self.rest.len() {
             0 => Ok(()),
             n => Err(format!("compact record: {n} bytes after its last field")),

@@ -83,10 +83,7 @@ impl Contact {
     /// The contact stored under `phone`, compact or, from an earlier
     /// version, JSON; without call statistics.
     fn decode(phone: &str, stored: &[u8]) -> Result<Contact, StoreError> {
-        let Some(mut r) = super::compact::Reader::new(stored) else {
-            return decode(stored);
-        };
-        let read = move || {
+        let read = |r: &mut super::compact::Reader<'_>| {
             let text = |s: Option<&str>| s.map(str::to_string);
             let name = text(r.opt_str("name")?);
             let country = text(r.opt_str("country")?);
@@ -99,7 +96,7 @@ impl Contact {
                 let name = r.str("a field's name")?.to_string();
                 fields.insert(name, r.str("a field's value")?.to_string());
             }
-            let contact = Contact {
+            Ok(Contact {
                 phone: phone.to_string(),
                 name,
                 country,
@@ -109,11 +106,10 @@ impl Contact {
                 updated_at: r.time("updated_at")?,
                 last_call_at: None,
                 calls: BTreeMap::new(),
-            };
-            r.finish()?;
-            Ok::<_, String>(contact)
+            })
         };
-        read().map_err(|e| StoreError::Corrupt(format!("contact {phone}: {e}")))
+        super::compact::read_record(stored, read)
+            .map_err(|e| StoreError::Corrupt(format!("contact {phone}: {e}")))
     }
 }
 
@@ -138,12 +134,7 @@ impl CallStats {
 
     /// Statistics as stored, compact or, from an earlier version, JSON.
     fn decode(stored: &[u8]) -> Result<CallStats, StoreError> {
-        let corrupt =
-            |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("call statistics: {e}"));
-        let Some(mut r) = super::compact::Reader::new(stored) else {
-            return decode(stored);
-        };
-        let read = move || {
+        let read = |r: &mut super::compact::Reader<'_>| {
             let last_call_at = r.opt_time("last_call_at")?;
             let kinds = r.u64("the number of kinds")?;
             let mut calls = BTreeMap::new();
@@ -151,13 +142,13 @@ impl CallStats {
                 let kind = r.str("a kind")?.to_string();
                 calls.insert(kind, r.u64("a count")?);
             }
-            r.finish()?;
-            Ok::<_, String>(CallStats {
+            Ok(CallStats {
                 last_call_at,
                 calls,
             })
         };
-        read().map_err(|e| corrupt(&e))
+        super::compact::read_record(stored, read)
+            .map_err(|e| StoreError::Corrupt(format!("call statistics: {e}")))
     }
 }
 
@@ -175,10 +166,6 @@ fn tag_key(tag: &str, phone: &str) -> Vec<u8> {
     k.push(0);
     k.extend_from_slice(phone.as_bytes());
     k
-}
-
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 impl Store {

@@ -47,19 +47,13 @@ impl StoredEventHeader {
     }
 
     fn decode(bytes: &[u8], id: &str) -> Result<StoredEventHeader, StoreError> {
-        let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("event {id}: {e}"));
-        let Some(mut r) = super::compact::Reader::new(bytes) else {
-            return serde_json::from_slice(bytes).map_err(|e| corrupt(&e));
-        };
-        let read = move || {
-            let header = StoredEventHeader {
+        super::compact::read_record(bytes, |r| {
+            Ok(StoredEventHeader {
                 seq: r.u64("seq")?,
                 received_at: r.time("received_at")?,
-            };
-            r.finish()?;
-            Ok::<_, String>(header)
-        };
-        read().map_err(|e| corrupt(&e))
+            })
+        })
+        .map_err(|e| StoreError::Corrupt(format!("event {id}: {e}")))
     }
 }
 
