@@ -56,6 +56,7 @@ mod calls;
 mod commit;
 mod compact;
 mod contacts;
+mod dict_lz4;
 mod executions;
 mod expiry;
 mod inbox;
