@@ -346,7 +346,10 @@ fn bench_workflow(c: &mut Criterion) {
         b.iter_batched(
             || event_for(false),
             |e| {
-                let options = RunOptions { record: false };
+                let options = RunOptions {
+                    record: false,
+                    ..RunOptions::default()
+                };
                 rt.block_on(engine.run_workflow(workflow.clone(), &e, options))
             },
             BatchSize::SmallInput,

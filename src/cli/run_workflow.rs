@@ -126,6 +126,7 @@ pub fn run(args: RunArgs) -> ExitCode {
     };
     let options = RunOptions {
         record: !args.dry_run,
+        ..RunOptions::default()
     };
     let result = runtime.block_on(run_all(&engine, &workflow, &events, options, args.dry_run));
     drop(engine);
@@ -171,7 +172,7 @@ async fn run_all(
         }
         let shared = Arc::new(event.clone());
         let Some(execution) = engine
-            .run_workflow(workflow.clone(), &shared, options)
+            .run_workflow(workflow.clone(), &shared, options.clone())
             .await
         else {
             eprintln!(

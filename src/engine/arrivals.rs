@@ -116,6 +116,7 @@ mod tests {
             seq,
             received_at: jiff::Timestamp::UNIX_EPOCH,
             event,
+            event_json: None,
         })
     }
 

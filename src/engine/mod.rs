@@ -312,6 +312,7 @@ impl Engine {
     pub async fn process(&self, stored: StoredEvent) {
         // Shared by the runs' tasks rather than copied (payload and all)
         // into each.
+        let event_json = stored.event_json;
         let event = Arc::new(stored.event);
         if let Some(m) = &self.inner.metrics {
             m.event_processed(&event);
@@ -332,8 +333,12 @@ impl Engine {
         for wf in matching {
             let engine = self.clone();
             let event = Arc::clone(&event);
+            let options = RunOptions {
+                event_json: event_json.clone(),
+                ..RunOptions::default()
+            };
             handles.push(self.spawn(Stage::Follows, async move {
-                engine.run_workflow(wf, &event, RunOptions::default()).await
+                engine.run_workflow(wf, &event, options).await
             }));
         }
         for h in handles {
@@ -410,7 +415,8 @@ impl Engine {
         options: RunOptions,
     ) -> Option<Execution> {
         let id = crate::store::run_id(&event.id, &workflow.name);
-        if options.record
+        let record = options.record;
+        if record
             && !self
                 .inner
                 .driving
@@ -421,7 +427,7 @@ impl Engine {
             return None; // already being driven here
         }
         let result = run::run(&self.inner, workflow, event, options).await;
-        if options.record {
+        if record {
             self.inner.driving.lock().expect("driving lock").remove(&id);
         }
         result

@@ -52,7 +52,7 @@ use super::Inner;
 use crate::delivery::{Outbound, Request};
 use crate::event::{normalise_phone, Event};
 use crate::store::{
-    run_id, Attempt, Changed, Contact, Execution, JournalEncoder, RunStatus, StepRecord,
+    run_id, Attempt, Changed, Contact, EventJson, Execution, JournalEncoder, RunStatus, StepRecord,
     StepStatus, Timer, Waiting,
 };
 use crate::workflow::{Action, MessageBody, OnError, RenderData, Step, Template, Workflow};
@@ -63,15 +63,22 @@ use crate::workflow::{Action, MessageBody, OnError, RenderData, Step, Template, 
 pub const SLOW_SEND: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How a run is recorded.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Save the execution in the store (the CLI's dry run does not).
     pub record: bool,
+    /// The event's JSON as the inbox stored it, for the journal to reuse
+    /// (`JournalEncoder::for_stored_event`); only for a new run of the
+    /// very event the inbox handed over.
+    pub event_json: Option<EventJson>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { record: true }
+        RunOptions {
+            record: true,
+            event_json: None,
+        }
     }
 }
 
@@ -175,7 +182,13 @@ pub(super) async fn run(
             Ok(Some(existing)) => {
                 return match existing.status {
                     // Interrupted: carry on where the journal stops.
+                    // (Its event is the journal's copy, not the one the
+                    // inbox's JSON was written for.)
                     RunStatus::Running => {
+                        let options = RunOptions {
+                            event_json: None,
+                            ..options
+                        };
                         Some(drive(inner, workflow, existing, options, None).await)
                     }
                     // Paused or done: nothing to do for this event again.
@@ -272,7 +285,7 @@ pub(super) async fn drive(
     inner: &Inner,
     workflow: Arc<Workflow>,
     execution: Execution,
-    options: RunOptions,
+    mut options: RunOptions,
     data: Option<RenderData>,
 ) -> Execution {
     let event = Arc::clone(&execution.event);
@@ -288,7 +301,10 @@ pub(super) async fn drive(
         run_id: execution.id.clone(),
         data: data.unwrap_or_else(|| render_data_for(inner, &workflow, &event)),
         replay,
-        encoder: JournalEncoder::default(),
+        encoder: match options.event_json.take() {
+            Some(json) => JournalEncoder::for_stored_event(&event, json),
+            None => JournalEncoder::default(),
+        },
         execution,
         options,
         sent_unflushed: false,
@@ -310,7 +326,7 @@ pub(super) async fn drive(
     state.execution.error = error;
     if status.is_finished() {
         state.execution.finished_at = Some(inner.clock.now());
-        if let (Some(m), true) = (&inner.metrics, options.record) {
+        if let (Some(m), true) = (&inner.metrics, state.options.record) {
             m.run_finished(&workflow.name, status.as_str());
         }
     }

@@ -16,14 +16,54 @@ pub struct StoredEvent {
     pub seq: u64,
     pub received_at: Timestamp,
     pub event: Event,
+    /// The event's JSON as the inbox wrote it, when this is the event
+    /// ingestion just accepted (not one read back from the store): the
+    /// run journal takes these bytes instead of serialising the event
+    /// again (`executions.rs`).
+    #[serde(skip)]
+    pub event_json: Option<EventJson>,
 }
 
-/// [`StoredEvent`]'s stored form, written without copying the event.
+/// An accepted event's JSON inside its inbox record, shared: the bytes
+/// `serde_json` writes for the [`Event`] it was stored with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventJson {
+    record: std::sync::Arc<[u8]>,
+    event: std::ops::Range<usize>,
+}
+
+impl EventJson {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.record[self.event.clone()]
+    }
+}
+
+/// [`StoredEvent`]'s stored form but the event, which follows it.
 #[derive(Serialize)]
-struct StoredEventRef<'a> {
+struct StoredEventHead {
     seq: u64,
     received_at: Timestamp,
-    event: &'a Event,
+}
+
+/// [`StoredEvent`]'s stored form, `{"seq":…,"received_at":…,"event":{…}}`,
+/// written without copying the event, with where the event's JSON is in
+/// it.
+fn stored_record(
+    seq: u64,
+    received_at: Timestamp,
+    event: &Event,
+) -> Result<(Vec<u8>, std::ops::Range<usize>), serde_json::Error> {
+    let mut bytes = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut bytes, &StoredEventHead { seq, received_at })?;
+    // The head is an object with two fields: reopen it.
+    debug_assert_eq!(bytes.last(), Some(&b'}'));
+    bytes.pop();
+    bytes.extend_from_slice(b",\"event\":");
+    let start = bytes.len();
+    serde_json::to_writer(&mut bytes, event)?;
+    let end = bytes.len();
+    bytes.push(b'}');
+    Ok((bytes, start..end))
 }
 
 /// An accepted event's dedupe marker, its value in the `events` tree: when
@@ -154,7 +194,7 @@ impl Store {
         window: Duration,
     ) -> Result<Vec<Insert>, StoreError> {
         let outcomes = self.insert_offered(events, now, window)?;
-        Ok(outcomes.into_iter().map(|(insert, _)| insert).collect())
+        Ok(outcomes.into_iter().map(|(insert, _, _)| insert).collect())
     }
 
     /// Offer a delivery's events to the inbox: each event, with what became
@@ -173,11 +213,12 @@ impl Store {
         Ok(events
             .into_iter()
             .zip(outcomes)
-            .map(|(event, (insert, seq))| match insert {
+            .map(|(event, (insert, seq, event_json))| match insert {
                 Insert::Accepted => Offered::Accepted(StoredEvent {
                     seq,
                     received_at: now,
                     event,
+                    event_json,
                 }),
                 Insert::Duplicate => Offered::Duplicate(event),
             })
@@ -185,7 +226,7 @@ impl Store {
     }
 
     /// [`Store::insert_events`], each outcome with the event's sequence
-    /// number (meaningful when accepted). Plain writes, not a sled
+    /// number (meaningful when accepted) and, when accepted, its JSON. Plain writes, not a sled
     /// transaction: each transaction makes sled write its log to disk twice
     /// on the spot, which made ingestion wait on the disk three times per
     /// write instead of once (at the flush). The same event twice in
@@ -195,31 +236,26 @@ impl Store {
         events: &[Event],
         now: Timestamp,
         window: Duration,
-    ) -> Result<Vec<(Insert, u64)>, StoreError> {
+    ) -> Result<Vec<(Insert, u64, Option<EventJson>)>, StoreError> {
         let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
         let mut prepared = Vec::with_capacity(events.len());
         for event in events {
             let seq = self.db.generate_id()?;
-            let record = StoredEventRef {
-                seq,
-                received_at: now,
-                event,
-            };
-            let bytes =
-                serde_json::to_vec(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            prepared.push((event, seq, bytes));
+            let (bytes, event_range) =
+                stored_record(seq, now, event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            prepared.push((event, seq, bytes, event_range));
         }
         // One writer at a time: the dedupe check reads what earlier
         // writers stored (see the module docs on ordering).
         let _writer = self.inbox_writer.lock().expect("inbox writer lock");
         let mut outcomes = Vec::with_capacity(prepared.len());
-        for (event, seq, bytes) in prepared {
+        for (event, seq, bytes, event_range) in prepared {
             let id = event.id.as_bytes();
             if let Some(existing) = self.events.get(id)? {
                 let seen = StoredEventHeader::decode(&existing, &event.id)?;
                 let age = now.as_millisecond() - seen.received_at.as_millisecond();
                 if age <= window_ms {
-                    outcomes.push((Insert::Duplicate, seq));
+                    outcomes.push((Insert::Duplicate, seq, None));
                     continue;
                 }
             }
@@ -231,7 +267,11 @@ impl Store {
             // checkpoint that starts once this record's segment is sealed
             // files it and flushes them all (inbox_log.rs).
             self.inbox_log.append(&record);
-            outcomes.push((Insert::Accepted, seq));
+            let event_json = EventJson {
+                record,
+                event: event_range,
+            };
+            outcomes.push((Insert::Accepted, seq, Some(event_json)));
         }
         Ok(outcomes)
     }
@@ -1256,6 +1296,42 @@ mod tests {
         assert!(!store.remembers_event(&new.id).unwrap());
     }
 
+    /// The inbox record is the [`StoredEvent`] as JSON, and the event's
+    /// JSON handed on with an accepted event is exactly the event's own
+    /// serialisation (the run journal writes those bytes as the event).
+    #[test]
+    fn an_accepted_event_carries_its_own_json_from_the_record() {
+        let event = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let (record, range) = stored_record(42, at(1000), &event).unwrap();
+        let whole = StoredEvent {
+            seq: 42,
+            received_at: at(1000),
+            event: event.clone(),
+            event_json: None,
+        };
+        assert_eq!(record, serde_json::to_vec(&whole).unwrap());
+        assert_eq!(&record[range], serde_json::to_vec(&event).unwrap());
+
+        let (_dir, store) = store();
+        let offered = store
+            .accept_events(
+                vec![event.clone(), event.clone()],
+                at(1000),
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let mut offered = offered.into_iter();
+        let accepted = offered.next().unwrap().into_accepted().unwrap();
+        let json = accepted.event_json.expect("an accepted event's JSON");
+        assert_eq!(json.as_bytes(), serde_json::to_vec(&event).unwrap());
+        assert!(offered.next().unwrap().into_accepted().is_none());
+        // Read back from the store, an event has no such bytes.
+        let read = store.pending_events(10).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].event, event);
+        assert!(read[0].event_json.is_none());
+    }
+
     /// A store written before the event moved to the queue entry (queue
     /// value: the id; `events` value: the whole record) still works: its
     /// queued events are moved into their entries when it opens, its
@@ -1269,12 +1345,7 @@ mod tests {
         {
             let store = Store::open(dir.path(), 8 << 20).unwrap();
             for (seq, e) in [(7u64, &pending), (8, &taken)] {
-                let record = serde_json::to_vec(&StoredEventRef {
-                    seq,
-                    received_at: at(1000),
-                    event: e,
-                })
-                .unwrap();
+                let (record, _) = stored_record(seq, at(1000), e).unwrap();
                 store
                     .pending
                     .insert(seq.to_be_bytes(), e.id.as_bytes())
@@ -1298,12 +1369,7 @@ mod tests {
                 .pending
                 .insert(10u64.to_be_bytes(), again.id.as_bytes())
                 .unwrap();
-            let record = serde_json::to_vec(&StoredEventRef {
-                seq: 11,
-                received_at: at(1000),
-                event: &again,
-            })
-            .unwrap();
+            let (record, _) = stored_record(11, at(1000), &again).unwrap();
             store
                 .write_inbox_entry(&again, 11, at(1000), QueueEntry::Record(&record))
                 .unwrap();

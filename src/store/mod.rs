@@ -75,7 +75,7 @@ pub use executions::{
     run_id, Attempt, Execution, ExecutionFilter, JournalEncoder, Retrying, RunStatus, StepRecord,
     StepStatus, Waiting,
 };
-pub use inbox::{Insert, Offered, StoredEvent};
+pub use inbox::{EventJson, Insert, Offered, StoredEvent};
 pub use timers::{DueTimer, StoredWorkflow, Timer};
 
 /// The page cache sled may use. Its default (1 GiB) lets RSS grow toward
