@@ -341,6 +341,8 @@ impl Engine {
                 engine.run_workflow(wf, &event, options).await
             }));
         }
+        // The runs hold what they need of the inbox record.
+        drop(event_json);
         for h in handles {
             match h.await {
                 Ok(Some(execution)) => log_run(&execution),

@@ -123,10 +123,11 @@ impl DictCompressor {
                 literals_from = match_end;
                 at = match_end;
                 // The position just before the next search, so that the
-                // bytes the match ended on can be found again.
-                if at - 2 > start && at - 2 + MIN_MATCH <= end {
-                    table[hash(read_u32(&stream, at - 2))] = (at - 2) as u16;
-                }
+                // bytes the match ended on can be found again (a match
+                // ends 4 or more bytes into the input and 5 or more
+                // before its end, so `at - 2` is in the input with four
+                // bytes after it).
+                table[hash(read_u32(&stream, at - 2))] = (at - 2) as u16;
             }
         }
         write_literals_only(out, &stream[literals_from..end]);

@@ -265,6 +265,12 @@ impl JournalEncoder {
     /// payload included, was ≈31 k of a follow-up's ≈470 k engine
     /// instructions (callgrind).
     pub fn for_stored_event(event: &std::sync::Arc<Event>, json: EventJson) -> JournalEncoder {
+        // Checked wherever debug assertions are on (every test run).
+        debug_assert_eq!(
+            json.as_bytes(),
+            serde_json::to_vec(&**event).expect("events serialise"),
+            "the stored JSON is not this event's"
+        );
         JournalEncoder {
             event: Some((std::sync::Arc::clone(event), EventBytes::Stored(json))),
             ..JournalEncoder::default()
