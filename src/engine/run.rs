@@ -1017,7 +1017,9 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
     state.render_data();
     let data = &state.data;
     let now = state.inner.clock.now();
-    let store = state.inner.store.clone();
+    // The engine's, not a clone (a reference count per sled tree).
+    let inner: &Inner = state.inner;
+    let store = &inner.store;
     macro_rules! rendered {
         ($e:expr, $input:expr) => {
             $e.map_err(|m| StepError::new($input.clone(), m))?

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::error::{ApiPath, ApiQuery};
-use super::{ApiError, ServerState};
+use super::{ApiError, SharedState};
 use crate::store::{Contact, Execution, ExecutionFilter, RunStatus};
 
 const DEFAULT_LIMIT: usize = 50;
@@ -22,7 +22,7 @@ const MAX_LIMIT: usize = 1000;
 
 /// Refuse `/api/*` without the admin token (when one is configured).
 pub(super) async fn require_token(
-    State(state): State<ServerState>,
+    State(state): State<SharedState>,
     request: Request,
     next: Next,
 ) -> Response {
@@ -59,7 +59,7 @@ fn limit(requested: Option<usize>) -> usize {
     requested.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
 }
 
-pub(super) async fn workflows(State(state): State<ServerState>) -> Json<Value> {
+pub(super) async fn workflows(State(state): State<SharedState>) -> Json<Value> {
     let catalog = state.catalog.read().expect("catalog lock").clone();
     let errors_of = |file: &str| -> Vec<String> {
         catalog
@@ -104,7 +104,7 @@ pub(super) struct ContactQuery {
 }
 
 pub(super) async fn list_contacts(
-    State(state): State<ServerState>,
+    State(state): State<SharedState>,
     ApiQuery(query): ApiQuery<ContactQuery>,
 ) -> Result<Json<Value>, ApiError> {
     // A cursor is a phone; pasted into a URL unencoded its `+` arrives as a
@@ -146,7 +146,7 @@ fn phone_key(raw: &str) -> Result<String, ApiError> {
 }
 
 pub(super) async fn get_contact(
-    State(state): State<ServerState>,
+    State(state): State<SharedState>,
     ApiPath(phone): ApiPath<String>,
 ) -> Result<Json<Contact>, ApiError> {
     let key = phone_key(&phone)?;
@@ -190,7 +190,7 @@ fn parse_body(bytes: &[u8]) -> Result<ContactBody, ApiError> {
 }
 
 pub(super) async fn put_contact(
-    State(state): State<ServerState>,
+    State(state): State<SharedState>,
     ApiPath(phone): ApiPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -221,7 +221,7 @@ pub(super) async fn put_contact(
 }
 
 pub(super) async fn patch_contact(
-    State(state): State<ServerState>,
+    State(state): State<SharedState>,
     ApiPath(phone): ApiPath<String>,
     body: Bytes,
 ) -> Result<Json<Contact>, ApiError> {
@@ -261,7 +261,7 @@ pub(super) async fn patch_contact(
 }
 
 pub(super) async fn delete_contact(
-    State(state): State<ServerState>,
+    State(state): State<SharedState>,
     ApiPath(phone): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let key = phone_key(&phone)?;
@@ -297,7 +297,7 @@ fn summary(e: &Execution) -> Value {
 }
 
 pub(super) async fn list_executions(
-    State(state): State<ServerState>,
+    State(state): State<SharedState>,
     ApiQuery(query): ApiQuery<ExecutionQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let status = match query.status.as_deref().filter(|s| !s.is_empty()) {
@@ -330,7 +330,7 @@ pub(super) async fn list_executions(
 }
 
 pub(super) async fn get_execution(
-    State(state): State<ServerState>,
+    State(state): State<SharedState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Execution>, ApiError> {
     state
@@ -342,7 +342,7 @@ pub(super) async fn get_execution(
 }
 
 pub(super) async fn active_calls(
-    State(state): State<ServerState>,
+    State(state): State<SharedState>,
 ) -> Result<Json<Value>, ApiError> {
     let calls = state
         .store

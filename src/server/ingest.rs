@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 use std::sync::Arc;
 
 use super::error::ApiPath;
-use super::{ApiError, ServerState};
+use super::{ApiError, ServerState, SharedState};
 use crate::engine::Arrivals;
 use crate::event::{self, Event, HeaderLookup, ParseError, Provider, HEADER_WEBHOOK_ID};
 use crate::metrics::Metrics;
@@ -48,7 +48,7 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 }
 
 pub(super) async fn receive(
-    State(state): State<ServerState>,
+    State(state): State<SharedState>,
     ApiPath(source_id): ApiPath<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -150,7 +150,7 @@ pub(super) async fn receive(
 
 /// `GET /hooks/{source}?hub.mode=subscribe&hub.verify_token=T&hub.challenge=C`
 pub(super) async fn meta_handshake(
-    State(state): State<ServerState>,
+    State(state): State<SharedState>,
     ApiPath(source_id): ApiPath<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -207,7 +207,7 @@ fn printable(s: &str) -> String {
 /// source's parser and the inbox like a real delivery, minus the
 /// signature; the event and its runs are marked `test`.
 pub(super) async fn test_event(
-    State(state): State<ServerState>,
+    State(state): State<SharedState>,
     ApiPath(source_id): ApiPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -292,7 +292,7 @@ pub(super) async fn test_event(
 /// What ingestion writes to and hands over to: the parts of the server's
 /// state [`Inbox::store_durably`] uses.
 struct Inbox<'a> {
-    store: &'a crate::store::Store,
+    store: &'a Arc<crate::store::Store>,
     arrivals: &'a Arc<Arrivals>,
     metrics: &'a Arc<Metrics>,
 }
@@ -349,7 +349,7 @@ impl<'a> Inbox<'a> {
 /// them to the engine. Duplicates wait too: the first copy may still be
 /// on its way to disk.
 async fn commit_and_hand_over(
-    store: crate::store::Store,
+    store: Arc<crate::store::Store>,
     arrivals: Arc<Arrivals>,
     metrics: Arc<Metrics>,
     offered: Vec<crate::store::Offered>,
@@ -402,7 +402,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_cancelled_while_its_event_syncs_still_hands_it_over() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(dir.path(), 8 << 20).unwrap();
+        let store = Arc::new(crate::store::Store::open(dir.path(), 8 << 20).unwrap());
         let arrivals = Arc::new(Arrivals::default());
         let metrics = Arc::new(Metrics::new());
         let inbox = Inbox {
