@@ -6,8 +6,9 @@
 //! the packing dictionary for a record of 2–5 KiB. Here the table is
 //! built once per process and copied (8 KiB) for each record. Packing a
 //! finished record took ≈37 k instructions with `lz4_flex` and takes
-//! ≈19 k with this (callgrind, the load bench's follow-up case), with
-//! the same compressed size (a test compares the two).
+//! ≈24 k with this (callgrind, the load bench's follow-up case; ≈19 k
+//! for the shorter records of a run still under way), with the same
+//! compressed size (a test compares the two).
 //!
 //! The output is a plain LZ4 block (the format `lz4_flex` and the
 //! reference library decode, the dictionary given to the decoder as what
