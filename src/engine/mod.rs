@@ -334,7 +334,7 @@ impl Engine {
             let engine = self.clone();
             let event = Arc::clone(&event);
             let options = RunOptions {
-                event_json: event_json.clone(),
+                event_json: event_json.clone().map(|json| (Arc::clone(&event), json)),
                 ..RunOptions::default()
             };
             handles.push(self.spawn(Stage::Follows, async move {

@@ -67,10 +67,12 @@ pub const SLOW_SEND: std::time::Duration = std::time::Duration::from_millis(200)
 pub struct RunOptions {
     /// Save the execution in the store (the CLI's dry run does not).
     pub record: bool,
-    /// The event's JSON as the inbox stored it, for the journal to reuse
-    /// (`JournalEncoder::for_stored_event`); only for a new run of the
-    /// very event the inbox handed over.
-    pub event_json: Option<EventJson>,
+    /// The event the inbox handed over, with its JSON as the inbox stored
+    /// it, for the journal to reuse (`JournalEncoder::for_stored_event`):
+    /// the bytes stand for that very `Arc` only, so a run that journals
+    /// another copy of the event (one resumed from its journal) serialises
+    /// its own.
+    pub event_json: Option<(Arc<Event>, EventJson)>,
 }
 
 impl Default for RunOptions {
@@ -182,13 +184,7 @@ pub(super) async fn run(
             Ok(Some(existing)) => {
                 return match existing.status {
                     // Interrupted: carry on where the journal stops.
-                    // (Its event is the journal's copy, not the one the
-                    // inbox's JSON was written for.)
                     RunStatus::Running => {
-                        let options = RunOptions {
-                            event_json: None,
-                            ..options
-                        };
                         Some(drive(inner, workflow, existing, options, None).await)
                     }
                     // Paused or done: nothing to do for this event again.
@@ -302,7 +298,7 @@ pub(super) async fn drive(
         data: data.unwrap_or_else(|| render_data_for(inner, &workflow, &event)),
         replay,
         encoder: match options.event_json.take() {
-            Some(json) => JournalEncoder::for_stored_event(&event, json),
+            Some((stored, json)) => JournalEncoder::for_stored_event(&stored, json),
             None => JournalEncoder::default(),
         },
         execution,

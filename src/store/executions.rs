@@ -258,10 +258,12 @@ impl EventBytes {
 }
 
 impl JournalEncoder {
-    /// An encoder for runs of `event` that writes `json` as the event:
-    /// the bytes the inbox wrote for this same event when it accepted it,
-    /// which are what serialising it here would give (the engine does not
-    /// change an event it is handed). Serialising the event, its provider
+    /// An encoder that writes `json` as the event while the record's event
+    /// is this very `event` (the same `Arc`; a record of any other copy
+    /// gets its own serialisation, as ever): the bytes the inbox wrote for
+    /// this event when it accepted it, which are what serialising it here
+    /// would give (the engine does not change an event it is handed).
+    /// Serialising the event, its provider
     /// payload included, was ≈31 k of a follow-up's ≈470 k engine
     /// instructions (callgrind).
     pub fn for_stored_event(event: &std::sync::Arc<Event>, json: EventJson) -> JournalEncoder {
@@ -608,6 +610,44 @@ mod tests {
             json.len()
         );
         assert_eq!(store.execution("run_a").unwrap(), Some(e));
+    }
+
+    /// The inbox's bytes for an event stand for that very event only: a
+    /// record of another copy of it (a run resumed from its journal holds
+    /// the journal's) gets that copy's own serialisation.
+    #[test]
+    fn stored_event_bytes_stand_only_for_their_own_event() {
+        let (_dir, store) = store();
+        let e = execution("run_j");
+        let accepted = store
+            .accept_events(
+                vec![(*e.event).clone()],
+                Timestamp::UNIX_EPOCH,
+                Duration::from_secs(60),
+            )
+            .unwrap()
+            .remove(0)
+            .into_accepted()
+            .unwrap();
+        let handed = std::sync::Arc::new(accepted.event);
+        let json = accepted.event_json.expect("the accepted event's JSON");
+        let mut encoder = JournalEncoder::for_stored_event(&handed, json);
+
+        let mine = Execution {
+            event: std::sync::Arc::clone(&handed),
+            ..e.clone()
+        };
+        store.save_journal(&mine, &mut encoder).unwrap();
+        assert_eq!(store.execution("run_j").unwrap(), Some(mine));
+
+        let mut copy = (*handed).clone();
+        copy.name = Some("Another copy".into());
+        let theirs = Execution {
+            event: std::sync::Arc::new(copy),
+            ..e
+        };
+        store.save_journal(&theirs, &mut encoder).unwrap();
+        assert_eq!(store.execution("run_j").unwrap(), Some(theirs));
     }
 
     /// A running run's record, replaced within milliseconds, is kept as

@@ -38,13 +38,6 @@ impl EventJson {
     }
 }
 
-/// [`StoredEvent`]'s stored form but the event, which follows it.
-#[derive(Serialize)]
-struct StoredEventHead {
-    seq: u64,
-    received_at: Timestamp,
-}
-
 /// [`StoredEvent`]'s stored form, `{"seq":…,"received_at":…,"event":{…}}`,
 /// written without copying the event, with where the event's JSON is in
 /// it.
@@ -54,7 +47,8 @@ fn stored_record(
     event: &Event,
 ) -> Result<(Vec<u8>, std::ops::Range<usize>), serde_json::Error> {
     let mut bytes = Vec::with_capacity(1024);
-    serde_json::to_writer(&mut bytes, &StoredEventHead { seq, received_at })?;
+    // The record's head is the same two fields as the dedupe marker.
+    serde_json::to_writer(&mut bytes, &StoredEventHeader { seq, received_at })?;
     // The head is an object with two fields: reopen it.
     debug_assert_eq!(bytes.last(), Some(&b'}'));
     bytes.pop();
@@ -71,8 +65,9 @@ fn stored_record(
 /// `pending` queue holds until the engine takes it), written compact
 /// (`compact.rs`). Earlier versions wrote the same two fields as JSON, and
 /// before that the whole [`StoredEvent`]; decoding reads both (the two
-/// fields of the latter, skipping the rest).
-#[derive(Deserialize)]
+/// fields of the latter, skipping the rest). As JSON it is also the head
+/// of the inbox record ([`stored_record`]).
+#[derive(Serialize, Deserialize)]
 struct StoredEventHeader {
     seq: u64,
     received_at: Timestamp,
