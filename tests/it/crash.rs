@@ -373,9 +373,22 @@ steps:
         receiver.snapshot().contains_key(&key)
     })
     .await;
-    let runs = executions(&server.base, "workflow=later").await;
-    assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0]["status"], "succeeded");
+    // The run writes its final record just after the receiver answers:
+    // look until it is there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let runs = executions(&server.base, "workflow=later").await;
+        assert_eq!(runs.len(), 1);
+        if runs[0]["status"] == "succeeded" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not finish after its send: {}",
+            runs[0]["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     sigterm(&mut server);
     assert_eq!(receiver.snapshot().get(&key), Some(&1));
 }
