@@ -246,13 +246,7 @@ impl Store {
         let mut outcomes = Vec::with_capacity(prepared.len());
         for (event, seq, bytes, event_range) in prepared {
             let id = event.id.as_bytes();
-            // Almost every id is new: the index spares those sled's lookup.
-            let marker = if self.known_ids.may_hold(id) {
-                self.events.get(id)?
-            } else {
-                None
-            };
-            if let Some(existing) = marker {
+            if let Some(existing) = self.events.get(id)? {
                 let seen = StoredEventHeader::decode(&existing, &event.id)?;
                 let age = now.as_millisecond() - seen.received_at.as_millisecond();
                 if age <= window_ms {
@@ -319,8 +313,6 @@ impl Store {
         received_at: Timestamp,
     ) -> Result<(), StoreError> {
         let marker = StoredEventHeader { seq, received_at }.encode();
-        // Counted first: the index never misses a marker that is there.
-        self.known_ids.added(id.as_bytes());
         self.events.insert(id.as_bytes(), marker)?;
         // After the marker: a purge that read the note first would find no
         // marker and drop the note.
@@ -488,12 +480,9 @@ impl Store {
         if let Some(marker) = self.events.get(id)? {
             let header = StoredEventHeader::decode(&marker, &printable)?;
             if header.seq == seq {
-                let swapped =
-                    self.events
-                        .compare_and_swap(id, Some(marker), None as Option<&[u8]>)?;
-                if swapped.is_ok() {
-                    self.known_ids.removed(id);
-                }
+                let _ = self
+                    .events
+                    .compare_and_swap(id, Some(marker), None as Option<&[u8]>)?;
                 self.expiry
                     .remove(expiry_key(header.received_at, &printable))?;
             }
@@ -654,7 +643,6 @@ impl Store {
             .events
             .compare_and_swap(id, Some(bytes), None as Option<&[u8]>)?;
         Ok(if swapped.is_ok() {
-            self.known_ids.removed(id);
             Forgot::Removed
         } else {
             Forgot::Nothing
@@ -1105,45 +1093,6 @@ mod tests {
         store.commit().await.unwrap();
     }
 
-    /// The in-memory dedupe index (`known_ids.rs`) after a restart: once
-    /// it has counted the markers the previous process left, a retry of
-    /// one of them is still a duplicate, a new id is known to be new
-    /// without a lookup, and a purged id is forgotten and accepted again.
-    #[tokio::test]
-    async fn after_a_restart_the_dedupe_index_knows_the_remembered_ids() {
-        let (dir, store) = store();
-        let hour = Duration::from_secs(3600);
-        let (a, b) = accept_two(&store, hour);
-        store.commit_inbox().await.unwrap();
-        drop(store);
-
-        let mut reopened = reopen(dir.path());
-        reopened.wait_for_known_ids();
-        assert!(reopened.known_ids.is_complete());
-        let new = wazzap_event("+5215500000001", "2026-05-14T14:32:11Z");
-        assert!(!reopened.known_ids.may_hold(new.id.as_bytes()));
-        assert_eq!(
-            reopened
-                .insert_events(&[a.clone(), new.clone()], at(1001), hour)
-                .unwrap(),
-            vec![Insert::Duplicate, Insert::Accepted]
-        );
-        assert!(reopened.known_ids.may_hold(new.id.as_bytes()));
-
-        for stored in reopened.pending_events(10).unwrap() {
-            reopened.mark_taken(stored.seq).unwrap();
-        }
-        assert_eq!(reopened.purge_expired(at(1000 + 3601), hour).unwrap(), 2);
-        assert!(!reopened.known_ids.may_hold(a.id.as_bytes()));
-        assert!(reopened.known_ids.may_hold(new.id.as_bytes()));
-        assert_eq!(
-            reopened
-                .insert_events(&[a.clone(), b.clone(), new], at(1000 + 3601), hour)
-                .unwrap(),
-            vec![Insert::Accepted, Insert::Accepted, Insert::Duplicate]
-        );
-    }
-
     /// Neither an unreadable marker nor a damaged batch stops the cleaner
     /// (the pruning of runs, windows and calls shares its error path): the
     /// readable rest is purged.
@@ -1305,23 +1254,18 @@ mod tests {
     /// still purged after it.
     #[test]
     fn markers_are_compact_and_json_markers_of_earlier_versions_still_count() {
-        let (dir, earlier) = store();
+        let (_dir, store) = store();
         let hour = Duration::from_secs(3600);
         let old = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let json = serde_json::to_vec(&serde_json::json!({"seq": 5, "received_at": at(1000)}));
-        earlier
+        store
             .events
             .insert(old.id.as_bytes(), json.unwrap())
             .unwrap();
-        earlier
+        store
             .expiry
             .insert(expiry_key(at(1000), &old.id), &[] as &[u8])
             .unwrap();
-        earlier.flush_now().unwrap();
-        drop(earlier);
-        // As this version finds the folder, its dedupe index loaded.
-        let mut store = reopen(dir.path());
-        store.wait_for_known_ids();
 
         let new = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
         assert_eq!(

@@ -61,7 +61,6 @@ mod executions;
 mod expiry;
 mod inbox;
 mod inbox_log;
-mod known_ids;
 mod packing;
 mod timers;
 mod unfiled;
@@ -145,11 +144,6 @@ pub struct Store {
     /// Records of queued events whose `pending` entry is a placeholder
     /// (see `unfiled.rs`).
     unfiled: std::sync::Arc<unfiled::Unfiled>,
-    /// Which ids `events` may hold, so a new id skips sled's lookup
-    /// (`known_ids.rs`).
-    known_ids: std::sync::Arc<known_ids::KnownIds>,
-    /// Counts the markers an earlier process left; stopped with the store.
-    known_ids_loader: Option<std::sync::Arc<known_ids::Loader>>,
     /// Held while the inbox's trees are written (see the module docs).
     inbox_writer: std::sync::Arc<std::sync::Mutex<()>>,
     /// Changes to a contact hold the stripe of its phone (`contacts.rs`).
@@ -203,7 +197,7 @@ impl Store {
                 write_back_and_flush(&unfiled, &expiry_batches, &commit).map_err(|e| e.to_string())
             })?
         };
-        let mut store = Store {
+        let store = Store {
             events: db.open_tree(TREE_EVENTS)?,
             pending,
             unfiled,
@@ -222,8 +216,6 @@ impl Store {
             calls: db.open_tree(TREE_CALLS)?,
             commit,
             inbox_log: std::sync::Arc::new(inbox_log),
-            known_ids: known_ids::KnownIds::new(),
-            known_ids_loader: None,
             inbox_writer: Default::default(),
             contact_locks: (0..CONTACT_LOCK_STRIPES)
                 .map(|_| std::sync::Mutex::new(()))
@@ -250,10 +242,6 @@ impl Store {
                 "moved queued events of an earlier version's layout into their queue entries"
             );
         }
-        store.known_ids_loader = Some(std::sync::Arc::new(known_ids::Loader::start(
-            &store.known_ids,
-            store.events.clone(),
-        )?));
         Ok(store)
     }
 
