@@ -323,38 +323,84 @@ impl<'a> Inbox<'a> {
             .iter()
             .map(|offer| (offer.event().id.clone(), offer.outcome()))
             .collect();
-        // The wait for the sync and the hand-over run in a task of their own:
-        // hyper drops this handler when the client hangs up, and an event
-        // accepted by then must still reach the engine at once. Otherwise only
-        // the engine's scan of the stored queue finds it, and that scan waits
-        // for a quiet second, which sustained load never gives it.
-        let handed_over = tokio::spawn(commit_and_hand_over(
-            self.store.clone(),
-            self.arrivals.clone(),
-            self.metrics.clone(),
-            offered,
-        ));
-        match handed_over.await {
-            Ok(committed) => committed.map_err(storage_failed)?,
-            Err(e) => {
-                tracing::error!(error = %e, "the inbox's hand-over task failed");
-                return Err(ApiError::unavailable("storage is unavailable; retry later"));
-            }
-        }
+        let mut hand_over = HandOver {
+            store: self.store.clone(),
+            arrivals: self.arrivals.clone(),
+            metrics: self.metrics.clone(),
+            offered: Some(offered),
+        };
+        hand_over
+            .commit_and_hand_over()
+            .await
+            .map_err(storage_failed)?;
         Ok(outcomes)
     }
 }
 
-/// Wait until accepted events are durable, then count them and offer
-/// them to the engine. Duplicates wait too: the first copy may still be
-/// on its way to disk.
-async fn commit_and_hand_over(
+/// Accepted events on their way to the engine: once the inbox's commit
+/// covers them, they are counted, logged and offered to it.
+///
+/// The request's own task does this, and if hyper drops the handler
+/// while it waits (the client hung up), `Drop` hands the wait and the
+/// hand-over to a task of its own: an event accepted by then must still
+/// reach the engine at once, not only when the engine's scan of the
+/// stored queue finds it (that scan waits for a quiet second, which
+/// sustained load never gives it). Spawning that task for every request,
+/// as before the twentieth round, cost a task and a wake-up per event.
+struct HandOver {
     store: Arc<crate::store::Store>,
     arrivals: Arc<Arrivals>,
     metrics: Arc<Metrics>,
+    /// Taken once the commit has ended, well or not.
+    offered: Option<Vec<crate::store::Offered>>,
+}
+
+impl HandOver {
+    /// Wait until the events are durable, then count them and offer them
+    /// to the engine. Duplicates wait too: the first copy may still be on
+    /// its way to disk. A failed commit hands nothing over (the answer is
+    /// a 503; the records stay queued in the store).
+    async fn commit_and_hand_over(&mut self) -> Result<(), crate::store::StoreError> {
+        let committed = self.store.commit_inbox().await;
+        let offered = self.offered.take().unwrap_or_default();
+        committed?;
+        hand_over(&self.store, &self.arrivals, &self.metrics, offered);
+        Ok(())
+    }
+}
+
+impl Drop for HandOver {
+    fn drop(&mut self) {
+        let Some(offered) = self.offered.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Dropped outside the runtime (shutting down): the stored
+            // queue still holds the events for the next start.
+            return;
+        };
+        let mut rest = HandOver {
+            store: self.store.clone(),
+            arrivals: self.arrivals.clone(),
+            metrics: self.metrics.clone(),
+            offered: Some(offered),
+        };
+        runtime.spawn(async move {
+            if let Err(e) = rest.commit_and_hand_over().await {
+                tracing::error!(error = %e, "the inbox's commit failed after the client hung up");
+            }
+        });
+    }
+}
+
+/// Count and log durably stored events and offer the new ones to the
+/// engine.
+fn hand_over(
+    store: &crate::store::Store,
+    arrivals: &Arrivals,
+    metrics: &Metrics,
     offered: Vec<crate::store::Offered>,
-) -> Result<(), crate::store::StoreError> {
-    store.commit_inbox().await?;
+) {
     for offer in &offered {
         let (event, outcome) = (offer.event(), offer.outcome());
         let accepted = outcome == Insert::Accepted;
@@ -370,8 +416,7 @@ async fn commit_and_hand_over(
             );
         }
     }
-    arrivals.offer_or_file(&store, offered);
-    Ok(())
+    arrivals.offer_or_file(store, offered);
 }
 
 #[cfg(test)]
@@ -410,6 +455,13 @@ mod tests {
             arrivals: &arrivals,
             metrics: &metrics,
         };
+        // The log's writer reports each write here before it ends the
+        // batch: it waits for a word (or a hang-up) on this channel.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = std::sync::Mutex::new(released);
+        store.observe_inbox_writes(move |_| {
+            let _ = released.lock().unwrap().recv();
+        });
         let now = jiff::Timestamp::from_second(1_778_767_201).unwrap();
         let mut request = Box::pin(inbox.store_durably(
             vec![missed_call("+5215512345678")],
@@ -417,11 +469,9 @@ mod tests {
             Duration::from_secs(3600),
         ));
         // One poll: the event is accepted, then the request waits for the
-        // log's sync and its hand-over (a task of its own, which this
-        // single-threaded runtime cannot run during the poll), and is
-        // dropped, as hyper drops it. (A zero timeout instead of one poll
-        // let the hand-over finish first now and then: the timer is not
-        // seen to expire on its first poll.)
+        // log's sync (held back above), and is dropped, as hyper drops it.
+        // (A zero timeout instead of one poll let the request finish first
+        // now and then: the timer is not seen to expire on its first poll.)
         let first = std::future::poll_fn(|cx| {
             std::task::Poll::Ready(std::future::Future::poll(request.as_mut(), cx))
         })
@@ -432,6 +482,8 @@ mod tests {
         );
         drop(request);
         assert_eq!(store.pending_len(), 1, "accepted before the cancel");
+        assert_eq!(arrivals.waiting(), 0, "not handed over before its sync");
+        drop(release);
 
         for _ in 0..500 {
             if arrivals.waiting() == 1 {
