@@ -554,7 +554,17 @@ impl Store {
     }
 
     /// Whether the event with this sequence number is still queued.
+    ///
+    /// A record kept in memory (`unfiled.rs`) answers without a sled
+    /// lookup: the engine asks this of nearly every event it is handed,
+    /// right after its acceptance. Kept there means queued, except while
+    /// [`Store::mark_taken`] runs (its queue entry goes before its
+    /// record), and the engine never asks about an event it is still
+    /// processing.
     pub fn is_pending(&self, seq: u64) -> Result<bool, StoreError> {
+        if self.unfiled.holds(seq) {
+            return Ok(true);
+        }
         Ok(self.pending.contains_key(seq.to_be_bytes())?)
     }
 
@@ -820,6 +830,7 @@ mod tests {
 
         store.mark_taken(queued[0].seq).unwrap();
         assert_eq!(store.unfiled_len(), 0, "taking frees the memory");
+        assert!(!store.is_pending(queued[0].seq).unwrap());
         assert!(store.pending_events(10).unwrap().is_empty());
     }
 
@@ -836,6 +847,8 @@ mod tests {
         let queued = store.pending_events(10).unwrap();
         store.file_queued(&[queued[1].seq]).unwrap();
         assert_eq!(store.unfiled_len(), 1);
+        assert!(store.is_pending(queued[0].seq).unwrap(), "kept in memory");
+        assert!(store.is_pending(queued[1].seq).unwrap(), "filed in sled");
         let filed = queue_value(&store, queued[1].seq).unwrap();
         assert_eq!(decode_record(&filed, "test").unwrap().event, b);
         assert_eq!(

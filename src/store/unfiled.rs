@@ -129,6 +129,11 @@ impl Unfiled {
         self.records().get(&seq).map(|kept| kept.record.clone())
     }
 
+    /// Whether acceptance `seq`'s record is kept here.
+    pub(super) fn holds(&self, seq: u64) -> bool {
+        self.records().contains_key(&seq)
+    }
+
     pub(super) fn len(&self) -> usize {
         self.records().len()
     }
