@@ -355,7 +355,9 @@ impl Store {
 }
 
 /// Update call statistics as the inbox stores a new event (so a duplicate
-/// never counts twice). Only the inbox writer calls this.
+/// never counts twice). Acceptances of other events may bump the same
+/// phone's statistics at the same time: the update is a compare-and-swap
+/// that starts again from what the other wrote.
 pub(super) fn bump_stats(
     stats_tree: &sled::Tree,
     phone: &str,

@@ -19,7 +19,7 @@
 //! inbox log: a checkpoint writes the notes before it flushes sled and
 //! retires the segments it covers (waiting for a write of notes already
 //! under way), and every event is noted before its record is appended to
-//! the log (under the inbox's writer lock), so the notes of a retired
+//! the log (by the same thread, under its id's inbox lock), so the notes of a retired
 //! segment's events were all written and flushed before it went. The
 //! replay on open notes every record of the segments left over, restored
 //! or not (and the newer acceptance of its id that sled holds, if any),

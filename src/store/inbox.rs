@@ -240,12 +240,14 @@ impl Store {
                 stored_record(seq, now, event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             prepared.push((event, seq, bytes, event_range));
         }
-        // One writer at a time: the dedupe check reads what earlier
-        // writers stored (see the module docs on ordering).
-        let _writer = self.inbox_writer.lock().expect("inbox writer lock");
         let mut outcomes = Vec::with_capacity(prepared.len());
         for (event, seq, bytes, event_range) in prepared {
             let id = event.id.as_bytes();
+            // One writer of this id at a time, from its dedupe check to its
+            // log append: a second copy sees the first's marker, and waits
+            // on a batch that holds the first's record (`store`'s module
+            // docs on ordering).
+            let _writer = self.inbox_lock(id);
             if let Some(existing) = self.events.get(id)? {
                 let seen = StoredEventHeader::decode(&existing, &event.id)?;
                 let age = now.as_millisecond() - seen.received_at.as_millisecond();
@@ -269,6 +271,15 @@ impl Store {
             outcomes.push((Insert::Accepted, seq, Some(event_json)));
         }
         Ok(outcomes)
+    }
+
+    /// The lock that serialises acceptances of this event id.
+    fn inbox_lock(&self, id: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        let stripe = (h.finish() % self.inbox_stripes.len() as u64) as usize;
+        self.inbox_stripes[stripe].lock().expect("inbox lock")
     }
 
     /// An accepted event's entries in the inbox's trees, `events` last:
@@ -747,6 +758,48 @@ mod tests {
         assert_eq!(accepted.len(), 100, "every distinct event was accepted");
         assert!(accepted.values().all(|n| *n == 1), "and only once");
         assert_eq!(store.pending_events(1000).unwrap().len(), 100);
+    }
+
+    /// Acceptances of different ids run at once (each id has its lock
+    /// stripe): threads offering one event at the same moment still
+    /// accept it once, and the statistics of a
+    /// caller whose calls are accepted concurrently count each call once.
+    #[test]
+    fn concurrent_writers_accept_each_event_once_and_count_each_call_once() {
+        let (_dir, store) = store();
+        let day = Duration::from_secs(86400);
+        let one_caller = "+5215512345678";
+        let events: Vec<Event> = (0..40)
+            .map(|i| wazzap_event(one_caller, &format!("2026-05-14T14:{i:02}:00Z")))
+            .chain(
+                (0..40).map(|i| wazzap_event(&format!("+52155876{i:05}"), "2026-05-14T14:32:11Z")),
+            )
+            .collect();
+        let accepted = std::sync::atomic::AtomicUsize::new(0);
+        // At each step two threads offer one event and two the next one
+        // (of the same caller, in the first half) at the same moment.
+        let together = std::sync::Barrier::new(4);
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let (store, events, accepted, together) = (&store, &events, &accepted, &together);
+                scope.spawn(move || {
+                    for step in 0..events.len() {
+                        let e = &events[(step + t / 2) % events.len()];
+                        together.wait();
+                        let out = store
+                            .insert_events(std::slice::from_ref(e), at(1000), day)
+                            .unwrap();
+                        if out[0] == Insert::Accepted {
+                            accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(accepted.into_inner(), 80);
+        assert_eq!(store.pending_events(1000).unwrap().len(), 80);
+        let stats = store.call_stats(one_caller).unwrap();
+        assert_eq!(stats.calls.get("call.missed"), Some(&40), "{stats:?}");
     }
 
     /// The inbox log of a store whose sled files were lost stands for a

@@ -22,7 +22,8 @@
 //! # Invariants
 //!
 //! - A record is appended *after* its event's sled writes, and after the
-//!   record is kept in memory, under the inbox's writer lock. So a
+//!   record is kept in memory, by the thread that made them (under the
+//!   event id's inbox lock). So a
 //!   checkpoint that starts after a segment was sealed (on its own thread,
 //!   so the appends never wait for sled) finds every record of it that
 //!   sled holds only as a placeholder, files it, writes the dedupe

@@ -39,8 +39,12 @@
 //! in `inbox_log.rs`).
 //!
 //! An event id present in `events` and received within `dedupe_window` is a
-//! duplicate. The inbox's trees are written by one writer at a time, with
-//! plain writes in a fixed order, `events` last. sled recovers a prefix of
+//! duplicate. An event's inbox writes are plain writes in a fixed order,
+//! `events` last, made holding a lock for its id (one of
+//! [`INBOX_LOCK_STRIPES`], by a hash of the id), so two copies of one event
+//! are one acceptance and one duplicate; events of other ids are written
+//! concurrently (one lock for every event had request threads block each
+//! other, and a tokio worker blocked on it runs nothing else). sled recovers a prefix of
 //! its log after a crash (0.34 only advances its stable LSN over contiguous
 //! written ranges, `StabilityIntervals` in `pagecache/iobuf.rs`, and
 //! recovers up to that tip), so an event that survives has its queue entry
@@ -84,6 +88,8 @@ pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Locks serialising contact changes, by a hash of the phone.
 const CONTACT_LOCK_STRIPES: usize = 64;
+/// Locks serialising acceptances of one event id, by a hash of the id.
+const INBOX_LOCK_STRIPES: usize = 64;
 
 const TREE_EVENTS: &str = "events";
 const TREE_PENDING: &str = "pending";
@@ -144,8 +150,9 @@ pub struct Store {
     /// Records of queued events whose `pending` entry is a placeholder
     /// (see `unfiled.rs`).
     unfiled: std::sync::Arc<unfiled::Unfiled>,
-    /// Held while the inbox's trees are written (see the module docs).
-    inbox_writer: std::sync::Arc<std::sync::Mutex<()>>,
+    /// An accepted event's inbox writes hold the stripe of its id (see
+    /// the module docs).
+    inbox_stripes: std::sync::Arc<[std::sync::Mutex<()>]>,
     /// Changes to a contact hold the stripe of its phone (`contacts.rs`).
     contact_locks: std::sync::Arc<[std::sync::Mutex<()>]>,
 }
@@ -216,7 +223,9 @@ impl Store {
             calls: db.open_tree(TREE_CALLS)?,
             commit,
             inbox_log: std::sync::Arc::new(inbox_log),
-            inbox_writer: Default::default(),
+            inbox_stripes: (0..INBOX_LOCK_STRIPES)
+                .map(|_| std::sync::Mutex::new(()))
+                .collect(),
             contact_locks: (0..CONTACT_LOCK_STRIPES)
                 .map(|_| std::sync::Mutex::new(()))
                 .collect(),

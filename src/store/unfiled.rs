@@ -96,7 +96,7 @@ impl Unfiled {
     }
 
     /// Queue acceptance `seq` behind a placeholder (written to sled here)
-    /// and keep its record. Call it under the inbox's writer lock, before
+    /// and keep its record. Call it under the event id's inbox lock, before
     /// the log append: a checkpoint must find the record here.
     pub(super) fn queue(&self, seq: u64, id: &str, record: Arc<[u8]>) -> Result<(), StoreError> {
         let placeholder: Arc<[u8]> = placeholder(id).into();
