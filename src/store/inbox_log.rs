@@ -272,10 +272,17 @@ impl InboxLog {
     /// yet being written, and it ends after every earlier batch.
     pub(super) fn batch(&self) -> Arc<Batch> {
         let mut s = self.shared.state.lock().expect("inbox log lock");
-        s.wanted = true;
+        // Only the first caller since the writer took the last batch wakes
+        // it: a later one finds it woken already (or about to be, by that
+        // first caller), and it takes every record appended by then.
+        // `notify_one` is a `futex` system call whether or not the writer
+        // waits, and under load most callers find `wanted` set.
+        let first = !std::mem::replace(&mut s.wanted, true);
         let batch = s.open.clone();
         drop(s);
-        self.shared.wake.notify_one();
+        if first {
+            self.shared.wake.notify_one();
+        }
         batch
     }
 
