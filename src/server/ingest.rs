@@ -390,19 +390,25 @@ impl Drop for HandOver {
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // Dropped outside the runtime (shutting down): the stored
-            // queue still holds the events for the next start.
+            // No runtime to finish on: the stored queue holds the events
+            // for the engine's scan, or for the next start.
             return;
         };
-        let mut rest = HandOver {
-            store: self.store.clone(),
-            arrivals: self.arrivals.clone(),
-            metrics: self.metrics.clone(),
-            offered: Some(offered),
-        };
+        let (store, arrivals, metrics) = (
+            self.store.clone(),
+            self.arrivals.clone(),
+            self.metrics.clone(),
+        );
+        // A plain task, not another `HandOver`: a runtime shutting down
+        // drops the tasks it is left with, and one that spawned again on
+        // its own drop would do so without end. Dropped, this task leaves
+        // its events to the stored queue, as above.
         runtime.spawn(async move {
-            if let Err(e) = rest.commit_and_hand_over().await {
-                tracing::error!(error = %e, "the inbox's commit failed after the client hung up");
+            match store.commit_inbox().await {
+                Ok(()) => hand_over(&store, &arrivals, &metrics, offered),
+                Err(e) => {
+                    tracing::error!(error = %e, "the inbox's commit failed after the client hung up");
+                }
             }
         });
     }
@@ -507,5 +513,49 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("the cancelled request's event was never handed to the engine");
+    }
+
+    /// The runtime stops while a cancelled request's hand-over still
+    /// waits for its sync: the task is dropped and the event stays in the
+    /// stored queue. (A hand-over task that spawned itself again when
+    /// dropped did so without end on a runtime shutting down.)
+    #[test]
+    fn a_runtime_stopping_while_a_cancelled_request_waits_leaves_its_event_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::Store::open(dir.path(), 8 << 20).unwrap());
+        let arrivals = Arc::new(Arrivals::default());
+        let metrics = Arc::new(Metrics::new());
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = std::sync::Mutex::new(released);
+        store.observe_inbox_writes(move |_| {
+            let _ = released.lock().unwrap().recv();
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let inbox = Inbox {
+                store: &store,
+                arrivals: &arrivals,
+                metrics: &metrics,
+            };
+            let now = jiff::Timestamp::from_second(1_778_767_201).unwrap();
+            let mut request = Box::pin(inbox.store_durably(
+                vec![missed_call("+5215512345678")],
+                now,
+                Duration::from_secs(3600),
+            ));
+            let first = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::future::Future::poll(request.as_mut(), cx))
+            })
+            .await;
+            assert!(first.is_pending(), "{first:?}");
+            // Dropped as hyper drops it: its hand-over goes to a task.
+        });
+        drop(runtime);
+        drop(release);
+        assert_eq!(arrivals.waiting(), 0);
+        assert_eq!(store.pending_len(), 1, "still queued in the store");
     }
 }

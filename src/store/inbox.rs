@@ -776,26 +776,32 @@ mod tests {
             )
             .collect();
         let accepted = std::sync::atomic::AtomicUsize::new(0);
+        // Errors are collected, not unwrapped: a thread that panicked
+        // would leave the others waiting at the barrier for ever.
+        let errors = std::sync::Mutex::new(Vec::new());
         // At each step two threads offer one event and two the next one
         // (of the same caller, in the first half) at the same moment.
         let together = std::sync::Barrier::new(4);
         std::thread::scope(|scope| {
             for t in 0..4 {
-                let (store, events, accepted, together) = (&store, &events, &accepted, &together);
+                let (store, events, accepted, together, errors) =
+                    (&store, &events, &accepted, &together, &errors);
                 scope.spawn(move || {
                     for step in 0..events.len() {
                         let e = &events[(step + t / 2) % events.len()];
                         together.wait();
-                        let out = store
-                            .insert_events(std::slice::from_ref(e), at(1000), day)
-                            .unwrap();
-                        if out[0] == Insert::Accepted {
-                            accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        match store.insert_events(std::slice::from_ref(e), at(1000), day) {
+                            Ok(out) if out == [Insert::Accepted] => {
+                                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            Ok(_) => {}
+                            Err(e) => errors.lock().unwrap().push(e.to_string()),
                         }
                     }
                 });
             }
         });
+        assert_eq!(errors.into_inner().unwrap(), Vec::<String>::new());
         assert_eq!(accepted.into_inner(), 80);
         assert_eq!(store.pending_events(1000).unwrap().len(), 80);
         let stats = store.call_stats(one_caller).unwrap();
