@@ -461,50 +461,81 @@ mod tests {
         event::parse(body.as_bytes(), &ctx).unwrap().remove(0)
     }
 
+    /// What ingestion writes to, over a store whose inbox log holds each
+    /// sync's end back until a word (or a hang-up) on the returned sender:
+    /// the log's writer reports each write to its observer before it ends
+    /// the batch.
+    struct HeldSync {
+        _dir: tempfile::TempDir,
+        store: Arc<crate::store::Store>,
+        arrivals: Arc<Arrivals>,
+        metrics: Arc<Metrics>,
+        release: std::sync::mpsc::Sender<()>,
+    }
+
+    impl HeldSync {
+        fn new() -> HeldSync {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(crate::store::Store::open(dir.path(), 8 << 20).unwrap());
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let released = std::sync::Mutex::new(released);
+            store.observe_inbox_writes(move |_| {
+                let _ = released.lock().unwrap().recv();
+            });
+            HeldSync {
+                _dir: dir,
+                store,
+                arrivals: Arc::new(Arrivals::default()),
+                metrics: Arc::new(Metrics::new()),
+                release,
+            }
+        }
+
+        fn inbox(&self) -> Inbox<'_> {
+            Inbox {
+                store: &self.store,
+                arrivals: &self.arrivals,
+                metrics: &self.metrics,
+            }
+        }
+
+        /// A request for one missed call, polled once (accepted, then
+        /// waiting for its sync) and dropped, as hyper drops a handler
+        /// whose client hangs up.
+        async fn cancel_a_request_while_it_syncs(&self) {
+            let now = jiff::Timestamp::from_second(1_778_767_201).unwrap();
+            let inbox = self.inbox();
+            let mut request = Box::pin(inbox.store_durably(
+                vec![missed_call("+5215512345678")],
+                now,
+                Duration::from_secs(3600),
+            ));
+            // One poll. (A zero timeout instead let the request finish
+            // first now and then: the timer is not seen to expire on its
+            // first poll.)
+            let first = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::future::Future::poll(request.as_mut(), cx))
+            })
+            .await;
+            assert!(
+                first.is_pending(),
+                "the request finished in one poll, so nothing was cancelled: {first:?}"
+            );
+        }
+    }
+
     /// hyper drops a handler whose client hangs up. An event accepted
     /// by then still goes to the engine in memory once it is synced,
     /// not only to the stored queue, whose scan waits for a quiet second
     /// that sustained load never gives it.
     #[tokio::test]
     async fn a_request_cancelled_while_its_event_syncs_still_hands_it_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(crate::store::Store::open(dir.path(), 8 << 20).unwrap());
-        let arrivals = Arc::new(Arrivals::default());
-        let metrics = Arc::new(Metrics::new());
-        let inbox = Inbox {
-            store: &store,
-            arrivals: &arrivals,
-            metrics: &metrics,
-        };
-        // The log's writer reports each write here before it ends the
-        // batch: it waits for a word (or a hang-up) on this channel.
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let released = std::sync::Mutex::new(released);
-        store.observe_inbox_writes(move |_| {
-            let _ = released.lock().unwrap().recv();
-        });
-        let now = jiff::Timestamp::from_second(1_778_767_201).unwrap();
-        let mut request = Box::pin(inbox.store_durably(
-            vec![missed_call("+5215512345678")],
-            now,
-            Duration::from_secs(3600),
-        ));
-        // One poll: the event is accepted, then the request waits for the
-        // log's sync (held back above), and is dropped, as hyper drops it.
-        // (A zero timeout instead of one poll let the request finish first
-        // now and then: the timer is not seen to expire on its first poll.)
-        let first = std::future::poll_fn(|cx| {
-            std::task::Poll::Ready(std::future::Future::poll(request.as_mut(), cx))
-        })
-        .await;
-        assert!(
-            first.is_pending(),
-            "the request finished in one poll, so nothing was cancelled: {first:?}"
-        );
-        drop(request);
+        let held = HeldSync::new();
+        held.cancel_a_request_while_it_syncs().await;
+        let (store, arrivals) = (&held.store, &held.arrivals);
         assert_eq!(store.pending_len(), 1, "accepted before the cancel");
         assert_eq!(arrivals.waiting(), 0, "not handed over before its sync");
-        drop(release);
+        drop(held.release);
 
         for _ in 0..500 {
             if arrivals.waiting() == 1 {
@@ -521,41 +552,16 @@ mod tests {
     /// dropped did so without end on a runtime shutting down.)
     #[test]
     fn a_runtime_stopping_while_a_cancelled_request_waits_leaves_its_event_queued() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(crate::store::Store::open(dir.path(), 8 << 20).unwrap());
-        let arrivals = Arc::new(Arrivals::default());
-        let metrics = Arc::new(Metrics::new());
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let released = std::sync::Mutex::new(released);
-        store.observe_inbox_writes(move |_| {
-            let _ = released.lock().unwrap().recv();
-        });
+        let held = HeldSync::new();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(async {
-            let inbox = Inbox {
-                store: &store,
-                arrivals: &arrivals,
-                metrics: &metrics,
-            };
-            let now = jiff::Timestamp::from_second(1_778_767_201).unwrap();
-            let mut request = Box::pin(inbox.store_durably(
-                vec![missed_call("+5215512345678")],
-                now,
-                Duration::from_secs(3600),
-            ));
-            let first = std::future::poll_fn(|cx| {
-                std::task::Poll::Ready(std::future::Future::poll(request.as_mut(), cx))
-            })
-            .await;
-            assert!(first.is_pending(), "{first:?}");
-            // Dropped as hyper drops it: its hand-over goes to a task.
-        });
+        // The cancelled request's hand-over goes to a task, which waits.
+        runtime.block_on(held.cancel_a_request_while_it_syncs());
         drop(runtime);
-        drop(release);
-        assert_eq!(arrivals.waiting(), 0);
-        assert_eq!(store.pending_len(), 1, "still queued in the store");
+        drop(held.release);
+        assert_eq!(held.arrivals.waiting(), 0);
+        assert_eq!(held.store.pending_len(), 1, "still queued in the store");
     }
 }
