@@ -330,6 +330,25 @@ async fn executions(base: &str, query: &str) -> Vec<serde_json::Value> {
     v["executions"].as_array().cloned().unwrap_or_default()
 }
 
+/// The runs `query` lists, once `done` accepts them; fails naming `what`
+/// after 10 s.
+async fn executions_when(
+    base: &str,
+    query: &str,
+    what: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let runs = executions(base, query).await;
+        if done(&runs) {
+            return runs;
+        }
+        assert!(Instant::now() < deadline, "{what}: {runs:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wait_interrupted_by_kill_9_still_ends_in_its_next_step() {
     let (receiver, url) = Receiver::start().await;
@@ -351,16 +370,13 @@ steps:
         .filter_map(|(_, id)| id)
         .collect();
     assert_eq!(accepted.len(), 1);
-    let base = server.base.clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let runs = executions(&base, "workflow=later").await;
-        if runs.first().is_some_and(|r| r["status"] == "waiting") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the run never reached its wait");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    executions_when(
+        &server.base,
+        "workflow=later",
+        "the run never reached its wait",
+        |runs| runs.first().is_some_and(|r| r["status"] == "waiting"),
+    )
+    .await;
     kill9(&mut server);
     assert!(
         receiver.snapshot().is_empty(),
@@ -375,20 +391,16 @@ steps:
     .await;
     // The run writes its final record just after the receiver answers:
     // look until it is there.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let runs = executions(&server.base, "workflow=later").await;
-        assert_eq!(runs.len(), 1);
-        if runs[0]["status"] == "succeeded" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run did not finish after its send: {}",
-            runs[0]["status"]
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    executions_when(
+        &server.base,
+        "workflow=later",
+        "the run did not finish after its send",
+        |runs| {
+            assert_eq!(runs.len(), 1);
+            runs[0]["status"] == "succeeded"
+        },
+    )
+    .await;
     sigterm(&mut server);
     assert_eq!(receiver.snapshot().get(&key), Some(&1));
 }
@@ -432,19 +444,13 @@ steps:
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
-    let base = server.base.clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let runs = executions(&base, "workflow=once&status=debounced").await;
-        if runs.len() == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the second call was not debounced"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    executions_when(
+        &server.base,
+        "workflow=once&status=debounced",
+        "the second call was not debounced",
+        |runs| runs.len() == 1,
+    )
+    .await;
     sigterm(&mut server);
     assert_eq!(
         receiver.snapshot().len(),
@@ -473,19 +479,13 @@ async fn a_retry_scheduled_ahead_survives_kill_9_and_keeps_its_idempotency_key()
         receiver.snapshot().get(&key) == Some(&1)
     })
     .await;
-    let base = server.base.clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let runs = executions(&base, "workflow=followup").await;
-        if runs.first().is_some_and(|r| r["status"] == "waiting") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run did not pause for its retry"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    executions_when(
+        &server.base,
+        "workflow=followup",
+        "the run did not pause for its retry",
+        |runs| runs.first().is_some_and(|r| r["status"] == "waiting"),
+    )
+    .await;
     // The API shows the pause as soon as it is written; its flush follows
     // (and sled flushes on its own every 500 ms). A kill in between would
     // lose the first attempt's record (the resend keeps its key), and this
@@ -501,18 +501,14 @@ async fn a_retry_scheduled_ahead_survives_kill_9_and_keeps_its_idempotency_key()
     )
     .await;
     let base = server.base.clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let run = loop {
-        let runs = executions(&base, "workflow=followup").await;
-        if runs.first().is_some_and(|r| r["status"] == "succeeded") {
-            break runs[0].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run did not finish after its retry"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let run = executions_when(
+        &base,
+        "workflow=followup",
+        "the run did not finish after its retry",
+        |runs| runs.first().is_some_and(|r| r["status"] == "succeeded"),
+    )
+    .await
+    .remove(0);
     let detail: serde_json::Value = reqwest::get(format!(
         "{base}/api/executions/{}",
         run["id"].as_str().unwrap()
