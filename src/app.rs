@@ -93,7 +93,7 @@ pub async fn run_with_store(
     }
     let state = ServerState {
         config: config.clone(),
-        store: Arc::new(store.clone()),
+        store: store.clone(),
         catalog: catalog.clone(),
         clock: clock.clone(),
         arrivals: arrivals.clone(),

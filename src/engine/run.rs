@@ -1013,7 +1013,6 @@ async fn execute(state: &mut RunState<'_>, step: &Step) -> Result<Outcome, StepE
     state.render_data();
     let data = &state.data;
     let now = state.inner.clock.now();
-    // The engine's, not a clone (a reference count per sled tree).
     let inner: &Inner = state.inner;
     let store = &inner.store;
     macro_rules! rendered {

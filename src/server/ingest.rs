@@ -307,7 +307,7 @@ pub(super) async fn test_event(
 /// What ingestion writes to and hands over to: the parts of the server's
 /// state [`Inbox::store_durably`] uses.
 struct Inbox<'a> {
-    store: &'a Arc<crate::store::Store>,
+    store: &'a crate::store::Store,
     arrivals: &'a Arc<Arrivals>,
     metrics: &'a Arc<Metrics>,
 }
@@ -363,7 +363,7 @@ impl<'a> Inbox<'a> {
 /// sustained load never gives it). Spawning that task for every request,
 /// as before the twentieth round, cost a task and a wake-up per event.
 struct HandOver {
-    store: Arc<crate::store::Store>,
+    store: crate::store::Store,
     arrivals: Arc<Arrivals>,
     metrics: Arc<Metrics>,
     /// Taken once the commit has ended, well or not.
@@ -467,7 +467,7 @@ mod tests {
     /// the batch.
     struct HeldSync {
         _dir: tempfile::TempDir,
-        store: Arc<crate::store::Store>,
+        store: crate::store::Store,
         arrivals: Arc<Arrivals>,
         metrics: Arc<Metrics>,
         release: std::sync::mpsc::Sender<()>,
@@ -476,7 +476,7 @@ mod tests {
     impl HeldSync {
         fn new() -> HeldSync {
             let dir = tempfile::tempdir().unwrap();
-            let store = Arc::new(crate::store::Store::open(dir.path(), 8 << 20).unwrap());
+            let store = crate::store::Store::open(dir.path(), 8 << 20).unwrap();
             let (release, released) = std::sync::mpsc::channel::<()>();
             let released = std::sync::Mutex::new(released);
             store.observe_inbox_writes(move |_| {

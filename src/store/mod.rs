@@ -123,9 +123,15 @@ pub enum StoreError {
     Flush(String),
 }
 
-/// The handle to the database. Cheap to clone.
+/// The handle to the database: one reference count to clone, so the
+/// server, the engine and every run share it by value.
 #[derive(Clone)]
-pub struct Store {
+pub struct Store(std::sync::Arc<StoreParts>);
+
+/// What a [`Store`] shares; its methods reach these fields through
+/// `Deref`. Public only as `Store`'s `Deref` target: its fields are the
+/// store module's own.
+pub struct StoreParts {
     db: sled::Db,
     events: sled::Tree,
     pending: sled::Tree,
@@ -146,15 +152,23 @@ pub struct Store {
     calls: sled::Tree,
     commit: std::sync::Arc<commit::GroupCommit>,
     /// What ingestion waits on before its 2xx (see `inbox_log.rs`).
-    inbox_log: std::sync::Arc<inbox_log::InboxLog>,
+    inbox_log: inbox_log::InboxLog,
     /// Records of queued events whose `pending` entry is a placeholder
     /// (see `unfiled.rs`).
     unfiled: std::sync::Arc<unfiled::Unfiled>,
     /// An accepted event's inbox writes hold the stripe of its id (see
     /// the module docs).
-    inbox_stripes: std::sync::Arc<[std::sync::Mutex<()>]>,
+    inbox_stripes: Box<[std::sync::Mutex<()>]>,
     /// Changes to a contact hold the stripe of its phone (`contacts.rs`).
-    contact_locks: std::sync::Arc<[std::sync::Mutex<()>]>,
+    contact_locks: Box<[std::sync::Mutex<()>]>,
+}
+
+impl std::ops::Deref for Store {
+    type Target = StoreParts;
+
+    fn deref(&self) -> &StoreParts {
+        &self.0
+    }
 }
 
 impl Store {
@@ -204,7 +218,7 @@ impl Store {
                 write_back_and_flush(&unfiled, &expiry_batches, &commit).map_err(|e| e.to_string())
             })?
         };
-        let store = Store {
+        let store = Store(std::sync::Arc::new(StoreParts {
             events: db.open_tree(TREE_EVENTS)?,
             pending,
             unfiled,
@@ -222,7 +236,7 @@ impl Store {
             workflow_versions: db.open_tree(TREE_WORKFLOW_VERSIONS)?,
             calls: db.open_tree(TREE_CALLS)?,
             commit,
-            inbox_log: std::sync::Arc::new(inbox_log),
+            inbox_log,
             inbox_stripes: (0..INBOX_LOCK_STRIPES)
                 .map(|_| std::sync::Mutex::new(()))
                 .collect(),
@@ -230,7 +244,7 @@ impl Store {
                 .map(|_| std::sync::Mutex::new(()))
                 .collect(),
             db,
-        };
+        }));
         let restored = store.replay_inbox_log(&left_over)?;
         if restored > 0 {
             tracing::info!(
