@@ -251,11 +251,7 @@ impl Store {
 
     /// The lock that serialises changes to this phone's contact.
     fn contact_lock(&self, phone: &str) -> std::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        phone.hash(&mut h);
-        let stripe = (h.finish() % self.contact_locks.len() as u64) as usize;
-        self.contact_locks[stripe].lock().expect("contact lock")
+        super::lock_stripe(&self.contact_locks, phone.as_bytes())
     }
 
     /// A page of contacts in phone order, after `cursor` (a phone), with

@@ -275,11 +275,7 @@ impl Store {
 
     /// The lock that serialises acceptances of this event id.
     fn inbox_lock(&self, id: &[u8]) -> std::sync::MutexGuard<'_, ()> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        id.hash(&mut h);
-        let stripe = (h.finish() % self.inbox_stripes.len() as u64) as usize;
-        self.inbox_stripes[stripe].lock().expect("inbox lock")
+        super::lock_stripe(&self.inbox_stripes, id)
     }
 
     /// An accepted event's entries in the inbox's trees, `events` last:

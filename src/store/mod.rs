@@ -237,12 +237,8 @@ impl Store {
             calls: db.open_tree(TREE_CALLS)?,
             commit,
             inbox_log,
-            inbox_stripes: (0..INBOX_LOCK_STRIPES)
-                .map(|_| std::sync::Mutex::new(()))
-                .collect(),
-            contact_locks: (0..CONTACT_LOCK_STRIPES)
-                .map(|_| std::sync::Mutex::new(()))
-                .collect(),
+            inbox_stripes: stripes(INBOX_LOCK_STRIPES),
+            contact_locks: stripes(CONTACT_LOCK_STRIPES),
             db,
         }));
         let restored = store.replay_inbox_log(&left_over)?;
@@ -342,6 +338,24 @@ fn update_guessing_absent<V: Into<sled::IVec>>(
             Err(sled::CompareAndSwapError { current: there, .. }) => current = there,
         }
     }
+}
+
+fn stripes(n: usize) -> Box<[std::sync::Mutex<()>]> {
+    (0..n).map(|_| std::sync::Mutex::new(())).collect()
+}
+
+/// The one of `stripes` that `key` hashes to, locked: what serialises
+/// changes to one key (a contact's phone, an event's id) while other
+/// keys go on at the same time.
+fn lock_stripe<'a>(
+    stripes: &'a [std::sync::Mutex<()>],
+    key: &[u8],
+) -> std::sync::MutexGuard<'a, ()> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    let stripe = (h.finish() % stripes.len() as u64) as usize;
+    stripes[stripe].lock().expect("stripe lock")
 }
 
 /// A store in a temporary folder of its own, kept as long as the folder:
