@@ -208,7 +208,9 @@ fn encode(e: &Execution) -> Result<Vec<u8>, StoreError> {
 /// It also knows whether the run's start-order entry is written: a run's
 /// later writes skip it (one sled write fewer each). A new encoder (a run
 /// resumed with recorded steps included) writes it again: a crash can
-/// leave a record without its entry (the record is written first).
+/// leave a record without its entry (the record is written first). The
+/// same holds for the run's entry in `active_runs`: written by the first
+/// save of a running run, not again by the saves after it while it runs.
 #[derive(Default)]
 pub struct JournalEncoder {
     /// The event serialised, and which event it is.
@@ -218,6 +220,10 @@ pub struct JournalEncoder {
     encoded_steps: usize,
     /// A save through this encoder succeeded, start-order entry included.
     saved: bool,
+    /// A save through this encoder put the run in `active_runs`, and none
+    /// took it out since: a later save of the still running run skips that
+    /// write (nothing else takes a running run out of the set).
+    marked_active: bool,
 }
 
 /// Every field of an [`Execution`] but the event and the steps, serialised
@@ -392,7 +398,11 @@ impl Store {
             self.runs_by_seq
                 .insert(e.seq.to_be_bytes(), e.id.as_bytes())?;
         }
-        self.mark_active(e)?;
+        let running = e.status == RunStatus::Running;
+        if !(running && encoder.marked_active) {
+            self.mark_active(e)?;
+        }
+        encoder.marked_active = running;
         encoder.saved = true;
         Ok(())
     }
@@ -680,6 +690,39 @@ mod tests {
         store.runs_by_seq.remove(e.seq.to_be_bytes()).unwrap();
         store.save_journal(&e, &mut encoder).unwrap();
         assert!(store.runs_by_seq.is_empty());
+    }
+
+    /// A running run enters `active_runs` at its first save only; its end
+    /// takes it out, and a new encoder (a resumed run) puts it back.
+    #[test]
+    fn a_running_run_is_marked_active_once_and_unmarked_at_its_end() {
+        let (_dir, store) = store();
+        let mut e = execution("run_m");
+        e.status = RunStatus::Running;
+        e.finished_at = None;
+        let mut encoder = JournalEncoder::default();
+        store.save_journal(&e, &mut encoder).unwrap();
+        assert!(store.active_runs.contains_key(b"run_m").unwrap());
+        // Taken out behind the encoder's back: a later save of the still
+        // running run does not write the entry again.
+        store.active_runs.remove(b"run_m").unwrap();
+        store.save_journal(&e, &mut encoder).unwrap();
+        assert!(!store.active_runs.contains_key(b"run_m").unwrap());
+        // A resumed run's new encoder marks it again.
+        store
+            .save_journal(&e, &mut JournalEncoder::default())
+            .unwrap();
+        assert!(store.active_runs.contains_key(b"run_m").unwrap());
+        // The end of the run takes it out, and a pause too.
+        e.status = RunStatus::Succeeded;
+        store.save_journal(&e, &mut encoder).unwrap();
+        assert!(store.running_executions().unwrap().is_empty());
+        e.status = RunStatus::Running;
+        store.save_journal(&e, &mut encoder).unwrap();
+        assert_eq!(store.running_executions().unwrap().len(), 1);
+        e.status = RunStatus::Waiting;
+        store.save_journal(&e, &mut encoder).unwrap();
+        assert!(store.running_executions().unwrap().is_empty());
     }
 
     /// Records written by earlier versions (plain JSON, even when waiting)
