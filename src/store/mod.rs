@@ -148,7 +148,11 @@ pub struct StoreParts {
     active_runs: sled::Tree,
     timers: sled::Tree,
     waits: sled::Tree,
+    /// At least the number of entries in `waits` (`timers.rs`).
+    waits_count: std::sync::atomic::AtomicUsize,
     workflow_versions: sled::Tree,
+    /// Keys of `workflow_versions` known to be stored (`timers.rs`).
+    versions_kept: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
     calls: sled::Tree,
     commit: std::sync::Arc<commit::GroupCommit>,
     /// What ingestion waits on before its 2xx (see `inbox_log.rs`).
@@ -232,8 +236,10 @@ impl Store {
             runs_by_seq: db.open_tree(TREE_RUNS_BY_SEQ)?,
             active_runs: db.open_tree(TREE_ACTIVE_RUNS)?,
             timers: db.open_tree(TREE_TIMERS)?,
+            waits_count: Default::default(),
             waits: db.open_tree(TREE_WAITS)?,
             workflow_versions: db.open_tree(TREE_WORKFLOW_VERSIONS)?,
+            versions_kept: Default::default(),
             calls: db.open_tree(TREE_CALLS)?,
             commit,
             inbox_log,
@@ -241,6 +247,9 @@ impl Store {
             contact_locks: stripes(CONTACT_LOCK_STRIPES),
             db,
         }));
+        store
+            .waits_count
+            .store(store.waits.len(), std::sync::atomic::Ordering::SeqCst);
         let restored = store.replay_inbox_log(&left_over)?;
         if restored > 0 {
             tracing::info!(

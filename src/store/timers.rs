@@ -10,6 +10,8 @@
 //! A timer fires once: whoever removes its key owns the firing, so a timer
 //! and an early wake-up for the same wait cannot both resume a run.
 
+use std::sync::atomic::Ordering;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -119,12 +121,25 @@ impl Store {
     /// Register a run waiting for `kinds` from `caller`.
     pub fn add_wait(&self, caller: &str, run_id: &str, kinds: &[String]) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(kinds).expect("kinds serialise");
-        self.waits.insert(pair_key(caller, run_id), bytes)?;
+        // Counted before it is in the tree, so that a count of zero always
+        // means an empty tree (see `waits_for`).
+        self.waits_count.fetch_add(1, Ordering::SeqCst);
+        let inserted = self.waits.insert(pair_key(caller, run_id), bytes);
+        if !matches!(inserted, Ok(None)) {
+            // It replaced the same wait (counted already), or failed.
+            self.waits_count.fetch_sub(1, Ordering::SeqCst);
+        }
+        inserted?;
         Ok(())
     }
 
     /// Runs waiting on this caller for this kind.
     pub fn waits_for(&self, caller: &str, kind: &str) -> Result<Vec<String>, StoreError> {
+        // Every event asks, and mostly nothing waits: a scan of sled's
+        // tree, even an empty one, was ≈1% of ingestion's CPU.
+        if self.waits_count.load(Ordering::SeqCst) == 0 {
+            return Ok(Vec::new());
+        }
         let prefix = pair_key(caller, "");
         let mut out = Vec::new();
         for item in self.waits.scan_prefix(&prefix) {
@@ -138,7 +153,10 @@ impl Store {
     }
 
     pub fn remove_wait(&self, caller: &str, run_id: &str) -> Result<(), StoreError> {
-        self.waits.remove(pair_key(caller, run_id))?;
+        if self.waits.remove(pair_key(caller, run_id))?.is_some() {
+            // Uncounted only once it is out of the tree.
+            self.waits_count.fetch_sub(1, Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -151,15 +169,28 @@ impl Store {
         text: &str,
     ) -> Result<(), StoreError> {
         let key = pair_key(name, version);
-        if self.workflow_versions.contains_key(&key)? {
+        // Every run asks; only a version's first run of this process looks
+        // in sled (versions are never removed from it).
+        if self
+            .versions_kept
+            .lock()
+            .expect("versions lock")
+            .contains(&key)
+        {
             return Ok(());
         }
-        let bytes = serde_json::to_vec(&StoredWorkflow {
-            file: file.to_string(),
-            text: text.to_string(),
-        })
-        .expect("serialise");
-        self.workflow_versions.insert(key, bytes)?;
+        if !self.workflow_versions.contains_key(&key)? {
+            let bytes = serde_json::to_vec(&StoredWorkflow {
+                file: file.to_string(),
+                text: text.to_string(),
+            })
+            .expect("serialise");
+            self.workflow_versions.insert(&key, bytes)?;
+        }
+        self.versions_kept
+            .lock()
+            .expect("versions lock")
+            .insert(key);
         Ok(())
     }
 
@@ -230,5 +261,70 @@ mod tests {
         );
         s.remove_wait("+52", "run_a").unwrap();
         assert_eq!(s.waits_for("+52", "message").unwrap(), vec!["run_b"]);
+    }
+
+    /// The count that lets an event skip the scan when nothing waits
+    /// follows the tree: a replaced wait counts once, a removal of a wait
+    /// that is not there changes nothing, and a reopened store counts what
+    /// the tree holds.
+    #[test]
+    fn waits_are_found_after_replacements_removals_and_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 8 << 20).unwrap();
+            assert!(s.waits_for("+52", "message").unwrap().is_empty());
+            s.add_wait("+52", "run_a", &["message".into()]).unwrap();
+            s.add_wait("+52", "run_a", &["message".into()]).unwrap();
+            s.add_wait("+34", "run_b", &["message".into()]).unwrap();
+            s.remove_wait("+52", "run_a").unwrap();
+            s.remove_wait("+52", "run_a").unwrap();
+            s.remove_wait("+99", "run_z").unwrap();
+            assert_eq!(s.waits_for("+34", "message").unwrap(), vec!["run_b"]);
+            s.flush_now().unwrap();
+        }
+        let s = Store::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(s.waits_for("+34", "message").unwrap(), vec!["run_b"]);
+        s.remove_wait("+34", "run_b").unwrap();
+        assert!(s.waits_for("+34", "message").unwrap().is_empty());
+        s.add_wait("+34", "run_c", &["message".into()]).unwrap();
+        assert_eq!(s.waits_for("+34", "message").unwrap(), vec!["run_c"]);
+    }
+
+    /// A version's text is stored by its first run, kept across restarts
+    /// and never rewritten; after the first, the store answers its runs
+    /// from memory.
+    #[test]
+    fn a_workflow_version_is_stored_once_and_then_known_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path(), 8 << 20).unwrap();
+            s.save_workflow_version("wf", "v1", "wf.yaml", "name: wf")
+                .unwrap();
+            s.save_workflow_version("wf", "v1", "wf.yaml", "changed text")
+                .unwrap();
+            let kept = s.workflow_version("wf", "v1").unwrap().unwrap();
+            assert_eq!(kept.text, "name: wf", "the first text stays");
+            // Gone from sled behind the store's back: a later run of the
+            // version does not look again.
+            s.workflow_versions.remove(pair_key("wf", "v1")).unwrap();
+            s.save_workflow_version("wf", "v1", "wf.yaml", "name: wf")
+                .unwrap();
+            assert!(s.workflow_version("wf", "v1").unwrap().is_none());
+            s.save_workflow_version("wf", "v2", "wf.yaml", "name: wf2")
+                .unwrap();
+            s.flush_now().unwrap();
+        }
+        let s = Store::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(
+            s.workflow_version("wf", "v2").unwrap().unwrap().text,
+            "name: wf2"
+        );
+        s.save_workflow_version("wf", "v2", "wf.yaml", "other")
+            .unwrap();
+        assert_eq!(
+            s.workflow_version("wf", "v2").unwrap().unwrap().text,
+            "name: wf2",
+            "a new process finds it stored and leaves it"
+        );
     }
 }
