@@ -386,7 +386,9 @@ impl Store {
     }
 
     /// [`Store::save_execution`] for a run's journal writes, with the
-    /// run's encoder: the start-order entry only at its first save.
+    /// run's encoder: the start-order entry only at its first save, and
+    /// the run's entry in `active_runs` only at the first save that finds
+    /// it running (a save of any other status removes it).
     pub fn save_journal(
         &self,
         e: &Execution,

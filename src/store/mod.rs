@@ -148,7 +148,8 @@ pub struct StoreParts {
     active_runs: sled::Tree,
     timers: sled::Tree,
     waits: sled::Tree,
-    /// At least the number of entries in `waits` (`timers.rs`).
+    /// Never below the number of entries in `waits`, and equal to it
+    /// unless a sled write failed (`timers.rs`).
     waits_count: std::sync::atomic::AtomicUsize,
     workflow_versions: sled::Tree,
     /// Keys of `workflow_versions` known to be stored (`timers.rs`).

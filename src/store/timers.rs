@@ -125,8 +125,10 @@ impl Store {
         // means an empty tree (see `waits_for`).
         self.waits_count.fetch_add(1, Ordering::SeqCst);
         let inserted = self.waits.insert(pair_key(caller, run_id), bytes);
-        if !matches!(inserted, Ok(None)) {
-            // It replaced the same wait (counted already), or failed.
+        // It replaced the same wait, counted already. A failed insert keeps
+        // its count: sled can fail after the entry is in the tree, and a
+        // count too high costs only a scan.
+        if matches!(inserted, Ok(Some(_))) {
             self.waits_count.fetch_sub(1, Ordering::SeqCst);
         }
         inserted?;
@@ -278,8 +280,10 @@ mod tests {
             s.add_wait("+34", "run_b", &["message".into()]).unwrap();
             s.remove_wait("+52", "run_a").unwrap();
             s.remove_wait("+52", "run_a").unwrap();
+            assert_eq!(s.waits_for("+34", "message").unwrap(), vec!["run_b"]);
             s.remove_wait("+99", "run_z").unwrap();
             assert_eq!(s.waits_for("+34", "message").unwrap(), vec!["run_b"]);
+            assert_eq!(s.waits_count.load(Ordering::SeqCst), s.waits.len());
             s.flush_now().unwrap();
         }
         let s = Store::open(dir.path(), 8 << 20).unwrap();
@@ -288,6 +292,7 @@ mod tests {
         assert!(s.waits_for("+34", "message").unwrap().is_empty());
         s.add_wait("+34", "run_c", &["message".into()]).unwrap();
         assert_eq!(s.waits_for("+34", "message").unwrap(), vec!["run_c"]);
+        assert_eq!(s.waits_count.load(Ordering::SeqCst), s.waits.len());
     }
 
     /// A version's text is stored by its first run, kept across restarts
