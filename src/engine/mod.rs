@@ -579,6 +579,11 @@ impl Engine {
         let now = self.inner.clock.now();
         let ended: Mutex<Option<crate::store::Waiting>> = Mutex::new(None);
         let claimed = self.inner.store.update_execution(run_id, |e| {
+            // Only a waiting run is claimed: a run that failed to pause may
+            // still have a timer or a wait that would bring it back.
+            if e.status != RunStatus::Waiting {
+                return false;
+            }
             let Some(w) = e.waiting.take() else {
                 return false;
             };
@@ -1004,6 +1009,42 @@ steps:
       - log: "known"
     else:
 "#;
+
+    /// Only a waiting run is claimed: a record that names a pause but
+    /// ended otherwise (a pause that could not be scheduled, as records of
+    /// earlier versions kept it) stays as it is when its timer fires.
+    #[tokio::test]
+    async fn a_run_that_is_not_waiting_is_not_claimed_by_its_timer() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = "name: pauses\non: { events: [call.incoming] }\nsteps:\n  - wait: { for: 1h }\n  - log: \"after\"\n";
+        let (engine, workflow, event) = engine_with_workflow(dir.path(), "pauses", yaml);
+        let paused = engine
+            .run_workflow(workflow, &event, RunOptions::default())
+            .await
+            .expect("it ran");
+        assert_eq!(paused.status, RunStatus::Waiting, "{paused:?}");
+        let store = &engine.inner.store;
+        store
+            .update_execution(&paused.id, |e| {
+                e.status = RunStatus::Failed;
+                true
+            })
+            .unwrap()
+            .expect("updated");
+        assert!(engine.claim_waiting(&paused.id, None).unwrap().is_none());
+        let kept = store.execution(&paused.id).unwrap().unwrap();
+        assert_eq!(kept.status, RunStatus::Failed);
+        assert!(kept.waiting.is_some(), "left as it was");
+        // The same record, waiting, is claimed.
+        store
+            .update_execution(&paused.id, |e| {
+                e.status = RunStatus::Waiting;
+                true
+            })
+            .unwrap();
+        let claimed = engine.claim_waiting(&paused.id, None).unwrap();
+        assert_eq!(claimed.map(|e| e.status), Some(RunStatus::Running));
+    }
 
     /// An engine in `dir`, the workflow `name` compiled from `yaml`, and a
     /// ring to run it on.

@@ -595,6 +595,9 @@ async fn pause(state: &mut RunState<'_>, step: &Step, waiting: Waiting) -> Flow 
             }
         });
     if let Err(e) = result {
+        // The run ends here: its record must not name a pause that a timer
+        // or an event already scheduled could claim.
+        state.execution.waiting = None;
         return Flow::End(
             RunStatus::Failed,
             Some(format!(
