@@ -223,6 +223,7 @@ impl Store {
                 write_back_and_flush(&unfiled, &expiry_batches, &commit).map_err(|e| e.to_string())
             })?
         };
+        let waits = db.open_tree(TREE_WAITS)?;
         let store = Store(std::sync::Arc::new(StoreParts {
             events: db.open_tree(TREE_EVENTS)?,
             pending,
@@ -237,8 +238,8 @@ impl Store {
             runs_by_seq: db.open_tree(TREE_RUNS_BY_SEQ)?,
             active_runs: db.open_tree(TREE_ACTIVE_RUNS)?,
             timers: db.open_tree(TREE_TIMERS)?,
-            waits_count: Default::default(),
-            waits: db.open_tree(TREE_WAITS)?,
+            waits_count: std::sync::atomic::AtomicUsize::new(waits.len()),
+            waits,
             workflow_versions: db.open_tree(TREE_WORKFLOW_VERSIONS)?,
             versions_kept: Default::default(),
             calls: db.open_tree(TREE_CALLS)?,
@@ -248,9 +249,6 @@ impl Store {
             contact_locks: stripes(CONTACT_LOCK_STRIPES),
             db,
         }));
-        store
-            .waits_count
-            .store(store.waits.len(), std::sync::atomic::Ordering::SeqCst);
         let restored = store.replay_inbox_log(&left_over)?;
         if restored > 0 {
             tracing::info!(
