@@ -605,6 +605,15 @@ mod tests {
 
     use super::super::temp_store as store;
 
+    /// [`execution`], still running: no end, status `running`.
+    fn running(id: &str) -> Execution {
+        Execution {
+            status: RunStatus::Running,
+            finished_at: None,
+            ..execution(id)
+        }
+    }
+
     /// The record is stored compressed (the store's largest values, kept
     /// for the retention period) and reads back whole.
     #[test]
@@ -668,9 +677,7 @@ mod tests {
     #[test]
     fn a_running_record_is_stored_plain_and_compressed_once_finished() {
         let (_dir, store) = store();
-        let mut e = execution("run_r");
-        e.status = RunStatus::Running;
-        e.finished_at = None;
+        let mut e = running("run_r");
         let mut encoder = JournalEncoder::default();
         store.save_journal(&e, &mut encoder).unwrap();
         assert_eq!(store.executions.get(b"run_r").unwrap().unwrap()[0], b'{');
@@ -699,9 +706,7 @@ mod tests {
     #[test]
     fn a_running_run_is_marked_active_once_and_unmarked_at_its_end() {
         let (_dir, store) = store();
-        let mut e = execution("run_m");
-        e.status = RunStatus::Running;
-        e.finished_at = None;
+        let mut e = running("run_m");
         let mut encoder = JournalEncoder::default();
         store.save_journal(&e, &mut encoder).unwrap();
         assert!(store.active_runs.contains_key(b"run_m").unwrap());
@@ -783,10 +788,10 @@ mod tests {
     #[test]
     fn the_journal_encoder_gives_the_whole_record_at_every_write() {
         let full = execution("run_e");
-        let mut e = full.clone();
-        e.status = RunStatus::Running;
-        e.finished_at = None;
-        e.steps.clear();
+        let mut e = Execution {
+            steps: Vec::new(),
+            ..running("run_e")
+        };
         let mut encoder = JournalEncoder::default();
         let check = |encoder: &mut JournalEncoder, e: &Execution| {
             let bytes = encoder.encode(e).unwrap();
