@@ -330,6 +330,16 @@ async fn executions(base: &str, query: &str) -> Vec<serde_json::Value> {
     v["executions"].as_array().cloned().unwrap_or_default()
 }
 
+/// The runs of `workflow`, once the newest of them waits; fails naming
+/// `what` after 10 s.
+async fn until_newest_run_waits(base: &str, workflow: &str, what: &str) {
+    let query = format!("workflow={workflow}");
+    executions_when(base, &query, what, |runs| {
+        runs.first().is_some_and(|r| r["status"] == "waiting")
+    })
+    .await;
+}
+
 /// The runs `query` lists, once `done` accepts them; fails naming `what`
 /// after 10 s.
 async fn executions_when(
@@ -370,13 +380,7 @@ steps:
         .filter_map(|(_, id)| id)
         .collect();
     assert_eq!(accepted.len(), 1);
-    executions_when(
-        &server.base,
-        "workflow=later",
-        "the run never reached its wait",
-        |runs| runs.first().is_some_and(|r| r["status"] == "waiting"),
-    )
-    .await;
+    until_newest_run_waits(&server.base, "later", "the run never reached its wait").await;
     kill9(&mut server);
     assert!(
         receiver.snapshot().is_empty(),
@@ -479,11 +483,10 @@ async fn a_retry_scheduled_ahead_survives_kill_9_and_keeps_its_idempotency_key()
         receiver.snapshot().get(&key) == Some(&1)
     })
     .await;
-    executions_when(
+    until_newest_run_waits(
         &server.base,
-        "workflow=followup",
+        "followup",
         "the run did not pause for its retry",
-        |runs| runs.first().is_some_and(|r| r["status"] == "waiting"),
     )
     .await;
     // The API shows the pause as soon as it is written; its flush follows
