@@ -433,15 +433,16 @@ fn bench_store(c: &mut Criterion) {
             |batch| {
                 let e = batch[0].clone();
                 let offered = store.accept_events(batch, now, window).expect("accept");
+                store.mark_accepted(&offered).expect("mark");
                 let seq = match offered.into_iter().next() {
                     Some(ringback::store::Offered::Accepted(stored)) => stored.seq,
                     _ => panic!("the event is new"),
                 };
-                assert!(store.is_pending(seq).expect("pending"));
+                assert!(store.is_pending(seq, &e.id).expect("pending"));
                 let caller = e.caller.as_deref().expect("caller");
                 store.waits_for(caller, &e.kind).expect("waits");
                 store.track_call(&e, now).expect("call state");
-                store.mark_taken(seq).expect("take");
+                store.mark_taken(seq, &e.id).expect("take");
             },
             BatchSize::SmallInput,
         )

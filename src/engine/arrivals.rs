@@ -44,7 +44,11 @@ impl Arrivals {
     ) -> usize {
         let overflowed = self.offer(offered);
         if !overflowed.is_empty() {
-            if let Err(e) = store.file_queued(&overflowed) {
+            let which: Vec<(u64, &str)> = overflowed
+                .iter()
+                .map(|(seq, id)| (*seq, id.as_str()))
+                .collect();
+            if let Err(e) = store.file_queued(&which) {
                 tracing::error!(error = %e, "cannot file queued events in the store; the next checkpoint will");
             }
         }
@@ -52,8 +56,8 @@ impl Arrivals {
     }
 
     /// [`Arrivals::offer_or_file`] without the filing: the sequence
-    /// numbers of the events that did not fit.
-    fn offer(&self, offered: impl IntoIterator<Item = Offered>) -> Vec<u64> {
+    /// numbers and ids of the events that did not fit.
+    fn offer(&self, offered: impl IntoIterator<Item = Offered>) -> Vec<(u64, String)> {
         let mut dropped = Vec::new();
         {
             let mut queue = self.queue.lock().expect("arrivals lock");
@@ -61,7 +65,7 @@ impl Arrivals {
                 if queue.len() < CAPACITY {
                     queue.push_back(stored);
                 } else {
-                    dropped.push(stored.seq);
+                    dropped.push((stored.seq, stored.event.id));
                     self.overflowed.store(true, Ordering::Release);
                 }
             }
@@ -127,7 +131,7 @@ mod tests {
         let dropped =
             arrivals.offer(std::iter::once(duplicate).chain((0..CAPACITY as u64 + 3).map(stored)));
         assert_eq!(
-            dropped,
+            dropped.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
             (CAPACITY as u64..CAPACITY as u64 + 3).collect::<Vec<_>>(),
             "the ones that did not fit are named"
         );

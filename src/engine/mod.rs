@@ -275,7 +275,11 @@ impl Engine {
             return false;
         }
         // It may have finished between being read or offered and now.
-        let pending = self.inner.store.is_pending(seq).unwrap_or(true);
+        let pending = self
+            .inner
+            .store
+            .is_pending(seq, &stored.event.id)
+            .unwrap_or(true);
         let permit = match pending {
             true => self.inner.permits.clone().acquire_owned().await.ok(),
             false => None,
@@ -302,9 +306,9 @@ impl Engine {
 
     /// Process a stored event, then remove it from the stored queue.
     async fn process_and_take(&self, stored: StoredEvent) -> Result<(), crate::store::StoreError> {
-        let seq = stored.seq;
+        let (seq, id) = (stored.seq, stored.event.id.clone());
         self.process(stored).await;
-        self.inner.store.mark_taken(seq)
+        self.inner.store.mark_taken(seq, &id)
     }
 
     /// Everything one event causes: waiting runs it wakes, its call's state,
@@ -366,7 +370,12 @@ impl Engine {
     pub async fn settle(&self) {
         loop {
             let mut progressed = false;
-            let pending = match self.inner.store.pending_events(DISPATCH_BATCH) {
+            // Events accepted meanwhile (the synthetic missed call of a
+            // call that rang out) are kept in memory for the dispatcher,
+            // which this loop stands in for.
+            let filed = self.inner.store.file_all_queued();
+            let pending = match filed.and_then(|_| self.inner.store.pending_events(DISPATCH_BATCH))
+            {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the pending queue");
@@ -865,11 +874,10 @@ impl Engine {
             .map(|c| c.read().expect("config lock").dedupe_window)
             .unwrap_or(crate::config::DEFAULT_DEDUPE_WINDOW);
         let offered = store.accept_events(vec![missed], self.inner.clock.now(), window)?;
-        // As ingestion: not handed over until durable. An accepted event
-        // whose sync failed stays queued in the store (the dispatcher's scan
-        // finds it), and the retry finds it a duplicate and waits for it to
-        // be durable.
-        store.commit_inbox().await?;
+        // As ingestion: not handed over until durable and marked. An
+        // accepted event whose sync failed stays kept in the store, filed by
+        // its next checkpoint (the dispatcher's scan finds it there).
+        store.commit_accepted(&offered).await?;
         if let Some(missed) = offered.first().map(|o| o.event()) {
             tracing::info!(event_id = %missed.id, source = %missed.source, caller = missed.caller.as_deref().unwrap_or("-"), test = missed.test, "call rang out: synthetic call.missed");
         }

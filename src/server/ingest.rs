@@ -371,12 +371,16 @@ struct HandOver {
 }
 
 impl HandOver {
-    /// Wait until the events are durable, then count them and offer them
-    /// to the engine. Duplicates wait too: the first copy may still be on
-    /// its way to disk. A failed commit hands nothing over (the answer is
-    /// a 503; the records stay queued in the store).
+    /// Wait until the events are durable and their dedupe markers written,
+    /// then count them and offer them to the engine. Duplicates wait too:
+    /// the first copy may still be on its way to disk. A failed commit
+    /// hands nothing over (the answer is a 503; the store keeps the
+    /// records, and its next checkpoint files them for the engine's scan).
     async fn commit_and_hand_over(&mut self) -> Result<(), crate::store::StoreError> {
-        let committed = self.store.commit_inbox().await;
+        let committed = match &self.offered {
+            Some(offered) => self.store.commit_accepted(offered).await,
+            None => Ok(()),
+        };
         let offered = self.offered.take().unwrap_or_default();
         committed?;
         hand_over(&self.store, &self.arrivals, &self.metrics, offered);
@@ -404,7 +408,7 @@ impl Drop for HandOver {
         // its own drop would do so without end. Dropped, this task leaves
         // its events to the stored queue, as above.
         runtime.spawn(async move {
-            match store.commit_inbox().await {
+            match store.commit_accepted(&offered).await {
                 Ok(()) => hand_over(&store, &arrivals, &metrics, offered),
                 Err(e) => {
                     tracing::error!(error = %e, "the inbox's commit failed after the client hung up");

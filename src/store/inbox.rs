@@ -111,16 +111,16 @@ struct EventId {
     id: String,
 }
 
-fn decode_record(bytes: &[u8], what: impl std::fmt::Display) -> Result<StoredEvent, StoreError> {
+pub(super) fn decode_record(
+    bytes: &[u8],
+    what: impl std::fmt::Display,
+) -> Result<StoredEvent, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-/// What an accepted event's queue entry holds when it is written.
-enum QueueEntry<'a> {
-    /// The stored event (replay, earlier layouts).
-    Record(&'a [u8]),
-    /// A placeholder; the record is kept in memory (`unfiled.rs`).
-    Placeholder(std::sync::Arc<[u8]>),
+/// The dedupe marker of acceptance `seq`, as the `events` tree holds it.
+pub(super) fn marker(seq: u64, received_at: Timestamp) -> Vec<u8> {
+    StoredEventHeader { seq, received_at }.encode()
 }
 
 /// An event offered to the inbox, with what became of it.
@@ -180,8 +180,10 @@ fn expiry_key(received_at: Timestamp, id: &str) -> Vec<u8> {
 }
 
 impl Store {
-    /// Store each event unless it is a duplicate within `window`. The writes
-    /// are not durable until [`Store::commit`] returns.
+    /// Store each event unless it is a duplicate within `window`, written
+    /// into sled's trees at once (marker and queue entry): for tools and
+    /// tests, which make them durable with [`Store::commit`] (or
+    /// [`Store::commit_inbox`]).
     pub fn insert_events(
         &self,
         events: &[Event],
@@ -189,12 +191,42 @@ impl Store {
         window: Duration,
     ) -> Result<Vec<Insert>, StoreError> {
         let outcomes = self.insert_offered(events, now, window)?;
+        let accepted: Vec<(u64, &str)> = events
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, (insert, _, _))| *insert == Insert::Accepted)
+            .map(|(event, (_, seq, _))| (*seq, event.id.as_str()))
+            .collect();
+        self.unfiled.file(&accepted)?;
         Ok(outcomes.into_iter().map(|(insert, _, _)| insert).collect())
     }
 
+    /// Wait until the inbox log holds `offered`'s acceptances durably
+    /// ([`Store::commit_inbox`]), then write their dedupe markers and call
+    /// statistics into sled: what ingestion does before it hands the
+    /// events to the engine. On an error nothing is to be handed over; the
+    /// events stay kept, and the next checkpoint marks and files them.
+    pub async fn commit_accepted(&self, offered: &[Offered]) -> Result<(), StoreError> {
+        self.commit_inbox().await?;
+        self.mark_accepted(offered)
+    }
+
+    /// The second half of [`Store::commit_accepted`]: write the dedupe
+    /// markers and call statistics of `offered`'s acceptances (those not
+    /// written yet). Only once the inbox log holds them durably; the
+    /// micro benchmark calls it alone, without the disk's wait.
+    pub fn mark_accepted(&self, offered: &[Offered]) -> Result<(), StoreError> {
+        for offer in offered {
+            if let Offered::Accepted(stored) = offer {
+                self.unfiled.mark(&stored.event, stored.seq)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Offer a delivery's events to the inbox: each event, with what became
-    /// of it. Not durable until [`Store::commit_inbox`] (or
-    /// [`Store::commit`]) returns. The write runs on the caller's thread:
+    /// of it. Not durable until [`Store::commit_accepted`] returns, which
+    /// also writes their dedupe markers. The write runs on the caller's thread:
     /// it is a few tens of microseconds of in-memory sled writes per event
     /// (the disk wait is the log's sync), less than a hand-off to another
     /// thread and back would cost.
@@ -220,12 +252,12 @@ impl Store {
             .collect())
     }
 
-    /// [`Store::insert_events`], each outcome with the event's sequence
-    /// number (meaningful when accepted) and, when accepted, its JSON. Plain writes, not a sled
-    /// transaction: each transaction makes sled write its log to disk twice
-    /// on the spot, which made ingestion wait on the disk three times per
-    /// write instead of once (at the flush). The same event twice in
-    /// `events` is one acceptance and one duplicate.
+    /// Accept each event unless it is a duplicate within `window`, each
+    /// outcome with the event's sequence number (meaningful when accepted)
+    /// and, when accepted, its JSON. An acceptance writes nothing to sled:
+    /// its record is kept in memory and appended to the inbox log, and its
+    /// marker is owed (`unfiled.rs`). The same event twice in `events` is
+    /// one acceptance and one duplicate.
     fn insert_offered(
         &self,
         events: &[Event],
@@ -242,28 +274,37 @@ impl Store {
         }
         let mut outcomes = Vec::with_capacity(prepared.len());
         for (event, seq, bytes, event_range) in prepared {
-            let id = event.id.as_bytes();
             // One writer of this id at a time, from its dedupe check to its
-            // log append: a second copy sees the first's marker, and waits
-            // on a batch that holds the first's record (`store`'s module
-            // docs on ordering).
-            let _writer = self.inbox_lock(id);
-            if let Some(existing) = self.events.get(id)? {
-                let seen = StoredEventHeader::decode(&existing, &event.id)?;
-                let age = now.as_millisecond() - seen.received_at.as_millisecond();
+            // log append: a second copy sees the first's acceptance, and
+            // waits on a batch that holds the first's record (`store`'s
+            // module docs on ordering).
+            let mut stripe = self.unfiled.lock(&event.id);
+            // The newest acceptance of the id: in memory while its marker
+            // is owed, else in sled.
+            let seen = match stripe.unmarked(&event.id) {
+                Some(unmarked) => Some(unmarked.received_at),
+                None => match self.events.get(event.id.as_bytes())? {
+                    Some(existing) => {
+                        Some(StoredEventHeader::decode(&existing, &event.id)?.received_at)
+                    }
+                    None => None,
+                },
+            };
+            if let Some(seen) = seen {
+                let age = now.as_millisecond() - seen.as_millisecond();
                 if age <= window_ms {
                     outcomes.push((Insert::Duplicate, seq, None));
                     continue;
                 }
             }
-            // The queue entry is a placeholder; the record is kept in
-            // memory and in the log (see `unfiled.rs`).
             let record: std::sync::Arc<[u8]> = bytes.into();
-            self.write_inbox_entry(event, seq, now, QueueEntry::Placeholder(record.clone()))?;
-            // After the sled writes and with the record kept in memory: a
-            // checkpoint that starts once this record's segment is sealed
-            // files it and flushes them all (inbox_log.rs).
+            self.unfiled
+                .keep(&mut stripe, &event.id, seq, now, record.clone())?;
+            // With the record kept in memory: a checkpoint that starts once
+            // this record's segment is sealed files it and flushes sled
+            // (inbox_log.rs).
             self.inbox_log.append(&record);
+            drop(stripe);
             let event_json = EventJson {
                 record,
                 event: event_range,
@@ -273,128 +314,70 @@ impl Store {
         Ok(outcomes)
     }
 
-    /// The lock that serialises acceptances of this event id.
-    fn inbox_lock(&self, id: &[u8]) -> std::sync::MutexGuard<'_, ()> {
-        super::lock_stripe(&self.inbox_stripes, id)
+    /// An accepted event's entries in sled's inbox trees, `events` last:
+    /// sled recovers a prefix of its log, so a marker that survives a crash
+    /// has its queue entry too (start-up removes a queue entry without its
+    /// marker). What a replay writes for a record it queues again.
+    fn write_queued(&self, stored: &StoredEvent, record: &[u8]) -> Result<(), StoreError> {
+        self.pending.insert(stored.seq.to_be_bytes(), record)?;
+        self.unfiled
+            .write_acceptance(&stored.event, stored.seq, stored.received_at)
     }
 
-    /// An accepted event's entries in the inbox's trees, `events` last:
-    /// sled recovers a prefix of its log, so an event that survives a
-    /// crash has its queue entry too. The queue entry holds the
-    /// [`StoredEvent`], or a placeholder while the record is in the inbox
-    /// log and in memory only (`unfiled.rs`). The record is kept in the
-    /// queue entry only: once the engine has taken the event, what stays
-    /// for the dedupe window is a small marker (a week by default; with
-    /// the whole event it was most of the store's size and of the page
-    /// cache the dedupe lookups compete for).
-    fn write_inbox_entry(
-        &self,
-        event: &Event,
-        seq: u64,
-        received_at: Timestamp,
-        queued: QueueEntry<'_>,
-    ) -> Result<(), StoreError> {
-        match queued {
-            QueueEntry::Record(record) => {
-                self.pending.insert(seq.to_be_bytes(), record).map(drop)?
-            }
-            QueueEntry::Placeholder(record) => self.unfiled.queue(seq, &event.id, record)?,
-        }
-        let stats_phone = event
-            .caller
-            .as_deref()
-            .filter(|_| event.caller_is_phone && crate::event::kind::is_call(&event.kind));
-        if let Some(phone) = stats_phone {
-            super::contacts::bump_stats(&self.call_stats, phone, &event.kind, event.at)?;
-        }
-        self.remember_acceptance(&event.id, seq, received_at)
-    }
-
-    /// The dedupe marker of acceptance `seq` of `id`, noted for the dedupe
-    /// cleaner (`expiry.rs`); the marker is the last write of an
-    /// acceptance (see [`Store::write_inbox_entry`]).
-    fn remember_acceptance(
-        &self,
-        id: &str,
-        seq: u64,
-        received_at: Timestamp,
-    ) -> Result<(), StoreError> {
-        let marker = StoredEventHeader { seq, received_at }.encode();
-        self.events.insert(id.as_bytes(), marker)?;
-        // After the marker: a purge that read the note first would find no
-        // marker and drop the note.
-        self.expiry_batches.note(received_at, id);
-        Ok(())
-    }
-
-    /// Put back into sled the records of the inbox log's `segments` (left
-    /// by an earlier process) that a crash kept sled from flushing (see
+    /// Put back into sled what the inbox log's `segments` (left by an
+    /// earlier process) hold and sled may have lost in a crash (see
     /// `inbox_log.rs`), flush sled, and retire the segments. Only for
     /// start-up, before anything writes to the inbox. Returns how many
-    /// events were restored.
+    /// events were queued again.
+    ///
+    /// Segments of this version hold done notes: a record with a note
+    /// anywhere in the log was finished by the engine (its marker is
+    /// written if the crash lost it, and a queue entry left by a removal
+    /// sled had not flushed goes); one without is queued again, with its
+    /// marker. Segments of earlier versions go by their rules
+    /// ([`Store::replay_legacy_record`]).
     pub(super) fn replay_inbox_log(
         &self,
         segments: &[(u64, std::path::PathBuf)],
     ) -> Result<usize, StoreError> {
         let (mut restored, mut replayed) = (0, 0);
+        let mut contents = Vec::with_capacity(segments.len());
         for (number, path) in segments {
-            let bytes = std::fs::read(path)?;
-            for record in super::inbox_log::records(path, *number, &bytes) {
-                let stored = decode_record(record, format_args!("inbox log {}", path.display()))?;
-                replayed += 1;
-                // Queued behind a placeholder whose record only this log
-                // holds: put the record in, whatever the marker says now
-                // (the id may have been accepted again since).
-                let key = stored.seq.to_be_bytes();
-                let id = &stored.event.id;
-                if self
-                    .pending
-                    .get(key)?
-                    .is_some_and(|v| unfiled::placeholder_id(&v).is_some())
-                {
-                    self.pending.insert(key, record)?;
-                    // sled recovers a prefix of its writes, and the
-                    // placeholder is written before the marker: the crash
-                    // may have kept the one without the other. Without its
-                    // marker, the queue's tidying would take the record for
-                    // half-written and drop an acknowledged event.
-                    let newer_marker = match self.events.get(id.as_bytes())? {
-                        Some(marker) => Some(StoredEventHeader::decode(&marker, id)?)
-                            .filter(|marker| marker.seq >= stored.seq),
-                        None => None,
-                    };
-                    if let Some(marker) = newer_marker {
-                        // Noted for the acceptance sled holds: its note
-                        // may have been in memory only (`expiry.rs`).
-                        self.expiry_batches.note(marker.received_at, id);
-                    } else {
-                        self.remember_acceptance(id, stored.seq, stored.received_at)?;
-                    }
-                    restored += 1;
+            contents.push((path, *number, std::fs::read(path)?));
+        }
+        // Notes come after their records, maybe in a later segment.
+        let mut done = std::collections::HashSet::new();
+        for (path, number, bytes) in &contents {
+            let read = super::inbox_log::records(path, *number, bytes);
+            done.extend(
+                read.payloads
+                    .iter()
+                    .filter_map(|p| super::inbox_log::done_note(p)),
+            );
+        }
+        for (path, number, bytes) in &contents {
+            let read = super::inbox_log::records(path, *number, bytes);
+            for payload in read.payloads {
+                if super::inbox_log::done_note(payload).is_some() {
                     continue;
                 }
-                if let Some(marker) = self.events.get(id.as_bytes())? {
-                    // This acceptance (or a later one of the same id) is in
-                    // sled, and the engine was done with it (no queue
-                    // entry) or it is queued whole. An older marker means
-                    // the id was accepted again after the dedupe window
-                    // and the crash lost this one.
-                    let marker = StoredEventHeader::decode(&marker, id)?;
-                    if marker.seq >= stored.seq {
-                        // Its note for the dedupe cleaner may have been in
-                        // memory only (`expiry.rs`).
-                        self.expiry_batches.note(marker.received_at, id);
-                        continue;
-                    }
+                let stored = decode_record(payload, format_args!("inbox log {}", path.display()))?;
+                replayed += 1;
+                if !read.with_done_notes {
+                    restored += usize::from(self.replay_legacy_record(&stored, payload)?);
+                    continue;
                 }
-                self.write_inbox_entry(
-                    &stored.event,
-                    stored.seq,
-                    stored.received_at,
-                    QueueEntry::Record(record),
-                )?;
-                restored += 1;
+                self.ensure_marked(&stored)?;
+                if !done.contains(&stored.seq) {
+                    // Written whole, whether or not it was filed before:
+                    // the engine never finished it.
+                    self.pending.insert(stored.seq.to_be_bytes(), payload)?;
+                    restored += 1;
+                }
             }
+        }
+        for seq in &done {
+            self.pending.remove(seq.to_be_bytes())?;
         }
         // Also when nothing was restored: the notes for the dedupe cleaner
         // must be on disk before the segments go.
@@ -405,6 +388,82 @@ impl Store {
             self.inbox_log.retire(path);
         }
         Ok(restored)
+    }
+
+    /// Make sure sled holds the marker of `stored`'s acceptance, or of a
+    /// later one of its id: if the crash lost it, it is written with the
+    /// call statistics (written before it, so likely lost with it). A
+    /// marker that is there is noted for the dedupe cleaner again: its
+    /// note may have been in memory only (`expiry.rs`).
+    fn ensure_marked(&self, stored: &StoredEvent) -> Result<(), StoreError> {
+        let id = &stored.event.id;
+        let newer_marker = match self.events.get(id.as_bytes())? {
+            Some(marker) => Some(StoredEventHeader::decode(&marker, id)?)
+                .filter(|marker| marker.seq >= stored.seq),
+            None => None,
+        };
+        match newer_marker {
+            Some(marker) => self.expiry_batches.note(marker.received_at, id),
+            None => self
+                .unfiled
+                .write_acceptance(&stored.event, stored.seq, stored.received_at)?,
+        }
+        Ok(())
+    }
+
+    /// Replay one record of a segment an earlier version wrote, which
+    /// queued every accepted event behind a placeholder in `pending` (its
+    /// marker written after it, before the log append) and removed the
+    /// queue entry when the engine was done. Whether it was queued again.
+    fn replay_legacy_record(
+        &self,
+        stored: &StoredEvent,
+        record: &[u8],
+    ) -> Result<bool, StoreError> {
+        // Queued behind a placeholder whose record only this log holds:
+        // put the record in, whatever the marker says now (the id may have
+        // been accepted again since).
+        let key = stored.seq.to_be_bytes();
+        if self
+            .pending
+            .get(key)?
+            .is_some_and(|v| unfiled::placeholder_id(&v).is_some())
+        {
+            self.pending.insert(key, record)?;
+            // sled recovers a prefix of its writes, and the placeholder is
+            // written before the marker: the crash may have kept the one
+            // without the other. Without its marker, the queue's tidying
+            // would take the record for half-written and drop an
+            // acknowledged event. (Its call statistics were written before
+            // the marker too, and are not counted again.)
+            let id = &stored.event.id;
+            let newer_marker = match self.events.get(id.as_bytes())? {
+                Some(marker) => Some(StoredEventHeader::decode(&marker, id)?)
+                    .filter(|marker| marker.seq >= stored.seq),
+                None => None,
+            };
+            match newer_marker {
+                Some(marker) => self.expiry_batches.note(marker.received_at, id),
+                None => self
+                    .unfiled
+                    .write_marker(id, stored.seq, stored.received_at)?,
+            }
+            return Ok(true);
+        }
+        if let Some(marker) = self.events.get(stored.event.id.as_bytes())? {
+            // This acceptance (or a later one of the same id) is in sled,
+            // and the engine was done with it (no queue entry) or it is
+            // queued whole. An older marker means the id was accepted again
+            // after the dedupe window and the crash lost this one.
+            let marker = StoredEventHeader::decode(&marker, &stored.event.id)?;
+            if marker.seq >= stored.seq {
+                self.expiry_batches
+                    .note(marker.received_at, &stored.event.id);
+                return Ok(false);
+            }
+        }
+        self.write_queued(stored, record)?;
+        Ok(true)
     }
 
     /// Tidy the queue at start-up, after the log's replay and before
@@ -501,10 +560,12 @@ impl Store {
     /// Whether an event with this id was accepted and is still remembered
     /// for the dedupe window.
     pub fn remembers_event(&self, id: &str) -> Result<bool, StoreError> {
-        Ok(self.events.contains_key(id.as_bytes())?)
+        Ok(self.unfiled.remembers(id) || self.events.contains_key(id.as_bytes())?)
     }
 
-    /// Events accepted but not yet handed to the engine, oldest first.
+    /// Events accepted but not yet handed to the engine, oldest first, of
+    /// those filed in sled's queue (an event kept in memory is handed over
+    /// in memory, or filed by the next checkpoint: `unfiled.rs`).
     pub fn pending_events(&self, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         Ok(self.pending_events_after(None, limit, |_| false)?.0)
     }
@@ -541,57 +602,55 @@ impl Store {
             if skip(seq) {
                 continue;
             }
-            let value = match unfiled::placeholder_id(&value) {
-                None => value,
-                // A placeholder: the record is in memory, unless the event
-                // was taken or filed since the read.
-                Some(_) => match self.unfiled.record(seq) {
-                    Some(record) => sled::IVec::from(&*record),
-                    None => match self.pending.get(key)? {
-                        Some(filed) if is_record(&filed) => filed,
-                        _ => continue,
-                    },
-                },
-            };
-            // Entries of the earlier layout were converted when the store
-            // opened ([`Store::tidy_pending_queue`]).
+            // Placeholders and entries of the earlier layouts were filled,
+            // undone or converted when the store opened
+            // ([`Store::tidy_pending_queue`]).
             out.push(decode_record(&value, "pending queue entry")?);
         }
         Ok((out, None))
     }
 
-    /// Whether the event with this sequence number is still queued.
-    ///
-    /// A record kept in memory (`unfiled.rs`) answers without a sled
-    /// lookup: the engine asks this of nearly every event it is handed,
-    /// right after its acceptance. Kept there means queued, except while
-    /// [`Store::mark_taken`] runs (its queue entry goes before its
-    /// record), and the engine never asks about an event it is still
-    /// processing.
-    pub fn is_pending(&self, seq: u64) -> Result<bool, StoreError> {
-        if self.unfiled.holds(seq) {
+    /// Whether acceptance `seq` of event `id` is still queued: kept in
+    /// memory (`unfiled.rs`, answered without a sled lookup: the engine
+    /// asks this of nearly every event it is handed, right after its
+    /// acceptance) or filed in sled's queue.
+    pub fn is_pending(&self, seq: u64, id: &str) -> Result<bool, StoreError> {
+        if self.unfiled.holds(seq, id) {
             return Ok(true);
         }
         Ok(self.pending.contains_key(seq.to_be_bytes())?)
     }
 
+    /// Accepted events the engine is not done with: filed in sled's queue
+    /// or kept in memory.
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.unfiled.len()
     }
 
-    /// The engine is done with an event: it leaves the pending queue
-    /// (whether its entry is the record or a placeholder).
-    pub fn mark_taken(&self, seq: u64) -> Result<(), StoreError> {
-        self.unfiled.take(seq)
-    }
-
-    /// Put the records of these queued events into sled's queue now,
-    /// instead of keeping them in memory: for events the engine will read
-    /// from the stored queue (its in-memory hand-over was full). Not
-    /// durable until the next flush; the inbox log covers them until then.
-    pub fn file_queued(&self, seqs: &[u64]) -> Result<(), StoreError> {
-        self.unfiled.file(self.unfiled.snapshot(Some(seqs)))?;
+    /// The engine is done with acceptance `seq` of event `id`: it leaves
+    /// the queue (memory or sled's), and the inbox log gets a done note
+    /// once a store flush covers what the event caused (`inbox_log.rs`).
+    pub fn mark_taken(&self, seq: u64, id: &str) -> Result<(), StoreError> {
+        self.unfiled.take(seq, id)?;
+        self.inbox_log.taken(seq);
         Ok(())
+    }
+
+    /// Put the records of these queued events (sequence number, event id)
+    /// into sled's queue now, instead of keeping them in memory: for
+    /// events the engine will read from the stored queue (its in-memory
+    /// hand-over was full). Not durable until the next flush; the inbox
+    /// log covers them until then.
+    pub fn file_queued(&self, which: &[(u64, &str)]) -> Result<(), StoreError> {
+        self.unfiled.file(which)?;
+        Ok(())
+    }
+
+    /// File every accepted event kept in memory into sled's queue (and
+    /// write its marker if that is owed): for callers that read the stored
+    /// queue alone ([`crate::engine::Engine::settle`]).
+    pub fn file_all_queued(&self) -> Result<usize, StoreError> {
+        self.unfiled.file_all()
     }
 
     /// Accepted events whose record is in memory and the inbox log only.
@@ -651,7 +710,7 @@ impl Store {
             // Accepted again since; the newer acceptance is noted itself.
             return Ok(Forgot::Nothing);
         }
-        if self.pending.contains_key(stored.seq.to_be_bytes())? {
+        if self.is_pending(stored.seq, &String::from_utf8_lossy(id))? {
             return Ok(Forgot::StillPending);
         }
         // Only the copy read here: the id may have just been accepted
@@ -753,7 +812,7 @@ mod tests {
         }
         assert_eq!(accepted.len(), 100, "every distinct event was accepted");
         assert!(accepted.values().all(|n| *n == 1), "and only once");
-        assert_eq!(store.pending_events(1000).unwrap().len(), 100);
+        assert_eq!(store.pending_len(), 100);
     }
 
     /// Acceptances of different ids run at once (each id has its lock
@@ -863,30 +922,51 @@ mod tests {
             .map(|v| v.to_vec())
     }
 
-    /// An accepted event's queue entry is a placeholder; readers of the
-    /// queue get the record from memory (an event whose request was
-    /// cancelled before its hand-over is found by the engine's scan).
-    #[tokio::test]
-    async fn a_queued_event_is_read_from_memory_behind_its_placeholder() {
-        let (_dir, store) = store();
-        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
-        store
-            .insert_events(std::slice::from_ref(&e), at(1000), Duration::from_secs(60))
-            .unwrap();
-        let queued = store.pending_events(10).unwrap();
-        assert_eq!(queued.len(), 1);
-        assert_eq!(queued[0].event, e);
-        assert_eq!(
-            unfiled::placeholder_id(&queue_value(&store, queued[0].seq).unwrap()),
-            Some(e.id.as_bytes())
-        );
-        assert_eq!(store.unfiled_len(), 1);
-        assert!(store.is_pending(queued[0].seq).unwrap());
+    /// The done notes in the inbox log of the store in `dir` (closed).
+    fn done_notes(dir: &std::path::Path) -> Vec<u64> {
+        let mut notes = Vec::new();
+        for (number, path) in super::super::inbox_log::segments(dir).unwrap() {
+            let bytes = std::fs::read(&path).unwrap();
+            let read = super::super::inbox_log::records(&path, number, &bytes);
+            assert!(read.with_done_notes);
+            notes.extend(
+                read.payloads
+                    .iter()
+                    .filter_map(|p| super::super::inbox_log::done_note(p)),
+            );
+        }
+        notes
+    }
 
-        store.mark_taken(queued[0].seq).unwrap();
+    /// An accepted event is queued in memory only, its record in the inbox
+    /// log; taking it writes nothing to sled's queue, and a done note to
+    /// the log.
+    #[tokio::test]
+    async fn an_accepted_event_is_kept_in_memory_and_its_take_noted_in_the_log() {
+        let (dir, store) = store();
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let offered = store
+            .accept_events(vec![e.clone()], at(1000), Duration::from_secs(60))
+            .unwrap();
+        store.commit_accepted(&offered).await.unwrap();
+        let Some(Offered::Accepted(stored)) = offered.into_iter().next() else {
+            panic!("not accepted");
+        };
+        assert!(store.pending_events(10).unwrap().is_empty(), "not in sled");
+        assert_eq!(queue_value(&store, stored.seq), None);
+        assert_eq!(store.unfiled_len(), 1);
+        assert_eq!(store.pending_len(), 1);
+        assert!(store.is_pending(stored.seq, &e.id).unwrap());
+        assert!(store.remembers_event(&e.id).unwrap());
+
+        store.mark_taken(stored.seq, &e.id).unwrap();
         assert_eq!(store.unfiled_len(), 0, "taking frees the memory");
-        assert!(!store.is_pending(queued[0].seq).unwrap());
-        assert!(store.pending_events(10).unwrap().is_empty());
+        assert!(!store.is_pending(stored.seq, &e.id).unwrap());
+        assert_eq!(store.pending_len(), 0);
+        // The note waits for a store flush that covers the event's effects.
+        store.commit().await.unwrap();
+        drop(store);
+        assert_eq!(done_notes(dir.path()), vec![stored.seq]);
     }
 
     /// Events the engine's hand-over had no room for are filed: their
@@ -896,21 +976,26 @@ mod tests {
         let (_dir, store) = store();
         let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
-        store
-            .insert_events(&[a, b.clone()], at(1000), Duration::from_secs(60))
+        let offered = store
+            .accept_events(
+                vec![a.clone(), b.clone()],
+                at(1000),
+                Duration::from_secs(60),
+            )
             .unwrap();
-        let queued = store.pending_events(10).unwrap();
-        store.file_queued(&[queued[1].seq]).unwrap();
+        let seqs: Vec<u64> = offered
+            .into_iter()
+            .map(|o| o.into_accepted().unwrap().seq)
+            .collect();
+        store.file_queued(&[(seqs[1], &b.id)]).unwrap();
         assert_eq!(store.unfiled_len(), 1);
-        assert!(store.is_pending(queued[0].seq).unwrap(), "kept in memory");
-        assert!(store.is_pending(queued[1].seq).unwrap(), "filed in sled");
-        let filed = queue_value(&store, queued[1].seq).unwrap();
+        assert!(store.is_pending(seqs[0], &a.id).unwrap(), "kept in memory");
+        assert!(store.is_pending(seqs[1], &b.id).unwrap(), "filed in sled");
+        let filed = queue_value(&store, seqs[1]).unwrap();
         assert_eq!(decode_record(&filed, "test").unwrap().event, b);
-        assert_eq!(
-            store.pending_events(10).unwrap(),
-            queued,
-            "the queue reads the same"
-        );
+        let queued = store.pending_events(10).unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].event, b);
     }
 
     /// A store whose every log batch seals its segment, with one event
@@ -956,53 +1041,78 @@ mod tests {
             .starts_with(b"{"));
     }
 
-    /// A restart after sled flushed the placeholders but before any
-    /// checkpoint: the log's replay puts the records of the events still
-    /// queued back into their entries, and leaves out those the engine was
-    /// done with.
+    /// Accept `events` as ingestion does (durable in the log, markers
+    /// written): their sequence numbers.
+    async fn accept_and_mark(store: &Store, events: &[Event], window: Duration) -> Vec<u64> {
+        let offered = store
+            .accept_events(events.to_vec(), at(1000), window)
+            .unwrap();
+        store.commit_accepted(&offered).await.unwrap();
+        offered
+            .into_iter()
+            .map(|o| o.into_accepted().expect("accepted").seq)
+            .collect()
+    }
+
+    /// A restart before any checkpoint: the log's replay queues the
+    /// records of the events the engine had not finished, and leaves out
+    /// the one it had (its done note).
     #[tokio::test]
-    async fn replay_fills_placeholders_and_skips_taken_events() {
+    async fn replay_queues_records_without_a_done_note_and_skips_taken_events() {
         let (dir, store) = store();
         let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
-        store
-            .accept_events(vec![a, b.clone()], at(1000), Duration::from_secs(60))
-            .unwrap();
-        store.commit_inbox().await.unwrap();
-        let queued = store.pending_events(10).unwrap();
-        store.mark_taken(queued[0].seq).unwrap();
-        // sled's own flush, as its flusher thread or a run's commit makes
-        // it: the placeholders go to disk, not the records.
-        store.commit.flush_blocking().unwrap();
-        assert!(unfiled::placeholder_id(&queue_value(&store, queued[1].seq).unwrap()).is_some());
+        let day = Duration::from_secs(86400);
+        let seqs = accept_and_mark(&store, &[a.clone(), b.clone()], day).await;
+        store.mark_taken(seqs[0], &a.id).unwrap();
+        // A run's commit: the done note may go to the log.
+        store.commit().await.unwrap();
+        assert!(
+            store.pending_events(10).unwrap().is_empty(),
+            "kept in memory"
+        );
         drop(store);
 
         let reopened = reopen(dir.path());
         let pending = reopened.pending_events(10).unwrap();
         assert_eq!(pending.len(), 1, "{pending:?}");
         assert_eq!(pending[0].event, b);
-        assert!(queue_value(&reopened, pending[0].seq)
-            .unwrap()
-            .starts_with(b"{"));
+        assert_eq!(pending[0].seq, seqs[1]);
         assert_eq!(reopened.unfiled_len(), 0);
+        assert!(reopened.remembers_event(&a.id).unwrap());
+        assert_eq!(
+            reopened.insert_events(&[a, b], at(1001), day).unwrap(),
+            vec![Insert::Duplicate, Insert::Duplicate]
+        );
+        assert_eq!(
+            reopened
+                .call_stats("+5215587654321")
+                .unwrap()
+                .calls
+                .get("call.missed"),
+            Some(&1),
+            "a call is counted once, replay or not"
+        );
     }
 
-    /// sled wrote an acceptance (placeholder, marker) to disk, but the
-    /// crash came before the inbox log synced its record, so it was never
-    /// answered 2xx: the provider's retry must be a new acceptance, not a
-    /// duplicate of an event nobody will process.
+    /// sled flushed on its own while an acceptance's log batch was still
+    /// unsynced, then the process died: the acceptance was never answered
+    /// 2xx, so nothing of it may stay in sled (a dedupe marker would turn
+    /// the provider's retry into a duplicate of an event nobody
+    /// processes). Markers are written after the sync.
     #[tokio::test]
-    async fn an_acceptance_whose_record_never_reached_the_log_is_undone_on_open() {
+    async fn an_acceptance_whose_record_never_reached_the_log_leaves_nothing_in_sled() {
         let (dir, store) = store();
         let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let day = Duration::from_secs(86400);
         store.accept_events(vec![e.clone()], at(1000), day).unwrap();
         store.commit.flush_blocking().unwrap();
+        assert!(!store.events.contains_key(e.id.as_bytes()).unwrap());
         drop(store);
         std::fs::remove_dir_all(dir.path().join(super::super::inbox_log::LOG_DIR)).unwrap();
 
         let reopened = reopen(dir.path());
-        assert_eq!(reopened.pending_len(), 0, "the placeholder is gone");
+        assert_eq!(reopened.pending_len(), 0);
         assert!(!reopened.remembers_event(&e.id).unwrap());
         assert_eq!(
             reopened
@@ -1014,57 +1124,89 @@ mod tests {
         assert_eq!(reopened.pending_events(10).unwrap()[0].event, e);
     }
 
-    /// sled kept the placeholder but not the marker written after it (it
-    /// recovers a prefix of its writes); the log holds the record, so the
-    /// event was acknowledged: after the replay it is queued and
-    /// remembered, and the queue's tidying keeps it.
+    /// The crash lost markers sled had not flushed: the replay writes them
+    /// again, for a finished event (done note) and for a queued one.
     #[tokio::test]
-    async fn replay_restores_the_marker_of_a_placeholder_the_crash_kept_alone() {
+    async fn replay_restores_markers_the_crash_lost() {
         let (dir, store) = store();
-        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
         let day = Duration::from_secs(86400);
-        store.accept_events(vec![e.clone()], at(1000), day).unwrap();
-        store.commit_inbox().await.unwrap();
-        store.events.remove(e.id.as_bytes()).unwrap();
-        store.commit.flush_blocking().unwrap();
+        let seqs = accept_and_mark(&store, &[a.clone(), b.clone()], day).await;
+        store.mark_taken(seqs[0], &a.id).unwrap();
+        for e in [&a, &b] {
+            store.events.remove(e.id.as_bytes()).unwrap();
+        }
+        // A run's commit: the done note may go to the log.
+        store.commit().await.unwrap();
         drop(store);
 
         let reopened = reopen(dir.path());
-        assert!(reopened.remembers_event(&e.id).unwrap(), "marker restored");
+        assert!(
+            reopened.remembers_event(&a.id).unwrap(),
+            "finished, remembered"
+        );
+        assert!(
+            reopened.remembers_event(&b.id).unwrap(),
+            "queued, remembered"
+        );
         let queued = reopened.pending_events(10).unwrap();
         assert_eq!(queued.len(), 1, "the acknowledged event is still queued");
-        assert_eq!(queued[0].event, e);
+        assert_eq!(queued[0].event, b);
         assert_eq!(
             reopened
-                .insert_events(std::slice::from_ref(&e), at(1001), day)
+                .insert_events(std::slice::from_ref(&a), at(1001), day)
                 .unwrap(),
             vec![Insert::Duplicate],
             "the provider's retry is a duplicate"
         );
     }
 
-    /// An event still queued behind its placeholder when its id was
-    /// accepted again (a dedupe window shorter than the engine's backlog):
-    /// the newer marker must not hide the older acceptance from replay.
+    /// A filed event the engine finished, whose queue removal the crash
+    /// lost: its done note removes the stale entry, so it is not processed
+    /// again.
     #[tokio::test]
-    async fn replay_fills_a_placeholder_whose_id_was_accepted_again() {
+    async fn a_done_note_removes_a_queue_entry_the_crash_kept() {
+        let (dir, store) = store();
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let seqs = accept_and_mark(&store, std::slice::from_ref(&e), Duration::from_secs(60)).await;
+        store.file_queued(&[(seqs[0], &e.id)]).unwrap();
+        let filed = queue_value(&store, seqs[0]).unwrap();
+        store.mark_taken(seqs[0], &e.id).unwrap();
+        assert_eq!(queue_value(&store, seqs[0]), None);
+        // As if sled had lost the removal.
+        store.pending.insert(seqs[0].to_be_bytes(), filed).unwrap();
+        // A run's commit: the done note may go to the log.
+        store.commit().await.unwrap();
+        drop(store);
+
+        let reopened = reopen(dir.path());
+        assert_eq!(reopened.pending_len(), 0);
+    }
+
+    /// The same id accepted twice within a sync (a dedupe window shorter
+    /// than the engine's backlog): both acceptances are replayed.
+    #[tokio::test]
+    async fn replay_queues_both_acceptances_of_an_id_accepted_again() {
         let (dir, store) = store();
         let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let second = Duration::from_secs(1);
-        store
-            .accept_events(vec![e.clone()], at(1000), second)
-            .unwrap();
-        store
-            .accept_events(vec![e.clone()], at(1005), second)
-            .unwrap();
+        let mut both = Vec::new();
+        for received in [1000, 1005] {
+            let offered = store
+                .accept_events(vec![e.clone()], at(received), second)
+                .unwrap();
+            both.push(
+                offered
+                    .into_iter()
+                    .next()
+                    .unwrap()
+                    .into_accepted()
+                    .unwrap()
+                    .seq,
+            );
+        }
         store.commit_inbox().await.unwrap();
-        let both: Vec<u64> = store
-            .pending_events(10)
-            .unwrap()
-            .iter()
-            .map(|s| s.seq)
-            .collect();
-        assert_eq!(both.len(), 2);
         store.commit.flush_blocking().unwrap();
         drop(store);
 
@@ -1076,6 +1218,105 @@ mod tests {
             .map(|s| s.seq)
             .collect();
         assert_eq!(queued, both, "both acceptances are still queued");
+    }
+
+    /// What an earlier version left after a crash: acceptances in sled
+    /// (sequence number, event, queued behind a placeholder, its dedupe
+    /// marker flushed too), and a log segment without done notes holding
+    /// `logged`'s records.
+    fn earlier_version_store(
+        dir: &std::path::Path,
+        accepted: &[(u64, &Event, bool, bool)],
+        logged: &[(u64, &Event)],
+    ) {
+        let store = Store::open(dir, 8 << 20).unwrap();
+        for (seq, event, queued, with_marker) in accepted {
+            if *queued {
+                let mut placeholder = vec![0];
+                placeholder.extend_from_slice(event.id.as_bytes());
+                store
+                    .pending
+                    .insert(seq.to_be_bytes(), placeholder)
+                    .unwrap();
+            }
+            if *with_marker {
+                store
+                    .events
+                    .insert(event.id.as_bytes(), marker(*seq, at(1000)))
+                    .unwrap();
+            }
+        }
+        store.flush_now().unwrap();
+        drop(store);
+        let records: Vec<Vec<u8>> = logged
+            .iter()
+            .map(|(seq, event)| stored_record(*seq, at(1000), event).unwrap().0)
+            .collect();
+        let payloads: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        super::super::inbox_log::write_earlier_version_segment(dir, 900, &payloads);
+    }
+
+    /// An earlier version's segment is replayed by its rules: a
+    /// placeholder gets its record, an event with no queue entry was
+    /// finished, and a placeholder whose record never reached the log
+    /// (never answered 2xx) is undone, marker and all.
+    #[test]
+    fn an_earlier_version_s_placeholders_are_filled_or_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let finished = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let queued = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        let marker_lost = wazzap_event("+5215511112222", "2026-05-14T14:32:11Z");
+        let unsynced = wazzap_event("+5215533334444", "2026-05-14T14:32:11Z");
+        earlier_version_store(
+            dir.path(),
+            &[
+                (100, &finished, false, true),
+                (101, &queued, true, true),
+                (102, &marker_lost, true, false),
+                (103, &unsynced, true, true),
+            ],
+            &[(100, &finished), (101, &queued), (102, &marker_lost)],
+        );
+        let reopened = reopen(dir.path());
+        let pending: Vec<(u64, Event)> = reopened
+            .pending_events(10)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.seq, s.event))
+            .collect();
+        assert_eq!(
+            pending,
+            vec![(101, queued.clone()), (102, marker_lost.clone())]
+        );
+        assert!(
+            reopened.remembers_event(&marker_lost.id).unwrap(),
+            "marker restored"
+        );
+        assert!(!reopened.remembers_event(&unsynced.id).unwrap(), "undone");
+        assert!(super::super::inbox_log::segments(dir.path())
+            .unwrap()
+            .is_empty());
+    }
+
+    /// An earlier version's queue entry whose id was accepted again (the
+    /// newer marker is not its own) still gets its record.
+    #[test]
+    fn an_earlier_version_s_placeholder_behind_a_newer_marker_is_filled() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        earlier_version_store(
+            dir.path(),
+            &[(100, &e, true, false), (101, &e, true, true)],
+            &[(100, &e), (101, &e)],
+        );
+        let reopened = reopen(dir.path());
+        let queued: Vec<u64> = reopened
+            .pending_events(10)
+            .unwrap()
+            .iter()
+            .map(|s| s.seq)
+            .collect();
+        assert_eq!(queued, vec![100, 101]);
     }
 
     #[tokio::test]
@@ -1118,7 +1359,7 @@ mod tests {
             .insert_events(std::slice::from_ref(&e), at(1000), second)
             .unwrap();
         let seq = store.pending_events(10).unwrap()[0].seq;
-        store.mark_taken(seq).unwrap();
+        store.mark_taken(seq, &e.id).unwrap();
         // Past the window: a duplicate no longer, but still kept.
         assert_eq!(store.purge_expired(at(1000 + 300), second).unwrap(), 0);
         assert!(store.remembers_event(&e.id).unwrap());
@@ -1143,7 +1384,7 @@ mod tests {
         let (a, b) = accept_two(&store, hour);
         let taken = store.pending_events(10).unwrap().remove(0);
         assert_eq!(taken.event, a);
-        store.mark_taken(taken.seq).unwrap();
+        store.mark_taken(taken.seq, &taken.event.id).unwrap();
         assert_eq!(store.purge_expired(at(1000 + 3599), hour).unwrap(), 0);
         assert_eq!(store.purge_expired(at(1000 + 3601), hour).unwrap(), 1);
         assert!(!store.remembers_event(&a.id).unwrap());
@@ -1154,7 +1395,7 @@ mod tests {
         let still = store.pending_events(10).unwrap().remove(0);
         assert_eq!(still.event, b);
         // Its batch was kept for it: once taken, the next purge finds it.
-        store.mark_taken(still.seq).unwrap();
+        store.mark_taken(still.seq, &still.event.id).unwrap();
         assert_eq!(store.purge_expired(at(1000 + 3602), hour).unwrap(), 1);
         assert!(!store.remembers_event(&b.id).unwrap());
         assert_eq!(store.expiry_batches.tree().len(), 0, "no batch is left");
@@ -1170,7 +1411,7 @@ mod tests {
         let hour = Duration::from_secs(3600);
         let (a, b) = accept_two(&store, hour);
         for queued in store.pending_events(10).unwrap() {
-            store.mark_taken(queued.seq).unwrap();
+            store.mark_taken(queued.seq, &queued.event.id).unwrap();
         }
         store.expiry_batches.write_noted().unwrap();
         // A marker nobody can read, noted in a batch cut short after `a`.
@@ -1205,14 +1446,10 @@ mod tests {
         let (dir, store) = store();
         let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let hour = Duration::from_secs(3600);
-        store
-            .accept_events(vec![e.clone()], at(1000), hour)
-            .unwrap();
-        store.commit_inbox().await.unwrap();
-        store
-            .mark_taken(store.pending_events(10).unwrap()[0].seq)
-            .unwrap();
-        store.commit.flush_blocking().unwrap();
+        let seqs = accept_and_mark(&store, std::slice::from_ref(&e), hour).await;
+        store.mark_taken(seqs[0], &e.id).unwrap();
+        // A run's commit: the done note may go to the log.
+        store.commit().await.unwrap();
         assert_eq!(store.expiry_batches.noted_len(), 1, "noted in memory only");
         drop(store);
 
@@ -1229,9 +1466,8 @@ mod tests {
         let hour = Duration::from_secs(3600);
         let (dir, store, e) = accept_one_and_checkpoint(hour).await;
         assert_eq!(store.expiry_batches.noted_len(), 0);
-        store
-            .mark_taken(store.pending_events(10).unwrap()[0].seq)
-            .unwrap();
+        let filed = store.pending_events(10).unwrap().remove(0);
+        store.mark_taken(filed.seq, &filed.event.id).unwrap();
         store.commit.flush_blocking().unwrap();
         drop(store);
 
@@ -1298,7 +1534,9 @@ mod tests {
             .unwrap();
         let pending = store.pending_events(10).unwrap();
         assert_eq!(pending[0].event, e, "the queue holds the whole event");
-        store.mark_taken(pending[0].seq).unwrap();
+        store
+            .mark_taken(pending[0].seq, &pending[0].event.id)
+            .unwrap();
 
         let marker = store.events.get(e.id.as_bytes()).unwrap().unwrap();
         assert!(
@@ -1353,7 +1591,7 @@ mod tests {
             vec![Insert::Duplicate, Insert::Duplicate]
         );
         let queued = store.pending_events(10).unwrap().remove(0);
-        store.mark_taken(queued.seq).unwrap();
+        store.mark_taken(queued.seq, &queued.event.id).unwrap();
         assert_eq!(store.purge_expired(at(1000 + 3601), hour).unwrap(), 2);
         assert!(!store.remembers_event(&old.id).unwrap());
         assert!(!store.remembers_event(&new.id).unwrap());
@@ -1389,6 +1627,7 @@ mod tests {
         assert_eq!(json.as_bytes(), serde_json::to_vec(&event).unwrap());
         assert!(offered.next().unwrap().into_accepted().is_none());
         // Read back from the store, an event has no such bytes.
+        store.flush_now().unwrap();
         let read = store.pending_events(10).unwrap();
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].event, event);
@@ -1433,9 +1672,13 @@ mod tests {
                 .insert(10u64.to_be_bytes(), again.id.as_bytes())
                 .unwrap();
             let (record, _) = stored_record(11, at(1000), &again).unwrap();
-            store
-                .write_inbox_entry(&again, 11, at(1000), QueueEntry::Record(&record))
-                .unwrap();
+            let stored = StoredEvent {
+                seq: 11,
+                received_at: at(1000),
+                event: again.clone(),
+                event_json: None,
+            };
+            store.write_queued(&stored, &record).unwrap();
             store.flush_now().unwrap();
         }
         let store = reopen(dir.path());

@@ -115,14 +115,41 @@ const HEADER_BYTES: usize = 8;
 /// more records to join it.
 const BUSY_WITHIN: Duration = Duration::from_millis(1);
 const GATHER_WHEN_BUSY: Duration = Duration::from_micros(150);
+/// Events the engine finished wait at most about this long for a store
+/// flush that lets their done notes go to the log.
+const TAKES_FLUSHED_WITHIN: Duration = Duration::from_millis(500);
 /// How soon a failed checkpoint is tried again when no new segment is
 /// sealed meanwhile.
 const CHECKPOINT_RETRY: Duration = Duration::from_secs(5);
+/// Done notes with no batch to ride with are written within this long
+/// (and the writer looks that often when it has nothing else to do).
+const NOTES_WITHIN: Duration = Duration::from_millis(100);
+/// The first record of every segment this version writes: the segment
+/// holds done notes ([`done_note`]), so a replay may take a record with
+/// no note for an event the engine never finished. Segments without it
+/// were written by earlier versions, which marked finished events in
+/// sled's queue instead.
+const FORMAT_RECORD: &[u8] = b"\x01ringback inbox log: records and done notes";
+/// A done note's payload: this byte, then the sequence number (u64
+/// big-endian). A record is a JSON object and starts with `{`.
+const DONE_NOTE_TAG: u8 = 2;
 /// Checkpointed segments kept for reuse; more are deleted.
 const MAX_SPARES: usize = 2;
 /// A record longer than this cannot be a real one (the body limit is far
 /// smaller): reading stops there as at any corrupt record.
 const MAX_RECORD_BYTES: u32 = 64 * 1024 * 1024;
+
+/// What the store's flush is asked for (see [`InboxLog::start`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Flush {
+    /// Make sled hold everything the sealed segments hold (file the
+    /// records kept in memory, then flush): before segments are retired,
+    /// and after a failed log write.
+    Checkpoint,
+    /// Only flush sled, so that the done notes of events taken before it
+    /// may go to the log.
+    Takes,
+}
 
 /// One group of records written and synced together; what a writer waits
 /// on.
@@ -181,6 +208,9 @@ struct Shared {
     /// Told how long each batch's write and sync took (the disk wait every
     /// acknowledgement shares), when someone asked.
     observer: std::sync::RwLock<Option<WriteObserver>>,
+    /// Sequence numbers of events the engine finished whose done notes wait
+    /// for a store flush (see [`InboxLog::taken`]).
+    takes: Mutex<Vec<u64>>,
 }
 
 /// See [`InboxLog::observe_writes`].
@@ -194,19 +224,24 @@ struct State {
     /// Someone waits on `open`, even if it has no records (a duplicate
     /// waits for whatever was appended before it).
     wanted: bool,
+    /// When the oldest done note in `buffer` that nobody waits for was
+    /// appended: the writer writes it within [`NOTES_WITHIN`].
+    notes_since: Option<Instant>,
     stopping: bool,
 }
 
 impl InboxLog {
     /// Start the log in `data_dir/inbox-log`, sealing segments as
-    /// `sealing` says. `checkpoint` makes every sled write made so far
-    /// durable; it runs on the checkpoint thread after a segment is
-    /// sealed. Segments a previous process left are not touched: they are
-    /// the caller's to replay and then [`InboxLog::retire`].
+    /// `sealing` says. `flush_store` makes every sled write made so far
+    /// durable ([`Flush`] says what else); it runs on the checkpoint thread
+    /// after a segment is sealed and while takes wait, and on the writer's
+    /// after a failed write. Segments a previous process left are not
+    /// touched: they are the caller's to replay and then
+    /// [`InboxLog::retire`].
     pub(super) fn start(
         data_dir: &Path,
         sealing: Sealing,
-        checkpoint: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+        flush_store: impl Fn(Flush) -> Result<(), String> + Send + Sync + 'static,
     ) -> Result<InboxLog, StoreError> {
         let dir = data_dir.join(LOG_DIR);
         std::fs::create_dir_all(&dir)?;
@@ -227,19 +262,22 @@ impl InboxLog {
                 buffer: Vec::with_capacity(64 * 1024),
                 open: Batch::new(),
                 wanted: false,
+                notes_since: None,
                 stopping: false,
             }),
             wake: Condvar::new(),
             fail_writes: AtomicBool::new(false),
             spares: Mutex::new(spares),
             observer: std::sync::RwLock::new(None),
+            takes: Mutex::new(Vec::new()),
             dir,
         });
         let (sealed_tx, sealed_rx) = mpsc::channel::<PathBuf>();
-        let checkpoint: Arc<dyn Fn() -> Result<(), String> + Send + Sync> = Arc::new(checkpoint);
+        let flush_store: Arc<dyn Fn(Flush) -> Result<(), String> + Send + Sync> =
+            Arc::new(flush_store);
         let writer = {
             let shared = shared.clone();
-            let flush_store = checkpoint.clone();
+            let flush_store = flush_store.clone();
             std::thread::Builder::new()
                 .name("inbox-log".into())
                 .spawn(move || shared.write_forever(first_segment, sealed_tx, &*flush_store))?
@@ -248,7 +286,7 @@ impl InboxLog {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("inbox-checkpoint".into())
-                .spawn(move || checkpoint_forever(&shared, sealed_rx, &*checkpoint))?
+                .spawn(move || checkpoint_forever(&shared, sealed_rx, &*flush_store))?
         };
         Ok(InboxLog {
             shared,
@@ -266,6 +304,34 @@ impl InboxLog {
         s.buffer.extend_from_slice(&len.to_le_bytes());
         s.buffer.extend_from_slice(&[0; 4]);
         s.buffer.extend_from_slice(payload);
+    }
+
+    /// The engine is done with acceptance `seq`: its done note goes to the
+    /// log once a store flush that started after this call has ended, so
+    /// that everything the event caused in sled (runs, call state) is
+    /// durable before the note that says it needs nothing more. The flush
+    /// is a run's commit, a checkpoint, or the checkpoint thread's within
+    /// [`TAKES_FLUSHED_WITHIN`]. A note lost in a crash only means the
+    /// event is processed again after the restart (its runs replay from
+    /// their journal), as a queue removal sled had not flushed did before.
+    pub(super) fn taken(&self, seq: u64) {
+        self.shared.takes.lock().expect("takes lock").push(seq);
+    }
+
+    /// Run `flush` (a flush of the store); if it succeeds, the done notes
+    /// of the events taken before it go to the log.
+    pub(super) fn flushing<T, E>(&self, flush: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        self.shared.flushing(flush)
+    }
+
+    /// The takes waiting for a store flush, handed to the caller that is
+    /// about to start one: [`TakesInFlight::flushed`] once it succeeded.
+    /// Dropped without that (failed, cancelled), they wait again.
+    pub(super) fn takes_in_flight(&self) -> TakesInFlight<'_> {
+        TakesInFlight {
+            shared: &self.shared,
+            takes: std::mem::take(&mut *self.shared.takes.lock().expect("takes lock")),
+        }
     }
 
     /// The open batch: it holds every record appended so far that is not
@@ -318,7 +384,64 @@ impl Drop for InboxLog {
     }
 }
 
+/// See [`InboxLog::takes_in_flight`].
+pub(super) struct TakesInFlight<'a> {
+    shared: &'a Shared,
+    takes: Vec<u64>,
+}
+
+impl TakesInFlight<'_> {
+    /// The store flush succeeded: the done notes go to the log.
+    pub(super) fn flushed(mut self) {
+        self.shared
+            .append_done_notes(&std::mem::take(&mut self.takes));
+    }
+}
+
+impl Drop for TakesInFlight<'_> {
+    fn drop(&mut self) {
+        if !self.takes.is_empty() {
+            let mut takes = self.shared.takes.lock().expect("takes lock");
+            takes.append(&mut self.takes);
+        }
+    }
+}
+
 impl Shared {
+    fn has_takes(&self) -> bool {
+        !self.takes.lock().expect("takes lock").is_empty()
+    }
+
+    /// See [`InboxLog::flushing`].
+    fn flushing<T, E>(&self, flush: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let in_flight = TakesInFlight {
+            shared: self,
+            takes: std::mem::take(&mut *self.takes.lock().expect("takes lock")),
+        };
+        let result = flush();
+        if result.is_ok() {
+            in_flight.flushed();
+        }
+        result
+    }
+
+    /// Append a done note per sequence number. Nobody waits for them: they
+    /// ride with the next batch, or are written on their own within
+    /// [`NOTES_WITHIN`].
+    fn append_done_notes(&self, seqs: &[u64]) {
+        if seqs.is_empty() {
+            return;
+        }
+        let mut s = self.state.lock().expect("inbox log lock");
+        for seq in seqs {
+            s.buffer.extend_from_slice(&9u32.to_le_bytes());
+            s.buffer.extend_from_slice(&[0; 4]);
+            s.buffer.push(DONE_NOTE_TAG);
+            s.buffer.extend_from_slice(&seq.to_be_bytes());
+        }
+        s.notes_since.get_or_insert_with(Instant::now);
+    }
+
     /// The writer thread: take the open batch, write and sync it, report,
     /// repeat. Records arriving meanwhile form the next batch.
     ///
@@ -333,7 +456,7 @@ impl Shared {
         &self,
         first_segment: u64,
         sealed: mpsc::Sender<PathBuf>,
-        flush_store: &(dyn Fn() -> Result<(), String> + Send + Sync),
+        flush_store: &(dyn Fn(Flush) -> Result<(), String> + Send + Sync),
     ) {
         // Started by the first batch with records, so a store that never
         // takes an event leaves no file.
@@ -347,20 +470,24 @@ impl Shared {
             let work = {
                 let mut s = self.state.lock().expect("inbox log lock");
                 while !s.wanted && !s.stopping {
-                    match seal_at {
-                        None => s = self.wake.wait(s).expect("inbox log lock"),
-                        Some(at) => {
-                            let now = Instant::now();
-                            if now >= at {
-                                break;
-                            }
-                            s = self
-                                .wake
-                                .wait_timeout(s, at - now)
-                                .expect("inbox log lock")
-                                .0;
-                        }
+                    let now = Instant::now();
+                    let notes_at = s.notes_since.map(|since| since + NOTES_WITHIN);
+                    if seal_at.is_some_and(|at| now >= at) || notes_at.is_some_and(|at| now >= at) {
+                        break;
                     }
+                    // Notes do not wake the writer (a wake-up is a system
+                    // call, and under load notes ride with the batches):
+                    // an idle writer looks for them every NOTES_WITHIN.
+                    let wake_at = [seal_at, notes_at, Some(now + NOTES_WITHIN)]
+                        .into_iter()
+                        .flatten()
+                        .min()
+                        .unwrap_or(now);
+                    s = self
+                        .wake
+                        .wait_timeout(s, wake_at - now)
+                        .expect("inbox log lock")
+                        .0;
                 }
                 if s.stopping && !s.wanted && s.buffer.is_empty() {
                     return;
@@ -375,26 +502,32 @@ impl Shared {
                     std::thread::sleep(GATHER_WHEN_BUSY);
                     s = self.state.lock().expect("inbox log lock");
                 }
-                if s.wanted || s.stopping {
-                    s.wanted = false;
+                let notes_due = s
+                    .notes_since
+                    .is_some_and(|since| since.elapsed() >= NOTES_WITHIN);
+                if s.wanted || s.stopping || notes_due {
+                    let awaited = std::mem::replace(&mut s.wanted, false);
+                    s.notes_since = None;
                     let bytes = std::mem::replace(&mut s.buffer, std::mem::take(&mut free_buffer));
-                    Some((bytes, std::mem::replace(&mut s.open, Batch::new())))
+                    Some((bytes, std::mem::replace(&mut s.open, Batch::new()), awaited))
                 } else {
                     None // only time to seal the segment
                 }
             };
             let mut failed = false;
-            if let Some((mut bytes, batch)) = work {
+            if let Some((mut bytes, batch, awaited)) = work {
                 let result = if bytes.is_empty() && !store_flush_owed {
                     Ok(())
                 } else {
                     let started = Instant::now();
                     let written = self.write_batch(&mut segment, &mut next_number, &mut bytes);
                     // Failed writes too: a disk that stalls and then fails
-                    // is the one to see.
-                    if let (Some(observe), false) = (
+                    // is the one to see. Only writes someone waits for (not
+                    // done notes written on their own).
+                    if let (Some(observe), false, true) = (
                         self.observer.read().expect("observer lock").as_ref(),
                         bytes.is_empty(),
+                        awaited,
                     ) {
                         observe(started.elapsed());
                     }
@@ -405,7 +538,7 @@ impl Shared {
                         }
                         last_sync = Some(Instant::now());
                         if store_flush_owed {
-                            flush_store()?;
+                            self.flushing(|| flush_store(Flush::Checkpoint))?;
                             store_flush_owed = false;
                         }
                         Ok(())
@@ -462,7 +595,8 @@ impl Shared {
             }
         };
         fill_checksums(bytes, current.number);
-        current.write_and_sync(bytes)
+        let format_record = (current.len == 0).then(|| framed(current.number, FORMAT_RECORD));
+        current.write_and_sync(format_record.as_deref(), bytes)
     }
 
     /// A checkpointed segment: kept as a spare if there are few, else
@@ -488,44 +622,52 @@ impl Shared {
 /// A checkpoint that fails keeps its segments and is tried again with the
 /// next one, or after [`CHECKPOINT_RETRY`]: a segment left behind would be
 /// replayed on the next start long after its events were processed.
+/// Between checkpoints, flush sled every [`TAKES_FLUSHED_WITHIN`] while
+/// takes wait for their done notes and nothing else flushed it.
 fn checkpoint_forever(
     shared: &Shared,
     sealed: mpsc::Receiver<PathBuf>,
-    checkpoint: &(dyn Fn() -> Result<(), String> + Send + Sync),
+    flush_store: &(dyn Fn(Flush) -> Result<(), String> + Send + Sync),
 ) {
     let mut waiting: Vec<PathBuf> = Vec::new();
+    let mut retry_at: Option<Instant> = None;
     loop {
-        let next = if waiting.is_empty() {
-            sealed
-                .recv()
-                .map_err(|_| mpsc::RecvTimeoutError::Disconnected)
-        } else {
-            sealed.recv_timeout(CHECKPOINT_RETRY)
-        };
-        let writer_gone = match next {
+        let writer_gone = match sealed.recv_timeout(TAKES_FLUSHED_WITHIN) {
             Ok(path) => {
                 waiting.push(path);
+                retry_at = None; // a new segment: try again now
                 false
             }
             Err(mpsc::RecvTimeoutError::Timeout) => false,
             Err(mpsc::RecvTimeoutError::Disconnected) => true,
         };
         waiting.extend(sealed.try_iter());
-        if waiting.is_empty() {
-            return; // the writer is gone and nothing is left
-        }
-        match checkpoint() {
-            Ok(()) => {
-                for path in waiting.drain(..) {
-                    shared.retire(&path);
+        let checkpoint_due =
+            !waiting.is_empty() && (writer_gone || retry_at.is_none_or(|at| Instant::now() >= at));
+        if checkpoint_due {
+            match shared.flushing(|| flush_store(Flush::Checkpoint)) {
+                Ok(()) => {
+                    for path in waiting.drain(..) {
+                        shared.retire(&path);
+                    }
+                }
+                // Stopping: the next start replays what is left.
+                Err(e) if writer_gone => {
+                    tracing::error!(error = %e, "inbox log checkpoint failed while stopping");
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "inbox log checkpoint failed; trying again");
+                    retry_at = Some(Instant::now() + CHECKPOINT_RETRY);
                 }
             }
-            // Stopping: the next start replays what is left.
-            Err(e) if writer_gone => {
-                tracing::error!(error = %e, "inbox log checkpoint failed while stopping");
-                return;
+        } else if !writer_gone && shared.has_takes() {
+            if let Err(e) = shared.flushing(|| flush_store(Flush::Takes)) {
+                tracing::warn!(error = %e, "cannot flush the store for the engine's done notes; trying again");
             }
-            Err(e) => tracing::error!(error = %e, "inbox log checkpoint failed; trying again"),
+        }
+        if writer_gone && waiting.is_empty() {
+            return;
         }
     }
 }
@@ -571,12 +713,15 @@ impl Segment {
         self.first_write.map(|first| first + age)
     }
 
-    fn write_and_sync(&mut self, bytes: &[u8]) -> Result<(), String> {
+    /// Write `first` (if any) and `bytes`, then sync.
+    fn write_and_sync(&mut self, first: Option<&[u8]>, bytes: &[u8]) -> Result<(), String> {
+        let first = first.unwrap_or_default();
         self.file
-            .write_all(bytes)
+            .write_all(first)
+            .and_then(|()| self.file.write_all(bytes))
             .and_then(|()| self.file.sync_data())
             .map_err(|e| e.to_string())?;
-        self.len += bytes.len() as u64;
+        self.len += (first.len() + bytes.len()) as u64;
         self.first_write.get_or_insert_with(Instant::now);
         Ok(())
     }
@@ -638,6 +783,15 @@ fn checksum(number: u64, payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// `payload` as one record of segment `number`, header and all.
+fn framed(number: u64, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&checksum(number, payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
 /// Fill in the checksum of every record in `bytes` (as [`InboxLog::append`]
 /// laid them out) for segment `number`.
 fn fill_checksums(bytes: &mut [u8], number: u64) {
@@ -671,12 +825,50 @@ pub(super) fn segments(data_dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreErro
     Ok(found)
 }
 
+/// What one segment holds.
+#[derive(Debug, PartialEq)]
+pub(super) struct Contents<'b> {
+    /// The segment holds done notes (this version wrote it): an event
+    /// whose record has no note anywhere in the log was not finished.
+    /// Without them (earlier versions), sled's queue tells.
+    pub with_done_notes: bool,
+    /// Stored events and done notes ([`done_note`]) in order, the format
+    /// record left out.
+    pub payloads: Vec<&'b [u8]>,
+}
+
 /// The complete records of segment `number` (its file at `path`, its
 /// contents `bytes`), in order; reading stops at the first record that is
 /// cut short or fails its checksum.
-pub(super) fn records<'b>(path: &Path, number: u64, bytes: &'b [u8]) -> Vec<&'b [u8]> {
+pub(super) fn records<'b>(path: &Path, number: u64, bytes: &'b [u8]) -> Contents<'b> {
     let legacy = path.extension().is_some_and(|e| e == "log");
-    read_records(bytes, if legacy { None } else { Some(number) })
+    let mut payloads = read_records(bytes, if legacy { None } else { Some(number) });
+    let with_done_notes = payloads.first() == Some(&FORMAT_RECORD);
+    if with_done_notes {
+        payloads.remove(0);
+    }
+    Contents {
+        with_done_notes,
+        payloads,
+    }
+}
+
+/// Write segment `number` into `data_dir`'s log as an earlier version
+/// wrote it: `payloads` as records, no format record, no done notes.
+#[cfg(test)]
+pub(super) fn write_earlier_version_segment(data_dir: &Path, number: u64, payloads: &[&[u8]]) {
+    let dir = data_dir.join(LOG_DIR);
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes: Vec<u8> = payloads.iter().flat_map(|p| framed(number, p)).collect();
+    std::fs::write(segment_path(&dir, number), bytes).unwrap();
+}
+
+/// The sequence number a done note names, if `payload` is one.
+pub(super) fn done_note(payload: &[u8]) -> Option<u64> {
+    match payload {
+        [DONE_NOTE_TAG, seq @ ..] => Some(u64::from_be_bytes(seq.try_into().ok()?)),
+        _ => None,
+    }
 }
 
 /// The records of `bytes`, whose checksums cover `number` then the
@@ -730,10 +922,9 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         let (number, path) = &found[0];
         let bytes = std::fs::read(path).unwrap();
-        records(path, *number, &bytes)
-            .into_iter()
-            .map(<[u8]>::to_vec)
-            .collect()
+        let read = records(path, *number, &bytes);
+        assert!(read.with_done_notes, "written by this version");
+        read.payloads.into_iter().map(<[u8]>::to_vec).collect()
     }
 
     #[test]
@@ -787,14 +978,18 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(segments(dir.path()).unwrap(), vec![(4, path.clone())]);
-        assert_eq!(records(&path, 4, &bytes), vec![&b"kept!"[..]]);
-        assert!(records(&path.with_extension("wal"), 4, &bytes).is_empty());
+        let read = records(&path, 4, &bytes);
+        assert_eq!(read.payloads, vec![&b"kept!"[..]]);
+        assert!(!read.with_done_notes);
+        assert!(records(&path.with_extension("wal"), 4, &bytes)
+            .payloads
+            .is_empty());
     }
 
     #[tokio::test]
     async fn a_batch_is_durable_once_its_bytes_are_in_the_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let log = InboxLog::start(dir.path(), Sealing::DEFAULT, || Ok(())).unwrap();
+        let log = InboxLog::start(dir.path(), Sealing::DEFAULT, |_| Ok(())).unwrap();
         log.append(b"one");
         log.append(b"two");
         log.batch().durable().await.unwrap();
@@ -806,10 +1001,77 @@ mod tests {
         log.batch().durable().await.unwrap();
     }
 
+    /// A done note goes to the log only after a store flush that started
+    /// after the take: before it, the event's effects may be in sled's
+    /// memory only, and a note on disk would tell a replay to skip an
+    /// event whose runs a crash lost.
+    #[tokio::test]
+    async fn a_done_note_waits_for_a_store_flush_after_the_take() {
+        let dir = tempfile::tempdir().unwrap();
+        // The checkpoint thread's own flushes fail: only the test's count.
+        let log = InboxLog::start(dir.path(), Sealing::DEFAULT, |flush| match flush {
+            Flush::Takes => Err("not in this test".into()),
+            Flush::Checkpoint => Ok(()),
+        })
+        .unwrap();
+        log.append(b"{}");
+        log.batch().durable().await.unwrap();
+        log.taken(7);
+        log.append(b"{\"later\":1}");
+        log.batch().durable().await.unwrap();
+        assert_eq!(
+            only_segment(dir.path()),
+            vec![b"{}".to_vec(), b"{\"later\":1}".to_vec()],
+            "no note before a flush"
+        );
+        let failed: Result<(), &str> = log.flushing(|| Err("flush failed"));
+        assert!(failed.is_err());
+        log.batch().durable().await.unwrap();
+        assert_eq!(only_segment(dir.path()).len(), 2, "nor after a failed one");
+        // (The checkpoint thread may hold the take for a moment while its
+        // own flush fails: then the next flush releases it.)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let written = loop {
+            log.flushing(|| Ok::<(), ()>(())).unwrap();
+            log.batch().durable().await.unwrap();
+            let written = only_segment(dir.path());
+            if written.len() == 3 || Instant::now() > deadline {
+                break written;
+            }
+        };
+        assert_eq!(written.len(), 3);
+        assert_eq!(done_note(&written[2]), Some(7));
+        assert_eq!(done_note(&written[0]), None, "a record is not a note");
+    }
+
+    /// Notes nobody waits for are written on their own, soon.
+    #[tokio::test]
+    async fn done_notes_are_written_without_a_batch_to_ride_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = InboxLog::start(dir.path(), Sealing::DEFAULT, |_| Ok(())).unwrap();
+        log.taken(41);
+        log.taken(42);
+        log.flushing(|| Ok::<(), ()>(())).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let found = segments(dir.path()).unwrap();
+            if !found.is_empty() && only_segment(dir.path()).len() == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the notes were never written");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let notes: Vec<Option<u64>> = only_segment(dir.path())
+            .iter()
+            .map(|p| done_note(p))
+            .collect();
+        assert_eq!(notes, vec![Some(41), Some(42)]);
+    }
+
     #[tokio::test]
     async fn a_failed_batch_fails_its_waiters_and_later_records_go_to_a_new_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let log = InboxLog::start(dir.path(), Sealing::DEFAULT, || Ok(())).unwrap();
+        let log = InboxLog::start(dir.path(), Sealing::DEFAULT, |_| Ok(())).unwrap();
         log.set_fail_writes(true);
         log.append(b"lost");
         let failed = log.batch().durable().await;
@@ -825,7 +1087,7 @@ mod tests {
         let (number, path) = found.last().unwrap();
         assert_eq!(*number, 2, "a new segment after the failure");
         let last = std::fs::read(path).unwrap();
-        assert_eq!(records(path, *number, &last), vec![&b"kept"[..]]);
+        assert_eq!(records(path, *number, &last).payloads, vec![&b"kept"[..]]);
     }
 
     #[tokio::test]
@@ -833,7 +1095,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let checkpoints = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counted = checkpoints.clone();
-        let log = InboxLog::start(dir.path(), EVERY_BATCH_SEALS, move || {
+        let log = InboxLog::start(dir.path(), EVERY_BATCH_SEALS, move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
             Ok(())
         })
@@ -865,7 +1127,7 @@ mod tests {
         let checkpoint_ok = Arc::new(AtomicBool::new(true));
         let log = {
             let ok = checkpoint_ok.clone();
-            InboxLog::start(dir.path(), EVERY_BATCH_SEALS, move || {
+            InboxLog::start(dir.path(), EVERY_BATCH_SEALS, move |_| {
                 match ok.load(Ordering::SeqCst) {
                     true => Ok(()),
                     false => Err("kept for the test".into()),
@@ -899,8 +1161,8 @@ mod tests {
         let meta = std::fs::metadata(&path).unwrap();
         assert_eq!(meta.ino(), spare_inode, "segment 2 is the spare file");
         assert_eq!(
-            meta.len(),
-            2 * (8 + 9),
+            meta.len() as usize,
+            (8 + FORMAT_RECORD.len()) + 2 * (8 + 9),
             "the earlier second record is still behind"
         );
         assert_eq!(only_segment(dir.path()), vec![b"new first".to_vec()]);
@@ -912,7 +1174,7 @@ mod tests {
     #[tokio::test]
     async fn after_a_restart_new_segments_are_numbered_above_the_spares() {
         let dir = tempfile::tempdir().unwrap();
-        let log = InboxLog::start(dir.path(), EVERY_BATCH_SEALS, || Ok(())).unwrap();
+        let log = InboxLog::start(dir.path(), EVERY_BATCH_SEALS, |_| Ok(())).unwrap();
         for payload in [&b"first"[..], b"second", b"third"] {
             log.append(payload);
             log.batch().durable().await.unwrap();
@@ -927,7 +1189,7 @@ mod tests {
         let highest = spares.iter().filter_map(|p| spare_number(p)).max().unwrap();
         assert!((2..=3).contains(&highest), "{spares:?}");
 
-        let log = InboxLog::start(dir.path(), Sealing::DEFAULT, || Ok(())).unwrap();
+        let log = InboxLog::start(dir.path(), Sealing::DEFAULT, |_| Ok(())).unwrap();
         log.append(b"after the restart");
         log.batch().durable().await.unwrap();
         drop(log);
@@ -944,7 +1206,7 @@ mod tests {
     async fn a_failed_checkpoint_keeps_the_segments() {
         let dir = tempfile::tempdir().unwrap();
         let log =
-            InboxLog::start(dir.path(), EVERY_BATCH_SEALS, || Err("disk gone".into())).unwrap();
+            InboxLog::start(dir.path(), EVERY_BATCH_SEALS, |_| Err("disk gone".into())).unwrap();
         log.append(b"kept for the replay");
         log.batch().durable().await.unwrap();
         drop(log);
@@ -962,7 +1224,7 @@ mod tests {
             age: Duration::from_millis(50),
         };
         let (checkpointed, seen) = std::sync::mpsc::channel();
-        let log = InboxLog::start(dir.path(), sealing, move || {
+        let log = InboxLog::start(dir.path(), sealing, move |_| {
             let _ = checkpointed.send(());
             Ok(())
         })
@@ -985,7 +1247,7 @@ mod tests {
         let flushes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let log = {
             let (store_ok, flushes) = (store_ok.clone(), flushes.clone());
-            InboxLog::start(dir.path(), Sealing::DEFAULT, move || {
+            InboxLog::start(dir.path(), Sealing::DEFAULT, move |_| {
                 flushes.fetch_add(1, Ordering::SeqCst);
                 match store_ok.load(Ordering::SeqCst) {
                     true => Ok(()),

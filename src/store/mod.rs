@@ -158,12 +158,9 @@ pub struct StoreParts {
     commit: std::sync::Arc<commit::GroupCommit>,
     /// What ingestion waits on before its 2xx (see `inbox_log.rs`).
     inbox_log: inbox_log::InboxLog,
-    /// Records of queued events whose `pending` entry is a placeholder
-    /// (see `unfiled.rs`).
+    /// Accepted events' records not filed in `pending`, and their owed
+    /// dedupe markers, under one lock stripe per id (see `unfiled.rs`).
     unfiled: std::sync::Arc<unfiled::Unfiled>,
-    /// An accepted event's inbox writes hold the stripe of its id (see
-    /// the module docs).
-    inbox_stripes: Box<[std::sync::Mutex<()>]>,
     /// Changes to a contact hold the stripe of its phone (`contacts.rs`).
     contact_locks: Box<[std::sync::Mutex<()>]>,
 }
@@ -210,29 +207,45 @@ impl Store {
         // writes segments numbered after it.
         let left_over = inbox_log::segments(dir)?;
         let pending = db.open_tree(TREE_PENDING)?;
-        let unfiled = std::sync::Arc::new(unfiled::Unfiled::new(pending.clone()));
+        let events = db.open_tree(TREE_EVENTS)?;
+        let call_stats = db.open_tree(TREE_CALL_STATS)?;
         let expiry_batches = std::sync::Arc::new(expiry::ExpiryBatches::new(
             db.clone(),
             db.open_tree(TREE_EXPIRY_BATCHES)?,
         ));
+        let unfiled = std::sync::Arc::new(unfiled::Unfiled::new(
+            unfiled::InboxTrees {
+                pending: pending.clone(),
+                events: events.clone(),
+                call_stats: call_stats.clone(),
+                expiry_batches: expiry_batches.clone(),
+            },
+            INBOX_LOCK_STRIPES,
+        ));
         let inbox_log = {
             let (commit, unfiled, expiry_batches) =
                 (commit.clone(), unfiled.clone(), expiry_batches.clone());
-            // A checkpoint (and the recovery from a failed log write).
-            inbox_log::InboxLog::start(dir, sealing, move || {
-                write_back_and_flush(&unfiled, &expiry_batches, &commit).map_err(|e| e.to_string())
+            inbox_log::InboxLog::start(dir, sealing, move |flush| {
+                match flush {
+                    // A checkpoint (and the recovery from a failed log write).
+                    inbox_log::Flush::Checkpoint => {
+                        write_back_and_flush(&unfiled, &expiry_batches, &commit)
+                    }
+                    inbox_log::Flush::Takes => commit.flush_blocking(),
+                }
+                .map_err(|e| e.to_string())
             })?
         };
         let waits = db.open_tree(TREE_WAITS)?;
         let store = Store(std::sync::Arc::new(StoreParts {
-            events: db.open_tree(TREE_EVENTS)?,
+            events,
             pending,
             unfiled,
             expiry: db.open_tree(TREE_EXPIRY)?,
             expiry_batches,
             contacts: db.open_tree(TREE_CONTACTS)?,
             tags: db.open_tree(TREE_TAGS)?,
-            call_stats: db.open_tree(TREE_CALL_STATS)?,
+            call_stats,
             executions: db.open_tree(TREE_EXECUTIONS)?,
             windows: db.open_tree(TREE_WINDOWS)?,
             runs_by_seq: db.open_tree(TREE_RUNS_BY_SEQ)?,
@@ -245,7 +258,6 @@ impl Store {
             calls: db.open_tree(TREE_CALLS)?,
             commit,
             inbox_log,
-            inbox_stripes: stripes(INBOX_LOCK_STRIPES),
             contact_locks: stripes(CONTACT_LOCK_STRIPES),
             db,
         }));
@@ -275,7 +287,12 @@ impl Store {
     /// Wait until every write made before this call is on disk (see the
     /// module docs). Concurrent callers share one flush.
     pub async fn commit(&self) -> Result<(), StoreError> {
-        self.commit.commit().await
+        // Events the engine finished before this call: their done notes
+        // may go to the inbox log once this flush covers their effects.
+        let takes = self.inbox_log.takes_in_flight();
+        self.commit.commit().await?;
+        takes.flushed();
+        Ok(())
     }
 
     /// Wait until every inbox write made before this call is durable,
@@ -299,7 +316,8 @@ impl Store {
     /// cleaner's notes written, so the folder holds them in sled, not only
     /// in the inbox log.
     pub fn flush_now(&self) -> Result<(), StoreError> {
-        write_back_and_flush(&self.unfiled, &self.expiry_batches, &self.commit)
+        self.inbox_log
+            .flushing(|| write_back_and_flush(&self.unfiled, &self.expiry_batches, &self.commit))
     }
 
     /// Make every following commit fail (or stop failing), as a full or
