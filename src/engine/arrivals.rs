@@ -1,15 +1,15 @@
 //! Accepted events handed from ingestion to the engine in memory.
 //!
-//! Every accepted event is in the store's `pending` queue before its 2xx,
-//! so the queue alone is enough to process it, and it is what start-up
-//! reads. But reading it back costs a lookup and a JSON decode per event,
-//! which under load was a tenth of the engine's time. So ingestion also
-//! passes the events it just stored straight to the dispatcher through
-//! this bounded queue. When the queue is full the events are dropped from
-//! it (not from the store), their records are filed into the stored queue
-//! (the store keeps a placeholder's record in memory otherwise; see
-//! `store/unfiled.rs`), and the dispatcher is told to read the stored
-//! queue again, so a burst costs memory only up to [`CAPACITY`].
+//! An accepted event's record is durable in the store's inbox log before
+//! its 2xx, and kept in memory by the store (`store/unfiled.rs`), which
+//! files it into its stored `pending` queue only when it must (reading it
+//! back would cost a lookup and a JSON decode per event, which under load
+//! was a tenth of the engine's time). So ingestion passes the events it
+//! just stored straight to the dispatcher through this bounded queue.
+//! When the queue is full the events are dropped from it (not from the
+//! store), their records are filed into the stored queue, and the
+//! dispatcher is told to read the stored queue again, so a burst costs
+//! memory only up to [`CAPACITY`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};

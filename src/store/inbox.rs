@@ -61,8 +61,9 @@ fn stored_record(
 }
 
 /// An accepted event's dedupe marker, its value in the `events` tree: when
-/// it arrived and its sequence number, not the event itself (which the
-/// `pending` queue holds until the engine takes it), written compact
+/// it arrived and its sequence number, not the event itself (which memory,
+/// the inbox log and, if filed, the `pending` queue hold until the engine
+/// takes it), written compact
 /// (`compact.rs`). Earlier versions wrote the same two fields as JSON, and
 /// before that the whole [`StoredEvent`]; decoding reads both (the two
 /// fields of the latter, skipping the rest). As JSON it is also the head
@@ -469,13 +470,15 @@ impl Store {
     /// Tidy the queue at start-up, after the log's replay and before
     /// anything writes to the inbox:
     ///
-    /// - undo acceptances still queued behind a placeholder: the replay
-    ///   found no record for them, so the crash came before the log synced
-    ///   it and they were never answered 2xx (their markers go too, so the
-    ///   provider's retry is accepted);
-    /// - remove entries whose event is not stored: a crash in the middle of
-    ///   an inbox write leaves them (the event was never answered 2xx, so
-    ///   its sender retries; during a write the entry precedes its event);
+    /// - undo acceptances an earlier version queued behind a placeholder
+    ///   that are still there: the replay found no record for them, so the
+    ///   crash came before the log synced it and they were never answered
+    ///   2xx (their markers go too, so the provider's retry is accepted);
+    /// - remove entries whose event has no marker: a crash in the middle
+    ///   of an earlier version's inbox write (or of the replay of its
+    ///   segment) leaves them (the event was never answered 2xx, so its
+    ///   sender retries; during such a write the entry precedes its
+    ///   marker);
     /// - convert entries of the earlier layout (value: the event id, the
     ///   record in `events`) to the current one (value: the record), so
     ///   that nothing later meets them: once running, accepting the same

@@ -9,40 +9,55 @@
 //! hand-offs per group of requests and a wide spread (p50 0.6 ms, p99
 //! 6.7 ms at 2,000 events/s), which every 2xx waited for up to twice.
 //!
-//! Ingestion still writes the inbox's sled trees (so the dedupe check, the
-//! engine's queue and the admin API see every accepted event), with a
-//! placeholder for the queued record, which stays in memory
-//! (`unfiled.rs`); what it waits for is an append of the stored record to
-//! this log: one `write` and one `fdatasync` on a dedicated
-//! thread for every group of records that arrived while the previous
-//! group was being written (group commit). sled is flushed in the
-//! background (its own flusher, every other [`super::Store::commit`], and
-//! the checkpoints below), so its writes are off the acknowledgement's path.
+//! Ingestion writes nothing to sled before the 2xx: the accepted event's
+//! record is kept in memory (`unfiled.rs`) and appended to this log, and
+//! what the request waits for is one `write` and one `fdatasync` on a
+//! dedicated thread for every group of records that arrived while the
+//! previous group was being written (group commit). Then the request
+//! writes the event's dedupe marker into sled and hands the event to the
+//! engine. sled is flushed in the background (its own flusher, the runs'
+//! commits, and the checkpoints below), off the acknowledgement's path.
+//!
+//! # Done notes
+//!
+//! When the engine has finished an event, a *done note* (its sequence
+//! number) is appended to the log, so that a replay after a crash knows
+//! not to queue that record again. The note is appended only after a sled
+//! flush that started after the engine finished ([`InboxLog::taken`]):
+//! everything the event caused in sled (its runs' journal, its call
+//! state) is durable before the note that says the event needs nothing
+//! more. Nobody waits for a note: it rides with the next batch, or is
+//! written on its own within [`NOTES_WITHIN`]. A note lost in a crash
+//! means the event is processed again (its runs replay from their
+//! journal).
 //!
 //! # Invariants
 //!
-//! - A record is appended *after* its event's sled writes, and after the
-//!   record is kept in memory, by the thread that made them (under the
-//!   event id's inbox lock). So a
-//!   checkpoint that starts after a segment was sealed (on its own thread,
-//!   so the appends never wait for sled) finds every record of it that
-//!   sled holds only as a placeholder, files it, writes the dedupe
-//!   cleaner's notes of its events (`expiry.rs`), and flushes sled: the
-//!   flush covers every record of the segment, which can then be retired.
+//! - A record is appended after it is kept in memory, by the thread that
+//!   keeps it (under the event id's lock stripe). So a checkpoint that
+//!   starts after a segment was sealed (on its own thread, so the appends
+//!   never wait for sled) finds every record of it that is neither filed
+//!   nor finished, writes its marker if that is owed, files it into
+//!   sled's queue, writes the dedupe cleaner's notes (`expiry.rs`), and
+//!   flushes sled: the flush covers every record of the segment, which can
+//!   then be retired.
 //! - A record's batch reports success only after `fdatasync` of the bytes
 //!   that hold it returned. A failed write or sync fails the whole batch
 //!   (its requests get a 503 and the provider retries); the log moves on to
 //!   a new segment (failing every batch until it has one), so no later
 //!   record sits behind a torn one; and no later batch succeeds until a
-//!   store flush has made the failed batch's records durable in sled,
+//!   checkpoint has made the failed batch's records durable in sled,
 //!   since a duplicate of one of them waits on a later batch.
-//! - On open, every record of every remaining segment whose event sled
-//!   does not have is written back into sled's inbox trees (the crash came
-//!   before sled flushed it), and every record whose queue entry is still
-//!   a placeholder is put into it; then sled is flushed and the segments
-//!   are retired. Reading a segment stops at its first incomplete or corrupt
-//!   record: that can only be the tail a crash cut off, or the end of a
-//!   segment whose last write failed, and neither batch was acknowledged.
+//! - On open, every record of every remaining segment is replayed: one
+//!   with a done note anywhere in the log gets its dedupe marker back if
+//!   the crash lost it, and any queue entry it left goes; one without is
+//!   written into sled's queue, with its marker. Then sled is flushed and
+//!   the segments are retired. Segments written by earlier versions (no
+//!   format record, no notes) are replayed by their rules: their events
+//!   were queued behind placeholders in sled (`inbox.rs`). Reading a
+//!   segment stops at its first incomplete or corrupt record: that can
+//!   only be the tail a crash cut off, or the end of a segment whose last
+//!   write failed, and neither batch was acknowledged.
 //! - A segment lives at most about [`Sealing::age`] plus one checkpoint
 //!   (failed checkpoints are retried), and the inbox keeps every event at
 //!   least ten minutes whatever the dedupe window, so a replay never
@@ -67,11 +82,13 @@
 //! A folder `inbox-log/` inside the data directory, with segments named
 //! by a 12-digit number and `.wal`, each a sequence of records:
 //! `u32 length (LE) | u32 CRC-32 (LE) | payload`, where the checksum
-//! covers the segment's number (u64 LE) then the payload, and the payload
-//! is the stored event's JSON, the same bytes as its value in the `pending`
-//! tree. Segments ending in `.log` were written by earlier versions, whose
-//! checksum covered the payload alone (never recycled); they are still
-//! replayed.
+//! covers the segment's number (u64 LE) then the payload. The first
+//! payload is [`FORMAT_RECORD`]; then each is either a stored event's JSON
+//! (the same bytes as its value in the `pending` tree when it is filed)
+//! or a done note (a `2` byte and the sequence number, u64 big-endian).
+//! Segments without the format record were written by earlier versions
+//! (records only); those ending in `.log` also checksum the payload alone
+//! (never recycled). Both are still replayed.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -446,12 +463,13 @@ impl Shared {
     /// repeat. Records arriving meanwhile form the next batch.
     ///
     /// After a failed write or sync, the events of the failed batch are
-    /// in sled (written before their append, their records in memory
-    /// behind placeholders) but may be nowhere on disk, and a duplicate of
-    /// one of them waits on a *later* batch. So until the checkpoint's
-    /// `flush_store` (which files those records, then flushes sled) has
-    /// succeeded, no later batch reports success; and the log moves to a new segment,
-    /// failing every batch until one could be created.
+    /// accepted (their records kept in memory, their ids seen by the
+    /// duplicate check) but may be nowhere on disk, and a duplicate of one
+    /// of them waits on a *later* batch. So until a checkpoint
+    /// (`flush_store`, which marks and files those records, then flushes
+    /// sled) has succeeded, no later batch reports success; and the log
+    /// moves to a new segment, failing every batch until one could be
+    /// created.
     fn write_forever(
         &self,
         first_segment: u64,

@@ -24,7 +24,7 @@
 //! | tree | key | value |
 //! |---|---|---|
 //! | `events` | event id (UTF-8, `evt_<24 hex>`) | the dedupe marker: sequence number and received-at, compact (`compact.rs`; earlier versions: the same as JSON, and before that the whole [`StoredEvent`]) |
-//! | `pending` | sequence number, u64 big-endian | [`StoredEvent`] as JSON, or a placeholder (a zero byte and the event id: the record is in the inbox log and in memory, see `unfiled.rs`; earlier versions: the event id) — events the engine is not done with, in arrival order |
+//! | `pending` | sequence number, u64 big-endian | [`StoredEvent`] as JSON — events the engine is not done with whose record was filed (most are handed over in memory and never filed: `unfiled.rs`), in arrival order. Earlier versions also wrote placeholders (a zero byte and the event id) and, before that, the event id; start-up fills, undoes or converts those |
 //! | `expiry_batches` | the latest received-at Unix ms of the batch, u64 big-endian, then a batch number | up to 128 event ids (see `expiry.rs`) — lets the dedupe cleaner walk oldest first without scanning `events` |
 //! | `expiry` | received-at Unix ms, u64 big-endian, then the event id | empty — the same, one key per event, written by earlier versions and still purged |
 //! | `contacts` | E.164 phone | [`Contact`] without call statistics, compact (`compact.rs`; earlier versions: JSON) |
@@ -38,23 +38,29 @@
 //! Beside sled's files, `inbox-log/` holds the inbox log's segments (format
 //! in `inbox_log.rs`).
 //!
-//! An event id present in `events` and received within `dedupe_window` is a
-//! duplicate. An event's inbox writes are plain writes in a fixed order,
-//! `events` last, made holding a lock for its id (one of
-//! [`INBOX_LOCK_STRIPES`], by a hash of the id), so two copies of one event
-//! are one acceptance and one duplicate; events of other ids are written
-//! concurrently (one lock for every event had request threads block each
-//! other, and a tokio worker blocked on it runs nothing else). sled recovers a prefix of
-//! its log after a crash (0.34 only advances its stable LSN over contiguous
+//! An event id accepted within `dedupe_window` is a duplicate: its newest
+//! acceptance is in memory while its dedupe marker is owed, and in
+//! `events` after that (`unfiled.rs`). Everything about one id (its
+//! duplicate check, acceptance, marking, filing, taking) holds a lock for
+//! it (one of [`INBOX_LOCK_STRIPES`], by a hash of the id), so two copies
+//! of one event are one acceptance and one duplicate; events of other ids
+//! go on concurrently (one lock for every event had request threads block
+//! each other, and a tokio worker blocked on it runs nothing else).
+//!
+//! The marker is written only once the inbox log holds the event's record
+//! durably, so a crash can never leave a marker whose record is on disk
+//! nowhere (which would turn the provider's retry into a "duplicate" of
+//! nothing that is never processed). An event's writes to sled are plain
+//! writes in a fixed order, `events` last (call statistics before it; a
+//! filed record's queue entry after it): sled recovers a prefix of its log
+//! after a crash (0.34 only advances its stable LSN over contiguous
 //! written ranges, `StabilityIntervals` in `pagecache/iobuf.rs`, and
-//! recovers up to that tip), so an event that survives has its queue entry
-//! too, and a crash can never leave a dedupe marker without the rest
-//! (which would turn the provider's retry into a "duplicate" of nothing
-//! that is never processed). What a crash can leave is the reverse, a
-//! queue entry without its event; start-up removes those. (A sled
-//! transaction would give the same all-or-nothing, but makes sled write
-//! its log on the spot twice per transaction: a third of ingestion's
-//! cost.)
+//! recovers up to that tip), so a marker that survives has its statistics.
+//! What a crash can leave is a queue entry without its marker (earlier
+//! versions wrote them in the other order, as the replay of their log
+//! segments still does); start-up removes those. (A sled transaction would give all-or-nothing too, but makes
+//! sled write its log on the spot twice per transaction: a third of
+//! ingestion's cost.)
 
 mod calls;
 mod commit;
