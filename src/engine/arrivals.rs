@@ -51,12 +51,16 @@ impl Arrivals {
             if let Err(e) = store.file_queued(&which) {
                 tracing::error!(error = %e, "cannot file queued events in the store; the next checkpoint will");
             }
+            // After the filing: a read of the stored queue before it would
+            // miss them, and nothing would ask for another.
+            self.stored_elsewhere();
         }
         overflowed.len()
     }
 
-    /// [`Arrivals::offer_or_file`] without the filing: the sequence
-    /// numbers and ids of the events that did not fit.
+    /// [`Arrivals::offer_or_file`] without the filing (nor the word to
+    /// read the stored queue): the sequence numbers and ids of the events
+    /// that did not fit.
     fn offer(&self, offered: impl IntoIterator<Item = Offered>) -> Vec<(u64, String)> {
         let mut dropped = Vec::new();
         {
@@ -66,7 +70,6 @@ impl Arrivals {
                     queue.push_back(stored);
                 } else {
                     dropped.push((stored.seq, stored.event.id));
-                    self.overflowed.store(true, Ordering::Release);
                 }
             }
         }
@@ -110,39 +113,66 @@ impl Arrivals {
 mod tests {
     use super::*;
 
-    fn stored(seq: u64) -> Offered {
-        let body =
-            r#"{"event":"call.missed","phone":"+5215512345678","ts":"2026-05-14T14:32:11Z"}"#;
+    /// `n` missed calls accepted by `store` (kept in memory, durable in
+    /// its log), as ingestion offers them.
+    async fn accepted(store: &Store, n: usize) -> Vec<Offered> {
         let ctx = crate::event::testing::ctx("wz", crate::event::Provider::Wazzap);
-        let mut event = crate::event::testing::only(body, &ctx);
-        event.id = format!("evt_{seq}");
-        Offered::Accepted(StoredEvent {
-            seq,
-            received_at: jiff::Timestamp::UNIX_EPOCH,
-            event,
-            event_json: None,
-        })
+        let events: Vec<crate::event::Event> = (0..n)
+            .map(|i| {
+                let body = format!(
+                    r#"{{"event":"call.missed","phone":"+52155{i:08}","ts":"2026-05-14T14:32:11Z"}}"#
+                );
+                crate::event::testing::only(&body, &ctx)
+            })
+            .collect();
+        let now = jiff::Timestamp::from_second(1_778_767_200).unwrap();
+        let offered = store
+            .accept_events(events, now, std::time::Duration::from_secs(3600))
+            .unwrap();
+        store.commit_inbox().await.unwrap();
+        offered
     }
 
-    #[test]
-    fn a_full_queue_drops_to_the_store_and_says_so() {
-        let arrivals = Arrivals::default();
-        let duplicate = Offered::Duplicate(stored(u64::MAX).event().clone());
-        let dropped =
-            arrivals.offer(std::iter::once(duplicate).chain((0..CAPACITY as u64 + 3).map(stored)));
-        assert_eq!(
-            dropped.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
-            (CAPACITY as u64..CAPACITY as u64 + 3).collect::<Vec<_>>(),
-            "the ones that did not fit are named"
-        );
-        assert!(arrivals.take_overflow(), "the overflow is reported");
-        assert!(!arrivals.take_overflow(), "once");
+    /// The events that do not fit are filed in the store's queue before
+    /// the engine is told to read it: told first, it could read the queue
+    /// before they are there, and nothing would tell it again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_files_the_rest_in_the_store_then_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let arrivals = std::sync::Arc::new(Arrivals::default());
+        let mut offered = accepted(&store, CAPACITY + 3).await;
+        let duplicate = Offered::Duplicate(offered[0].event().clone());
+        offered.insert(0, duplicate);
+        let expected: Vec<u64> = offered[CAPACITY + 1..]
+            .iter()
+            .map(|o| match o {
+                Offered::Accepted(stored) => stored.seq,
+                Offered::Duplicate(_) => unreachable!(),
+            })
+            .collect();
+
+        // What the dispatcher does: as soon as it is told, read the queue.
+        let watcher = {
+            let (arrivals, store) = (arrivals.clone(), store.clone());
+            std::thread::spawn(move || {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while !arrivals.take_overflow() {
+                    assert!(std::time::Instant::now() < deadline, "never told");
+                    std::hint::spin_loop();
+                }
+                store.pending_events(100).unwrap()
+            })
+        };
+        assert_eq!(arrivals.offer_or_file(&store, offered), 3);
+        let read: Vec<u64> = watcher.join().unwrap().iter().map(|s| s.seq).collect();
+        assert_eq!(read, expected, "the overflow is in the queue when told");
+        assert!(!arrivals.take_overflow(), "told once");
         let taken = arrivals.take();
         assert_eq!(taken.len(), CAPACITY);
-        assert_eq!(
-            taken.front().map(|s| s.seq),
-            Some(0),
-            "oldest first, duplicates left out"
+        assert!(
+            taken.iter().all(|s| s.seq < expected[0]),
+            "the oldest kept, the duplicate left out"
         );
         assert!(arrivals.take().is_empty());
     }

@@ -214,7 +214,9 @@ impl Engine {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let mut handed = 0;
-            if read_store || self.inner.arrivals.take_overflow() {
+            let overflowed = self.inner.arrivals.take_overflow();
+            let filed = self.inner.store.take_filed_unannounced();
+            if read_store || overflowed || filed {
                 handed += self.dispatch_stored().await;
             }
             for stored in self.inner.arrivals.take() {
@@ -307,6 +309,11 @@ impl Engine {
     /// Process a stored event, then remove it from the stored queue.
     async fn process_and_take(&self, stored: StoredEvent) -> Result<(), crate::store::StoreError> {
         let (seq, id) = (stored.seq, stored.event.id.clone());
+        // Before the runs: they may read the caller's call statistics. On
+        // a failure the take (or a checkpoint) marks it again.
+        if let Err(e) = self.inner.store.mark_accepted(&stored) {
+            tracing::error!(error = %e, event_id = %id, "cannot write an accepted event's dedupe marker");
+        }
         self.process(stored).await;
         self.inner.store.mark_taken(seq, &id)
     }
@@ -874,10 +881,10 @@ impl Engine {
             .map(|c| c.read().expect("config lock").dedupe_window)
             .unwrap_or(crate::config::DEFAULT_DEDUPE_WINDOW);
         let offered = store.accept_events(vec![missed], self.inner.clock.now(), window)?;
-        // As ingestion: not handed over until durable and marked. An
-        // accepted event whose sync failed stays kept in the store, filed by
-        // its next checkpoint (the dispatcher's scan finds it there).
-        store.commit_accepted(&offered).await?;
+        // As ingestion: not handed over until durable. An accepted event
+        // whose sync failed stays kept in the store, filed by its next
+        // checkpoint (the dispatcher's scan finds it there).
+        store.commit_inbox().await?;
         if let Some(missed) = offered.first().map(|o| o.event()) {
             tracing::info!(event_id = %missed.id, source = %missed.source, caller = missed.caller.as_deref().unwrap_or("-"), test = missed.test, "call rang out: synthetic call.missed");
         }

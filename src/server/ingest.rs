@@ -371,16 +371,13 @@ struct HandOver {
 }
 
 impl HandOver {
-    /// Wait until the events are durable and their dedupe markers written,
-    /// then count them and offer them to the engine. Duplicates wait too:
-    /// the first copy may still be on its way to disk. A failed commit
-    /// hands nothing over (the answer is a 503; the store keeps the
+    /// Wait until the events are durable, then count them and offer them
+    /// to the engine (which writes their dedupe markers). Duplicates wait
+    /// too: the first copy may still be on its way to disk. A failed
+    /// commit hands nothing over (the answer is a 503; the store keeps the
     /// records, and its next checkpoint files them for the engine's scan).
     async fn commit_and_hand_over(&mut self) -> Result<(), crate::store::StoreError> {
-        let committed = match &self.offered {
-            Some(offered) => self.store.commit_accepted(offered).await,
-            None => Ok(()),
-        };
+        let committed = self.store.commit_inbox().await;
         let offered = self.offered.take().unwrap_or_default();
         committed?;
         hand_over(&self.store, &self.arrivals, &self.metrics, offered);
@@ -394,8 +391,9 @@ impl Drop for HandOver {
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to finish on: the stored queue holds the events
-            // for the engine's scan, or for the next start.
+            // No runtime to finish on: the store keeps the events, and
+            // files them for the engine's scan at its next checkpoint (or
+            // at shutdown, for the next start).
             return;
         };
         let (store, arrivals, metrics) = (
@@ -406,9 +404,9 @@ impl Drop for HandOver {
         // A plain task, not another `HandOver`: a runtime shutting down
         // drops the tasks it is left with, and one that spawned again on
         // its own drop would do so without end. Dropped, this task leaves
-        // its events to the stored queue, as above.
+        // its events to the store, as above.
         runtime.spawn(async move {
-            match store.commit_accepted(&offered).await {
+            match store.commit_inbox().await {
                 Ok(()) => hand_over(&store, &arrivals, &metrics, offered),
                 Err(e) => {
                     tracing::error!(error = %e, "the inbox's commit failed after the client hung up");
@@ -566,6 +564,12 @@ mod tests {
         drop(runtime);
         drop(held.release);
         assert_eq!(held.arrivals.waiting(), 0);
-        assert_eq!(held.store.pending_len(), 1, "still queued in the store");
+        // Kept in memory, and filed for the next start.
+        held.store.flush_now().unwrap();
+        assert_eq!(
+            held.store.pending_events(10).unwrap().len(),
+            1,
+            "still queued in the store"
+        );
     }
 }

@@ -18,21 +18,13 @@
 //! each purge. A crash loses only notes whose events are still in the
 //! inbox log: a checkpoint writes the notes before it flushes sled and
 //! retires the segments it covers (waiting for a write of notes already
-//! under way), and every event is noted before its record is appended to
-//! the log (by the same thread, under its id's inbox lock), so the notes of a retired
+//! under way), and every event is noted when its marker is written, which
+//! a checkpoint does for every event of the segments it retires whose
+//! marker is still owed (`unfiled.rs`), so the notes of a retired
 //! segment's events were all written and flushed before it went. The
-//! replay on open notes every record of the segments left over, restored
-//! or not (and the newer acceptance of its id that sled holds, if any),
-//! and flushes before it retires them.
-//!
-//! One narrow case is not covered: the engine may process and take an
-//! event before its log batch is synced (its request still waits for its
-//! 2xx). If sled flushes that event's marker and the process dies before
-//! the log syncs the record and before the next checkpoint, nothing
-//! notes the marker again: it is never purged (a few dozen bytes; the
-//! dedupe check still goes by the marker's age, so the id is accepted
-//! again after the window). Earlier versions wrote the expiry key to sled
-//! before the marker, which sled's prefix recovery kept together.
+//! replay on open notes every record of the segments left over whose
+//! marker sled holds (its own, or a newer acceptance's of its id), and
+//! flushes before it retires them.
 //!
 //! A batch is only a hint of which markers to look at: the purge reads
 //! each id's marker and removes it only when that acceptance has expired

@@ -124,6 +124,11 @@ pub(super) fn marker(seq: u64, received_at: Timestamp) -> Vec<u8> {
     StoredEventHeader { seq, received_at }.encode()
 }
 
+/// The sequence number of the acceptance a marker of `id` records.
+pub(super) fn marker_seq(marker: &[u8], id: &str) -> Result<u64, StoreError> {
+    Ok(StoredEventHeader::decode(marker, id)?.seq)
+}
+
 /// An event offered to the inbox, with what became of it.
 #[derive(Debug)]
 pub enum Offered {
@@ -168,8 +173,10 @@ pub enum Insert {
 
 /// Events are kept at least this long, whatever the dedupe window: the
 /// inbox log's segments are sealed within 30 s and retired at the next
-/// store flush after that, and until then a replay on start must find
-/// their events in the store (it restores those it does not find).
+/// store flush after that, and until then the replay of a segment an
+/// earlier version wrote must find its events in the store (it restores
+/// those it does not find; this version's segments say which events are
+/// done).
 const KEPT_AT_LEAST: Duration = Duration::from_secs(10 * 60);
 
 fn expiry_key(received_at: Timestamp, id: &str) -> Vec<u8> {
@@ -183,8 +190,7 @@ fn expiry_key(received_at: Timestamp, id: &str) -> Vec<u8> {
 impl Store {
     /// Store each event unless it is a duplicate within `window`, written
     /// into sled's trees at once (marker and queue entry): for tools and
-    /// tests, which make them durable with [`Store::commit`] (or
-    /// [`Store::commit_inbox`]).
+    /// tests, which make them durable with [`Store::commit`].
     pub fn insert_events(
         &self,
         events: &[Event],
@@ -202,32 +208,18 @@ impl Store {
         Ok(outcomes.into_iter().map(|(insert, _, _)| insert).collect())
     }
 
-    /// Wait until the inbox log holds `offered`'s acceptances durably
-    /// ([`Store::commit_inbox`]), then write their dedupe markers and call
-    /// statistics into sled: what ingestion does before it hands the
-    /// events to the engine. On an error nothing is to be handed over; the
-    /// events stay kept, and the next checkpoint marks and files them.
-    pub async fn commit_accepted(&self, offered: &[Offered]) -> Result<(), StoreError> {
-        self.commit_inbox().await?;
-        self.mark_accepted(offered)
-    }
-
-    /// The second half of [`Store::commit_accepted`]: write the dedupe
-    /// markers and call statistics of `offered`'s acceptances (those not
-    /// written yet). Only once the inbox log holds them durably; the
-    /// micro benchmark calls it alone, without the disk's wait.
-    pub fn mark_accepted(&self, offered: &[Offered]) -> Result<(), StoreError> {
-        for offer in offered {
-            if let Offered::Accepted(stored) = offer {
-                self.unfiled.mark(&stored.event, stored.seq)?;
-            }
-        }
-        Ok(())
+    /// Write the dedupe marker and call statistics of an accepted event,
+    /// unless that is done already: what the engine does first with an
+    /// event it is handed, once the inbox log holds it durably (never
+    /// before: `unfiled.rs`). Off the acknowledgement's path: until then
+    /// the duplicate check finds the acceptance in memory.
+    pub fn mark_accepted(&self, stored: &StoredEvent) -> Result<(), StoreError> {
+        self.unfiled.mark(&stored.event, stored.seq)
     }
 
     /// Offer a delivery's events to the inbox: each event, with what became
-    /// of it. Not durable until [`Store::commit_accepted`] returns, which
-    /// also writes their dedupe markers. The write runs on the caller's thread:
+    /// of it. Not durable until [`Store::commit_inbox`] returns; their
+    /// dedupe markers are written by [`Store::mark_accepted`] after that. The write runs on the caller's thread:
     /// it is a few tens of microseconds of in-memory sled writes per event
     /// (the disk wait is the log's sync), less than a hand-off to another
     /// thread and back would cost.
@@ -300,7 +292,7 @@ impl Store {
             }
             let record: std::sync::Arc<[u8]> = bytes.into();
             self.unfiled
-                .keep(&mut stripe, &event.id, seq, now, record.clone())?;
+                .keep(&mut stripe, &event.id, seq, now, record.clone());
             // With the record kept in memory: a checkpoint that starts once
             // this record's segment is sealed files it and flushes sled
             // (inbox_log.rs).
@@ -368,11 +360,17 @@ impl Store {
                     restored += usize::from(self.replay_legacy_record(&stored, payload)?);
                     continue;
                 }
-                self.ensure_marked(&stored)?;
-                if !done.contains(&stored.seq) {
+                if done.contains(&stored.seq) {
+                    // Its marker was in sled before the take, and the
+                    // flush before the note covered it: one that is gone
+                    // now was purged, and stays so.
+                    self.renote_marker(&stored)?;
+                } else {
                     // Written whole, whether or not it was filed before:
-                    // the engine never finished it.
+                    // the engine never finished it. The queue entry
+                    // first, as a filing writes it.
                     self.pending.insert(stored.seq.to_be_bytes(), payload)?;
+                    self.ensure_marked(&stored)?;
                     restored += 1;
                 }
             }
@@ -392,24 +390,31 @@ impl Store {
     }
 
     /// Make sure sled holds the marker of `stored`'s acceptance, or of a
-    /// later one of its id: if the crash lost it, it is written with the
-    /// call statistics (written before it, so likely lost with it). A
-    /// marker that is there is noted for the dedupe cleaner again: its
-    /// note may have been in memory only (`expiry.rs`).
+    /// later one of its id: if the crash lost it (or it was never written:
+    /// the engine had not been handed the event), it is written with the
+    /// call statistics (written before it, so likely lost with it).
     fn ensure_marked(&self, stored: &StoredEvent) -> Result<(), StoreError> {
+        if self.renote_marker(stored)? {
+            return Ok(());
+        }
+        self.unfiled
+            .write_acceptance(&stored.event, stored.seq, stored.received_at)
+    }
+
+    /// Note for the dedupe cleaner the marker sled holds for `stored`'s
+    /// acceptance or a later one of its id, if any (its note may have been
+    /// in memory only, `expiry.rs`): whether there is one.
+    fn renote_marker(&self, stored: &StoredEvent) -> Result<bool, StoreError> {
         let id = &stored.event.id;
         let newer_marker = match self.events.get(id.as_bytes())? {
             Some(marker) => Some(StoredEventHeader::decode(&marker, id)?)
                 .filter(|marker| marker.seq >= stored.seq),
             None => None,
         };
-        match newer_marker {
-            Some(marker) => self.expiry_batches.note(marker.received_at, id),
-            None => self
-                .unfiled
-                .write_acceptance(&stored.event, stored.seq, stored.received_at)?,
+        if let Some(marker) = &newer_marker {
+            self.expiry_batches.note(marker.received_at, id);
         }
-        Ok(())
+        Ok(newer_marker.is_some())
     }
 
     /// Replay one record of a segment an earlier version wrote, which
@@ -654,6 +659,13 @@ impl Store {
     /// queue alone ([`crate::engine::Engine::settle`]).
     pub fn file_all_queued(&self) -> Result<usize, StoreError> {
         self.unfiled.file_all()
+    }
+
+    /// Whether a checkpoint filed events into sled's queue since the last
+    /// call: events the engine was not handed in memory (their request
+    /// failed or was dropped), which only a read of the stored queue finds.
+    pub fn take_filed_unannounced(&self) -> bool {
+        self.unfiled.take_unannounced()
     }
 
     /// Accepted events whose record is in memory and the inbox log only.
@@ -951,10 +963,11 @@ mod tests {
         let offered = store
             .accept_events(vec![e.clone()], at(1000), Duration::from_secs(60))
             .unwrap();
-        store.commit_accepted(&offered).await.unwrap();
+        store.commit_inbox().await.unwrap();
         let Some(Offered::Accepted(stored)) = offered.into_iter().next() else {
             panic!("not accepted");
         };
+        store.mark_accepted(&stored).unwrap();
         assert!(store.pending_events(10).unwrap().is_empty(), "not in sled");
         assert_eq!(queue_value(&store, stored.seq), None);
         assert_eq!(store.unfiled_len(), 1);
@@ -1044,16 +1057,21 @@ mod tests {
             .starts_with(b"{"));
     }
 
-    /// Accept `events` as ingestion does (durable in the log, markers
-    /// written): their sequence numbers.
+    /// Accept `events` as ingestion does (durable in the log) and mark
+    /// them as the engine does when it is handed them: their sequence
+    /// numbers.
     async fn accept_and_mark(store: &Store, events: &[Event], window: Duration) -> Vec<u64> {
         let offered = store
             .accept_events(events.to_vec(), at(1000), window)
             .unwrap();
-        store.commit_accepted(&offered).await.unwrap();
+        store.commit_inbox().await.unwrap();
         offered
             .into_iter()
-            .map(|o| o.into_accepted().expect("accepted").seq)
+            .map(|o| {
+                let stored = o.into_accepted().expect("accepted");
+                store.mark_accepted(&stored).unwrap();
+                stored.seq
+            })
             .collect()
     }
 
@@ -1127,10 +1145,12 @@ mod tests {
         assert_eq!(reopened.pending_events(10).unwrap()[0].event, e);
     }
 
-    /// The crash lost markers sled had not flushed: the replay writes them
-    /// again, for a finished event (done note) and for a queued one.
+    /// A queued event's marker is gone (the crash lost it, or the engine
+    /// never wrote it): the replay writes it. A finished event's marker was
+    /// flushed before its done note, so one that is gone was purged: it
+    /// stays gone (restoring it would count the call again).
     #[tokio::test]
-    async fn replay_restores_markers_the_crash_lost() {
+    async fn replay_restores_the_marker_of_a_queued_event_only() {
         let (dir, store) = store();
         let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
         let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
@@ -1146,8 +1166,8 @@ mod tests {
 
         let reopened = reopen(dir.path());
         assert!(
-            reopened.remembers_event(&a.id).unwrap(),
-            "finished, remembered"
+            !reopened.remembers_event(&a.id).unwrap(),
+            "finished and purged"
         );
         assert!(
             reopened.remembers_event(&b.id).unwrap(),
@@ -1158,10 +1178,23 @@ mod tests {
         assert_eq!(queued[0].event, b);
         assert_eq!(
             reopened
-                .insert_events(std::slice::from_ref(&a), at(1001), day)
+                .insert_events(std::slice::from_ref(&b), at(1001), day)
                 .unwrap(),
             vec![Insert::Duplicate],
             "the provider's retry is a duplicate"
+        );
+        let calls = |phone| {
+            reopened
+                .call_stats(phone)
+                .unwrap()
+                .calls
+                .get("call.missed")
+                .copied()
+        };
+        assert_eq!(
+            calls("+5215512345678"),
+            Some(1),
+            "a finished event's call is not counted again"
         );
     }
 

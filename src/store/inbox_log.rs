@@ -14,9 +14,10 @@
 //! what the request waits for is one `write` and one `fdatasync` on a
 //! dedicated thread for every group of records that arrived while the
 //! previous group was being written (group commit). Then the request
-//! writes the event's dedupe marker into sled and hands the event to the
-//! engine. sled is flushed in the background (its own flusher, the runs'
-//! commits, and the checkpoints below), off the acknowledgement's path.
+//! hands the event to the engine, which writes its dedupe marker into
+//! sled first. sled is flushed in the background (its own flusher, the
+//! runs' commits, and the checkpoints below), off the acknowledgement's
+//! path.
 //!
 //! # Done notes
 //!
@@ -60,7 +61,8 @@
 //!   write failed, and neither batch was acknowledged.
 //! - A segment lives at most about [`Sealing::age`] plus one checkpoint
 //!   (failed checkpoints are retried), and the inbox keeps every event at
-//!   least ten minutes whatever the dedupe window, so a replay never
+//!   least ten minutes whatever the dedupe window, so a replay of an
+//!   earlier version's segment (which goes by what sled holds) never
 //!   mistakes a processed and purged event for a lost one.
 //!
 //! # Recycled segments
@@ -131,15 +133,14 @@ const HEADER_BYTES: usize = 8;
 /// `BUSY_WITHIN` ago; then the writer first waits `GATHER_WHEN_BUSY` for
 /// more records to join it.
 const BUSY_WITHIN: Duration = Duration::from_millis(1);
-const GATHER_WHEN_BUSY: Duration = Duration::from_micros(150);
+const GATHER_WHEN_BUSY: Duration = Duration::from_micros(40);
 /// Events the engine finished wait at most about this long for a store
 /// flush that lets their done notes go to the log.
 const TAKES_FLUSHED_WITHIN: Duration = Duration::from_millis(500);
 /// How soon a failed checkpoint is tried again when no new segment is
 /// sealed meanwhile.
 const CHECKPOINT_RETRY: Duration = Duration::from_secs(5);
-/// Done notes with no batch to ride with are written within this long
-/// (and the writer looks that often when it has nothing else to do).
+/// Done notes with no batch to ride with are written within this long.
 const NOTES_WITHIN: Duration = Duration::from_millis(100);
 /// The first record of every segment this version writes: the segment
 /// holds done notes ([`done_note`]), so a replay may take a record with
@@ -456,7 +457,14 @@ impl Shared {
             s.buffer.push(DONE_NOTE_TAG);
             s.buffer.extend_from_slice(&seq.to_be_bytes());
         }
+        let first = s.notes_since.is_none();
         s.notes_since.get_or_insert_with(Instant::now);
+        drop(s);
+        if first {
+            // So that an idle writer sets its timer for them (once per
+            // flush's notes, not per event).
+            self.wake.notify_one();
+        }
     }
 
     /// The writer thread: take the open batch, write and sync it, report,
@@ -493,19 +501,17 @@ impl Shared {
                     if seal_at.is_some_and(|at| now >= at) || notes_at.is_some_and(|at| now >= at) {
                         break;
                     }
-                    // Notes do not wake the writer (a wake-up is a system
-                    // call, and under load notes ride with the batches):
-                    // an idle writer looks for them every NOTES_WITHIN.
-                    let wake_at = [seal_at, notes_at, Some(now + NOTES_WITHIN)]
-                        .into_iter()
-                        .flatten()
-                        .min()
-                        .unwrap_or(now);
-                    s = self
-                        .wake
-                        .wait_timeout(s, wake_at - now)
-                        .expect("inbox log lock")
-                        .0;
+                    // The first note since the last write wakes the writer
+                    // (`append_done_notes`); it is written when due.
+                    s = match [seal_at, notes_at].into_iter().flatten().min() {
+                        None => self.wake.wait(s).expect("inbox log lock"),
+                        Some(at) => {
+                            self.wake
+                                .wait_timeout(s, at - now)
+                                .expect("inbox log lock")
+                                .0
+                        }
+                    };
                 }
                 if s.stopping && !s.wanted && s.buffer.is_empty() {
                     return;
@@ -566,6 +572,10 @@ impl Shared {
                     failed = true;
                     store_flush_owed = true;
                     tracing::error!(error = %e, "inbox log write failed");
+                    // Its done notes may be on disk nowhere: they wait for
+                    // the next flush again.
+                    let notes = done_notes_in(&bytes);
+                    self.takes.lock().expect("takes lock").extend(notes);
                 }
                 batch.finish(result);
                 bytes.clear();
@@ -618,9 +628,11 @@ impl Shared {
     }
 
     /// A checkpointed segment: kept as a spare if there are few, else
-    /// deleted. Neither needs to survive a power cut: a segment that
-    /// comes back under its old name is replayed harmlessly (sled has its
-    /// events), and the next segment's start syncs the folder anyway.
+    /// deleted. Neither needs to survive a power cut, which could bring a
+    /// segment back under its old name: its replay loses nothing (an event
+    /// whose done note is in no segment left is processed again, its runs
+    /// replaying from their journal), and the next segment's start syncs
+    /// the folder anyway.
     fn retire(&self, path: &Path) {
         let mut spares = self.spares.lock().expect("spares lock");
         let result = match segment_number(path) {
@@ -799,6 +811,21 @@ fn checksum(number: u64, payload: &[u8]) -> u32 {
     hasher.update(&number.to_le_bytes());
     hasher.update(payload);
     hasher.finalize()
+}
+
+/// The sequence numbers of the done notes among the records of `bytes`
+/// (as [`InboxLog::append`] and the notes lay them out).
+fn done_notes_in(bytes: &[u8]) -> Vec<u64> {
+    let mut notes = Vec::new();
+    let mut at = 0;
+    while at + HEADER_BYTES <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let start = at + HEADER_BYTES;
+        let end = (start + len).min(bytes.len());
+        notes.extend(done_note(&bytes[start..end]));
+        at = end;
+    }
+    notes
 }
 
 /// `payload` as one record of segment `number`, header and all.

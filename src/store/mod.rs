@@ -48,17 +48,18 @@
 //! each other, and a tokio worker blocked on it runs nothing else).
 //!
 //! The marker is written only once the inbox log holds the event's record
-//! durably, so a crash can never leave a marker whose record is on disk
-//! nowhere (which would turn the provider's retry into a "duplicate" of
-//! nothing that is never processed). An event's writes to sled are plain
-//! writes in a fixed order, `events` last (call statistics before it; a
-//! filed record's queue entry after it): sled recovers a prefix of its log
-//! after a crash (0.34 only advances its stable LSN over contiguous
-//! written ranges, `StabilityIntervals` in `pagecache/iobuf.rs`, and
-//! recovers up to that tip), so a marker that survives has its statistics.
-//! What a crash can leave is a queue entry without its marker (earlier
-//! versions wrote them in the other order, as the replay of their log
-//! segments still does); start-up removes those. (A sled transaction would give all-or-nothing too, but makes
+//! durably, or once its record is in sled's queue, so a crash can never
+//! leave a marker whose record is on disk nowhere (which would turn the
+//! provider's retry into a "duplicate" of nothing that is never
+//! processed). An event's writes to sled are plain writes in a fixed
+//! order, `events` last (a filed record's queue entry, then the call
+//! statistics, then the marker): sled recovers a prefix of its log after a
+//! crash (0.34 only advances its stable LSN over contiguous written
+//! ranges, `StabilityIntervals` in `pagecache/iobuf.rs`, and recovers up to
+//! that tip), so a marker that survives has its statistics and queue
+//! entry. What a crash can leave is a queue entry without its marker;
+//! start-up removes those whose record the log does not hold (never
+//! answered 2xx) and the replay marks the others. (A sled transaction would give all-or-nothing too, but makes
 //! sled write its log on the spot twice per transaction: a third of
 //! ingestion's cost.)
 

@@ -32,13 +32,14 @@
 //!
 //! The dedupe marker in sled's `events` tree (and the caller's call
 //! statistics) is written only once the record is durable in the log
-//! ([`Unfiled::mark`], by the request before it hands its events to the
-//! engine). sled flushes on its own schedule, so a marker written before
-//! the sync could reach the disk while the record never does; the retry
-//! of that never-acknowledged event would then be refused as a
-//! "duplicate" of an event nobody processes. Written after, a marker in
-//! sled always has its record somewhere durable. Until it is written, the
-//! duplicate check finds the acceptance here ([`Stripe::unmarked`]).
+//! ([`Unfiled::mark`], by the engine when it is handed the event, before
+//! its runs) or once the record is in sled's queue (a filer writes the
+//! queue entry first). sled flushes on its own schedule, so a marker
+//! written before either could reach the disk while the record never
+//! does; the retry of that never-acknowledged event would then be refused
+//! as a "duplicate" of an event nobody processes. Until the marker is
+//! written, the duplicate check finds the acceptance here
+//! ([`Stripe::unmarked`]), and it is off the acknowledgement's path.
 //!
 //! # Why it is safe
 //!
@@ -46,9 +47,10 @@
 //! of the id): its duplicate check, its acceptance, its marking, its
 //! filing and its taking. So:
 //!
-//! - an acceptance is marked exactly once (the request after its sync, or
-//!   a filer or the taker first, whichever comes first);
-//! - a filer writes the marker, then the record into `pending`, then
+//! - an acceptance is marked exactly once (the engine, a filer or the
+//!   taker, whichever comes first), and never before it is durable: an id
+//!   accepted again before its earlier acceptance was marked owes both;
+//! - a filer writes the record into `pending`, then the marker, then
 //!   forgets the record here; a taker that finds the record here forgets
 //!   it and writes nothing to sled, and one that does not removes the
 //!   filed entry from `pending`. Neither can see the other half done;
@@ -57,7 +59,7 @@
 //!   a segment is sealed finds every record of it that is neither.
 //!
 //! After a crash this memory is gone; replaying the log on open puts back
-//! every record with no done note, and every missing marker (`inbox.rs`).
+//! every record with no done note, with its marker (`inbox.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -86,17 +88,38 @@ pub(super) struct Unmarked {
 /// What one lock stripe holds: the acceptances of the ids that hash to it.
 #[derive(Default)]
 pub(super) struct Stripe {
-    /// By event id: at most one per id (a newer acceptance of the same id
-    /// marks the older one first).
+    /// The newest acceptance of each id whose marker is owed.
     unmarked: HashMap<Box<str>, Unmarked>,
+    /// Older acceptances whose marker is owed: an id accepted again before
+    /// its earlier acceptance was marked (only with a dedupe window shorter
+    /// than a sync). Each is marked by its own turn, never before it is
+    /// durable.
+    older: Vec<(Box<str>, Unmarked)>,
     /// Records neither filed nor taken, by sequence number.
     kept: HashMap<u64, Arc<[u8]>>,
 }
 
 impl Stripe {
-    /// The acceptance of `id` whose marker is not written yet, if any.
+    /// The newest acceptance of `id` whose marker is not written yet, if
+    /// any.
     pub(super) fn unmarked(&self, id: &str) -> Option<Unmarked> {
         self.unmarked.get(id).copied()
+    }
+
+    /// Take acceptance `seq` of `id` off the owed markers, if it is there;
+    /// and whether an acceptance of `id` newer than it was accepted.
+    fn owed(&mut self, id: &str, seq: u64) -> Option<(Unmarked, bool)> {
+        if let Some(newest) = self.unmarked.get(id).copied() {
+            if newest.seq == seq {
+                self.unmarked.remove(id);
+                return Some((newest, false));
+            }
+        }
+        let at = self
+            .older
+            .iter()
+            .position(|(older, u)| u.seq == seq && &**older == id)?;
+        Some((self.older.swap_remove(at).1, true))
     }
 }
 
@@ -107,6 +130,10 @@ pub(super) struct Unfiled {
     call_stats: sled::Tree,
     expiry_batches: Arc<ExpiryBatches>,
     stripes: Box<[Mutex<Stripe>]>,
+    /// A filing of everything here (a checkpoint) put records into
+    /// `pending` that nobody announced to the engine: see
+    /// [`Unfiled::take_unannounced`].
+    unannounced: std::sync::atomic::AtomicBool,
 }
 
 /// The trees an acceptance is written to.
@@ -125,6 +152,7 @@ impl Unfiled {
             call_stats: trees.call_stats,
             expiry_batches: trees.expiry_batches,
             stripes: (0..stripes).map(|_| Mutex::default()).collect(),
+            unannounced: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -140,9 +168,7 @@ impl Unfiled {
 
     /// Keep acceptance `seq` of `id` (its stripe held as `stripe`): its
     /// record here, its marker owed. Before the log append, so that a
-    /// checkpoint finds it. An older acceptance of the same id still
-    /// unmarked (possible only with a dedupe window shorter than a sync)
-    /// is marked first.
+    /// checkpoint finds it.
     pub(super) fn keep(
         &self,
         stripe: &mut Stripe,
@@ -150,48 +176,70 @@ impl Unfiled {
         seq: u64,
         received_at: Timestamp,
         record: Arc<[u8]>,
-    ) -> Result<(), StoreError> {
-        if let Some(older) = stripe.unmarked(id) {
-            self.mark_kept(stripe, id, older)?;
-        }
+    ) {
         stripe.kept.insert(seq, record);
-        stripe
-            .unmarked
-            .insert(id.into(), Unmarked { seq, received_at });
-        Ok(())
+        let newest = Unmarked { seq, received_at };
+        if let Some(older) = stripe.unmarked.insert(id.into(), newest) {
+            stripe.older.push((id.into(), older));
+        }
     }
 
     /// Write the marker (and call statistics) of acceptance `seq` of
-    /// `event`, unless that is done already: what a request does once its
-    /// batch is durable.
+    /// `event`, unless that is done already. Only once the inbox log holds
+    /// it durably.
     pub(super) fn mark(&self, event: &Event, seq: u64) -> Result<(), StoreError> {
         let mut stripe = self.lock(&event.id);
-        let Some(unmarked) = stripe.unmarked(&event.id).filter(|u| u.seq == seq) else {
+        let Some((owed, superseded)) = stripe.owed(&event.id, seq) else {
             return Ok(());
         };
-        self.write_acceptance(event, seq, unmarked.received_at)?;
-        stripe.unmarked.remove(event.id.as_str());
-        Ok(())
+        let written = self.write_owed(event, seq, owed, superseded);
+        if written.is_err() {
+            put_back(&mut stripe, &event.id, owed, superseded);
+        }
+        written
     }
 
-    /// [`Unfiled::mark`] for a caller that has only the kept record.
-    fn mark_kept(
-        &self,
-        stripe: &mut Stripe,
-        id: &str,
-        unmarked: Unmarked,
-    ) -> Result<(), StoreError> {
-        match stripe.kept.get(&unmarked.seq) {
-            Some(record) => {
-                let stored = super::inbox::decode_record(record, "kept inbox record")?;
-                self.write_acceptance(&stored.event, unmarked.seq, unmarked.received_at)?;
-            }
+    /// The marker of acceptance `seq` of `id` owed and its record kept
+    /// (the stripe held as `stripe`): write them, the statistics read from
+    /// the record.
+    fn mark_kept(&self, stripe: &mut Stripe, id: &str, seq: u64) -> Result<(), StoreError> {
+        let Some((owed, superseded)) = stripe.owed(id, seq) else {
+            return Ok(());
+        };
+        let written = match stripe.kept.get(&seq) {
+            Some(record) => super::inbox::decode_record(record, "kept inbox record")
+                .and_then(|stored| self.write_owed(&stored.event, seq, owed, superseded)),
             // Not reached: a record leaves only once marked (the
             // statistics cannot be counted without it).
-            None => self.write_marker(id, unmarked.seq, unmarked.received_at)?,
+            None => self.write_marker(id, seq, owed.received_at),
+        };
+        if written.is_err() {
+            put_back(stripe, id, owed, superseded);
         }
-        stripe.unmarked.remove(id);
-        Ok(())
+        written
+    }
+
+    /// An owed acceptance's writes. One that a newer acceptance of its id
+    /// superseded gets its marker only if sled does not hold the newer one
+    /// already (the newer one's own marking comes after).
+    fn write_owed(
+        &self,
+        event: &Event,
+        seq: u64,
+        owed: Unmarked,
+        superseded: bool,
+    ) -> Result<(), StoreError> {
+        if superseded {
+            let newer_in_sled = match self.events.get(event.id.as_bytes())? {
+                Some(marker) => super::inbox::marker_seq(&marker, &event.id)? > seq,
+                None => false,
+            };
+            if newer_in_sled {
+                self.bump_call_stats(event)?;
+                return Ok(());
+            }
+        }
+        self.write_acceptance(event, seq, owed.received_at)
     }
 
     /// An acceptance's writes to sled besides its queue entry: the call
@@ -203,6 +251,11 @@ impl Unfiled {
         seq: u64,
         received_at: Timestamp,
     ) -> Result<(), StoreError> {
+        self.bump_call_stats(event)?;
+        self.write_marker(&event.id, seq, received_at)
+    }
+
+    fn bump_call_stats(&self, event: &Event) -> Result<(), StoreError> {
         let stats_phone = event
             .caller
             .as_deref()
@@ -210,7 +263,7 @@ impl Unfiled {
         if let Some(phone) = stats_phone {
             super::contacts::bump_stats(&self.call_stats, phone, &event.kind, event.at)?;
         }
-        self.write_marker(&event.id, seq, received_at)
+        Ok(())
     }
 
     /// The dedupe marker of acceptance `seq` of `id`, noted for the dedupe
@@ -233,11 +286,9 @@ impl Unfiled {
     /// forgotten here, or, if it was filed, its queue entry removed.
     pub(super) fn take(&self, seq: u64, id: &str) -> Result<(), StoreError> {
         let mut stripe = self.lock(id);
-        if let Some(unmarked) = stripe.unmarked(id).filter(|u| u.seq == seq) {
-            // Handed over before its marking (tools, tests): the marker
-            // must outlive the event.
-            self.mark_kept(&mut stripe, id, unmarked)?;
-        }
+        // Handed over before its marking (a failed marking, tools,
+        // tests): the marker must outlive the event.
+        self.mark_kept(&mut stripe, id, seq)?;
         if stripe.kept.remove(&seq).is_none() {
             self.pending.remove(seq.to_be_bytes())?;
         }
@@ -264,18 +315,14 @@ impl Unfiled {
     }
 
     /// File the records of these acceptances (sequence number, event id):
-    /// each one still kept is marked if it is not, written into
-    /// `pending`, and forgotten here; one already filed or taken is left
-    /// alone. Returns how many were filed. Not durable until sled is
-    /// flushed.
+    /// each one still kept is written into `pending`, marked if it is not,
+    /// and forgotten here; one already filed or taken is left alone.
+    /// Returns how many were filed. Not durable until sled is flushed.
     pub(super) fn file(&self, which: &[(u64, &str)]) -> Result<usize, StoreError> {
         let mut filed = 0;
         for (seq, id) in which {
             let mut stripe = self.lock(id);
-            if let Some(unmarked) = stripe.unmarked(id).filter(|u| u.seq == *seq) {
-                self.mark_kept(&mut stripe, id, unmarked)?;
-            }
-            filed += usize::from(self.file_kept(&mut stripe, *seq)?);
+            filed += usize::from(self.file_kept(&mut stripe, *seq, Some(id))?);
         }
         Ok(filed)
     }
@@ -285,31 +332,70 @@ impl Unfiled {
         let mut filed = 0;
         for stripe in self.stripes.iter() {
             let mut stripe = stripe.lock().expect("inbox stripe lock");
-            let unmarked: Vec<(Box<str>, Unmarked)> = stripe
+            let owed: Vec<(Box<str>, u64)> = stripe
                 .unmarked
                 .iter()
-                .map(|(id, u)| (id.clone(), *u))
+                .chain(stripe.older.iter().map(|(id, u)| (id, u)))
+                .map(|(id, u)| (id.clone(), u.seq))
                 .collect();
-            for (id, u) in unmarked {
-                self.mark_kept(&mut stripe, &id, u)?;
+            for (id, seq) in owed {
+                filed += usize::from(self.file_kept(&mut stripe, seq, Some(&id))?);
             }
-            let seqs: Vec<u64> = stripe.kept.keys().copied().collect();
-            for seq in seqs {
-                filed += usize::from(self.file_kept(&mut stripe, seq)?);
+            let marked: Vec<u64> = stripe.kept.keys().copied().collect();
+            for seq in marked {
+                filed += usize::from(self.file_kept(&mut stripe, seq, None)?);
             }
+        }
+        if filed > 0 {
+            self.unannounced
+                .store(true, std::sync::atomic::Ordering::Release);
         }
         Ok(filed)
     }
 
-    /// Write kept record `seq` into `pending` and forget it here; its
-    /// marker is written already. Whether it was kept.
-    fn file_kept(&self, stripe: &mut Stripe, seq: u64) -> Result<bool, StoreError> {
+    /// Write kept record `seq` into `pending`, then its marker if that is
+    /// owed (`id`), and forget it here. Whether it was kept.
+    ///
+    /// The queue entry goes first: the record may not be durable in the
+    /// log yet (a checkpoint files what the open batch holds too), and
+    /// sled may flush any prefix of these writes before a crash. An entry
+    /// without its marker is removed at start-up when the log has no
+    /// record for it (never answered 2xx) and marked again by the replay
+    /// when it has; a marker without its entry and record would make the
+    /// provider's retry a "duplicate" of an event nobody processes.
+    fn file_kept(
+        &self,
+        stripe: &mut Stripe,
+        seq: u64,
+        id: Option<&str>,
+    ) -> Result<bool, StoreError> {
         let Some(record) = stripe.kept.get(&seq) else {
             return Ok(false);
         };
         self.pending.insert(seq.to_be_bytes(), &**record)?;
+        if let Some(id) = id {
+            self.mark_kept(stripe, id, seq)?;
+        }
         stripe.kept.remove(&seq);
         Ok(true)
+    }
+
+    /// Whether a filing of everything here put records into `pending`
+    /// since the last call: the engine's dispatcher reads the stored queue
+    /// then (those events were not handed to it in memory).
+    pub(super) fn take_unannounced(&self) -> bool {
+        self.unannounced
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+}
+
+/// An owed marker whose writing failed goes back, to be written by the
+/// next marker, filer or taker.
+fn put_back(stripe: &mut Stripe, id: &str, owed: Unmarked, superseded: bool) {
+    if superseded {
+        stripe.older.push((id.into(), owed));
+    } else {
+        stripe.unmarked.insert(id.into(), owed);
     }
 }
 
@@ -397,11 +483,13 @@ mod tests {
         let (_dir, store) = temp_store();
         let e = missed_call("+5215512345678", 0);
         let offered = store.accept_events(vec![e.clone()], now(), DAY).unwrap();
-        store.commit_accepted(&offered).await.unwrap();
+        store.commit_inbox().await.unwrap();
+        let stored = offered.into_iter().next().unwrap().into_accepted().unwrap();
+        store.mark_accepted(&stored).unwrap();
         assert!(has_marker(&store, &e.id));
         assert_eq!(store.unfiled.len(), 1, "the record is still kept");
         store.unfiled.file_all().unwrap();
-        store.commit_accepted(&offered).await.unwrap();
+        store.mark_accepted(&stored).unwrap();
         assert_eq!(missed_calls(&store, "+5215512345678"), 1);
     }
 
@@ -435,10 +523,11 @@ mod tests {
     }
 
     /// The same id accepted again while its first acceptance's marker is
-    /// owed (a dedupe window shorter than a sync): the first is marked
-    /// then, so its call is counted, and the newer marker wins.
+    /// owed (a dedupe window shorter than a sync): neither is marked before
+    /// its turn (the first may never become durable), each call counts
+    /// once, and the newer marker wins whatever the order of marking.
     #[test]
-    fn a_second_acceptance_of_an_unmarked_id_marks_the_first() {
+    fn a_second_acceptance_of_an_unmarked_id_owes_both_markers() {
         let (_dir, store) = temp_store();
         let e = missed_call("+5215512345678", 0);
         let first = accept(&store, &e, Duration::ZERO);
@@ -450,11 +539,10 @@ mod tests {
             panic!("the id is accepted again after a zero window");
         };
         assert!(second.seq > first);
-        assert_eq!(
-            missed_calls(&store, "+5215512345678"),
-            1,
-            "the first, marked"
-        );
+        assert_eq!(missed_calls(&store, "+5215512345678"), 0, "nothing marked");
+        assert!(!has_marker(&store, &e.id));
+        // The newer first, then the older: the older must not replace it.
+        store.unfiled.mark(&e, second.seq).unwrap();
         store.unfiled.file_all().unwrap();
         assert_eq!(missed_calls(&store, "+5215512345678"), 2);
         let marker = store.events.get(e.id.as_bytes()).unwrap().unwrap();
