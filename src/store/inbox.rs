@@ -310,7 +310,8 @@ impl Store {
     /// An accepted event's entries in sled's inbox trees, `events` last:
     /// sled recovers a prefix of its log, so a marker that survives a crash
     /// has its queue entry too (start-up removes a queue entry without its
-    /// marker). What a replay writes for a record it queues again.
+    /// marker). What the replay of an earlier version's segment writes for
+    /// a record it queues again.
     fn write_queued(&self, stored: &StoredEvent, record: &[u8]) -> Result<(), StoreError> {
         self.pending.insert(stored.seq.to_be_bytes(), record)?;
         self.unfiled
@@ -324,10 +325,9 @@ impl Store {
     /// events were queued again.
     ///
     /// Segments of this version hold done notes: a record with a note
-    /// anywhere in the log was finished by the engine (its marker is
-    /// written if the crash lost it, and a queue entry left by a removal
-    /// sled had not flushed goes); one without is queued again, with its
-    /// marker. Segments of earlier versions go by their rules
+    /// anywhere in the log was finished by the engine (its marker was
+    /// flushed before the note; a queue entry left by a removal sled had
+    /// not flushed goes); one without is queued again, with its marker. Segments of earlier versions go by their rules
     /// ([`Store::replay_legacy_record`]).
     pub(super) fn replay_inbox_log(
         &self,

@@ -38,8 +38,8 @@
 //!   keeps it (under the event id's lock stripe). So a checkpoint that
 //!   starts after a segment was sealed (on its own thread, so the appends
 //!   never wait for sled) finds every record of it that is neither filed
-//!   nor finished, writes its marker if that is owed, files it into
-//!   sled's queue, writes the dedupe cleaner's notes (`expiry.rs`), and
+//!   nor finished, files it into sled's queue, writes its marker if that
+//!   is owed, writes the dedupe cleaner's notes (`expiry.rs`), and
 //!   flushes sled: the flush covers every record of the segment, which can
 //!   then be retired.
 //! - A record's batch reports success only after `fdatasync` of the bytes
@@ -50,9 +50,9 @@
 //!   checkpoint has made the failed batch's records durable in sled,
 //!   since a duplicate of one of them waits on a later batch.
 //! - On open, every record of every remaining segment is replayed: one
-//!   with a done note anywhere in the log gets its dedupe marker back if
-//!   the crash lost it, and any queue entry it left goes; one without is
-//!   written into sled's queue, with its marker. Then sled is flushed and
+//!   with a done note anywhere in the log was finished (its marker was
+//!   flushed before the note), and any queue entry it left goes; one
+//!   without is written into sled's queue, with its marker. Then sled is flushed and
 //!   the segments are retired. Segments written by earlier versions (no
 //!   format record, no notes) are replayed by their rules: their events
 //!   were queued behind placeholders in sled (`inbox.rs`). Reading a
@@ -474,7 +474,7 @@ impl Shared {
     /// accepted (their records kept in memory, their ids seen by the
     /// duplicate check) but may be nowhere on disk, and a duplicate of one
     /// of them waits on a *later* batch. So until a checkpoint
-    /// (`flush_store`, which marks and files those records, then flushes
+    /// (`flush_store`, which files and marks those records, then flushes
     /// sled) has succeeded, no later batch reports success; and the log
     /// moves to a new segment, failing every batch until one could be
     /// created.

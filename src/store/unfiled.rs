@@ -48,8 +48,9 @@
 //! filing and its taking. So:
 //!
 //! - an acceptance is marked exactly once (the engine, a filer or the
-//!   taker, whichever comes first), and never before it is durable: an id
-//!   accepted again before its earlier acceptance was marked owes both;
+//!   taker, whichever comes first), and only after its record is durable
+//!   in the log or its queue entry is written: an id accepted again before
+//!   its earlier acceptance was marked owes both;
 //! - a filer writes the record into `pending`, then the marker, then
 //!   forgets the record here; a taker that finds the record here forgets
 //!   it and writes nothing to sled, and one that does not removes the
@@ -92,8 +93,8 @@ pub(super) struct Stripe {
     unmarked: HashMap<Box<str>, Unmarked>,
     /// Older acceptances whose marker is owed: an id accepted again before
     /// its earlier acceptance was marked (only with a dedupe window shorter
-    /// than a sync). Each is marked by its own turn, never before it is
-    /// durable.
+    /// than the time until the engine or a checkpoint marks it: seconds).
+    /// Each is marked in its own turn.
     older: Vec<(Box<str>, Unmarked)>,
     /// Records neither filed nor taken, by sequence number.
     kept: HashMap<u64, Arc<[u8]>>,
@@ -330,6 +331,16 @@ impl Unfiled {
     /// File every record here: what a checkpoint does before its flush.
     pub(super) fn file_all(&self) -> Result<usize, StoreError> {
         let mut filed = 0;
+        let filing = self.file_every_stripe(&mut filed);
+        // Also when a stripe failed: those filed before it are in `pending`.
+        if filed > 0 {
+            self.unannounced
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        filing.map(|()| filed)
+    }
+
+    fn file_every_stripe(&self, filed: &mut usize) -> Result<(), StoreError> {
         for stripe in self.stripes.iter() {
             let mut stripe = stripe.lock().expect("inbox stripe lock");
             let owed: Vec<(Box<str>, u64)> = stripe
@@ -339,18 +350,14 @@ impl Unfiled {
                 .map(|(id, u)| (id.clone(), u.seq))
                 .collect();
             for (id, seq) in owed {
-                filed += usize::from(self.file_kept(&mut stripe, seq, Some(&id))?);
+                *filed += usize::from(self.file_kept(&mut stripe, seq, Some(&id))?);
             }
             let marked: Vec<u64> = stripe.kept.keys().copied().collect();
             for seq in marked {
-                filed += usize::from(self.file_kept(&mut stripe, seq, None)?);
+                *filed += usize::from(self.file_kept(&mut stripe, seq, None)?);
             }
         }
-        if filed > 0 {
-            self.unannounced
-                .store(true, std::sync::atomic::Ordering::Release);
-        }
-        Ok(filed)
+        Ok(())
     }
 
     /// Write kept record `seq` into `pending`, then its marker if that is
@@ -374,7 +381,13 @@ impl Unfiled {
         };
         self.pending.insert(seq.to_be_bytes(), &**record)?;
         if let Some(id) = id {
-            self.mark_kept(stripe, id, seq)?;
+            if let Err(e) = self.mark_kept(stripe, id, seq) {
+                // The record stays kept (and its marker owed): an entry
+                // left in `pending` would outlive the event's take, which
+                // removes only what it finds kept, and run it again.
+                let _ = self.pending.remove(seq.to_be_bytes());
+                return Err(e);
+            }
         }
         stripe.kept.remove(&seq);
         Ok(true)
@@ -448,10 +461,10 @@ mod tests {
 
     const DAY: Duration = Duration::from_secs(86400);
 
-    /// An acceptance writes nothing to sled; filing writes its marker and
-    /// statistics, then its record, and frees the memory.
+    /// An acceptance writes nothing to sled; filing writes its record into
+    /// the queue, then its statistics and marker, and frees the memory.
     #[test]
-    fn filing_marks_then_queues_the_record_and_frees_the_memory() {
+    fn filing_queues_the_record_then_marks_it_and_frees_the_memory() {
         let (_dir, store) = temp_store();
         let e = missed_call("+5215512345678", 0);
         let seq = accept(&store, &e, DAY);
@@ -476,8 +489,8 @@ mod tests {
         assert_eq!(missed_calls(&store, "+5215512345678"), 1, "counted once");
     }
 
-    /// The request marks its events once they are durable; a filer after
-    /// it does not count the call again.
+    /// The engine marks an event it is handed; a filer after it does not
+    /// count the call again.
     #[tokio::test]
     async fn an_acceptance_is_marked_once_whoever_comes_first() {
         let (_dir, store) = temp_store();
@@ -493,8 +506,8 @@ mod tests {
         assert_eq!(missed_calls(&store, "+5215512345678"), 1);
     }
 
-    /// Taken while kept: nothing goes to sled's queue, and the marker the
-    /// request had not written yet is written (it must outlive the event).
+    /// Taken while kept: nothing goes to sled's queue, and the marker not
+    /// written yet is written (it must outlive the event).
     #[test]
     fn an_event_taken_while_kept_leaves_no_queue_entry_and_its_marker() {
         let (_dir, store) = temp_store();
@@ -523,9 +536,10 @@ mod tests {
     }
 
     /// The same id accepted again while its first acceptance's marker is
-    /// owed (a dedupe window shorter than a sync): neither is marked before
-    /// its turn (the first may never become durable), each call counts
-    /// once, and the newer marker wins whatever the order of marking.
+    /// owed (a dedupe window shorter than the time until it is marked):
+    /// neither is marked before its turn (the first may never become
+    /// durable), each call counts once, and the newer marker wins whatever
+    /// the order of marking.
     #[test]
     fn a_second_acceptance_of_an_unmarked_id_owes_both_markers() {
         let (_dir, store) = temp_store();
