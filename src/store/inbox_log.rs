@@ -1089,6 +1089,41 @@ mod tests {
         assert_eq!(done_note(&written[0]), None, "a record is not a note");
     }
 
+    /// A failed write may have put its done notes nowhere: they wait for
+    /// the next flush again, and reach the log after it.
+    #[tokio::test]
+    async fn done_notes_of_a_failed_write_are_written_after_the_next_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = InboxLog::start(dir.path(), Sealing::DEFAULT, |flush| match flush {
+            Flush::Takes => Err("not in this test".into()),
+            Flush::Checkpoint => Ok(()),
+        })
+        .unwrap();
+        log.taken(9);
+        log.flushing(|| Ok::<(), ()>(())).unwrap();
+        log.set_fail_writes(true);
+        log.append(b"{}");
+        assert!(log.batch().durable().await.is_err());
+        assert!(log.shared.has_takes(), "the note waits again");
+        log.set_fail_writes(false);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let notes = loop {
+            log.flushing(|| Ok::<(), ()>(())).unwrap();
+            log.batch().durable().await.unwrap();
+            let (number, path) = segments(dir.path()).unwrap().pop().unwrap();
+            let bytes = std::fs::read(&path).unwrap();
+            let notes: Vec<u64> = records(&path, number, &bytes)
+                .payloads
+                .iter()
+                .filter_map(|p| done_note(p))
+                .collect();
+            if !notes.is_empty() || Instant::now() > deadline {
+                break notes;
+            }
+        };
+        assert_eq!(notes, vec![9]);
+    }
+
     /// Notes nobody waits for are written on their own, soon.
     #[tokio::test]
     async fn done_notes_are_written_without_a_batch_to_ride_with() {

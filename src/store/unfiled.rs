@@ -489,6 +489,30 @@ mod tests {
         assert_eq!(missed_calls(&store, "+5215512345678"), 1, "counted once");
     }
 
+    /// Records a checkpoint filed were never handed to the engine in
+    /// memory: the store says so once, so that the dispatcher reads its
+    /// stored queue.
+    #[test]
+    fn a_checkpoint_that_files_records_says_so_once() {
+        let (_dir, store) = temp_store();
+        assert_eq!(store.unfiled.file_all().unwrap(), 0);
+        assert!(!store.take_filed_unannounced(), "nothing filed");
+        accept(&store, &missed_call("+5215512345678", 0), DAY);
+        assert_eq!(store.unfiled.file_all().unwrap(), 1);
+        assert!(store.take_filed_unannounced());
+        assert!(!store.take_filed_unannounced(), "once");
+        let seq = accept(&store, &missed_call("+5215587654321", 0), DAY);
+        store
+            .unfiled
+            .take(seq, &missed_call("+5215587654321", 0).id)
+            .unwrap();
+        store.unfiled.file_all().unwrap();
+        assert!(
+            !store.take_filed_unannounced(),
+            "a taken event is not filed"
+        );
+    }
+
     /// The engine marks an event it is handed; a filer after it does not
     /// count the call again.
     #[tokio::test]
