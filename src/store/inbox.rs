@@ -929,6 +929,16 @@ mod tests {
         assert_eq!(reopened.pending_len(), 2, "nothing restored twice");
     }
 
+    /// The events in sled's queue, with their sequence numbers.
+    fn queued_in_sled(store: &Store) -> Vec<(u64, Event)> {
+        store
+            .pending_events(10)
+            .unwrap()
+            .into_iter()
+            .map(|stored| (stored.seq, stored.event))
+            .collect()
+    }
+
     fn queue_value(store: &Store, seq: u64) -> Option<Vec<u8>> {
         store
             .pending
@@ -1314,14 +1324,8 @@ mod tests {
             &[(100, &finished), (101, &queued), (102, &marker_lost)],
         );
         let reopened = reopen(dir.path());
-        let pending: Vec<(u64, Event)> = reopened
-            .pending_events(10)
-            .unwrap()
-            .into_iter()
-            .map(|s| (s.seq, s.event))
-            .collect();
         assert_eq!(
-            pending,
+            queued_in_sled(&reopened),
             vec![(101, queued.clone()), (102, marker_lost.clone())]
         );
         assert!(
@@ -1718,14 +1722,8 @@ mod tests {
             store.flush_now().unwrap();
         }
         let store = reopen(dir.path());
-        let read: Vec<(u64, Event)> = store
-            .pending_events(10)
-            .unwrap()
-            .into_iter()
-            .map(|stored| (stored.seq, stored.event))
-            .collect();
         assert_eq!(
-            read,
+            queued_in_sled(&store),
             vec![(7, pending.clone()), (11, again)],
             "the half-written entry and the replaced one are dropped"
         );
