@@ -531,7 +531,6 @@ async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// The message id a provider returns, where it returns one.
 /// The message id in a send's answer ([`message_id`]), read without
 /// building the answer as a `Value` when it has the shape every provider
 /// answers with: an object whose `id`, `key` and `messages` (where
@@ -680,6 +679,7 @@ impl<'de> serde::Deserialize<'de> for AnyString {
     }
 }
 
+/// The message id a provider returns, where it returns one.
 fn message_id(body: &Value, kind: Option<ConnectorKind>) -> Option<String> {
     let as_text = |v: &Value| match v {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
