@@ -633,7 +633,10 @@ impl<'de> serde::Deserialize<'de> for IdText {
                 let mut serialized = None;
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     if key == "_serialized" {
-                        serialized = map.next_value::<AnyString>()?.0;
+                        serialized = match map.next_value::<Value>()? {
+                            Value::String(s) => Some(s),
+                            _ => None,
+                        };
                     } else {
                         map.next_value::<serde::de::IgnoredAny>()?;
                     }
@@ -664,18 +667,6 @@ impl<'de> serde::Deserialize<'de> for IdText {
             }
         }
         d.deserialize_any(Visit)
-    }
-}
-
-/// A string (any, empty too), or nothing for any other JSON value.
-struct AnyString(Option<String>);
-
-impl<'de> serde::Deserialize<'de> for AnyString {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AnyString, D::Error> {
-        Ok(AnyString(match serde_json::Value::deserialize(d)? {
-            Value::String(s) => Some(s),
-            _ => None,
-        }))
     }
 }
 

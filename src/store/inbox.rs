@@ -334,23 +334,22 @@ impl Store {
         segments: &[(u64, std::path::PathBuf)],
     ) -> Result<usize, StoreError> {
         let (mut restored, mut replayed) = (0, 0);
-        let mut contents = Vec::with_capacity(segments.len());
+        let mut files = Vec::with_capacity(segments.len());
         for (number, path) in segments {
-            contents.push((path, *number, std::fs::read(path)?));
+            files.push((path, *number, std::fs::read(path)?));
         }
+        let contents: Vec<_> = files
+            .iter()
+            .map(|(path, number, bytes)| (path, super::inbox_log::records(path, *number, bytes)))
+            .collect();
         // Notes come after their records, maybe in a later segment.
-        let mut done = std::collections::HashSet::new();
-        for (path, number, bytes) in &contents {
-            let read = super::inbox_log::records(path, *number, bytes);
-            done.extend(
-                read.payloads
-                    .iter()
-                    .filter_map(|p| super::inbox_log::done_note(p)),
-            );
-        }
-        for (path, number, bytes) in &contents {
-            let read = super::inbox_log::records(path, *number, bytes);
-            for payload in read.payloads {
+        let done: std::collections::HashSet<u64> = contents
+            .iter()
+            .flat_map(|(_, read)| read.payloads.iter())
+            .filter_map(|p| super::inbox_log::done_note(p))
+            .collect();
+        for (path, read) in &contents {
+            for &payload in &read.payloads {
                 if super::inbox_log::done_note(payload).is_some() {
                     continue;
                 }
@@ -442,31 +441,18 @@ impl Store {
             // would take the record for half-written and drop an
             // acknowledged event. (Its call statistics were written before
             // the marker too, and are not counted again.)
-            let id = &stored.event.id;
-            let newer_marker = match self.events.get(id.as_bytes())? {
-                Some(marker) => Some(StoredEventHeader::decode(&marker, id)?)
-                    .filter(|marker| marker.seq >= stored.seq),
-                None => None,
-            };
-            match newer_marker {
-                Some(marker) => self.expiry_batches.note(marker.received_at, id),
-                None => self
-                    .unfiled
-                    .write_marker(id, stored.seq, stored.received_at)?,
+            if !self.renote_marker(stored)? {
+                self.unfiled
+                    .write_marker(&stored.event.id, stored.seq, stored.received_at)?;
             }
             return Ok(true);
         }
-        if let Some(marker) = self.events.get(stored.event.id.as_bytes())? {
-            // This acceptance (or a later one of the same id) is in sled,
-            // and the engine was done with it (no queue entry) or it is
-            // queued whole. An older marker means the id was accepted again
-            // after the dedupe window and the crash lost this one.
-            let marker = StoredEventHeader::decode(&marker, &stored.event.id)?;
-            if marker.seq >= stored.seq {
-                self.expiry_batches
-                    .note(marker.received_at, &stored.event.id);
-                return Ok(false);
-            }
+        // This acceptance (or a later one of the same id) is in sled, and
+        // the engine was done with it (no queue entry) or it is queued
+        // whole. An older marker means the id was accepted again after the
+        // dedupe window and the crash lost this one.
+        if self.renote_marker(stored)? {
+            return Ok(false);
         }
         self.write_queued(stored, record)?;
         Ok(true)

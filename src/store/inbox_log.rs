@@ -318,10 +318,7 @@ impl InboxLog {
     /// filled in by the writer, which knows the segment.
     pub(super) fn append(&self, payload: &[u8]) {
         let mut s = self.shared.state.lock().expect("inbox log lock");
-        let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-        s.buffer.extend_from_slice(&len.to_le_bytes());
-        s.buffer.extend_from_slice(&[0; 4]);
-        s.buffer.extend_from_slice(payload);
+        push_record(&mut s.buffer, payload);
     }
 
     /// The engine is done with acceptance `seq`: its done note goes to the
@@ -346,10 +343,7 @@ impl InboxLog {
     /// about to start one: [`TakesInFlight::flushed`] once it succeeded.
     /// Dropped without that (failed, cancelled), they wait again.
     pub(super) fn takes_in_flight(&self) -> TakesInFlight<'_> {
-        TakesInFlight {
-            shared: &self.shared,
-            takes: std::mem::take(&mut *self.shared.takes.lock().expect("takes lock")),
-        }
+        self.shared.takes_in_flight()
     }
 
     /// The open batch: it holds every record appended so far that is not
@@ -430,12 +424,17 @@ impl Shared {
         !self.takes.lock().expect("takes lock").is_empty()
     }
 
-    /// See [`InboxLog::flushing`].
-    fn flushing<T, E>(&self, flush: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
-        let in_flight = TakesInFlight {
+    /// See [`InboxLog::takes_in_flight`].
+    fn takes_in_flight(&self) -> TakesInFlight<'_> {
+        TakesInFlight {
             shared: self,
             takes: std::mem::take(&mut *self.takes.lock().expect("takes lock")),
-        };
+        }
+    }
+
+    /// See [`InboxLog::flushing`].
+    fn flushing<T, E>(&self, flush: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let in_flight = self.takes_in_flight();
         let result = flush();
         if result.is_ok() {
             in_flight.flushed();
@@ -452,10 +451,9 @@ impl Shared {
         }
         let mut s = self.state.lock().expect("inbox log lock");
         for seq in seqs {
-            s.buffer.extend_from_slice(&9u32.to_le_bytes());
-            s.buffer.extend_from_slice(&[0; 4]);
-            s.buffer.push(DONE_NOTE_TAG);
-            s.buffer.extend_from_slice(&seq.to_be_bytes());
+            let mut note = [DONE_NOTE_TAG; 9];
+            note[1..].copy_from_slice(&seq.to_be_bytes());
+            push_record(&mut s.buffer, &note);
         }
         let first = s.notes_since.is_none();
         s.notes_since.get_or_insert_with(Instant::now);
@@ -813,16 +811,32 @@ fn checksum(number: u64, payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// Append `payload` to `buffer` as one record, its checksum left to
+/// [`fill_checksums`] (the segment it goes to is known only when written).
+fn push_record(buffer: &mut Vec<u8>, payload: &[u8]) {
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    buffer.extend_from_slice(&len.to_le_bytes());
+    buffer.extend_from_slice(&[0; 4]);
+    buffer.extend_from_slice(payload);
+}
+
+/// The end of the record whose header starts at `at` in `bytes` (as
+/// [`push_record`] laid them out), if a header fits there.
+fn record_end(bytes: &[u8], at: usize) -> Option<usize> {
+    if at + HEADER_BYTES > bytes.len() {
+        return None;
+    }
+    let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+    Some((at + HEADER_BYTES + len).min(bytes.len()))
+}
+
 /// The sequence numbers of the done notes among the records of `bytes`
-/// (as [`InboxLog::append`] and the notes lay them out).
+/// (as [`push_record`] laid them out).
 fn done_notes_in(bytes: &[u8]) -> Vec<u64> {
     let mut notes = Vec::new();
     let mut at = 0;
-    while at + HEADER_BYTES <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let start = at + HEADER_BYTES;
-        let end = (start + len).min(bytes.len());
-        notes.extend(done_note(&bytes[start..end]));
+    while let Some(end) = record_end(bytes, at) {
+        notes.extend(done_note(&bytes[at + HEADER_BYTES..end]));
         at = end;
     }
     notes
@@ -831,22 +845,18 @@ fn done_notes_in(bytes: &[u8]) -> Vec<u64> {
 /// `payload` as one record of segment `number`, header and all.
 fn framed(number: u64, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_BYTES + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&checksum(number, payload).to_le_bytes());
-    out.extend_from_slice(payload);
+    push_record(&mut out, payload);
+    fill_checksums(&mut out, number);
     out
 }
 
-/// Fill in the checksum of every record in `bytes` (as [`InboxLog::append`]
+/// Fill in the checksum of every record in `bytes` (as [`push_record`]
 /// laid them out) for segment `number`.
 fn fill_checksums(bytes: &mut [u8], number: u64) {
     let mut at = 0;
-    while at + HEADER_BYTES <= bytes.len() {
-        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let start = at + HEADER_BYTES;
-        let end = (start + len).min(bytes.len());
-        let crc = checksum(number, &bytes[start..end]);
-        bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    while let Some(end) = record_end(bytes, at) {
+        let crc = checksum(number, &bytes[at + HEADER_BYTES..end]);
+        bytes[at + 4..at + HEADER_BYTES].copy_from_slice(&crc.to_le_bytes());
         at = end;
     }
 }

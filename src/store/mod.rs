@@ -373,17 +373,17 @@ fn update_guessing_absent<V: Into<sled::IVec>>(
     }
 }
 
-fn stripes(n: usize) -> Box<[std::sync::Mutex<()>]> {
-    (0..n).map(|_| std::sync::Mutex::new(())).collect()
+fn stripes<T: Default>(n: usize) -> Box<[std::sync::Mutex<T>]> {
+    (0..n).map(|_| std::sync::Mutex::default()).collect()
 }
 
 /// The one of `stripes` that `key` hashes to, locked: what serialises
 /// changes to one key (a contact's phone, an event's id) while other
 /// keys go on at the same time.
-fn lock_stripe<'a>(
-    stripes: &'a [std::sync::Mutex<()>],
+fn lock_stripe<'a, T>(
+    stripes: &'a [std::sync::Mutex<T>],
     key: &[u8],
-) -> std::sync::MutexGuard<'a, ()> {
+) -> std::sync::MutexGuard<'a, T> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     key.hash(&mut h);

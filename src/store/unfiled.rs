@@ -152,7 +152,7 @@ impl Unfiled {
             events: trees.events,
             call_stats: trees.call_stats,
             expiry_batches: trees.expiry_batches,
-            stripes: (0..stripes).map(|_| Mutex::default()).collect(),
+            stripes: super::stripes(stripes),
             unannounced: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -160,11 +160,7 @@ impl Unfiled {
     /// The stripe of event id `id`, locked: hold it from the duplicate
     /// check to the log append of an acceptance.
     pub(super) fn lock(&self, id: &str) -> MutexGuard<'_, Stripe> {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        id.as_bytes().hash(&mut h);
-        let stripe = (h.finish() % self.stripes.len() as u64) as usize;
-        self.stripes[stripe].lock().expect("inbox stripe lock")
+        super::lock_stripe(&self.stripes, id.as_bytes())
     }
 
     /// Keep acceptance `seq` of `id` (its stripe held as `stripe`): its
