@@ -38,7 +38,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::delivery::Delivery;
-use crate::event::{self, kind, Event};
+use crate::event::{self, kind, Event, RawJson};
 use crate::metrics::Metrics;
 use crate::store::{
     CallChange, CallState, Execution, RunStatus, StepRecord, StepStatus, Store, StoredEvent, Timer,
@@ -866,12 +866,12 @@ impl Engine {
             // test and it stays out of the missed-call figures.
             test: call.test,
             data: None,
-            raw: json!({
+            raw: RawJson::of(&json!({
                 "synthetic": true,
                 "reason": "no accept or reject within the source's ring_timeout",
                 "ring_timeout": ring_timeout.map(crate::duration::format_duration),
                 "first_event_id": call.first_event_id,
-            }),
+            })),
         };
         let store = &self.inner.store;
         let window = self

@@ -56,6 +56,11 @@
 //! distinct. The `connect` of a business-initiated call and its `RINGING`
 //! status are both `call.incoming` of the same call, so whichever arrives
 //! second is a duplicate: one "ringing" event per call.
+//!
+//! The common case, a `calls` change of plain calls, is first read by
+//! `meta_calls.rs` without a `Value` tree; whatever it declines comes here.
+//! The helpers both use (`call_kind`, `call_direction`, `choose_caller`,
+//! ...) live here so the two cannot drift apart.
 
 use serde_json::{Map, Value};
 
@@ -298,26 +303,16 @@ fn parse_call(call: &Value, path: &FieldPath<'_>, ctx: &Change<'_>) -> Result<Dr
         None => (None, None),
     };
     let from = access::opt_id(call, "from", path)?;
-    let direction =
-        match access::opt_str(call, "direction", path)?.map(|d| d.trim().to_ascii_uppercase()) {
-            Some(d) if matches!(d.as_str(), "USER_INITIATED" | "INCOMING" | "INBOUND") => {
-                Direction::Incoming
-            }
-            Some(d) if matches!(d.as_str(), "BUSINESS_INITIATED" | "OUTGOING" | "OUTBOUND") => {
-                Direction::Outgoing
-            }
-            _ => {
-                let from_is_us = match (&from, &ctx.business_digits) {
-                    (Some(f), Some(b)) => digits(f) == *b,
-                    _ => false,
-                };
-                if sdp_type.is_some_and(|t| t.eq_ignore_ascii_case("answer")) || from_is_us {
-                    Direction::Outgoing
-                } else {
-                    Direction::Incoming
-                }
-            }
-        };
+    let direction_text =
+        access::opt_str(call, "direction", path)?.map(|d| d.trim().to_ascii_uppercase());
+    let direction = call_direction(
+        direction_text.as_deref(),
+        sdp_type.is_some_and(|t| t.eq_ignore_ascii_case("answer")),
+        || match (&from, &ctx.business_digits) {
+            (Some(f), Some(b)) => digits(f) == *b,
+            _ => false,
+        },
+    );
     let (side, side_user, other) = match direction {
         Direction::Incoming => ("from", "from_user_id", "to"),
         Direction::Outgoing => ("to", "to_user_id", "from"),
@@ -345,37 +340,11 @@ fn parse_call(call: &Value, path: &FieldPath<'_>, ctx: &Change<'_>) -> Result<Dr
         None => false,
     };
 
-    let (kind, outcome): (String, Option<Outcome>) = match event.as_str() {
-        "connect" => (kind::CALL_INCOMING.into(), None),
-        "terminate" => {
-            if at.is_none() {
-                at = opt_time(call, "end_time", path)?;
-            }
-            let connected = duration.is_some_and(|d| d > 0);
-            let user_initiated = direction == Direction::Incoming;
-            let unanswered = if user_initiated {
-                (kind::CALL_MISSED, Outcome::NoAnswer)
-            } else {
-                (kind::CALL_ENDED, Outcome::NoAnswer)
-            };
-            let (k, o) = match status.as_deref() {
-                Some("REJECTED" | "REJECT" | "DECLINED" | "BUSY") => {
-                    (kind::CALL_ENDED, Outcome::Rejected)
-                }
-                Some("FAILED" | "FAILURE" | "ERROR") if connected || has_errors => {
-                    (kind::CALL_ENDED, Outcome::Failed)
-                }
-                _ if connected => (kind::CALL_ENDED, Outcome::Answered),
-                _ => unanswered,
-            };
-            (k.into(), Some(o))
-        }
-        "call_recording_available" => ("call.recording_available".into(), None),
-        "call_transcription_available" | "call_transcript_available" => {
-            ("call.transcription_available".into(), None)
-        }
-        other => (format!("meta.calls.{other}"), None),
-    };
+    let terminate = event == "terminate";
+    if terminate && at.is_none() {
+        at = opt_time(call, "end_time", path)?;
+    }
+    let (kind, outcome) = call_kind(&event, status.as_deref(), duration, has_errors, direction);
 
     let identity = match &call_id {
         Some(id) => Identity::Call(id.clone()),
@@ -414,6 +383,60 @@ fn parse_call(call: &Value, path: &FieldPath<'_>, ctx: &Change<'_>) -> Result<Dr
     add_ids(&mut data, ctx);
     d.data = Some(Value::Object(data));
     Ok(d)
+}
+
+/// The kind (and, for a `terminate`, the outcome) of a call webhook whose
+/// `event` is `event` (trimmed, lower case); see the module's mapping.
+pub(super) fn call_kind(
+    event: &str,
+    status: Option<&str>,
+    duration: Option<u64>,
+    has_errors: bool,
+    direction: Direction,
+) -> (String, Option<Outcome>) {
+    match event {
+        "connect" => (kind::CALL_INCOMING.into(), None),
+        "terminate" => {
+            let connected = duration.is_some_and(|d| d > 0);
+            let user_initiated = direction == Direction::Incoming;
+            let unanswered = if user_initiated {
+                (kind::CALL_MISSED, Outcome::NoAnswer)
+            } else {
+                (kind::CALL_ENDED, Outcome::NoAnswer)
+            };
+            let (k, o) = match status {
+                Some("REJECTED" | "REJECT" | "DECLINED" | "BUSY") => {
+                    (kind::CALL_ENDED, Outcome::Rejected)
+                }
+                Some("FAILED" | "FAILURE" | "ERROR") if connected || has_errors => {
+                    (kind::CALL_ENDED, Outcome::Failed)
+                }
+                _ if connected => (kind::CALL_ENDED, Outcome::Answered),
+                _ => unanswered,
+            };
+            (k.into(), Some(o))
+        }
+        "call_recording_available" => ("call.recording_available".into(), None),
+        "call_transcription_available" | "call_transcript_available" => {
+            ("call.transcription_available".into(), None)
+        }
+        other => (format!("meta.calls.{other}"), None),
+    }
+}
+
+/// A call's direction from its `direction` field (trimmed, upper case),
+/// else from its SDP type and whether `from` is the business's number.
+pub(super) fn call_direction(
+    direction: Option<&str>,
+    sdp_is_answer: bool,
+    from_is_us: impl FnOnce() -> bool,
+) -> Direction {
+    match direction {
+        Some("USER_INITIATED" | "INCOMING" | "INBOUND") => Direction::Incoming,
+        Some("BUSINESS_INITIATED" | "OUTGOING" | "OUTBOUND") => Direction::Outgoing,
+        _ if sdp_is_answer || from_is_us() => Direction::Outgoing,
+        _ => Direction::Incoming,
+    }
 }
 
 /// One entry of `statuses`: a call's (its `type`, else the change's field,
@@ -637,38 +660,56 @@ fn find_caller(
         Some(k) => access::opt_id(v, k, path)?,
         None => None,
     };
+    Ok(choose_caller(
+        raw,
+        user_id,
+        other_raw.as_deref(),
+        business_digits,
+        || join(path, key),
+    ))
+}
+
+/// [`find_caller`] once its fields are read: `raw` the side's number,
+/// `user_id` its privacy id, `other` the other side's number; `field`
+/// names the side's field for what is missing or invalid.
+pub(super) fn choose_caller(
+    raw: Option<String>,
+    user_id: Option<String>,
+    other: Option<&str>,
+    business_digits: Option<&str>,
+    field: impl FnOnce() -> String,
+) -> Lookup {
     let Some(raw) = raw else {
-        return Ok(match user_id {
+        return match user_id {
             Some(id) => Lookup::Found(Caller {
                 id,
                 is_phone: false,
             }),
-            None => Lookup::Missing(join(path, key)),
-        });
+            None => Lookup::Missing(field()),
+        };
     };
     match normalise_phone(&raw) {
         Ok(c) => {
             let ours = c.is_phone && business_digits.is_some_and(|b| digits(&c.id) == b);
             if ours {
-                if let Some(alt) = other_raw.as_deref().and_then(|o| normalise_phone(o).ok()) {
+                if let Some(alt) = other.and_then(|o| normalise_phone(o).ok()) {
                     if alt.is_phone && alt.id != c.id {
-                        return Ok(Lookup::Found(alt));
+                        return Lookup::Found(alt);
                     }
                 }
             }
-            Ok(Lookup::Found(c))
+            Lookup::Found(c)
         }
         Err(e) => match user_id {
-            Some(id) => Ok(Lookup::Found(Caller {
+            Some(id) => Lookup::Found(Caller {
                 id,
                 is_phone: false,
-            })),
-            None => Ok(Lookup::Invalid(join(path, key), e.0)),
+            }),
+            None => Lookup::Invalid(field(), e.0),
         },
     }
 }
 
-/// Call kinds must name a caller; other kinds keep one only when it is valid.
 pub(super) fn settle_caller(
     lookup: Lookup,
     event_kind: &str,
@@ -723,14 +764,7 @@ fn apply_contact(d: &mut Draft, ctx: &Change<'_>) -> Result<(), ParseError> {
     if let Some(profile) = access::opt_obj(contact, "profile", &cpath)? {
         let name =
             access::opt_str(profile, "name", &FieldPath::Key(&cpath, "profile"))?.map(str::trim);
-        d.name = name
-            .filter(|n| {
-                !n.is_empty()
-                    && !n
-                        .chars()
-                        .all(|ch| ch.is_ascii_digit() || " +-().".contains(ch))
-            })
-            .map(str::to_string);
+        d.name = display_name(name);
     }
     if let Some(cc) = access::opt_str(contact, "country_code", &cpath)? {
         let cc = cc.trim();
@@ -739,6 +773,18 @@ fn apply_contact(d: &mut Draft, ctx: &Change<'_>) -> Result<(), ParseError> {
         }
     }
     Ok(())
+}
+
+/// A contact's profile name (trimmed) as the event's name, unless it is
+/// empty or only a phone number.
+pub(super) fn display_name(name: Option<&str>) -> Option<String> {
+    name.filter(|n| {
+        !n.is_empty()
+            && !n
+                .chars()
+                .all(|ch| ch.is_ascii_digit() || " +-().".contains(ch))
+    })
+    .map(str::to_string)
 }
 
 fn add_ids(data: &mut Map<String, Value>, ctx: &Change<'_>) {
@@ -790,7 +836,7 @@ pub(super) fn digits(s: &str) -> String {
 }
 
 /// An SDP with a video media section.
-fn has_video(sdp: &str) -> bool {
+pub(super) fn has_video(sdp: &str) -> bool {
     sdp.lines().any(|l| l.trim_start().starts_with("m=video"))
 }
 

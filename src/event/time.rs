@@ -37,7 +37,7 @@ fn from_unix(f: f64) -> Result<Timestamp, String> {
     Timestamp::from_millisecond(millis as i64).map_err(|e| e.to_string())
 }
 
-fn parse_time_str(s: &str) -> Result<Timestamp, String> {
+pub(super) fn parse_time_str(s: &str) -> Result<Timestamp, String> {
     let t = s.trim();
     if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         let f: f64 = t.parse().map_err(|_| format!("`{t}` is not a number"))?;

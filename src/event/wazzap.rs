@@ -131,7 +131,7 @@ mod tests {
         assert_eq!(e.business.as_deref(), Some("+5215500000000"));
         assert_eq!(e.call_id, None);
         assert!(!e.video);
-        assert_eq!(e.raw["phone"], "+5215512345678");
+        assert_eq!(e.raw.to_value()["phone"], "+5215512345678");
     }
 
     #[test]

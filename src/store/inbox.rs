@@ -1553,7 +1553,9 @@ mod tests {
     async fn a_taken_event_leaves_only_a_small_dedupe_marker() {
         let (_dir, store) = store();
         let mut e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
-        e.raw["padding"] = serde_json::Value::String("x".repeat(4096));
+        let mut raw = e.raw.to_value();
+        raw["padding"] = serde_json::Value::String("x".repeat(4096));
+        e.raw = crate::event::RawJson::of(&raw);
         let day = Duration::from_secs(86400);
         store
             .insert_events(std::slice::from_ref(&e), at(1000), day)

@@ -21,7 +21,7 @@ async fn an_accepted_event_gets_202_with_its_id_and_is_stored() {
     assert_eq!(e.country.as_deref(), Some("MX"));
     assert_eq!(e.source, "wazzap");
     assert_eq!(e.at.to_string(), "2026-05-14T14:32:11Z");
-    assert_eq!(e.raw["phone"], json!("+5215587654321"));
+    assert_eq!(e.raw.to_value()["phone"], json!("+5215587654321"));
     let stats = s.store.call_stats("+5215587654321").unwrap();
     assert_eq!(stats.calls.get("call.missed"), Some(&1));
     s.stop().await;

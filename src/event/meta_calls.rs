@@ -1,0 +1,745 @@
+//! A fast path for the webhook Meta sends most: a `calls` change whose calls
+//! are plain strings (a ring, a hang-up), read straight from the body's
+//! text into borrowed structs instead of through a [`serde_json::Value`]
+//! tree.
+//!
+//! Building the tree and walking it was a third of the instructions spent
+//! on an ingested Meta event (a `Value` for every key and string, each
+//! dropped a moment later). This reader builds only the draft.
+//!
+//! It is an optimisation, not a second parser: it gives the same drafts as
+//! `meta.rs` for what it reads and declines (`None`) everything else — a
+//! field of another type, a status or message, `errors`, a privacy user id,
+//! a call carrying detail it does not copy — and the general parser then
+//! reads the body as it always did, errors and skipped items included. The
+//! tests check both paths give identical events.
+
+use std::borrow::Cow;
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::meta::{
+    call_direction, call_kind, choose_caller, digits, display_name, has_video, settle_caller,
+};
+use super::time::parse_time_str;
+use super::{normalise_phone, Caller, Direction, Draft, Identity};
+
+/// The drafts of a Meta envelope whose every change is a plain `calls`
+/// change, or `None` for anything the general parser must read.
+pub(super) fn parse(body: &str) -> Option<Vec<Draft>> {
+    let envelope: Envelope<'_> = serde_json::from_str(body).ok()?;
+    if envelope
+        .object
+        .as_deref()
+        .is_some_and(|o| o != "whatsapp_business_account")
+    {
+        return None;
+    }
+    let mut drafts = Vec::new();
+    for entry in envelope.entry? {
+        let waba = non_empty(entry.id);
+        for change in entry.changes.unwrap_or_default() {
+            read_change(change, waba.as_deref(), &mut drafts)?;
+        }
+    }
+    (!drafts.is_empty()).then_some(drafts)
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    object: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    entry: Option<Vec<Entry<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Entry<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    changes: Option<Vec<Change<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Change<'a> {
+    #[serde(borrow)]
+    field: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    value: Option<ChangeValue<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChangeValue<'a> {
+    #[serde(borrow)]
+    metadata: Option<Metadata<'a>>,
+    #[serde(borrow)]
+    contacts: Option<Vec<Contact<'a>>>,
+    #[serde(borrow)]
+    calls: Option<Vec<Call<'a>>>,
+    /// Present: declined (call statuses, repeated errors).
+    statuses: Option<IgnoredAny>,
+    errors: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Metadata<'a> {
+    #[serde(borrow)]
+    display_phone_number: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    phone_number_id: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Contact<'a> {
+    #[serde(borrow)]
+    profile: Option<Profile<'a>>,
+    #[serde(borrow)]
+    wa_id: Option<Cow<'a, str>>,
+    /// Present: declined.
+    user_id: Option<IgnoredAny>,
+    country_code: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Profile<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Call<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    from: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    to: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event: Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    direction: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    start_time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    end_time: Option<Cow<'a, str>>,
+    duration: Option<u64>,
+    #[serde(borrow)]
+    session: Option<Session<'a>>,
+    /// Present: declined (privacy ids, errors, detail copied into `data`).
+    from_user_id: Option<IgnoredAny>,
+    to_user_id: Option<IgnoredAny>,
+    errors: Option<IgnoredAny>,
+    biz_opaque_callback_data: Option<IgnoredAny>,
+    terminate_reason: Option<IgnoredAny>,
+    cta_payload: Option<IgnoredAny>,
+    deeplink_payload: Option<IgnoredAny>,
+    call_recording: Option<IgnoredAny>,
+    call_transcript: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Session<'a> {
+    #[serde(borrow)]
+    sdp_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    sdp: Option<Cow<'a, str>>,
+}
+
+/// What one change tells about each of its calls.
+struct Business<'c> {
+    /// `+<display_phone_number>`, else the phone-number id, else the WABA id.
+    id: Option<String>,
+    digits: Option<String>,
+    phone_number_id: Option<String>,
+    waba: Option<&'c str>,
+    contacts: &'c [Contact<'c>],
+}
+
+fn read_change(change: Change<'_>, waba: Option<&str>, out: &mut Vec<Draft>) -> Option<()> {
+    if change.field.as_deref() != Some("calls") {
+        return None;
+    }
+    let value = change.value?;
+    if value.statuses.is_some() || value.errors.is_some() {
+        return None;
+    }
+    let calls = value.calls.filter(|c| !c.is_empty())?;
+    let contacts = value.contacts.unwrap_or_default();
+    if contacts
+        .iter()
+        .any(|c| c.user_id.is_some() || c.country_code.is_some())
+    {
+        return None;
+    }
+    let (display, phone_number_id) = match value.metadata {
+        Some(m) => (
+            non_empty(m.display_phone_number),
+            non_empty(m.phone_number_id),
+        ),
+        None => (None, None),
+    };
+    let phone = display
+        .as_deref()
+        .and_then(|d| normalise_phone(d).ok())
+        .filter(|c| c.is_phone);
+    let business = Business {
+        digits: phone.as_ref().map(|c| digits(&c.id)),
+        id: phone
+            .map(|c| c.id)
+            .or_else(|| phone_number_id.clone())
+            .or_else(|| waba.map(str::to_string)),
+        phone_number_id,
+        waba,
+        contacts: &contacts,
+    };
+    for call in calls {
+        out.push(read_call(call, &business)?);
+    }
+    Some(())
+}
+
+fn read_call(call: Call<'_>, business: &Business<'_>) -> Option<Draft> {
+    let declined = [
+        &call.from_user_id,
+        &call.to_user_id,
+        &call.errors,
+        &call.biz_opaque_callback_data,
+        &call.terminate_reason,
+        &call.cta_payload,
+        &call.deeplink_payload,
+        &call.call_recording,
+        &call.call_transcript,
+    ];
+    if declined.iter().any(|x| x.is_some()) {
+        return None;
+    }
+    let event = call.event.trim().to_ascii_lowercase();
+    let call_id = non_empty(call.id);
+    let from = non_empty(call.from);
+    let to = non_empty(call.to);
+    let (sdp_type, sdp) = match &call.session {
+        Some(s) => (s.sdp_type.as_deref(), s.sdp.as_deref()),
+        None => (None, None),
+    };
+    let direction_text = call
+        .direction
+        .as_deref()
+        .map(|d| d.trim().to_ascii_uppercase());
+    let direction = call_direction(
+        direction_text.as_deref(),
+        sdp_type.is_some_and(|t| t.eq_ignore_ascii_case("answer")),
+        || match (&from, &business.digits) {
+            (Some(f), Some(b)) => digits(f) == *b,
+            _ => false,
+        },
+    );
+    let (side, other) = match direction {
+        Direction::Incoming => (from, to),
+        Direction::Outgoing => (to, from),
+    };
+    let lookup = choose_caller(
+        side,
+        None,
+        other.as_deref(),
+        business.digits.as_deref(),
+        String::new,
+    );
+
+    let status = call
+        .status
+        .as_deref()
+        .map(|s| s.trim().to_ascii_uppercase())
+        .filter(|s| !s.is_empty());
+    let mut at = time_of(call.timestamp.as_deref())?;
+    if event == "terminate" && at.is_none() {
+        at = time_of(call.end_time.as_deref())?;
+    }
+    let (kind, outcome) = call_kind(&event, status.as_deref(), call.duration, false, direction);
+    let identity = match &call_id {
+        Some(id) => Identity::Call(id.clone()),
+        None => Identity::Content(call.timestamp.as_deref().unwrap_or("").to_string()),
+    };
+    let mut d = Draft::new(kind, identity);
+    d.direction = direction;
+    d.caller = settle_caller(lookup, &d.kind).ok()?;
+    d.business = business.id.clone();
+    apply_contact(&mut d, business.contacts);
+    d.video = sdp.is_some_and(has_video);
+    d.at = at;
+    d.call_id = call_id;
+    d.duration = call.duration;
+    d.outcome = outcome;
+
+    let mut data = Map::new();
+    for (key, text) in [
+        ("status", call.status),
+        ("start_time", call.start_time),
+        ("end_time", call.end_time),
+    ] {
+        if let Some(text) = text {
+            data.insert(key.to_string(), Value::String(text.into_owned()));
+        }
+    }
+    if let Some(id) = &business.phone_number_id {
+        data.insert("phone_number_id".into(), Value::String(id.clone()));
+    }
+    if let Some(id) = business.waba {
+        data.insert("waba_id".into(), Value::String(id.to_string()));
+    }
+    d.data = Some(Value::Object(data));
+    Some(d)
+}
+
+/// A call time: `None` when absent or blank; `Some(None)` declines a
+/// time that does not parse (the general parser names it).
+fn time_of(text: Option<&str>) -> Option<Option<jiff::Timestamp>> {
+    match text {
+        None => Some(None),
+        Some(t) if t.trim().is_empty() => Some(None),
+        Some(t) => parse_time_str(t).ok().map(Some),
+    }
+}
+
+/// Name of the caller from the contact whose `wa_id` is the caller's
+/// number, else from a lone contact with no usable `wa_id` (as `meta.rs`).
+fn apply_contact(d: &mut Draft, contacts: &[Contact<'_>]) {
+    let Some(caller) = &d.caller else {
+        return;
+    };
+    let chosen = contacts
+        .iter()
+        .find(|c| matches_phone(caller, c.wa_id.as_deref()))
+        .or_else(|| match contacts {
+            [only] => {
+                let usable = only
+                    .wa_id
+                    .as_deref()
+                    .is_some_and(|w| !w.is_empty() && normalise_phone(w).is_ok());
+                (!usable).then_some(only)
+            }
+            _ => None,
+        });
+    if let Some(profile) = chosen.and_then(|c| c.profile.as_ref()) {
+        d.name = display_name(profile.name.as_deref().map(str::trim));
+    }
+}
+
+fn matches_phone(caller: &Caller, wa_id: Option<&str>) -> bool {
+    caller.is_phone && wa_id.is_some_and(|w| !w.is_empty() && digits(w) == digits(&caller.id))
+}
+
+/// An id as `meta.rs` reads it: an empty string is no id.
+fn non_empty(text: Option<Cow<'_, str>>) -> Option<String> {
+    text.filter(|t| !t.is_empty()).map(Cow::into_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::super::{finish_all, parse_value_batch, testing, Provider, RawJson};
+
+    const FIXTURES: [(&str, &str); 13] = [
+        (
+            "batch_two_entries",
+            include_str!("../../tests/fixtures/meta/batch_two_entries.json"),
+        ),
+        (
+            "bic_status_accepted",
+            include_str!("../../tests/fixtures/meta/bic_status_accepted.json"),
+        ),
+        (
+            "bic_status_rejected",
+            include_str!("../../tests/fixtures/meta/bic_status_rejected.json"),
+        ),
+        (
+            "bic_status_ringing",
+            include_str!("../../tests/fixtures/meta/bic_status_ringing.json"),
+        ),
+        (
+            "business_initiated_connect",
+            include_str!("../../tests/fixtures/meta/business_initiated_connect.json"),
+        ),
+        (
+            "business_initiated_terminate",
+            include_str!("../../tests/fixtures/meta/business_initiated_terminate.json"),
+        ),
+        (
+            "messages_call_permission_reply",
+            include_str!("../../tests/fixtures/meta/messages_call_permission_reply.json"),
+        ),
+        (
+            "messages_status_delivered",
+            include_str!("../../tests/fixtures/meta/messages_status_delivered.json"),
+        ),
+        (
+            "messages_text",
+            include_str!("../../tests/fixtures/meta/messages_text.json"),
+        ),
+        (
+            "terminate_completed",
+            include_str!("../../tests/fixtures/meta/terminate_completed.json"),
+        ),
+        (
+            "terminate_failed",
+            include_str!("../../tests/fixtures/meta/terminate_failed.json"),
+        ),
+        (
+            "terminate_unanswered",
+            include_str!("../../tests/fixtures/meta/terminate_unanswered.json"),
+        ),
+        (
+            "user_initiated_connect",
+            include_str!("../../tests/fixtures/meta/user_initiated_connect.json"),
+        ),
+    ];
+
+    /// The events of `body` by the fast path (`None` when it declines)
+    /// and by the general parser (with what it skipped), as JSON.
+    fn both_paths(body: &str) -> (Option<Value>, Result<(Value, usize), String>) {
+        let ctx = testing::ctx("meta", Provider::Meta);
+        let raw = RawJson::from_body(body.as_bytes()).unwrap();
+        let fast = super::parse(body).map(|drafts| {
+            let parsed = finish_all(drafts, Provider::Meta, raw.clone(), Vec::new(), &ctx);
+            serde_json::to_value(&parsed.events).unwrap()
+        });
+        let value: Value = serde_json::from_str(body).unwrap();
+        let general = parse_value_batch(value, raw, &ctx)
+            .map(|p| (serde_json::to_value(&p.events).unwrap(), p.skipped.len()))
+            .map_err(|e| e.to_string());
+        (fast, general)
+    }
+
+    /// Assert the fast path, where it reads `body`, gives exactly the
+    /// general parser's events; true when it read it.
+    fn agree(name: &str, body: &str) -> bool {
+        let (fast, general) = both_paths(body);
+        let Some(fast) = fast else {
+            return false;
+        };
+        match general {
+            Ok((events, 0)) => assert_eq!(fast, events, "{name}: the two paths differ\n{body}"),
+            other => panic!(
+                "{name}: the fast path read what the general parser refuses: {other:?}\n{body}"
+            ),
+        }
+        true
+    }
+
+    /// Every call of every `calls` change of `v`.
+    fn each_call(v: &mut Value, f: &dyn Fn(&mut serde_json::Map<String, Value>)) {
+        for entry in v["entry"].as_array_mut().unwrap() {
+            for change in entry["changes"].as_array_mut().unwrap() {
+                if let Some(calls) = change["value"]
+                    .get_mut("calls")
+                    .and_then(Value::as_array_mut)
+                {
+                    for call in calls {
+                        f(call.as_object_mut().unwrap());
+                    }
+                }
+            }
+        }
+    }
+
+    fn each_value(v: &mut Value, f: &dyn Fn(&mut serde_json::Map<String, Value>)) {
+        for entry in v["entry"].as_array_mut().unwrap() {
+            for change in entry["changes"].as_array_mut().unwrap() {
+                f(change["value"].as_object_mut().unwrap());
+            }
+        }
+    }
+
+    type Edit = (&'static str, Box<dyn Fn(&mut Value)>);
+
+    fn call_edit(
+        name: &'static str,
+        f: impl Fn(&mut serde_json::Map<String, Value>) + 'static,
+    ) -> Edit {
+        (name, Box::new(move |v: &mut Value| each_call(v, &f)))
+    }
+
+    fn value_edit(
+        name: &'static str,
+        f: impl Fn(&mut serde_json::Map<String, Value>) + 'static,
+    ) -> Edit {
+        (name, Box::new(move |v: &mut Value| each_value(v, &f)))
+    }
+
+    /// Variations of real payloads, each a shape a sender could post.
+    fn edits() -> Vec<Edit> {
+        vec![
+            ("as sent", Box::new(|_: &mut Value| {})),
+            (
+                "no privacy ids or callback data",
+                Box::new(|v: &mut Value| {
+                    each_call(v, &|c| {
+                        for k in [
+                            "to_user_id",
+                            "from_user_id",
+                            "to_parent_user_id",
+                            "biz_opaque_callback_data",
+                        ] {
+                            c.remove(k);
+                        }
+                    });
+                    each_value(v, &|value| {
+                        for c in value
+                            .get_mut("contacts")
+                            .and_then(Value::as_array_mut)
+                            .into_iter()
+                            .flatten()
+                        {
+                            c.as_object_mut().unwrap().remove("user_id");
+                        }
+                    });
+                }),
+            ),
+            call_edit("no direction", |c| {
+                c.remove("direction");
+                c.remove("to_user_id");
+                c.remove("biz_opaque_callback_data");
+            }),
+            call_edit("odd direction", |c| {
+                c.insert("direction".into(), json!(" business_initiated "));
+            }),
+            call_edit("sdp answer", |c| {
+                c.remove("direction");
+                c.insert(
+                    "session".into(),
+                    json!({"sdp_type": "answer", "sdp": "v=0\r\nm=video 9 UDP\r\n"}),
+                );
+            }),
+            call_edit("no timestamp", |c| {
+                c.remove("timestamp");
+            }),
+            call_edit("blank timestamp", |c| {
+                c.insert("timestamp".into(), json!("  "));
+            }),
+            call_edit("rfc 3339 time", |c| {
+                c.insert("timestamp".into(), json!("2026-05-14T14:32:11Z"));
+            }),
+            call_edit("bad time", |c| {
+                c.insert("timestamp".into(), json!("yesterday"));
+            }),
+            call_edit("number timestamp", |c| {
+                c.insert("timestamp".into(), json!(1749197480));
+            }),
+            call_edit("no id", |c| {
+                c.remove("id");
+            }),
+            call_edit("empty id", |c| {
+                c.insert("id".into(), json!(""));
+            }),
+            call_edit("caller is the business", |c| {
+                let to = c.get("to").cloned().unwrap_or(Value::Null);
+                let from = c.get("from").cloned().unwrap_or(Value::Null);
+                c.insert("from".into(), to);
+                c.insert("to".into(), from);
+            }),
+            call_edit("no from", |c| {
+                c.remove("from");
+            }),
+            call_edit("from not a phone", |c| {
+                c.insert("from".into(), json!("nobody"));
+            }),
+            call_edit("from a number", |c| {
+                c.insert("from".into(), json!(5215512345678u64));
+            }),
+            call_edit("answered", |c| {
+                c.insert("event".into(), json!("terminate"));
+                c.insert("duration".into(), json!(35));
+                c.insert("status".into(), json!(" completed "));
+            }),
+            call_edit("zero duration", |c| {
+                c.insert("event".into(), json!("Terminate"));
+                c.insert("duration".into(), json!(0));
+            }),
+            call_edit("rejected", |c| {
+                c.insert("event".into(), json!("terminate"));
+                c.insert("status".into(), json!("REJECTED"));
+            }),
+            call_edit("failed with duration", |c| {
+                c.insert("event".into(), json!("terminate"));
+                c.insert("status".into(), json!("failed"));
+                c.insert("duration".into(), json!(7));
+            }),
+            call_edit("empty status", |c| {
+                c.insert("status".into(), json!(""));
+            }),
+            call_edit("status list", |c| {
+                c.insert("status".into(), json!(["Failed", "Completed"]));
+            }),
+            call_edit("float duration", |c| {
+                c.insert("duration".into(), json!(12.4));
+            }),
+            call_edit("another event", |c| {
+                c.insert("event".into(), json!("call_recording_available"));
+                c.remove("from");
+            }),
+            call_edit("errors", |c| {
+                c.insert("errors".into(), json!([{"code": 131000}]));
+            }),
+            call_edit("null fields", |c| {
+                c.insert("status".into(), Value::Null);
+                c.insert("session".into(), Value::Null);
+                c.insert("errors".into(), Value::Null);
+            }),
+            value_edit("no contacts", |v| {
+                v.remove("contacts");
+            }),
+            value_edit("contact of someone else", |v| {
+                v.insert(
+                    "contacts".into(),
+                    json!([{"profile": {"name": "Other"}, "wa_id": "447700900123"}]),
+                );
+            }),
+            value_edit("lone contact without wa_id", |v| {
+                v.insert(
+                    "contacts".into(),
+                    json!([{"profile": {"name": "  José \u{e9} "}}]),
+                );
+            }),
+            value_edit("two contacts", |v| {
+                v.insert(
+                    "contacts".into(),
+                    json!([
+                        {"profile": {"name": "+52 55 1234"}, "wa_id": "447700900123"},
+                        {"profile": {"name": "Lupita"}, "wa_id": "5215512345678"},
+                        {"profile": {"name": "Priya"}, "wa_id": "917358580180"}
+                    ]),
+                );
+            }),
+            value_edit("contact with a country", |v| {
+                v.insert("contacts".into(), json!([{"profile": {"name": "Lupita"}, "wa_id": "5215512345678", "country_code": "mx"}]));
+            }),
+            value_edit("no metadata", |v| {
+                v.remove("metadata");
+            }),
+            value_edit("no display number", |v| {
+                v["metadata"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("display_phone_number");
+            }),
+            value_edit("value errors", |v| {
+                v.insert("errors".into(), json!([{"code": 1}]));
+            }),
+            value_edit("no calls", |v| {
+                v.remove("calls");
+            }),
+            (
+                "no field",
+                Box::new(|v: &mut Value| {
+                    for entry in v["entry"].as_array_mut().unwrap() {
+                        for change in entry["changes"].as_array_mut().unwrap() {
+                            change.as_object_mut().unwrap().remove("field");
+                        }
+                    }
+                }),
+            ),
+            (
+                "another object",
+                Box::new(|v: &mut Value| {
+                    v["object"] = json!("page");
+                }),
+            ),
+            (
+                "no object, numeric waba",
+                Box::new(|v: &mut Value| {
+                    v.as_object_mut().unwrap().remove("object");
+                    v["entry"][0]["id"] = json!(366634483210360u64);
+                }),
+            ),
+        ]
+    }
+
+    #[test]
+    fn the_fast_path_gives_the_general_parsers_events_or_declines() {
+        let mut read = Vec::new();
+        for (fixture, body) in FIXTURES {
+            let sent: Value = serde_json::from_str(body).unwrap();
+            // Each variation of the payload as sent, and of it without the
+            // privacy ids and callback data the fast path declines.
+            let mut plain = sent.clone();
+            (edits()[1].1)(&mut plain);
+            for (base, (edit, apply)) in [("sent", &sent), ("plain", &plain)]
+                .into_iter()
+                .flat_map(|base| edits().into_iter().map(move |e| (base, e)))
+            {
+                let mut v = base.1.clone();
+                apply(&mut v);
+                let name = format!("{fixture} ({}) / {edit}", base.0);
+                // Compact and pretty: the paths must not care about layout.
+                let compact = v.to_string();
+                let pretty = serde_json::to_string_pretty(&v).unwrap();
+                let fast_compact = agree(&name, &compact);
+                assert_eq!(fast_compact, agree(&name, &pretty), "{name}");
+                if fast_compact {
+                    read.push(name);
+                }
+            }
+        }
+        // Not vacuous: most variations of the plain calls are read fast.
+        assert!(
+            read.len() > 200,
+            "only {} variations read fast: {read:?}",
+            read.len()
+        );
+    }
+
+    #[test]
+    fn plain_calls_take_the_fast_path_and_the_rest_the_general_parser() {
+        let fast = |name: &str| {
+            let body = FIXTURES.iter().find(|(n, _)| *n == name).unwrap().1;
+            super::parse(body).is_some()
+        };
+        for name in [
+            "terminate_unanswered",
+            "terminate_completed",
+            "user_initiated_connect",
+            "batch_two_entries",
+        ] {
+            assert!(fast(name), "{name} should be read fast");
+        }
+        for name in [
+            "bic_status_ringing",
+            "business_initiated_connect",
+            "terminate_failed",
+            "messages_text",
+            "messages_status_delivered",
+        ] {
+            assert!(!fast(name), "{name} needs the general parser");
+        }
+    }
+
+    /// What the load bench and a real missed call send, read in full.
+    #[test]
+    fn a_missed_call_read_fast_is_a_missed_call_from_the_caller() {
+        let body = FIXTURES[11].1;
+        let drafts = super::parse(body).expect("read fast");
+        let events = finish_all(
+            drafts,
+            Provider::Meta,
+            RawJson::from_body(body.as_bytes()).unwrap(),
+            Vec::new(),
+            &testing::ctx("meta", Provider::Meta),
+        )
+        .events;
+        let [e] = &events[..] else {
+            panic!("one event")
+        };
+        assert_eq!(e.kind, "call.missed");
+        assert_eq!(e.caller.as_deref(), Some("+5215512345678"));
+        assert_eq!(e.name.as_deref(), Some("Lupita"));
+        assert_eq!(e.business.as_deref(), Some("+525500000000"));
+        assert_eq!(e.raw.text(), body.trim(), "the payload as it arrived");
+    }
+}
