@@ -13,11 +13,22 @@
 //! a call carrying detail it does not copy — and the general parser then
 //! reads the body as it always did, errors and skipped items included. The
 //! tests check both paths give identical events.
+//!
+//! Two ways serde's readers are laxer than a `Value` parse are closed
+//! here: a derived struct also accepts an array (its fields by position),
+//! so every object is read through [`Obj`]; and a skipped value (any key
+//! not named here) is only scanned, not checked, so the body is first
+//! checked whole by [`Checked`] (numbers in range, no lone surrogates, the
+//! nesting limit). Without them a body the general parser refuses would
+//! be accepted, and a payload a `Value` cannot hold stored.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
-use serde::de::IgnoredAny;
-use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::meta::{
@@ -29,7 +40,8 @@ use super::{normalise_phone, Caller, Direction, Draft, Identity};
 /// The drafts of a Meta envelope whose every change is a plain `calls`
 /// change, or `None` for anything the general parser must read.
 pub(super) fn parse(body: &str) -> Option<Vec<Draft>> {
-    let envelope: Envelope<'_> = serde_json::from_str(body).ok()?;
+    serde_json::from_str::<Checked>(body).ok()?;
+    let Obj(envelope): Obj<Envelope<'_>> = serde_json::from_str(body).ok()?;
     if envelope
         .object
         .as_deref()
@@ -38,9 +50,9 @@ pub(super) fn parse(body: &str) -> Option<Vec<Draft>> {
         return None;
     }
     let mut drafts = Vec::new();
-    for entry in envelope.entry? {
+    for Obj(entry) in envelope.entry? {
         let waba = non_empty(entry.id);
-        for change in entry.changes.unwrap_or_default() {
+        for Obj(change) in entry.changes.unwrap_or_default() {
             read_change(change, waba.as_deref(), &mut drafts)?;
         }
     }
@@ -52,7 +64,7 @@ struct Envelope<'a> {
     #[serde(borrow)]
     object: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    entry: Option<Vec<Entry<'a>>>,
+    entry: Option<Vec<Obj<Entry<'a>>>>,
 }
 
 #[derive(Deserialize)]
@@ -60,7 +72,7 @@ struct Entry<'a> {
     #[serde(borrow)]
     id: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    changes: Option<Vec<Change<'a>>>,
+    changes: Option<Vec<Obj<Change<'a>>>>,
 }
 
 #[derive(Deserialize)]
@@ -68,17 +80,17 @@ struct Change<'a> {
     #[serde(borrow)]
     field: Option<Cow<'a, str>>,
     #[serde(borrow)]
-    value: Option<ChangeValue<'a>>,
+    value: Option<Obj<ChangeValue<'a>>>,
 }
 
 #[derive(Deserialize)]
 struct ChangeValue<'a> {
     #[serde(borrow)]
-    metadata: Option<Metadata<'a>>,
+    metadata: Option<Obj<Metadata<'a>>>,
     #[serde(borrow)]
-    contacts: Option<Vec<Contact<'a>>>,
+    contacts: Option<Vec<Obj<Contact<'a>>>>,
     #[serde(borrow)]
-    calls: Option<Vec<Call<'a>>>,
+    calls: Option<Vec<Obj<Call<'a>>>>,
     /// Present: declined (call statuses, repeated errors).
     statuses: Option<IgnoredAny>,
     errors: Option<IgnoredAny>,
@@ -95,7 +107,7 @@ struct Metadata<'a> {
 #[derive(Deserialize)]
 struct Contact<'a> {
     #[serde(borrow)]
-    profile: Option<Profile<'a>>,
+    profile: Option<Obj<Profile<'a>>>,
     #[serde(borrow)]
     wa_id: Option<Cow<'a, str>>,
     /// Present: declined.
@@ -131,7 +143,7 @@ struct Call<'a> {
     end_time: Option<Cow<'a, str>>,
     duration: Option<u64>,
     #[serde(borrow)]
-    session: Option<Session<'a>>,
+    session: Option<Obj<Session<'a>>>,
     /// Present: declined (privacy ids, errors, detail copied into `data`).
     from_user_id: Option<IgnoredAny>,
     to_user_id: Option<IgnoredAny>,
@@ -152,6 +164,79 @@ struct Session<'a> {
     sdp: Option<Cow<'a, str>>,
 }
 
+/// A JSON object read into `T`; anything else, an array included, is an
+/// error (and so declined).
+struct Obj<T>(T);
+
+impl<T> std::ops::Deref for Obj<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
+            type Value = Obj<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Obj)
+            }
+        }
+        deserializer.deserialize_map(ObjectOnly(PhantomData))
+    }
+}
+
+/// Any JSON value, read as strictly as into a `Value` (serde_json checks
+/// a number's range, a string's escapes and the nesting depth when a
+/// value is visited, not when it is skipped) and kept nowhere.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Checked)
+    }
+}
+
+impl<'de> Visitor<'de> for Checked {
+    type Value = Checked;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while seq.next_element::<Checked>()?.is_some() {}
+        Ok(Checked)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        while map.next_key::<Checked>()?.is_some() {
+            map.next_value::<Checked>()?;
+        }
+        Ok(Checked)
+    }
+}
+
 /// What one change tells about each of its calls.
 struct Business<'c> {
     /// `+<display_phone_number>`, else the phone-number id, else the WABA id.
@@ -159,14 +244,14 @@ struct Business<'c> {
     digits: Option<String>,
     phone_number_id: Option<String>,
     waba: Option<&'c str>,
-    contacts: &'c [Contact<'c>],
+    contacts: &'c [Obj<Contact<'c>>],
 }
 
 fn read_change(change: Change<'_>, waba: Option<&str>, out: &mut Vec<Draft>) -> Option<()> {
     if change.field.as_deref() != Some("calls") {
         return None;
     }
-    let value = change.value?;
+    let Obj(value) = change.value?;
     if value.statuses.is_some() || value.errors.is_some() {
         return None;
     }
@@ -179,7 +264,7 @@ fn read_change(change: Change<'_>, waba: Option<&str>, out: &mut Vec<Draft>) -> 
         return None;
     }
     let (display, phone_number_id) = match value.metadata {
-        Some(m) => (
+        Some(Obj(m)) => (
             non_empty(m.display_phone_number),
             non_empty(m.phone_number_id),
         ),
@@ -199,7 +284,7 @@ fn read_change(change: Change<'_>, waba: Option<&str>, out: &mut Vec<Draft>) -> 
         waba,
         contacts: &contacts,
     };
-    for call in calls {
+    for Obj(call) in calls {
         out.push(read_call(call, &business)?);
     }
     Some(())
@@ -225,7 +310,7 @@ fn read_call(call: Call<'_>, business: &Business<'_>) -> Option<Draft> {
     let from = non_empty(call.from);
     let to = non_empty(call.to);
     let (sdp_type, sdp) = match &call.session {
-        Some(s) => (s.sdp_type.as_deref(), s.sdp.as_deref()),
+        Some(Obj(s)) => (s.sdp_type.as_deref(), s.sdp.as_deref()),
         None => (None, None),
     };
     let direction_text = call
@@ -309,7 +394,7 @@ fn time_of(text: Option<&str>) -> Option<Option<jiff::Timestamp>> {
 
 /// Name of the caller from the contact whose `wa_id` is the caller's
 /// number, else from a lone contact with no usable `wa_id` (as `meta.rs`).
-fn apply_contact(d: &mut Draft, contacts: &[Contact<'_>]) {
+fn apply_contact(d: &mut Draft, contacts: &[Obj<Contact<'_>>]) {
     let Some(caller) = &d.caller else {
         return;
     };
@@ -326,7 +411,7 @@ fn apply_contact(d: &mut Draft, contacts: &[Contact<'_>]) {
             }
             _ => None,
         });
-    if let Some(profile) = chosen.and_then(|c| c.profile.as_ref()) {
+    if let Some(Obj(profile)) = chosen.and_then(|c| c.profile.as_ref()) {
         d.name = display_name(profile.name.as_deref().map(str::trim));
     }
 }
@@ -402,18 +487,22 @@ mod tests {
     ];
 
     /// The events of `body` by the fast path (`None` when it declines)
-    /// and by the general parser (with what it skipped), as JSON.
-    fn both_paths(body: &str) -> (Option<Value>, Result<(Value, usize), String>) {
+    /// and by the general parser (with what it skipped), as JSON text: the
+    /// order of `data`'s keys counts too.
+    fn both_paths(body: &str) -> (Option<String>, Result<(String, usize), String>) {
         let ctx = testing::ctx("meta", Provider::Meta);
-        let raw = RawJson::from_body(body.as_bytes()).unwrap();
         let fast = super::parse(body).map(|drafts| {
-            let parsed = finish_all(drafts, Provider::Meta, raw.clone(), Vec::new(), &ctx);
-            serde_json::to_value(&parsed.events).unwrap()
+            let raw = RawJson::from_body(body.as_bytes()).unwrap();
+            let parsed = finish_all(drafts, Provider::Meta, raw, Vec::new(), &ctx);
+            serde_json::to_string(&parsed.events).unwrap()
         });
-        let value: Value = serde_json::from_str(body).unwrap();
-        let general = parse_value_batch(value, raw, &ctx)
-            .map(|p| (serde_json::to_value(&p.events).unwrap(), p.skipped.len()))
-            .map_err(|e| e.to_string());
+        let general = serde_json::from_str::<Value>(body)
+            .map_err(|e| format!("not a Value: {e}"))
+            .and_then(|value| {
+                let raw = RawJson::from_body(body.as_bytes()).unwrap();
+                parse_value_batch(value, raw, &ctx).map_err(|e| e.to_string())
+            })
+            .map(|p| (serde_json::to_string(&p.events).unwrap(), p.skipped.len()));
         (fast, general)
     }
 
@@ -718,6 +807,89 @@ mod tests {
         ] {
             assert!(!fast(name), "{name} needs the general parser");
         }
+    }
+
+    /// Bodies a `Value` parse or the general parser refuses, or reads only
+    /// in part, that serde's typed readers would take as they are.
+    #[test]
+    fn what_the_general_parser_refuses_the_fast_path_declines() {
+        let missed = FIXTURES[11].1;
+        let with = |from: &str, to: &str| {
+            assert!(missed.contains(from), "{from}");
+            missed.replacen(from, to, 1)
+        };
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let cases = [
+            ("a number out of range", with(r#""status": "FAILED","#, r#""status": "FAILED", "x": 1e400,"#)),
+            ("a lone surrogate", with(r#""messaging_product": "whatsapp""#, r#""messaging_product": "\ud800""#)),
+            ("nesting past the limit", with(r#""status": "FAILED","#, &format!(r#""status": "FAILED", "x": {deep},"#))),
+            ("metadata as an array", with(
+                r#"{
+              "display_phone_number": "525500000000",
+              "phone_number_id": "436666719526789"
+            }"#,
+                r#"["525500000000", "436666719526789"]"#,
+            )),
+            ("a profile as an array", with(r#"{
+                  "name": "Lupita"
+                }"#, r#"["Lupita"]"#)),
+            ("an extra entry that is an array", with(r#"
+  ]
+}"#, r#",
+    [null, null]
+  ]
+}"#)),
+            ("an extra entry that is null", with(r#"
+  ]
+}"#, r#",
+    null
+  ]
+}"#)),
+                        ("the whole envelope as an array", r#"["whatsapp_business_account",[["366634483210360",[["calls",[null,null,[{"id":"wacid.X","from":"5215512345678","to":"525500000000","event":"connect"}],null,null]]]]]]"#.to_string()),
+        ];
+        for (name, body) in &cases {
+            let (fast, general) = both_paths(body);
+            assert!(
+                fast.is_none(),
+                "{name}: read fast, the general parser gives {general:?}"
+            );
+            assert!(
+                !matches!(general, Ok((_, 0))),
+                "{name}: the general parser reads it whole, so the case shows nothing"
+            );
+        }
+        // Through the public entry: the old answers.
+        let ctx = testing::ctx("meta", Provider::Meta);
+        for (name, body) in &cases[..3] {
+            let e = super::super::parse(body.as_bytes(), &ctx).unwrap_err();
+            assert!(
+                matches!(e, super::super::ParseError::NotJson(_)),
+                "{name}: {e}"
+            );
+        }
+        // A duplicate key the fast path reads: a `Value` keeps the last,
+        // a typed reader refuses it, so it is left to the general parser.
+        let twice = with(
+            r#""event": "terminate","#,
+            r#""event": "terminate", "event": "connect","#,
+        );
+        assert!(super::parse(&twice).is_none());
+        assert!(matches!(both_paths(&twice).1, Ok((_, 0))));
+        // A duplicate key the fast path does not read: both keep the call.
+        let dup = with(
+            r#""messaging_product": "whatsapp","#,
+            r#""messaging_product": "whatsapp", "messaging_product": "x","#,
+        );
+        assert!(agree("an unread duplicate key", &dup));
+    }
+
+    /// A `Value`'s error names the line and column in the body as sent,
+    /// leading whitespace included.
+    #[test]
+    fn a_refused_body_is_placed_by_its_own_lines() {
+        let ctx = testing::ctx("meta", Provider::Meta);
+        let e = super::super::parse(b"\n\n   {\"a\": 1e400}", &ctx).unwrap_err();
+        assert!(e.to_string().contains("line 3"), "{e}");
     }
 
     /// What the load bench and a real missed call send, read in full.

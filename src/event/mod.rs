@@ -458,7 +458,11 @@ pub fn parse_batch(body: &[u8], ctx: &ParseContext<'_>) -> Result<Parsed, ParseE
             return Ok(finish_all(drafts, Provider::Meta, raw, Vec::new(), ctx));
         }
     }
-    let value: Value = serde_json::from_str(raw.text()).map_err(not_json)?;
+    // A `Value` is stricter than `RawJson` (numbers in range, no lone
+    // surrogates, nesting depth); its error is placed in the body, which
+    // may start with whitespace `raw` left out.
+    let value: Value = serde_json::from_str(raw.text())
+        .map_err(|e| not_json(serde_json::from_slice::<Value>(body).err().unwrap_or(e)))?;
     parse_value_batch(value, raw, ctx)
 }
 
