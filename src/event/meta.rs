@@ -303,15 +303,11 @@ fn parse_call(call: &Value, path: &FieldPath<'_>, ctx: &Change<'_>) -> Result<Dr
         None => (None, None),
     };
     let from = access::opt_id(call, "from", path)?;
-    let direction_text =
-        access::opt_str(call, "direction", path)?.map(|d| d.trim().to_ascii_uppercase());
     let direction = call_direction(
-        direction_text.as_deref(),
-        sdp_type.is_some_and(|t| t.eq_ignore_ascii_case("answer")),
-        || match (&from, &ctx.business_digits) {
-            (Some(f), Some(b)) => digits(f) == *b,
-            _ => false,
-        },
+        access::opt_str(call, "direction", path)?,
+        sdp_type,
+        from.as_deref(),
+        ctx.business_digits.as_deref(),
     );
     let (side, side_user, other) = match direction {
         Direction::Incoming => ("from", "from_user_id", "to"),
@@ -424,17 +420,24 @@ pub(super) fn call_kind(
     }
 }
 
-/// A call's direction from its `direction` field (trimmed, upper case),
-/// else from its SDP type and whether `from` is the business's number.
+/// A call's direction from its `direction` field (any case and spacing),
+/// else from its SDP type (an answer: the business made the offer) and
+/// whether `from` is the business's number (its digits are
+/// `business_digits`).
 pub(super) fn call_direction(
     direction: Option<&str>,
-    sdp_is_answer: bool,
-    from_is_us: impl FnOnce() -> bool,
+    sdp_type: Option<&str>,
+    from: Option<&str>,
+    business_digits: Option<&str>,
 ) -> Direction {
-    match direction {
+    let direction = direction.map(|d| d.trim().to_ascii_uppercase());
+    match direction.as_deref() {
         Some("USER_INITIATED" | "INCOMING" | "INBOUND") => Direction::Incoming,
         Some("BUSINESS_INITIATED" | "OUTGOING" | "OUTBOUND") => Direction::Outgoing,
-        _ if sdp_is_answer || from_is_us() => Direction::Outgoing,
+        _ if sdp_type.is_some_and(|t| t.eq_ignore_ascii_case("answer")) => Direction::Outgoing,
+        _ if matches!((from, business_digits), (Some(f), Some(b)) if digits(f) == b) => {
+            Direction::Outgoing
+        }
         _ => Direction::Incoming,
     }
 }

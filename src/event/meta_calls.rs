@@ -313,17 +313,11 @@ fn read_call(call: Call<'_>, business: &Business<'_>) -> Option<Draft> {
         Some(Obj(s)) => (s.sdp_type.as_deref(), s.sdp.as_deref()),
         None => (None, None),
     };
-    let direction_text = call
-        .direction
-        .as_deref()
-        .map(|d| d.trim().to_ascii_uppercase());
     let direction = call_direction(
-        direction_text.as_deref(),
-        sdp_type.is_some_and(|t| t.eq_ignore_ascii_case("answer")),
-        || match (&from, &business.digits) {
-            (Some(f), Some(b)) => digits(f) == *b,
-            _ => false,
-        },
+        call.direction.as_deref(),
+        sdp_type,
+        from.as_deref(),
+        business.digits.as_deref(),
     );
     let (side, other) = match direction {
         Direction::Incoming => (from, to),
