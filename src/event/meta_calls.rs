@@ -39,15 +39,19 @@ use super::{normalise_phone, Caller, Direction, Draft, Identity};
 
 /// The drafts of a Meta envelope whose every change is a plain `calls`
 /// change, or `None` for anything the general parser must read.
-pub(super) fn parse(body: &str) -> Option<Vec<Draft>> {
-    serde_json::from_str::<Checked>(body).ok()?;
-    let Obj(envelope): Obj<Envelope<'_>> = serde_json::from_str(body).ok()?;
-    if envelope
-        .object
-        .as_deref()
-        .is_some_and(|o| o != "whatsapp_business_account")
-    {
+///
+/// `detecting`: the source is `auto`, whose detection takes a body for
+/// Meta's only when its `object` says `whatsapp_business_account`; a body
+/// that cannot be one is left alone before any parsing.
+pub(super) fn parse(body: &str, detecting: bool) -> Option<Vec<Draft>> {
+    if detecting && !body.contains("\"whatsapp_business_account\"") {
         return None;
+    }
+    let Obj(envelope): Obj<Envelope<'_>> = serde_json::from_str(body).ok()?;
+    match envelope.object.as_deref() {
+        Some("whatsapp_business_account") => {}
+        None if !detecting => {}
+        _ => return None,
     }
     let mut drafts = Vec::new();
     for Obj(entry) in envelope.entry? {
@@ -56,7 +60,11 @@ pub(super) fn parse(body: &str) -> Option<Vec<Draft>> {
             read_change(change, waba.as_deref(), &mut drafts)?;
         }
     }
-    (!drafts.is_empty()).then_some(drafts)
+    if drafts.is_empty() {
+        return None;
+    }
+    serde_json::from_str::<Checked>(body).ok()?;
+    Some(drafts)
 }
 
 #[derive(Deserialize)]
@@ -484,8 +492,17 @@ mod tests {
     /// and by the general parser (with what it skipped), as JSON text: the
     /// order of `data`'s keys counts too.
     fn both_paths(body: &str) -> (Option<String>, Result<(String, usize), String>) {
-        let ctx = testing::ctx("meta", Provider::Meta);
-        let fast = super::parse(body).map(|drafts| {
+        both_paths_as(body, Provider::Meta)
+    }
+
+    /// [`both_paths`] for a source configured as `provider` (`Meta`, or
+    /// `Auto` to detect it).
+    fn both_paths_as(
+        body: &str,
+        provider: Provider,
+    ) -> (Option<String>, Result<(String, usize), String>) {
+        let ctx = testing::ctx("meta", provider);
+        let fast = super::parse(body, provider == Provider::Auto).map(|drafts| {
             let raw = RawJson::from_body(body.as_bytes()).unwrap();
             let parsed = finish_all(drafts, Provider::Meta, raw, Vec::new(), &ctx);
             serde_json::to_string(&parsed.events).unwrap()
@@ -501,19 +518,24 @@ mod tests {
     }
 
     /// Assert the fast path, where it reads `body`, gives exactly the
-    /// general parser's events; true when it read it.
-    fn agree(name: &str, body: &str) -> bool {
-        let (fast, general) = both_paths(body);
+    /// general parser's events, for a source of `provider`; true when it
+    /// read it.
+    fn agree_as(name: &str, body: &str, provider: Provider) -> bool {
+        let (fast, general) = both_paths_as(body, provider);
         let Some(fast) = fast else {
             return false;
         };
         match general {
-            Ok((events, 0)) => assert_eq!(fast, events, "{name}: the two paths differ\n{body}"),
+            Ok((events, 0)) => assert_eq!(fast, events, "{name} ({provider}): the two paths differ\n{body}"),
             other => panic!(
-                "{name}: the fast path read what the general parser refuses: {other:?}\n{body}"
+                "{name} ({provider}): the fast path read what the general parser refuses: {other:?}\n{body}"
             ),
         }
         true
+    }
+
+    fn agree(name: &str, body: &str) -> bool {
+        agree_as(name, body, Provider::Meta)
     }
 
     /// Every call of every `calls` change of `v`.
@@ -735,6 +757,24 @@ mod tests {
                 }),
             ),
             (
+                "no object",
+                Box::new(|v: &mut Value| {
+                    v.as_object_mut().unwrap().remove("object");
+                }),
+            ),
+            (
+                "no object, the words in a name",
+                Box::new(|v: &mut Value| {
+                    v.as_object_mut().unwrap().remove("object");
+                    each_value(v, &|value| {
+                        value.insert(
+                            "contacts".into(),
+                            json!([{"profile": {"name": "whatsapp_business_account"}}]),
+                        );
+                    });
+                }),
+            ),
+            (
                 "no object, numeric waba",
                 Box::new(|v: &mut Value| {
                     v.as_object_mut().unwrap().remove("object");
@@ -747,6 +787,7 @@ mod tests {
     #[test]
     fn the_fast_path_gives_the_general_parsers_events_or_declines() {
         let mut read = Vec::new();
+        let mut read_detected = 0;
         for (fixture, body) in FIXTURES {
             let sent: Value = serde_json::from_str(body).unwrap();
             // Each variation of the payload as sent, and of it without the
@@ -765,6 +806,16 @@ mod tests {
                 let pretty = serde_json::to_string_pretty(&v).unwrap();
                 let fast_compact = agree(&name, &compact);
                 assert_eq!(fast_compact, agree(&name, &pretty), "{name}");
+                // Detected (`auto`): only an envelope that says it is Meta's.
+                let detected = agree_as(&name, &compact, Provider::Auto);
+                assert_eq!(detected, agree_as(&name, &pretty, Provider::Auto), "{name}");
+                assert!(
+                    !detected || fast_compact,
+                    "{name}: read fast only when detected"
+                );
+                if detected {
+                    read_detected += 1;
+                }
                 if fast_compact {
                     read.push(name);
                 }
@@ -776,13 +827,17 @@ mod tests {
             "only {} variations read fast: {read:?}",
             read.len()
         );
+        assert!(
+            read_detected > 150,
+            "only {read_detected} read fast when detected"
+        );
     }
 
     #[test]
     fn plain_calls_take_the_fast_path_and_the_rest_the_general_parser() {
         let fast = |name: &str| {
             let body = FIXTURES.iter().find(|(n, _)| *n == name).unwrap().1;
-            super::parse(body).is_some()
+            super::parse(body, false).is_some() && super::parse(body, true).is_some()
         };
         for name in [
             "terminate_unanswered",
@@ -848,6 +903,10 @@ mod tests {
                 "{name}: read fast, the general parser gives {general:?}"
             );
             assert!(
+                super::parse(body, true).is_none(),
+                "{name}: read fast when detected"
+            );
+            assert!(
                 !matches!(general, Ok((_, 0))),
                 "{name}: the general parser reads it whole, so the case shows nothing"
             );
@@ -867,7 +926,7 @@ mod tests {
             r#""event": "terminate","#,
             r#""event": "terminate", "event": "connect","#,
         );
-        assert!(super::parse(&twice).is_none());
+        assert!(super::parse(&twice, false).is_none());
         assert!(matches!(both_paths(&twice).1, Ok((_, 0))));
         // A duplicate key the fast path does not read: both keep the call.
         let dup = with(
@@ -890,7 +949,7 @@ mod tests {
     #[test]
     fn a_missed_call_read_fast_is_a_missed_call_from_the_caller() {
         let body = FIXTURES[11].1;
-        let drafts = super::parse(body).expect("read fast");
+        let drafts = super::parse(body, false).expect("read fast");
         let events = finish_all(
             drafts,
             Provider::Meta,

@@ -453,10 +453,13 @@ pub fn parse_batch(body: &[u8], ctx: &ParseContext<'_>) -> Result<Parsed, ParseE
             ))
         }
     };
-    if ctx.provider == Provider::Meta {
-        if let Some(drafts) = meta_calls::parse(raw.text()) {
-            return Ok(finish_all(drafts, Provider::Meta, raw, Vec::new(), ctx));
-        }
+    let fast = match ctx.provider {
+        Provider::Meta => meta_calls::parse(raw.text(), false),
+        Provider::Auto => meta_calls::parse(raw.text(), true),
+        _ => None,
+    };
+    if let Some(drafts) = fast {
+        return Ok(finish_all(drafts, Provider::Meta, raw, Vec::new(), ctx));
     }
     // A `Value` is stricter than `RawJson` (numbers in range, no lone
     // surrogates, nesting depth); its error is placed in the body, which
