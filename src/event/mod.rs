@@ -215,11 +215,19 @@ pub struct Event {
 pub struct RawJson(std::sync::Arc<serde_json::value::RawValue>);
 
 impl RawJson {
-    /// The JSON text of a body already known to hold one JSON value, or
-    /// the JSON error that says why not.
+    /// The JSON text of a body holding one JSON value, or the JSON error
+    /// that says why not. A body laid out over several lines is kept on
+    /// one, without the whitespace between its tokens: an event written
+    /// as a line of JSON (`ringback parse`, logs) must stay one line.
     pub fn from_body(body: &[u8]) -> Result<RawJson, serde_json::Error> {
         let raw: &serde_json::value::RawValue = serde_json::from_slice(body)?;
-        Ok(RawJson(raw.to_owned().into()))
+        let text = raw.get();
+        if !text.bytes().any(|b| b == b'\n' || b == b'\r') {
+            return Ok(RawJson(raw.to_owned().into()));
+        }
+        let one_line = serde_json::value::RawValue::from_string(without_layout(text))
+            .expect("valid JSON less the whitespace between its tokens");
+        Ok(RawJson(one_line.into()))
     }
 
     /// The text of `value` (for events made here rather than received).
@@ -240,6 +248,31 @@ impl RawJson {
     pub fn to_value(&self) -> Value {
         serde_json::from_str(self.text()).expect("checked JSON when made")
     }
+}
+
+/// `text` (valid JSON) without the whitespace between its tokens. JSON
+/// strings hold no raw whitespace but spaces, and keep all of theirs.
+fn without_layout(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            out.push(b);
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+            out.push(b);
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).expect("only ASCII bytes were left out")
 }
 
 impl PartialEq for RawJson {
@@ -850,6 +883,25 @@ mod tests {
     use super::testing::{all, ctx};
     use super::*;
 
+    /// A body laid out over lines is kept on one line, every string as
+    /// sent (spaces, escapes, quotes and brackets inside it included); a
+    /// body on one line is kept byte for byte.
+    #[test]
+    fn a_payload_is_kept_on_one_line_with_its_strings_untouched() {
+        let pretty = "{\r\n  \"a\" : [ 1,\n\t2 ],\n  \"s\": \"x  y \\\" { ] \\\\\",\n  \"u\": \"\\u00e9\\n\"\n}\n";
+        let raw = RawJson::from_body(pretty.as_bytes()).unwrap();
+        assert_eq!(
+            raw.text(),
+            "{\"a\":[1,2],\"s\":\"x  y \\\" { ] \\\\\",\"u\":\"\\u00e9\\n\"}"
+        );
+        assert_eq!(
+            raw.to_value(),
+            serde_json::from_str::<Value>(pretty).unwrap()
+        );
+        let flat = r#"{"a": [1, 2], "s": "x  y"}"#;
+        assert_eq!(RawJson::from_body(flat.as_bytes()).unwrap().text(), flat);
+    }
+
     /// An event reads back as it was written (stored events, execution
     /// records), `test` and `data` included; without `raw` it is the same
     /// object less that key.
@@ -877,14 +929,16 @@ mod tests {
     }
 
     /// Every event of a batch carries the whole payload as `raw`, as it
-    /// arrived.
+    /// arrived but on one line.
     #[test]
     fn each_event_of_a_batch_carries_the_whole_payload() {
         let body = include_str!("../../tests/fixtures/meta/batch_two_entries.json");
+        let payload: Value = serde_json::from_str(body).unwrap();
         let events = all(body, &ctx("src", Provider::Meta));
         assert!(events.len() > 1, "a batch");
         for e in &events {
-            assert_eq!(e.raw.text(), body.trim(), "{}", e.id);
+            assert_eq!(e.raw.to_value(), payload, "{}", e.id);
+            assert!(!e.raw.text().contains('\n'), "{}", e.id);
         }
     }
 }

@@ -348,6 +348,18 @@ fn parse_prints_one_canonical_event_per_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("phone"), "{err}");
 
+    // A payload laid out over lines still prints one event a line.
+    std::fs::copy("tests/fixtures/meta/terminate_unanswered.json", &payload).unwrap();
+    let out = Command::new(BIN)
+        .args(["parse", payload.to_str().unwrap(), "--provider", "meta"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let event: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(event["raw"]["entry"][0]["id"], "366634483210360");
+
     // A Meta batch with one call lacking `from`: the others print, the
     // left-out one is named on stderr, as the server would answer.
     let mut batch: serde_json::Value =
