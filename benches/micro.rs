@@ -82,6 +82,13 @@ fn deliveries(now: Timestamp) -> Vec<Delivery1> {
         hex::encode(mac.finalize().into_bytes())
     };
     let meta_body: &[u8] = include_bytes!("../tests/fixtures/meta/terminate_unanswered.json");
+    // The same payload on one line, as Meta sends it (the fixture is laid
+    // out for reading, and a payload over several lines is compacted).
+    let meta_compact: &'static [u8] = Box::leak(
+        serde_json::to_vec(&serde_json::from_slice::<Value>(meta_body).expect("JSON"))
+            .expect("serialises")
+            .into_boxed_slice(),
+    );
     let standard_body: &[u8] = include_bytes!("../tests/fixtures/standard/call_missed.json");
     let standard_sig = {
         let key = base64::engine::general_purpose::STANDARD
@@ -138,6 +145,24 @@ fn deliveries(now: Timestamp) -> Vec<Delivery1> {
             headers: vec![(
                 "x-hub-signature-256",
                 format!("sha256={}", hex_hmac_sha256(SECRET.as_bytes(), meta_body)),
+            )],
+            query_token: None,
+        },
+        Delivery1 {
+            name: "meta_compact",
+            provider: Provider::Meta,
+            business: None,
+            body: meta_compact,
+            auth: SourceAuth {
+                meta_app_secret: Some(Secret::new(SECRET)),
+                ..Default::default()
+            },
+            headers: vec![(
+                "x-hub-signature-256",
+                format!(
+                    "sha256={}",
+                    hex_hmac_sha256(SECRET.as_bytes(), meta_compact)
+                ),
             )],
             query_token: None,
         },
