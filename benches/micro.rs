@@ -133,39 +133,8 @@ fn deliveries(now: Timestamp) -> Vec<Delivery1> {
             headers: vec![("authorization", format!("Bearer {SECRET}"))],
             query_token: None,
         },
-        Delivery1 {
-            name: "meta",
-            provider: Provider::Meta,
-            business: None,
-            body: meta_body,
-            auth: SourceAuth {
-                meta_app_secret: Some(Secret::new(SECRET)),
-                ..Default::default()
-            },
-            headers: vec![(
-                "x-hub-signature-256",
-                format!("sha256={}", hex_hmac_sha256(SECRET.as_bytes(), meta_body)),
-            )],
-            query_token: None,
-        },
-        Delivery1 {
-            name: "meta_compact",
-            provider: Provider::Meta,
-            business: None,
-            body: meta_compact,
-            auth: SourceAuth {
-                meta_app_secret: Some(Secret::new(SECRET)),
-                ..Default::default()
-            },
-            headers: vec![(
-                "x-hub-signature-256",
-                format!(
-                    "sha256={}",
-                    hex_hmac_sha256(SECRET.as_bytes(), meta_compact)
-                ),
-            )],
-            query_token: None,
-        },
+        meta_delivery("meta", meta_body),
+        meta_delivery("meta_compact", meta_compact),
         Delivery1 {
             name: "timelinesai",
             provider: Provider::Timelinesai,
@@ -192,6 +161,25 @@ fn deliveries(now: Timestamp) -> Vec<Delivery1> {
             query_token: None,
         },
     ]
+}
+
+/// A Meta delivery of `body`, signed with the app secret.
+fn meta_delivery(name: &'static str, body: &'static [u8]) -> Delivery1 {
+    Delivery1 {
+        name,
+        provider: Provider::Meta,
+        business: None,
+        body,
+        auth: SourceAuth {
+            meta_app_secret: Some(Secret::new(SECRET)),
+            ..Default::default()
+        },
+        headers: vec![(
+            "x-hub-signature-256",
+            format!("sha256={}", hex_hmac_sha256(SECRET.as_bytes(), body)),
+        )],
+        query_token: None,
+    }
 }
 
 fn verify_and_parse(d: &Delivery1, provider: Provider, now: Timestamp) -> Vec<Event> {
