@@ -22,6 +22,7 @@
 //! | [`workflow`] | pure: the workflow language, validation with positions, templates |
 //! | [`config`] | `ringback.yaml` → validated [`config::Config`], all errors at once |
 //! | [`event`] | pure: canonical event, one parser per provider, signatures, phones |
+//! | [`json`] | typed JSON readers as strict as a `Value` (objects only, every value checked) |
 //! | [`yaml`] | the one YAML reader: values plus `file:line:col` for every path |
 //! | [`metrics`] | the counters and histograms of `GET /metrics` (prometheus-client), one registry per server |
 //! | [`duration`] | `250ms` / `90s` / `2m` / `1h` / `7d` |
@@ -35,6 +36,7 @@ pub mod delivery;
 pub mod duration;
 pub mod engine;
 pub mod event;
+pub mod json;
 pub mod metrics;
 pub mod reload;
 pub mod server;

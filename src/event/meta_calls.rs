@@ -14,22 +14,19 @@
 //! reads the body as it always did, errors and skipped items included. The
 //! tests check both paths give identical events.
 //!
-//! Two ways serde's readers are laxer than a `Value` parse are closed
-//! here: a derived struct also accepts an array (its fields by position),
-//! so every object is read through [`Obj`]; and a skipped value (any key
-//! not named here) is only scanned, not checked, so the body is first
-//! checked whole by [`Checked`] (numbers in range, no lone surrogates, the
-//! nesting limit). Without them a body the general parser refuses would
-//! be accepted, and a payload a `Value` cannot hold stored.
+//! serde's readers are laxer than a `Value` parse (see `crate::json`):
+//! every object is read through `ObjectOnly`, and the body is checked
+//! whole by `Checked` once it has been read. Without them a body the
+//! general parser refuses would be accepted, and a payload a `Value`
+//! cannot hold stored.
 
 use std::borrow::Cow;
-use std::fmt;
-use std::marker::PhantomData;
 
-use serde::de::value::MapAccessDeserializer;
-use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
 use serde_json::{Map, Value};
+
+use crate::json::{Checked, ObjectOnly as Obj};
 
 use super::meta::{
     call_direction, call_kind, choose_caller, digits, display_name, has_video, settle_caller,
@@ -170,79 +167,6 @@ struct Session<'a> {
     sdp_type: Option<Cow<'a, str>>,
     #[serde(borrow)]
     sdp: Option<Cow<'a, str>>,
-}
-
-/// A JSON object read into `T`; anything else, an array included, is an
-/// error (and so declined).
-struct Obj<T>(T);
-
-impl<T> std::ops::Deref for Obj<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectOnly<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
-            type Value = Obj<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
-                T::deserialize(MapAccessDeserializer::new(map)).map(Obj)
-            }
-        }
-        deserializer.deserialize_map(ObjectOnly(PhantomData))
-    }
-}
-
-/// Any JSON value, read as strictly as into a `Value` (serde_json checks
-/// a number's range, a string's escapes and the nesting depth when a
-/// value is visited, not when it is skipped) and kept nowhere.
-struct Checked;
-
-impl<'de> Deserialize<'de> for Checked {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(Checked)
-    }
-}
-
-impl<'de> Visitor<'de> for Checked {
-    type Value = Checked;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-    fn visit_unit<E>(self) -> Result<Checked, E> {
-        Ok(Checked)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
-        while seq.next_element::<Checked>()?.is_some() {}
-        Ok(Checked)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-        while map.next_key::<Checked>()?.is_some() {
-            map.next_value::<Checked>()?;
-        }
-        Ok(Checked)
-    }
 }
 
 /// What one change tells about each of its calls.
