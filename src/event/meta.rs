@@ -213,15 +213,8 @@ fn parse_change(
         ),
         None => (None, None),
     };
-    let business_phone = display
-        .as_deref()
-        .and_then(|d| normalise_phone(d).ok())
-        .filter(|c| c.is_phone);
-    let business_digits = business_phone.as_ref().map(|c| digits(&c.id));
-    let business = business_phone
-        .map(|c| c.id)
-        .or_else(|| phone_number_id.clone())
-        .or_else(|| waba.map(str::to_string));
+    let (business, business_digits) =
+        business_of(display.as_deref(), phone_number_id.as_deref(), waba);
     let contacts = opt_array(value, "contacts", &vpath)?;
     for (k, c) in contacts.iter().enumerate() {
         expect_object(c, &FieldPath::Item(&vpath, "contacts", k))?;
@@ -336,8 +329,7 @@ fn parse_call(call: &Value, path: &FieldPath<'_>, ctx: &Change<'_>) -> Result<Dr
         None => false,
     };
 
-    let terminate = event == "terminate";
-    if terminate && at.is_none() {
+    if event == "terminate" && at.is_none() {
         at = opt_time(call, "end_time", path)?;
     }
     let (kind, outcome) = call_kind(&event, status.as_deref(), duration, has_errors, direction);
@@ -376,9 +368,28 @@ fn parse_call(call: &Value, path: &FieldPath<'_>, ctx: &Change<'_>) -> Result<Dr
     if let Some(e) = errors {
         data.insert("errors".into(), e.clone());
     }
-    add_ids(&mut data, ctx);
+    add_ids(&mut data, ctx.phone_number_id.as_deref(), ctx.waba);
     d.data = Some(Value::Object(data));
     Ok(d)
+}
+
+/// The business a change is for: `+<display_phone_number>` when that is a
+/// phone, else the phone-number id, else the WABA id; and the display
+/// number's digits, to recognise our own side of a call.
+pub(super) fn business_of(
+    display: Option<&str>,
+    phone_number_id: Option<&str>,
+    waba: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    let phone = display
+        .and_then(|d| normalise_phone(d).ok())
+        .filter(|c| c.is_phone);
+    let business_digits = phone.as_ref().map(|c| digits(&c.id));
+    let business = phone
+        .map(|c| c.id)
+        .or_else(|| phone_number_id.map(str::to_string))
+        .or_else(|| waba.map(str::to_string));
+    (business, business_digits)
 }
 
 /// The kind (and, for a `terminate`, the outcome) of a call webhook whose
@@ -505,7 +516,7 @@ fn parse_call_status(
     if let Some(s) = status.get("status").filter(|x| !x.is_null()) {
         data.insert("status".into(), s.clone());
     }
-    add_ids(&mut data, ctx);
+    add_ids(&mut data, ctx.phone_number_id.as_deref(), ctx.waba);
     d.data = Some(Value::Object(data));
     Ok(d)
 }
@@ -713,6 +724,7 @@ pub(super) fn choose_caller(
     }
 }
 
+/// Call kinds must name a caller; other kinds keep one only when it is valid.
 pub(super) fn settle_caller(
     lookup: Lookup,
     event_kind: &str,
@@ -735,19 +747,13 @@ fn apply_contact(d: &mut Draft, ctx: &Change<'_>) -> Result<(), ParseError> {
     let Some(caller) = &d.caller else {
         return Ok(());
     };
-    let want = if caller.is_phone {
-        digits(&caller.id)
-    } else {
-        caller.id.clone()
-    };
     let mut chosen = None;
     for (k, c) in ctx.contacts.iter().enumerate() {
         let cpath = FieldPath::Item(&ctx.value_path, "contacts", k);
         let wa_id = access::opt_id(c, "wa_id", &cpath)?;
         let user_id = access::opt_id(c, "user_id", &cpath)?;
-        let matches_phone = caller.is_phone && wa_id.as_deref().is_some_and(|w| digits(w) == want);
         let matches_user = user_id.as_deref() == Some(caller.id.as_str());
-        if matches_phone || matches_user {
+        if is_callers_number(caller, wa_id.as_deref()) || matches_user {
             chosen = Some((c, cpath));
             break;
         }
@@ -755,9 +761,7 @@ fn apply_contact(d: &mut Draft, ctx: &Change<'_>) -> Result<(), ParseError> {
     if chosen.is_none() && ctx.contacts.len() == 1 {
         let c = &ctx.contacts[0];
         let cpath = FieldPath::Item(&ctx.value_path, "contacts", 0);
-        let usable =
-            access::opt_id(c, "wa_id", &cpath)?.is_some_and(|w| normalise_phone(&w).is_ok());
-        if !usable {
+        if !names_a_phone(access::opt_id(c, "wa_id", &cpath)?.as_deref()) {
             chosen = Some((c, cpath));
         }
     }
@@ -778,6 +782,17 @@ fn apply_contact(d: &mut Draft, ctx: &Change<'_>) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// Whether a contact's `wa_id` is the caller's number.
+pub(super) fn is_callers_number(caller: &Caller, wa_id: Option<&str>) -> bool {
+    caller.is_phone && wa_id.is_some_and(|w| digits(w) == digits(&caller.id))
+}
+
+/// Whether a contact's `wa_id` is a phone at all: a lone contact without
+/// one is taken for the caller's.
+pub(super) fn names_a_phone(wa_id: Option<&str>) -> bool {
+    wa_id.is_some_and(|w| normalise_phone(w).is_ok())
+}
+
 /// A contact's profile name (trimmed) as the event's name, unless it is
 /// empty or only a phone number.
 pub(super) fn display_name(name: Option<&str>) -> Option<String> {
@@ -790,11 +805,16 @@ pub(super) fn display_name(name: Option<&str>) -> Option<String> {
     .map(str::to_string)
 }
 
-fn add_ids(data: &mut Map<String, Value>, ctx: &Change<'_>) {
-    if let Some(id) = &ctx.phone_number_id {
-        data.insert("phone_number_id".into(), Value::String(id.clone()));
+/// The change's phone-number and WABA ids, last in an event's `data`.
+pub(super) fn add_ids(
+    data: &mut Map<String, Value>,
+    phone_number_id: Option<&str>,
+    waba: Option<&str>,
+) {
+    if let Some(id) = phone_number_id {
+        data.insert("phone_number_id".into(), Value::String(id.to_string()));
     }
-    if let Some(id) = ctx.waba {
+    if let Some(id) = waba {
         data.insert("waba_id".into(), Value::String(id.to_string()));
     }
 }
@@ -808,7 +828,7 @@ fn status_of(v: &Value, path: &FieldPath<'_>) -> Result<Option<String>, ParseErr
     let field = || join(path, "status");
     match v.get("status") {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_ascii_uppercase()).filter(|s| !s.is_empty())),
+        Some(Value::String(s)) => Ok(status_word(s)),
         Some(Value::Array(items)) => {
             let mut words = Vec::with_capacity(items.len());
             for item in items {
@@ -832,6 +852,11 @@ fn status_of(v: &Value, path: &FieldPath<'_>) -> Result<Option<String>, ParseErr
             format!("expected a string, got {}", json_type_name(other)),
         )),
     }
+}
+
+/// A status as an upper-case word; blank is none.
+pub(super) fn status_word(s: &str) -> Option<String> {
+    Some(s.trim().to_ascii_uppercase()).filter(|s| !s.is_empty())
 }
 
 pub(super) fn digits(s: &str) -> String {

@@ -29,10 +29,11 @@ use serde_json::{Map, Value};
 use crate::json::{Checked, ObjectOnly as Obj};
 
 use super::meta::{
-    call_direction, call_kind, choose_caller, digits, display_name, has_video, settle_caller,
+    add_ids, business_of, call_direction, call_kind, choose_caller, display_name, has_video,
+    is_callers_number, names_a_phone, settle_caller, status_word,
 };
 use super::time::parse_time_str;
-use super::{normalise_phone, Caller, Direction, Draft, Identity};
+use super::{Direction, Draft, Identity};
 
 /// The drafts of a Meta envelope whose every change is a plain `calls`
 /// change, or `None` for anything the general parser must read.
@@ -202,16 +203,10 @@ fn read_change(change: Change<'_>, waba: Option<&str>, out: &mut Vec<Draft>) -> 
         ),
         None => (None, None),
     };
-    let phone = display
-        .as_deref()
-        .and_then(|d| normalise_phone(d).ok())
-        .filter(|c| c.is_phone);
+    let (id, business_digits) = business_of(display.as_deref(), phone_number_id.as_deref(), waba);
     let business = Business {
-        digits: phone.as_ref().map(|c| digits(&c.id)),
-        id: phone
-            .map(|c| c.id)
-            .or_else(|| phone_number_id.clone())
-            .or_else(|| waba.map(str::to_string)),
+        id,
+        digits: business_digits,
         phone_number_id,
         waba,
         contacts: &contacts,
@@ -263,11 +258,7 @@ fn read_call(call: Call<'_>, business: &Business<'_>) -> Option<Draft> {
         String::new,
     );
 
-    let status = call
-        .status
-        .as_deref()
-        .map(|s| s.trim().to_ascii_uppercase())
-        .filter(|s| !s.is_empty());
+    let status = call.status.as_deref().and_then(status_word);
     let mut at = time_of(call.timestamp.as_deref())?;
     if event == "terminate" && at.is_none() {
         at = time_of(call.end_time.as_deref())?;
@@ -298,12 +289,11 @@ fn read_call(call: Call<'_>, business: &Business<'_>) -> Option<Draft> {
             data.insert(key.to_string(), Value::String(text.into_owned()));
         }
     }
-    if let Some(id) = &business.phone_number_id {
-        data.insert("phone_number_id".into(), Value::String(id.clone()));
-    }
-    if let Some(id) = business.waba {
-        data.insert("waba_id".into(), Value::String(id.to_string()));
-    }
+    add_ids(
+        &mut data,
+        business.phone_number_id.as_deref(),
+        business.waba,
+    );
     d.data = Some(Value::Object(data));
     Some(d)
 }
@@ -326,24 +316,14 @@ fn apply_contact(d: &mut Draft, contacts: &[Obj<Contact<'_>>]) {
     };
     let chosen = contacts
         .iter()
-        .find(|c| matches_phone(caller, c.wa_id.as_deref()))
+        .find(|c| is_callers_number(caller, c.wa_id.as_deref()))
         .or_else(|| match contacts {
-            [only] => {
-                let usable = only
-                    .wa_id
-                    .as_deref()
-                    .is_some_and(|w| !w.is_empty() && normalise_phone(w).is_ok());
-                (!usable).then_some(only)
-            }
+            [only] if !names_a_phone(only.wa_id.as_deref()) => Some(only),
             _ => None,
         });
     if let Some(Obj(profile)) = chosen.and_then(|c| c.profile.as_ref()) {
         d.name = display_name(profile.name.as_deref().map(str::trim));
     }
-}
-
-fn matches_phone(caller: &Caller, wa_id: Option<&str>) -> bool {
-    caller.is_phone && wa_id.is_some_and(|w| !w.is_empty() && digits(w) == digits(&caller.id))
 }
 
 /// An id as `meta.rs` reads it: an empty string is no id.
