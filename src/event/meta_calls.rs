@@ -39,10 +39,12 @@ use super::{Direction, Draft, Identity};
 /// change, or `None` for anything the general parser must read.
 ///
 /// `detecting`: the source is `auto`, whose detection takes a body for
-/// Meta's only when its `object` says `whatsapp_business_account`; a body
-/// that cannot be one is left alone before any parsing.
+/// Meta's only when its `object` says `whatsapp_business_account`. A body
+/// that cannot be one read here (no `"calls"`: Meta's message and status
+/// webhooks, as frequent as calls for a business that sends messages) is
+/// left alone before any parsing, so it is not read twice.
 pub(super) fn parse(body: &str, detecting: bool) -> Option<Vec<Draft>> {
-    if detecting && !body.contains("\"whatsapp_business_account\"") {
+    if !body.contains("\"calls\"") || detecting && !body.contains("\"whatsapp_business_account\"") {
         return None;
     }
     let Obj(envelope): Obj<Envelope<'_>> = serde_json::from_str(body).ok()?;

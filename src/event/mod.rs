@@ -219,7 +219,10 @@ impl RawJson {
     /// that says why not. A body laid out over several lines is kept on
     /// one, without the whitespace between its tokens: an event written
     /// as a line of JSON (`ringback parse`, logs) must stay one line.
-    pub fn from_body(body: &[u8]) -> Result<RawJson, serde_json::Error> {
+    ///
+    /// Not checked as strictly as a `Value` parse: [`parse_batch`] checks
+    /// every body it keeps (by that parse, or the fast path's check).
+    fn from_body(body: &[u8]) -> Result<RawJson, serde_json::Error> {
         let raw: &serde_json::value::RawValue = serde_json::from_slice(body)?;
         let text = raw.get();
         // Providers send one line; `contains` on bytes is a memchr.
@@ -247,7 +250,8 @@ impl RawJson {
     /// Parsed (for tests and tools; templates get it through the render
     /// data).
     pub fn to_value(&self) -> Value {
-        serde_json::from_str(self.text()).expect("checked JSON when made")
+        serde_json::from_str(self.text())
+            .expect("parse_batch and RawJson::of keep only JSON a Value holds")
     }
 }
 
@@ -470,7 +474,12 @@ pub fn parse(body: &[u8], ctx: &ParseContext<'_>) -> Result<Vec<Event>, ParseErr
 /// batch that cannot be read (their errors are in [`Parsed::skipped`]).
 /// A body none of whose items can be read is an error, the first item's.
 pub fn parse_batch(body: &[u8], ctx: &ParseContext<'_>) -> Result<Parsed, ParseError> {
+    // The error a `Value` parse of the body gives, as it always was: it is
+    // stricter than `RawJson` (numbers in range, no lone surrogates,
+    // nesting depth) and places the error in the body as sent, which may
+    // start with whitespace `raw` leaves out.
     let not_json = |e: serde_json::Error| {
+        let e = serde_json::from_slice::<Value>(body).err().unwrap_or(e);
         ParseError::NotJson(format!(
             "{} (line {}, column {})",
             describe_json_error(&e),
@@ -478,15 +487,7 @@ pub fn parse_batch(body: &[u8], ctx: &ParseContext<'_>) -> Result<Parsed, ParseE
             e.column()
         ))
     };
-    let raw = match RawJson::from_body(body) {
-        Ok(raw) => raw,
-        // The error a `Value` parse gives, as it always was.
-        Err(e) => {
-            return Err(not_json(
-                serde_json::from_slice::<Value>(body).err().unwrap_or(e),
-            ))
-        }
-    };
+    let raw = RawJson::from_body(body).map_err(not_json)?;
     let fast = match ctx.provider {
         Provider::Meta => meta_calls::parse(raw.text(), false),
         Provider::Auto => meta_calls::parse(raw.text(), true),
@@ -495,11 +496,7 @@ pub fn parse_batch(body: &[u8], ctx: &ParseContext<'_>) -> Result<Parsed, ParseE
     if let Some(drafts) = fast {
         return Ok(finish_all(drafts, Provider::Meta, raw, Vec::new(), ctx));
     }
-    // A `Value` is stricter than `RawJson` (numbers in range, no lone
-    // surrogates, nesting depth); its error is placed in the body, which
-    // may start with whitespace `raw` left out.
-    let value: Value = serde_json::from_str(raw.text())
-        .map_err(|e| not_json(serde_json::from_slice::<Value>(body).err().unwrap_or(e)))?;
+    let value: Value = serde_json::from_str(raw.text()).map_err(not_json)?;
     parse_value_batch(value, raw, ctx)
 }
 
