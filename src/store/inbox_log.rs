@@ -1147,8 +1147,14 @@ mod tests {
         log.flushing(|| Ok::<(), ()>(())).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            // The writer may have made the segment and not yet written it
+            // whole: wait for both notes without judging a partial file.
             let found = segments(dir.path()).unwrap();
-            if !found.is_empty() && only_segment(dir.path()).len() == 2 {
+            let written = found.first().is_some_and(|(number, path)| {
+                let bytes = std::fs::read(path).unwrap_or_default();
+                records(path, *number, &bytes).payloads.len() == 2
+            });
+            if written {
                 break;
             }
             assert!(Instant::now() < deadline, "the notes were never written");
