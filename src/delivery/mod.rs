@@ -108,7 +108,23 @@ pub struct Connectors {
 
 struct Settings {
     connectors: BTreeMap<String, ConnectorConfig>,
+    /// Each connector's parsed URL and secrets, by connector name.
+    endpoints: BTreeMap<String, http::Endpoint>,
     default_timeout: Duration,
+}
+
+impl Settings {
+    fn new(connectors: BTreeMap<String, ConnectorConfig>, outbound: &OutboundConfig) -> Settings {
+        let endpoints = connectors
+            .iter()
+            .map(|(name, c)| (name.clone(), http::Endpoint::of(c)))
+            .collect();
+        Settings {
+            connectors,
+            endpoints,
+            default_timeout: outbound.timeout,
+        }
+    }
 }
 
 impl Connectors {
@@ -129,10 +145,7 @@ impl Connectors {
             .build()
             .expect("the HTTP client builds with static settings");
         Arc::new(Connectors {
-            settings: std::sync::RwLock::new(Arc::new(Settings {
-                connectors,
-                default_timeout: outbound.timeout,
-            })),
+            settings: std::sync::RwLock::new(Arc::new(Settings::new(connectors, outbound))),
             allow,
             client,
             limiters: std::sync::Mutex::new(BTreeMap::new()),
@@ -146,10 +159,8 @@ impl Connectors {
         outbound: &OutboundConfig,
     ) {
         *self.allow.write().expect("allow list lock") = outbound.allow_cidrs.clone();
-        *self.settings.write().expect("connectors lock") = Arc::new(Settings {
-            connectors,
-            default_timeout: outbound.timeout,
-        });
+        *self.settings.write().expect("connectors lock") =
+            Arc::new(Settings::new(connectors, outbound));
     }
 
     fn limiter(&self, connector: &ConnectorConfig) -> Option<Arc<ratelimit::RateLimiter>> {
@@ -182,10 +193,15 @@ impl Delivery for Connectors {
     ) -> ResumableFuture<'_> {
         Box::pin(async move {
             let settings = self.settings.read().expect("connectors lock").clone();
+            // Each connector's endpoint is set beside it, under its name.
             let connector = match request.connector.as_deref() {
                 None => None,
-                Some(name) => match settings.connectors.get(name) {
-                    Some(c) => Some(c),
+                Some(name) => match settings
+                    .connectors
+                    .get(name)
+                    .zip(settings.endpoints.get(name))
+                {
+                    Some(found) => Some(found),
                     None => {
                         let d = Delivered {
                             result: Err(format!("connector `{name}` is not configured")),
@@ -195,12 +211,12 @@ impl Delivery for Connectors {
                     }
                 },
             };
-            if let Some(c) = connector {
+            if let Some((c, _)) = connector {
                 if c.kind == ConnectorKind::Log {
                     return (deliver_log(c, &request, Timestamp::now()), None);
                 }
             }
-            let built = match http::build(connector, &request) {
+            let built = match http::build_with(connector, &request) {
                 Ok(b) => b,
                 Err(e) => {
                     let d = Delivered {
@@ -210,6 +226,7 @@ impl Delivery for Connectors {
                     return (d, None);
                 }
             };
+            let connector = connector.map(|(c, _)| c);
             let timeout = connector
                 .and_then(|c| c.timeout)
                 .unwrap_or(settings.default_timeout);

@@ -1281,6 +1281,32 @@ async fn a_reload_that_drops_the_allow_list_refuses_from_then_on() {
     assert_eq!(recv.hits().len(), 1);
 }
 
+/// Each connector's URL is worked out when the configuration is loaded:
+/// a reload that moves a connector must move its requests too.
+#[tokio::test]
+async fn a_reload_that_moves_a_connector_sends_to_its_new_url() {
+    let recv =
+        Receiver::start(|_| Reply::json(200, json!({"messages": [{"id": "wamid.R"}]}))).await;
+    let cs = connectors(vec![meta("wa", recv.url("/v21.0"))], allow_loopback());
+    ok(&deliver(&cs, request(Some("wa"), text(CALLER, "x"), "run_22b:0")).await);
+    let moved = meta("wa", recv.url("/v22.0/"));
+    cs.replace(
+        [(moved.name.clone(), moved)].into_iter().collect(),
+        &allow_loopback(),
+    );
+    ok(&deliver(&cs, request(Some("wa"), text(CALLER, "x"), "run_22b:1")).await);
+    let paths: Vec<String> = recv.hits().iter().map(|h| h.path.clone()).collect();
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(
+        paths[0].starts_with("/v21.0/") && paths[0].ends_with("/messages"),
+        "{paths:?}"
+    );
+    assert!(
+        paths[1].starts_with("/v22.0/") && paths[1].ends_with("/messages"),
+        "{paths:?}"
+    );
+}
+
 // ---------------------------------------------------------------------
 // Secrets
 
