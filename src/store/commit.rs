@@ -18,7 +18,9 @@
 //! costs latency, not throughput. 2 ms rather than 800 µs (twenty-second
 //! round, five interleaved pairs of the follow-up case): 4,659 against
 //! 4,366 follow-ups/s, server CPU per event −6%; at 2,000 events/s the
-//! event → follow-up p99 rose from 4.6 to 6.3 ms. A lone writer whose commits come back
+//! event → follow-up p99 rose from 4.6 to 6.3 ms. 4 ms (twenty-fifth
+//! round, three pairs) was worse again: 4,353 against 4,532 follow-ups/s,
+//! and at 2,000 events/s an ack p99 of 2.7 against 2.0 ms. A lone writer whose commits come back
 //! to back (one run: before its send, after it) does not gather: its
 //! previous flush covered only itself.
 //!
