@@ -107,21 +107,21 @@ pub struct Connectors {
 }
 
 struct Settings {
-    connectors: BTreeMap<String, ConnectorConfig>,
-    /// Each connector's parsed URL and secrets, by connector name.
-    endpoints: BTreeMap<String, http::Endpoint>,
+    /// Each connector with its parsed URL and secrets, by name.
+    connectors: BTreeMap<String, (ConnectorConfig, http::Endpoint)>,
     default_timeout: Duration,
 }
 
 impl Settings {
     fn new(connectors: BTreeMap<String, ConnectorConfig>, outbound: &OutboundConfig) -> Settings {
-        let endpoints = connectors
-            .iter()
-            .map(|(name, c)| (name.clone(), http::Endpoint::of(c)))
-            .collect();
         Settings {
-            connectors,
-            endpoints,
+            connectors: connectors
+                .into_iter()
+                .map(|(name, c)| {
+                    let endpoint = http::Endpoint::of(&c);
+                    (name, (c, endpoint))
+                })
+                .collect(),
             default_timeout: outbound.timeout,
         }
     }
@@ -193,15 +193,10 @@ impl Delivery for Connectors {
     ) -> ResumableFuture<'_> {
         Box::pin(async move {
             let settings = self.settings.read().expect("connectors lock").clone();
-            // Each connector's endpoint is set beside it, under its name.
             let connector = match request.connector.as_deref() {
                 None => None,
-                Some(name) => match settings
-                    .connectors
-                    .get(name)
-                    .zip(settings.endpoints.get(name))
-                {
-                    Some(found) => Some(found),
+                Some(name) => match settings.connectors.get(name) {
+                    Some((c, endpoint)) => Some((c, endpoint)),
                     None => {
                         let d = Delivered {
                             result: Err(format!("connector `{name}` is not configured")),
