@@ -300,7 +300,7 @@ fn read_call(call: Call<'_>, business: &Business<'_>) -> Option<Draft> {
     Some(d)
 }
 
-/// A call time: `None` when absent or blank; `Some(None)` declines a
+/// A call time: `Some(None)` when absent or blank; `None` declines a
 /// time that does not parse (the general parser names it).
 fn time_of(text: Option<&str>) -> Option<Option<jiff::Timestamp>> {
     match text {
