@@ -446,20 +446,19 @@ mod tests {
 
     /// Every call of every `calls` change of `v`.
     fn each_call(v: &mut Value, f: &dyn Fn(&mut serde_json::Map<String, Value>)) {
-        for entry in v["entry"].as_array_mut().unwrap() {
-            for change in entry["changes"].as_array_mut().unwrap() {
-                if let Some(calls) = change["value"]
-                    .get_mut("calls")
-                    .and_then(Value::as_array_mut)
-                {
-                    for call in calls {
-                        f(call.as_object_mut().unwrap());
-                    }
-                }
+        each_value(v, &|value| {
+            for call in value
+                .get_mut("calls")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                f(call.as_object_mut().unwrap());
             }
-        }
+        });
     }
 
+    /// Every change's `value` of `v`.
     fn each_value(v: &mut Value, f: &dyn Fn(&mut serde_json::Map<String, Value>)) {
         for entry in v["entry"].as_array_mut().unwrap() {
             for change in entry["changes"].as_array_mut().unwrap() {
