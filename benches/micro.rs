@@ -22,7 +22,7 @@ use sha2::{Sha256, Sha512};
 /// The server binary's allocator (`src/main.rs`), so that what allocates
 /// costs here what it costs in the server.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ringback::alloc::Mimalloc = ringback::alloc::Mimalloc;
 
 use ringback::delivery::{Delivered, Delivery, DeliveryFuture, Outbound, Request};
 use ringback::engine::{Engine, RunOptions};

@@ -27,7 +27,9 @@
 //! | [`metrics`] | the counters and histograms of `GET /metrics` (prometheus-client), one registry per server |
 //! | [`duration`] | `250ms` / `90s` / `2m` / `1h` / `7d` |
 //! | [`clock`] | time through a trait, so tests can fake it |
+//! | [`alloc`] | the server's global allocator (mimalloc), installed by `main.rs` |
 
+pub mod alloc;
 pub mod app;
 pub mod cli;
 pub mod clock;

@@ -8,9 +8,10 @@ use clap::Parser;
 /// in the load bench's profile, and switching took ingestion from ≈3,900 to
 /// ≈5,500–6,400 events/s (benches/README.md). `no_thp` keeps mimalloc off
 /// transparent huge pages: peak RSS under load was 160–210 MiB with them,
-/// 130–160 MiB without.
+/// 130–160 MiB without. `ringback::alloc` says why it is called directly
+/// rather than through the `mimalloc` crate.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ringback::alloc::Mimalloc = ringback::alloc::Mimalloc;
 
 fn main() -> ExitCode {
     let cli = ringback::cli::Cli::parse();
