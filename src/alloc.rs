@@ -5,18 +5,19 @@
 //!
 //! Why not the `mimalloc` crate's allocator: it calls the *aligned* entry
 //! points (`mi_malloc_aligned(size, align)`) for every allocation, a byte
-//! string's included. For a block over 1 KiB whose size is not a power of
-//! two (request bodies, serialised records, sled's nodes) mimalloc 3 then
-//! takes a generic path that may over-allocate, and the aligned layer adds
-//! its checks to every call besides. Calling `mi_malloc` instead cut the
+//! string's included. For a block over 1 KiB (request bodies, serialised
+//! records, sled's nodes) mimalloc 3 then takes a generic path that
+//! over-allocates by the alignment, unless the block's size class is 2 or
+//! 4 KiB, and the aligned layer adds its checks to every call besides. Calling `mi_malloc` instead cut the
 //! instructions of everything the server polls per follow-up by 3.2%
 //! (callgrind, benches/README.md, twenty-sixth round).
 //!
 //! `mi_malloc` returns blocks aligned to 16 bytes, or to 8 for blocks of 8
-//! bytes or less (mimalloc's size classes are whole double words above
-//! one word), so like Rust's own `System` allocator this makes the plain
-//! call when the alignment is at most 16 and at most the size, and the
-//! aligned one otherwise.
+//! bytes or less (on 64-bit targets: its size classes above one word are
+//! multiples of 16 bytes, and every page's blocks start 16-aligned,
+//! `MI_MAX_ALIGN_SIZE`), so like Rust's own `System` allocator this makes
+//! the plain call when the alignment is at most 16 and at most the size,
+//! and the aligned one otherwise.
 
 use std::alloc::{GlobalAlloc, Layout};
 
@@ -28,7 +29,7 @@ pub struct Mimalloc;
 /// The alignment `mi_malloc` guarantees for a block of at least this size.
 const PLAIN_ALIGN: usize = 16;
 
-/// Whether `mi_malloc(size)` already gives a block aligned to `align`.
+/// Whether `mi_malloc(size)` is sure to give a block aligned to `align`.
 fn plain(align: usize, size: usize) -> bool {
     align <= PLAIN_ALIGN && align <= size
 }
@@ -37,6 +38,7 @@ fn plain(align: usize, size: usize) -> bool {
 // takes blocks from either kind of call); each call returns null or a
 // block of at least the size asked for, at the layout's alignment.
 unsafe impl GlobalAlloc for Mimalloc {
+    #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: mimalloc's allocation calls accept any size and any
         // power-of-two alignment, which a `Layout` always has.
@@ -49,6 +51,7 @@ unsafe impl GlobalAlloc for Mimalloc {
         }
     }
 
+    #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as `alloc`.
         unsafe {
@@ -60,12 +63,14 @@ unsafe impl GlobalAlloc for Mimalloc {
         }
     }
 
+    #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
         // SAFETY: the caller passes a block of this allocator, that is of
         // mimalloc.
         unsafe { mi::mi_free(ptr.cast()) }
     }
 
+    #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // SAFETY: the caller passes a block of this allocator with its
         // layout. The rule is checked against the new size, so the new
@@ -115,26 +120,45 @@ mod tests {
     }
 
     #[test]
-    fn zeroed_blocks_are_zero_and_aligned() {
+    fn zeroed_blocks_are_zero_and_aligned_even_when_reused() {
         for align in ALIGNS {
             for size in SIZES {
                 let layout = Layout::from_size_align(size, align).unwrap();
-                // SAFETY: as above; the block is read within its size.
-                unsafe {
-                    // Dirty a block of the same layout first, so that a
-                    // reused block shows whether it was zeroed.
-                    let dirty = Mimalloc.alloc(layout);
-                    dirty.write_bytes(0xFF, size);
-                    Mimalloc.dealloc(dirty, layout);
-                    let p = Mimalloc.alloc_zeroed(layout);
-                    assert!(aligned(p, align), "size {size} align {align}");
-                    let bytes = std::slice::from_raw_parts(p, size);
-                    assert!(
-                        bytes.iter().all(|&b| b == 0),
-                        "size {size} align {align}: not zeroed"
-                    );
-                    Mimalloc.dealloc(p, layout);
+                // mimalloc hands a freed block out again only once its
+                // page's free list runs out, so dirty and free blocks of
+                // this layout until a zeroed one is a block seen dirty.
+                let mut dirtied = std::collections::HashSet::new();
+                let mut reused = false;
+                for _ in 0..10_000 {
+                    // SAFETY: every block is written and read within its
+                    // size and freed with its layout.
+                    unsafe {
+                        let dirty = Mimalloc.alloc(layout);
+                        assert!(!dirty.is_null(), "size {size} align {align}: null");
+                        dirty.write_bytes(0xFF, size);
+                        dirtied.insert(dirty as usize);
+                        Mimalloc.dealloc(dirty, layout);
+                        let p = Mimalloc.alloc_zeroed(layout);
+                        assert!(!p.is_null(), "size {size} align {align}: null");
+                        assert!(aligned(p, align), "size {size} align {align}: at {p:p}");
+                        let bytes = std::slice::from_raw_parts(p, size);
+                        assert!(
+                            bytes.iter().all(|&b| b == 0),
+                            "size {size} align {align}: not zeroed"
+                        );
+                        reused = dirtied.contains(&(p as usize));
+                        p.write_bytes(0xFF, size);
+                        dirtied.insert(p as usize);
+                        Mimalloc.dealloc(p, layout);
+                    }
+                    if reused {
+                        break;
+                    }
                 }
+                assert!(
+                    reused,
+                    "size {size} align {align}: no block was handed out twice"
+                );
             }
         }
     }
