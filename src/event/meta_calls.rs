@@ -444,27 +444,45 @@ mod tests {
         agree_as(name, body, Provider::Meta)
     }
 
-    /// Every call of every `calls` change of `v`.
-    fn each_call(v: &mut Value, f: &dyn Fn(&mut serde_json::Map<String, Value>)) {
+    /// A JSON object of a test payload.
+    type Fields = serde_json::Map<String, Value>;
+
+    /// Every change of `v`.
+    fn each_change(v: &mut Value, f: &dyn Fn(&mut Fields)) {
+        for entry in v["entry"].as_array_mut().unwrap() {
+            for change in entry["changes"].as_array_mut().unwrap() {
+                f(change.as_object_mut().unwrap());
+            }
+        }
+    }
+
+    /// Every change's `value` of `v`.
+    fn each_value(v: &mut Value, f: &dyn Fn(&mut Fields)) {
+        each_change(v, &|change| {
+            f(change
+                .get_mut("value")
+                .and_then(Value::as_object_mut)
+                .unwrap())
+        });
+    }
+
+    /// Every item of the array `field` of every change's `value` that has one.
+    fn each_item(v: &mut Value, field: &str, f: &dyn Fn(&mut Fields)) {
         each_value(v, &|value| {
-            for call in value
-                .get_mut("calls")
+            for item in value
+                .get_mut(field)
                 .and_then(Value::as_array_mut)
                 .into_iter()
                 .flatten()
             {
-                f(call.as_object_mut().unwrap());
+                f(item.as_object_mut().unwrap());
             }
         });
     }
 
-    /// Every change's `value` of `v`.
-    fn each_value(v: &mut Value, f: &dyn Fn(&mut serde_json::Map<String, Value>)) {
-        for entry in v["entry"].as_array_mut().unwrap() {
-            for change in entry["changes"].as_array_mut().unwrap() {
-                f(change["value"].as_object_mut().unwrap());
-            }
-        }
+    /// Every call of every `calls` change of `v`.
+    fn each_call(v: &mut Value, f: &dyn Fn(&mut Fields)) {
+        each_item(v, "calls", f);
     }
 
     type Edit = (&'static str, Box<dyn Fn(&mut Value)>);
@@ -500,15 +518,8 @@ mod tests {
                             c.remove(k);
                         }
                     });
-                    each_value(v, &|value| {
-                        for c in value
-                            .get_mut("contacts")
-                            .and_then(Value::as_array_mut)
-                            .into_iter()
-                            .flatten()
-                        {
-                            c.as_object_mut().unwrap().remove("user_id");
-                        }
+                    each_item(v, "contacts", &|c| {
+                        c.remove("user_id");
                     });
                 }),
             ),
@@ -648,11 +659,9 @@ mod tests {
             (
                 "no field",
                 Box::new(|v: &mut Value| {
-                    for entry in v["entry"].as_array_mut().unwrap() {
-                        for change in entry["changes"].as_array_mut().unwrap() {
-                            change.as_object_mut().unwrap().remove("field");
-                        }
-                    }
+                    each_change(v, &|change| {
+                        change.remove("field");
+                    })
                 }),
             ),
             (
