@@ -135,6 +135,9 @@ struct Opts {
     startups: usize,
     lookups: usize,
     wrk: bool,
+    /// Write what driving the server with wrk takes into this folder, and
+    /// stop (`--wrk-kit`).
+    wrk_kit: Option<PathBuf>,
     json: bool,
     bin: PathBuf,
     server_log: String,
@@ -158,6 +161,9 @@ usage: cargo bench --bench load -- [options]
   --startups N     start-ups measured in the contacts case (default 5)
   --lookups N      contact lookups measured in the contacts case (default 2000)
   --wrk            also measure the baseline with wrk (when installed)
+  --wrk-kit DIR    write into DIR what driving the server with `wrk -t2` takes (the ingest
+                   case's config and workflow, --duration × 30,000 distinct signed events,
+                   a Lua script), print the commands, and stop
   --server-log F   RUST_LOG of the server (default info, its shipped default);
                    RINGBACK_BENCH_LOGS=DIR keeps each server's log in DIR
   --perf DIR       record the server with `perf record` (cpu-clock, DWARF stacks) during
@@ -184,6 +190,7 @@ fn parse_opts() -> Result<Opts, String> {
         startups: 5,
         lookups: 2000,
         wrk: false,
+        wrk_kit: None,
         json: false,
         bin: std::env::var_os("RINGBACK_BIN")
             .map(PathBuf::from)
@@ -201,6 +208,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--bench" => {}
             "--json" => opts.json = true,
             "--wrk" => opts.wrk = true,
+            "--wrk-kit" => opts.wrk_kit = Some(PathBuf::from(value("--wrk-kit")?)),
             "--help" | "-h" => return Err(String::new()),
             "--case" => {
                 for name in value("--case")?.split(',') {
@@ -1997,6 +2005,82 @@ fn compare(rt: &tokio::runtime::Runtime, opts: &Opts, other: &Path) -> bool {
     !failed
 }
 
+/// wrk's threads, as the issue ran it (`-t2`).
+const WRK_THREADS: u64 = 2;
+
+/// `--wrk-kit DIR`: the ingest case's server configuration and workflow,
+/// distinct events signed as the bench's clients sign them (wrk's Lua
+/// cannot sign), one request per line with CR and LF escaped, split
+/// between wrk's threads, and a script that sends each once. Events for
+/// --duration at 30,000/s, more than this server accepts.
+fn write_wrk_kit(dir: &Path, opts: &Opts) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir.join("workflows"))?;
+    std::fs::write(dir.join("ringback.yaml"), config_yaml(None))?;
+    std::fs::write(
+        dir.join("workflows").join("ingest-only.yaml"),
+        INGEST_ONLY_WORKFLOW,
+    )?;
+    let count = (opts.duration.as_secs_f64() * 30_000.0) as u64;
+    // Distinct call ids on every kit.
+    let run = format!("wrk{:x}", jiff::Timestamp::now().as_millisecond());
+    let unix = jiff::Timestamp::now().as_second().max(0) as u64;
+    for thread in 0..WRK_THREADS {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(
+            dir.join(format!("requests-{thread}.txt")),
+        )?);
+        for idx in (thread..count).step_by(WRK_THREADS as usize) {
+            let body = String::from_utf8(meta_missed_call(&run, idx, unix)).expect("UTF-8");
+            let request = format!(
+                "POST /hooks/meta HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nX-Hub-Signature-256: {}\r\nContent-Length: {}\r\n\r\n{body}",
+                sign(body.as_bytes()),
+                body.len()
+            );
+            writeln!(out, "{}", request.replace('\r', "\\r").replace('\n', "\\n"))?;
+        }
+        out.flush()?;
+    }
+    let dir_text = dir.canonicalize()?.display().to_string();
+    std::fs::write(
+        dir.join("post.lua"),
+        format!(
+            r#"-- Written by `cargo bench --bench load -- --wrk-kit`: each wrk thread
+-- sends its own share of the signed events, each once (a repeated event
+-- would be a duplicate).
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
+
+function init(args)
+  requests = {{}}
+  for line in io.lines("{dir_text}/requests-" .. id .. ".txt") do
+    requests[#requests + 1] = line:gsub("\\r", "\r"):gsub("\\n", "\n")
+  end
+  sent = 0
+end
+
+function request()
+  sent = sent + 1
+  return requests[sent]
+end
+"#
+        ),
+    )?;
+    println!(
+        "wrote {count} events for wrk into {dir_text}. Start the server and drive it:\n\
+         \x20 {bin} serve --config {dir_text}/ringback.yaml --workflows {dir_text}/workflows --data {dir_text}/data --listen 127.0.0.1:18080\n\
+         \x20 wrk -t{WRK_THREADS} -c{clients} -d{secs}s -s {dir_text}/post.lua http://127.0.0.1:18080/hooks/meta\n\
+         wrk's threads load their requests one after the other, and its printed rate does not\n\
+         allow for it: count the server's accepted events per second (`event accepted` lines in\n\
+         its log, or ringback_events_total on /metrics) instead.",
+        bin = opts.bin.display(),
+        clients = opts.clients,
+        secs = opts.duration.as_secs().max(1),
+    );
+    Ok(())
+}
+
 fn main() {
     let opts = match parse_opts() {
         Ok(o) => o,
@@ -2014,6 +2098,15 @@ fn main() {
             opts.bin.display()
         );
         std::process::exit(2);
+    }
+    if let Some(dir) = &opts.wrk_kit {
+        match write_wrk_kit(dir, &opts) {
+            Ok(()) => std::process::exit(0),
+            Err(e) => {
+                eprintln!("cannot write the wrk kit into {}: {e}", dir.display());
+                std::process::exit(1);
+            }
+        }
     }
     t0();
     let rt = tokio::runtime::Builder::new_multi_thread()
