@@ -148,6 +148,12 @@ struct Opts {
     /// Another ringback binary to compare with, case by case, alternating
     /// the two (`--against`).
     against: Option<PathBuf>,
+    /// Count the server's instructions with callgrind into this folder
+    /// (`--callgrind`).
+    callgrind: Option<PathBuf>,
+    /// Where this run's server writes its callgrind output (a file name
+    /// with `%p`); set per run by the callgrind mode.
+    callgrind_out: Option<PathBuf>,
 }
 
 const USAGE: &str = "\
@@ -175,6 +181,12 @@ usage: cargo bench --bench load -- [options]
                    build, then with BIN, --rounds times (default 3 here); prints each
                    figure's runs and medians side by side (the way to measure a change
                    on a machine whose speed drifts between runs)
+  --callgrind DIR  count the server's instructions per event with valgrind's callgrind,
+                   which a noisy machine does not disturb: the ingest and e2e cases (or
+                   the one of them --case names) at --rate R (default 20) for --duration S
+                   (default 10) and for a third of it, outputs into DIR; prints the
+                   instructions per event of the biggest functions (the difference of
+                   the two runs, so start-up costs cancel)
   --json           print the results as JSON instead of tables
 env: RINGBACK_BIN (default: the ringback binary cargo built next to this bench),
      RINGBACK_BENCH_CACHE (default: <target>/bench-cache)";
@@ -199,6 +211,8 @@ fn parse_opts() -> Result<Opts, String> {
         perf: None,
         rounds: 0,
         against: None,
+        callgrind: None,
+        callgrind_out: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -237,6 +251,7 @@ fn parse_opts() -> Result<Opts, String> {
             "--perf" => opts.perf = Some(PathBuf::from(value("--perf")?)),
             "--rounds" => opts.rounds = number(&value("--rounds")?)?,
             "--against" => opts.against = Some(PathBuf::from(value("--against")?)),
+            "--callgrind" => opts.callgrind = Some(PathBuf::from(value("--callgrind")?)),
             // Filters cargo may pass through; this bench has no named filters.
             other if !other.starts_with('-') => {}
             other => return Err(format!("unknown option `{other}`")),
@@ -252,6 +267,9 @@ fn parse_opts() -> Result<Opts, String> {
     opts.rounds = opts.rounds.clamp(1, 20);
     if opts.against.is_some() && opts.json {
         return Err("--against prints a table; it has no --json form".into());
+    }
+    if opts.callgrind.is_some() && (opts.against.is_some() || opts.json || opts.perf.is_some()) {
+        return Err("--callgrind goes with neither --against, --json nor --perf".into());
     }
     opts.startups = opts.startups.clamp(1, 50);
     opts.lookups = opts.lookups.clamp(1, 1_000_000);
@@ -577,7 +595,17 @@ fn start_server(
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let started = Instant::now();
-    let mut child = Command::new(&opts.bin)
+    let mut command = match &opts.callgrind_out {
+        Some(out) => {
+            let mut c = Command::new("valgrind");
+            c.arg("--tool=callgrind")
+                .arg(format!("--callgrind-out-file={}", out.display()))
+                .arg(&opts.bin);
+            c
+        }
+        None => Command::new(&opts.bin),
+    };
+    let mut child = command
         .arg("serve")
         .arg("--config")
         .arg(&config)
@@ -2122,6 +2150,11 @@ fn main() {
             opts.bin.display()
         );
     }
+    if let Some(dir) = &opts.callgrind {
+        let ok = callgrind(&rt, &opts, dir);
+        rt.shutdown_timeout(Duration::from_secs(2));
+        std::process::exit(if ok { 0 } else { 1 });
+    }
     if let Some(other) = &opts.against {
         if !other.exists() {
             eprintln!("no ringback binary at {} (--against)", other.display());
@@ -2177,5 +2210,183 @@ fn main() {
     rt.shutdown_timeout(Duration::from_secs(2));
     if failed {
         std::process::exit(1);
+    }
+}
+
+/// `--callgrind DIR`: each chosen case (ingest, e2e) run twice under
+/// callgrind at a low fixed rate, for the duration and for a third of
+/// it; the difference of the two runs' inclusive counts, per event
+/// accepted in between, is what one more event costs, start-up and
+/// shut-down cancelling out. Instruction counts stay put on a machine
+/// whose timings drift by a tenth between runs of the same binary.
+fn callgrind(rt: &tokio::runtime::Runtime, opts: &Opts, dir: &Path) -> bool {
+    if !Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        eprintln!("--callgrind needs valgrind (apt-get install valgrind)");
+        return false;
+    }
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        eprintln!("cannot create {}: {e}", dir.display());
+        return false;
+    }
+    let mut cases: Vec<Case> = opts
+        .cases
+        .iter()
+        .copied()
+        .filter(|c| matches!(c, Case::Ingest | Case::E2e))
+        .collect();
+    cases.dedup();
+    if cases.is_empty() {
+        cases.push(Case::E2e);
+    }
+    let rate = opts.rate.unwrap_or(20.0);
+    let long = opts.duration;
+    let short = long / 3;
+    let mut ok = true;
+    for case in cases {
+        let mut counts = Vec::new();
+        for duration in [short, long] {
+            let tag = format!("{}-{}ms", case.name(), duration.as_millis());
+            let mut run = opts.clone();
+            run.duration = duration;
+            run.rate = Some(rate);
+            run.callgrind_out = Some(dir.join(format!("{tag}.%p")));
+            let measured = load_case(rt, &run, case, run.rate)
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    let accepted = r
+                        .rows
+                        .iter()
+                        .find(|(k, _, _)| k == "accepted")
+                        .and_then(|(_, v, _)| v.as_u64())
+                        .ok_or("the case reported no accepted count")?;
+                    Ok((accepted, inclusive_counts(dir, &tag)?))
+                });
+            match measured {
+                Ok(m) => counts.push(m),
+                Err(e) => {
+                    eprintln!("callgrind {}: {e}", case.name());
+                    ok = false;
+                }
+            }
+        }
+        if let [(a_events, a), (b_events, b)] = &counts[..] {
+            print_per_event(case, rate, (short, long), *b_events - a_events, a, b);
+        }
+    }
+    ok
+}
+
+/// The inclusive instruction count of every function in the newest
+/// callgrind output named `<tag>.<pid>` in `dir` (`callgrind_annotate
+/// --inclusive=yes`; its annotated listing is kept as `<file>.inc`).
+fn inclusive_counts(dir: &Path, tag: &str) -> Result<HashMap<String, u64>, String> {
+    let prefix = format!("{tag}.");
+    let newest = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&prefix) && name[prefix.len()..].chars().all(|c| c.is_ascii_digit())
+        })
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .ok_or_else(|| format!("no callgrind output {prefix}<pid> in {}", dir.display()))?
+        .path();
+    let out = Command::new("callgrind_annotate")
+        .args(["--inclusive=yes", "--threshold=100"])
+        .arg(&newest)
+        .output()
+        .map_err(|e| format!("callgrind_annotate: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("callgrind_annotate failed on {}", newest.display()));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let listing = newest.with_extension(format!(
+        "{}.inc",
+        newest
+            .extension()
+            .map(|e| e.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&listing, text.as_bytes()).map_err(|e| e.to_string())?;
+    Ok(parse_inclusive(&text))
+}
+
+/// `callgrind_annotate` lines (`  1,234 ( 0.5%)  file:function [binary]`)
+/// as function → count. A call site's `(N x)` is dropped (it differs
+/// between runs) and the largest count of a name kept.
+fn parse_inclusive(text: &str) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        let Some((number, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(count) = number.replace(',', "").parse::<u64>() else {
+            continue;
+        };
+        let Some((_, name)) = rest.split_once(")  ") else {
+            continue;
+        };
+        let name = name.split(" [").next().unwrap_or(name);
+        let name = match name.rfind(" (") {
+            Some(at) if name.ends_with("x)") => &name[..at],
+            _ => name,
+        };
+        let slot = counts.entry(name.to_string()).or_insert(0);
+        *slot = (*slot).max(count);
+    }
+    counts
+}
+
+/// Per event, the functions that cost the most (call sites, totals, the
+/// threads' start wrappers and sled's start-up spin left out).
+fn print_per_event(
+    case: Case,
+    rate: f64,
+    (short, long): (Duration, Duration),
+    events: u64,
+    short_counts: &HashMap<String, u64>,
+    long_counts: &HashMap<String, u64>,
+) {
+    println!(
+        "\n== callgrind, {} case at {rate} events/s: {:.1} s against {:.1} s, {events} events apart ==",
+        case.name(),
+        short.as_secs_f64(),
+        long.as_secs_f64()
+    );
+    if events == 0 {
+        println!("  no events between the two runs: nothing to divide by");
+        return;
+    }
+    let skip = |name: &str| {
+        name.starts_with("=>")
+            || name.starts_with("PROGRAM TOTALS")
+            || name.contains("events annotated")
+            || name.contains("sled::lazy::Lazy")
+            || name.contains("init_mu")
+            || name.contains("thread_start")
+            || name.contains("start_thread")
+            || name.contains("__rust_begin_short_backtrace")
+            || name.contains("FnOnce::call_once")
+    };
+    // A function inlined into several files has a line per file: the
+    // largest stands for it.
+    let mut by_function: HashMap<&str, f64> = HashMap::new();
+    for (name, &b) in long_counts.iter().filter(|(name, _)| !skip(name)) {
+        let a = short_counts.get(name).copied().unwrap_or(0);
+        let per_event = (b as f64 - a as f64) / events as f64;
+        let function = name.rsplit_once(".rs:").map_or(name.as_str(), |(_, f)| f);
+        let slot = by_function.entry(function).or_insert(f64::MIN);
+        *slot = slot.max(per_event);
+    }
+    let mut rows: Vec<(f64, &str)> = by_function.into_iter().map(|(f, v)| (v, f)).collect();
+    rows.sort_by(|x, y| y.0.total_cmp(&x.0));
+    for (per_event, function) in rows.iter().take(40) {
+        println!("  {:9.1} k  {function}", per_event / 1000.0);
     }
 }
