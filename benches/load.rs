@@ -2275,7 +2275,8 @@ fn callgrind(rt: &tokio::runtime::Runtime, opts: &Opts, dir: &Path) -> bool {
             }
         }
         if let [(a_events, a), (b_events, b)] = &counts[..] {
-            print_per_event(case, rate, (short, long), *b_events - a_events, a, b);
+            let events = b_events.saturating_sub(*a_events);
+            print_per_event(case, rate, (short, long), events, a, b);
         }
     }
     ok
