@@ -2318,8 +2318,9 @@ fn inclusive_counts(dir: &Path, tag: &str) -> Result<HashMap<String, u64>, Strin
 }
 
 /// `callgrind_annotate` lines (`  1,234 ( 0.5%)  file:function [binary]`)
-/// as function → count. A call site's `(N x)` is dropped (it differs
-/// between runs) and the largest count of a name kept.
+/// as `file:function` → count. Call-site lines (`=> file:function (N x)`)
+/// are left out: they repeat their function's count under a name that
+/// differs between runs.
 fn parse_inclusive(text: &str) -> HashMap<String, u64> {
     let mut counts = HashMap::new();
     for line in text.lines() {
@@ -2333,19 +2334,17 @@ fn parse_inclusive(text: &str) -> HashMap<String, u64> {
         let Some((_, name)) = rest.split_once(")  ") else {
             continue;
         };
+        if name.starts_with("=>") {
+            continue;
+        }
         let name = name.split(" [").next().unwrap_or(name);
-        let name = match name.rfind(" (") {
-            Some(at) if name.ends_with("x)") => &name[..at],
-            _ => name,
-        };
-        let slot = counts.entry(name.to_string()).or_insert(0);
-        *slot = (*slot).max(count);
+        counts.insert(name.to_string(), count);
     }
     counts
 }
 
-/// Per event, the functions that cost the most (call sites, totals, the
-/// threads' start wrappers and sled's start-up spin left out).
+/// Per event, the functions that cost the most (totals, the threads'
+/// start wrappers and sled's start-up spin left out).
 fn print_per_event(
     case: Case,
     rate: f64,
@@ -2365,8 +2364,7 @@ fn print_per_event(
         return;
     }
     let skip = |name: &str| {
-        name.starts_with("=>")
-            || name.starts_with("PROGRAM TOTALS")
+        name.starts_with("PROGRAM TOTALS")
             || name.contains("events annotated")
             || name.contains("sled::lazy::Lazy")
             || name.contains("init_mu")
@@ -2381,7 +2379,9 @@ fn print_per_event(
     for (name, &b) in long_counts.iter().filter(|(name, _)| !skip(name)) {
         let a = short_counts.get(name).copied().unwrap_or(0);
         let per_event = (b as f64 - a as f64) / events as f64;
-        let function = name.rsplit_once(".rs:").map_or(name.as_str(), |(_, f)| f);
+        // `file:function`: the first colon ends the file (C and assembly
+        // files' functions as well as Rust's).
+        let function = name.split_once(':').map_or(name.as_str(), |(_, f)| f);
         let slot = by_function.entry(function).or_insert(f64::MIN);
         *slot = slot.max(per_event);
     }
