@@ -20,22 +20,88 @@
 //! change needs a mark of its own, with this one kept for reading (a
 //! reader refuses bytes left after the last field, so a record of a
 //! longer layout is never taken for a shorter one).
+//!
+//! Execution records (`run_record.rs`) are written with the same writer
+//! behind a mark of their own, and use its variable-length pieces too:
+//! LEB128 integers ([`Writer::varint`]) and strings behind such a length
+//! ([`Writer::text`]), since they hold many short strings (a step's
+//! field names and values) where a 4-byte length would be most of each.
 
 use jiff::Timestamp;
 
 /// The first byte of a compact record.
 pub(super) const MARK: u8 = 1;
 
-/// Builds a compact record.
+/// Builds a compact record. `Writer::default()` has no mark: a part of a
+/// record kept to be copied into records later ([`Writer::raw`]).
+#[derive(Default)]
 pub(super) struct Writer {
     bytes: Vec<u8>,
 }
 
 impl Writer {
     pub(super) fn new(capacity: usize) -> Writer {
+        Writer::marked(MARK, capacity)
+    }
+
+    /// A record of another layout, behind its own first byte.
+    pub(super) fn marked(mark: u8, capacity: usize) -> Writer {
         let mut bytes = Vec::with_capacity(capacity + 1);
-        bytes.push(MARK);
+        bytes.push(mark);
         Writer { bytes }
+    }
+
+    /// What is written so far.
+    pub(super) fn as_slice(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.bytes.clear();
+    }
+
+    /// `v` in LEB128: seven bits a byte, low bits first, the high bit set
+    /// on every byte but the last (one byte up to 127).
+    pub(super) fn varint(&mut self, mut v: u64) -> &mut Self {
+        while v >= 0x80 {
+            self.bytes.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.bytes.push(v as u8);
+        self
+    }
+
+    /// A length or count, as [`Writer::varint`].
+    pub(super) fn len(&mut self, n: usize) -> &mut Self {
+        self.varint(n as u64)
+    }
+
+    /// Bytes behind their length as a [`Writer::varint`].
+    pub(super) fn blob(&mut self, b: &[u8]) -> &mut Self {
+        self.len(b.len()).raw(b)
+    }
+
+    /// A string behind its length as a [`Writer::varint`].
+    pub(super) fn text(&mut self, s: &str) -> &mut Self {
+        self.blob(s.as_bytes())
+    }
+
+    pub(super) fn opt_text(&mut self, s: Option<&str>) -> &mut Self {
+        match s {
+            None => self.u8(0),
+            Some(s) => self.u8(1).text(s),
+        }
+    }
+
+    /// Bytes as they are, with nothing to tell where they end.
+    pub(super) fn raw(&mut self, b: &[u8]) -> &mut Self {
+        self.bytes.extend_from_slice(b);
+        self
+    }
+
+    pub(super) fn f64(&mut self, v: f64) -> &mut Self {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self
     }
 
     pub(super) fn u8(&mut self, v: u8) -> &mut Self {
@@ -106,8 +172,13 @@ pub(super) struct Reader<'b> {
 impl<'b> Reader<'b> {
     /// A reader after the mark; `None` if `stored` is not compact.
     fn new(stored: &'b [u8]) -> Option<Reader<'b>> {
+        Reader::marked(stored, MARK)
+    }
+
+    /// A reader after `mark`; `None` if `stored` starts with another byte.
+    pub(super) fn marked(stored: &'b [u8], mark: u8) -> Option<Reader<'b>> {
         match stored.split_first() {
-            Some((&MARK, rest)) => Some(Reader { rest }),
+            Some((&first, rest)) if first == mark => Some(Reader { rest }),
             _ => None,
         }
     }
@@ -127,7 +198,7 @@ impl<'b> Reader<'b> {
 
     /// The end of the record: every byte must have been read (bytes
     /// left over mean a layout this version does not know).
-    fn finish(self) -> Result<(), String> {
+    pub(super) fn finish(self) -> Result<(), String> {
         match self.rest.len() {
             0 => Ok(()),
             n => Err(format!("compact record: {n} bytes after its last field")),
@@ -168,6 +239,57 @@ impl<'b> Reader<'b> {
             1 => self.time(what).map(Some),
             other => Err(format!("compact record: {what} has presence byte {other}")),
         }
+    }
+
+    /// A [`Writer::varint`]; more than ten bytes, or bits past 64, are
+    /// damage.
+    pub(super) fn varint(&mut self, what: &str) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8(what)?;
+            let bits = u64::from(byte & 0x7f);
+            if shift == 63 && bits > 1 {
+                break;
+            }
+            v |= bits << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(format!("compact record: {what} has a length past 64 bits"))
+    }
+
+    /// A [`Writer::len`]: also a count of what follows, so it cannot be
+    /// more than the bytes left (each item takes at least one), which keeps
+    /// a damaged count from reserving memory it states.
+    pub(super) fn len(&mut self, what: &str) -> Result<usize, String> {
+        let n = self.varint(what)?;
+        match usize::try_from(n) {
+            Ok(n) if n <= self.rest.len() => Ok(n),
+            _ => Err(format!("compact record cut short in {what}")),
+        }
+    }
+
+    pub(super) fn blob(&mut self, what: &str) -> Result<&'b [u8], String> {
+        let n = self.len(what)?;
+        self.take(n, what)
+    }
+
+    pub(super) fn text(&mut self, what: &str) -> Result<&'b str, String> {
+        std::str::from_utf8(self.blob(what)?)
+            .map_err(|e| format!("compact record: {what} is not UTF-8: {e}"))
+    }
+
+    pub(super) fn opt_text(&mut self, what: &str) -> Result<Option<&'b str>, String> {
+        match self.u8(what)? {
+            0 => Ok(None),
+            1 => self.text(what).map(Some),
+            other => Err(format!("compact record: {what} has presence byte {other}")),
+        }
+    }
+
+    pub(super) fn f64(&mut self, what: &str) -> Result<f64, String> {
+        Ok(f64::from_le_bytes(self.array(what)?))
     }
 }
 

@@ -11,7 +11,7 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `executions` | run id | [`Execution`] as JSON, packed (`packing.rs`) |
+//! | `executions` | run id | [`Execution`] in its binary layout (`run_record.rs`), packed (`packing.rs`) once finished or waiting; JSON in earlier versions |
 //! | `runs_by_seq` | start sequence, u64 big-endian | run id — start order, for listing newest first and pruning oldest first |
 //! | `active_runs` | run id | empty — runs in status `running`, resumed at start-up |
 
@@ -21,7 +21,8 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{EventJson, Store, StoreError};
+use super::compact::Writer;
+use super::{run_record, EventJson, Store, StoreError};
 use crate::event::Event;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,26 +181,29 @@ pub fn run_id(event_id: &str, workflow: &str) -> String {
     format!("run_{}", hex::encode(&h.finalize()[..10]))
 }
 
-/// An execution record as stored: its JSON, packed (see `packing.rs`: a
-/// record repeats its event, payload and all, and every step's rendered
-/// input and output, so these are the store's largest values; packing cut
-/// the follow-up case's disk writes from ≈55 to ≈38 KiB per run, and
-/// packing against a dictionary to ≈32) once the run is finished or
-/// waiting. A running run's record is replaced within milliseconds (its
-/// journal before a send, then its end), so it is kept as plain JSON:
-/// compressing it was a tenth of a follow-up's instructions.
+/// An execution record as stored: its binary layout (`run_record.rs`),
+/// packed (see `packing.rs`: a record repeats its event, payload and all,
+/// and every step's rendered input and output, so these are the store's
+/// largest values; packing JSON records cut the follow-up case's disk
+/// writes from ≈55 to ≈38 KiB per run, and packing against a dictionary
+/// to ≈32) once the run is finished or waiting. A running run's record is
+/// replaced within milliseconds (its journal before a send, then its
+/// end), so it is kept unpacked: compressing it was a tenth of a
+/// follow-up's instructions. Records of earlier versions are JSON, packed
+/// or not, and are read as such.
 fn encode(e: &Execution) -> Result<Vec<u8>, StoreError> {
     JournalEncoder::default().encode(e)
 }
 
 /// Turns one run's record into its stored form at each journal write,
-/// serialising the event and each step only once: a run writes its record
+/// encoding the event and each step only once: a run writes its record
 /// up to three times (before a contact write, before a send, at the end),
-/// and serialising the whole record each time was the largest part of a
+/// and encoding the whole record each time was the largest part of a
 /// follow-up's journal cost (the event with its provider payload is about
 /// a third of a finished record, and every write repeats the earlier
-/// steps). The bytes are the same JSON object `serde_json::to_vec` of the
-/// [`Execution`] gives, with its keys in another order.
+/// steps). The bytes are the record's binary layout, the same as
+/// `run_record::write_head` and `write_step` give for the whole record at
+/// once.
 ///
 /// It relies on a run's steps only ever being appended (`RunState::record`
 /// is the only writer); a record with fewer steps than it has seen, or
@@ -215,8 +219,8 @@ fn encode(e: &Execution) -> Result<Vec<u8>, StoreError> {
 pub struct JournalEncoder {
     /// The event serialised, and which event it is.
     event: Option<(std::sync::Arc<Event>, EventBytes)>,
-    /// `steps[..encoded_steps]` serialised, separated by commas.
-    steps: Vec<u8>,
+    /// `steps[..encoded_steps]` in the binary layout, one after another.
+    steps: Writer,
     encoded_steps: usize,
     /// A save through this encoder succeeded, start-order entry included.
     saved: bool,
@@ -224,28 +228,6 @@ pub struct JournalEncoder {
     /// took it out since: a later save of the still running run skips that
     /// write (nothing else takes a running run out of the set).
     marked_active: bool,
-}
-
-/// Every field of an [`Execution`] but the event and the steps, serialised
-/// as [`Execution`] serialises them.
-#[derive(Serialize)]
-struct RecordHead<'a> {
-    id: &'a str,
-    seq: u64,
-    workflow: &'a str,
-    workflow_version: &'a str,
-    file: &'a str,
-    status: RunStatus,
-    started_at: &'a Timestamp,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    finished_at: Option<&'a Timestamp>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    test: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    waiting: Option<&'a Waiting>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retrying: Option<&'a Retrying>,
 }
 
 /// An event's JSON: serialised here, or as the inbox wrote it.
@@ -291,86 +273,50 @@ impl JournalEncoder {
     }
 
     fn encode(&mut self, e: &Execution) -> Result<Vec<u8>, StoreError> {
-        let json = self
-            .json(e)
+        let record = self
+            .record(e)
             .map_err(|err| StoreError::Corrupt(err.to_string()))?;
         Ok(match e.status {
-            RunStatus::Running => json,
-            _ => super::packing::pack(&json),
+            RunStatus::Running => record,
+            _ => super::packing::pack(&record),
         })
     }
 
-    fn json(&mut self, e: &Execution) -> Result<Vec<u8>, serde_json::Error> {
-        // Destructured in full so that a new field cannot be left out.
-        let Execution {
-            id,
-            seq,
-            workflow,
-            workflow_version,
-            file,
-            status,
-            event,
-            started_at,
-            finished_at,
-            error,
-            test,
-            waiting,
-            retrying,
-            steps,
-        } = e;
+    /// The record's binary layout, unpacked.
+    fn record(&mut self, e: &Execution) -> Result<Vec<u8>, serde_json::Error> {
         let event_json = match &self.event {
-            Some((seen, json)) if std::sync::Arc::ptr_eq(seen, event) => json.as_slice(),
+            Some((seen, json)) if std::sync::Arc::ptr_eq(seen, &e.event) => json.as_slice(),
             _ => {
-                let json = EventBytes::Encoded(serde_json::to_vec(&**event)?);
+                let json = EventBytes::Encoded(serde_json::to_vec(&*e.event)?);
                 self.event
-                    .insert((std::sync::Arc::clone(event), json))
+                    .insert((std::sync::Arc::clone(&e.event), json))
                     .1
                     .as_slice()
             }
         };
-        if steps.len() < self.encoded_steps {
+        if e.steps.len() < self.encoded_steps {
             self.steps.clear();
             self.encoded_steps = 0;
         }
-        for step in &steps[self.encoded_steps..] {
-            if !self.steps.is_empty() {
-                self.steps.push(b',');
-            }
-            serde_json::to_writer(&mut self.steps, step)?;
+        for step in &e.steps[self.encoded_steps..] {
+            run_record::write_step(&mut self.steps, step);
         }
-        self.encoded_steps = steps.len();
-        let head = RecordHead {
-            id,
-            seq: *seq,
-            workflow,
-            workflow_version,
-            file,
-            status: *status,
-            started_at,
-            finished_at: finished_at.as_ref(),
-            error: error.as_deref(),
-            test: *test,
-            waiting: waiting.as_ref(),
-            retrying: retrying.as_ref(),
-        };
-        let mut out = Vec::with_capacity(256 + event_json.len() + self.steps.len());
-        serde_json::to_writer(&mut out, &head)?;
-        // The head is an object with at least its `id`: reopen it.
-        debug_assert_eq!(out.last(), Some(&b'}'));
-        out.pop();
-        out.extend_from_slice(b",\"event\":");
-        out.extend_from_slice(event_json);
-        out.extend_from_slice(b",\"steps\":[");
-        out.extend_from_slice(&self.steps);
-        out.extend_from_slice(b"]}");
-        Ok(out)
+        self.encoded_steps = e.steps.len();
+        let steps = self.steps.as_slice();
+        let mut out = Writer::marked(run_record::MARK, 256 + event_json.len() + steps.len());
+        run_record::write_head(&mut out, e, event_json);
+        out.raw(steps);
+        Ok(out.finish())
     }
 }
 
 fn decode(bytes: &[u8]) -> Result<Execution, StoreError> {
     let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("execution record: {e}"));
-    let json = super::packing::unpack(bytes).map_err(|e| corrupt(&e))?;
-    serde_json::from_slice(&json).map_err(|e| corrupt(&e))
+    let unpacked = super::packing::unpack(bytes).map_err(|e| corrupt(&e))?;
+    match unpacked.first() {
+        Some(&run_record::MARK) => run_record::read(&unpacked).map_err(|e| corrupt(&e)),
+        _ => serde_json::from_slice(&unpacked).map_err(|e| corrupt(&e)),
+    }
 }
 
 impl Store {
@@ -671,8 +617,8 @@ mod tests {
         assert_eq!(store.execution("run_j").unwrap(), Some(theirs));
     }
 
-    /// A running run's record, replaced within milliseconds, is kept as
-    /// plain JSON; once the run finishes it is stored compressed. Both read
+    /// A running run's record, replaced within milliseconds, is kept
+    /// unpacked; once the run finishes it is stored compressed. Both read
     /// back whole.
     #[test]
     fn a_running_record_is_stored_plain_and_compressed_once_finished() {
@@ -680,7 +626,10 @@ mod tests {
         let mut e = running("run_r");
         let mut encoder = JournalEncoder::default();
         store.save_journal(&e, &mut encoder).unwrap();
-        assert_eq!(store.executions.get(b"run_r").unwrap().unwrap()[0], b'{');
+        assert_eq!(
+            store.executions.get(b"run_r").unwrap().unwrap()[0],
+            run_record::MARK
+        );
         assert_eq!(store.execution("run_r").unwrap(), Some(e.clone()));
         assert_eq!(store.running_executions().unwrap(), vec![e.clone()]);
         e.status = RunStatus::Succeeded;
@@ -732,13 +681,16 @@ mod tests {
         assert!(store.running_executions().unwrap().is_empty());
     }
 
-    /// Records written by earlier versions (plain JSON, even when waiting)
-    /// are still read and updated; an update that leaves the run waiting
-    /// stores them compressed.
+    /// Records written by earlier versions (JSON, plain even when waiting,
+    /// or packed) are still read and updated; an update that leaves the
+    /// run waiting stores them in the binary layout, packed.
     #[test]
-    fn a_plain_json_record_of_an_earlier_version_is_read_and_updated() {
+    fn a_json_record_of_an_earlier_version_is_read_and_updated() {
         let (_dir, store) = store();
         let mut e = execution("run_b");
+        let packed_json = super::super::packing::pack(&serde_json::to_vec(&e).unwrap());
+        store.executions.insert(b"run_p", packed_json).unwrap();
+        assert_eq!(store.execution("run_p").unwrap(), Some(e.clone()));
         e.status = RunStatus::Waiting;
         store
             .executions
@@ -757,6 +709,9 @@ mod tests {
             store.executions.get(b"run_b").unwrap().unwrap()[0],
             super::super::packing::LZ4_DICT_RECORD
         );
+        let stored = store.executions.get(b"run_b").unwrap().unwrap();
+        let unpacked = super::super::packing::unpack(&stored).unwrap();
+        assert_eq!(unpacked[0], run_record::MARK);
         assert_eq!(store.execution("run_b").unwrap(), Some(updated));
         let claimed = store
             .update_execution("run_b", |r| {
@@ -784,7 +739,8 @@ mod tests {
 
     /// A run's encoder, reused across its journal writes as steps are
     /// appended, the event changes or the record shrinks, always gives the
-    /// record `serde_json` gives, every optional field included.
+    /// bytes a new encoder gives for the whole record, and they read back
+    /// as the record, every optional field included.
     #[test]
     fn the_journal_encoder_gives_the_whole_record_at_every_write() {
         let full = execution("run_e");
@@ -795,9 +751,7 @@ mod tests {
         let mut encoder = JournalEncoder::default();
         let check = |encoder: &mut JournalEncoder, e: &Execution| {
             let bytes = encoder.encode(e).unwrap();
-            let json = super::super::packing::unpack(&bytes).unwrap();
-            let got: Value = serde_json::from_slice(&json).expect("valid JSON");
-            assert_eq!(got, serde_json::to_value(e).unwrap());
+            assert_eq!(bytes, encode(e).unwrap(), "not the whole record's bytes");
             assert_eq!(&decode(&bytes).unwrap(), e);
         };
         check(&mut encoder, &e);

@@ -73,6 +73,7 @@ mod expiry;
 mod inbox;
 mod inbox_log;
 mod packing;
+mod run_record;
 mod timers;
 mod unfiled;
 mod windows;
