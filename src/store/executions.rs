@@ -11,9 +11,21 @@
 //!
 //! | tree | key | value |
 //! |---|---|---|
-//! | `executions` | run id | [`Execution`] in its binary layout (`run_record.rs`), packed (`packing.rs`) once finished or waiting; JSON in earlier versions |
-//! | `runs_by_seq` | start sequence, u64 big-endian | run id — start order, for listing newest first and pruning oldest first |
+//! | `run_records` | start sequence, u64 big-endian | [`Execution`] in its binary layout (`run_record.rs`), packed (`packing.rs`) once finished or waiting; JSON in earlier versions — in start order, for listing newest first and pruning oldest first |
+//! | `run_ids` | run id | its start sequence, u64 big-endian: where its record is |
 //! | `active_runs` | run id | empty — runs in status `running`, resumed at start-up |
+//!
+//! Why records are keyed by start sequence and not by run id: a run id is
+//! a hash, so records keyed by it land all over the tree, and every
+//! journal write under load touched a leaf sled had long evicted from its
+//! cache and read back from disk (the load bench's follow-up case: ≈2
+//! `pread`s per follow-up, down to ≈0.06 with records in start order,
+//! which keeps the leaves written to at the tree's end). The id's entry
+//! is written once per run, and its value is 8 bytes.
+//!
+//! Earlier versions kept records in `executions` (run id → record) and
+//! their start order in `runs_by_seq` (sequence → run id); the store
+//! moves them at open (`move_earlier_run_records`).
 
 use std::time::Duration;
 
@@ -131,7 +143,7 @@ pub struct Waiting {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Execution {
     pub id: String,
-    /// Start order (the `runs_by_seq` key).
+    /// Start order (the `run_records` key).
     #[serde(default)]
     pub seq: u64,
     pub workflow: String,
@@ -319,6 +331,12 @@ fn decode(bytes: &[u8]) -> Result<Execution, StoreError> {
     }
 }
 
+/// A run's start sequence number as a key: big-endian, so keys sort in
+/// start order.
+fn seq_key(seq: u64) -> [u8; 8] {
+    seq.to_be_bytes()
+}
+
 impl Store {
     /// A fresh start sequence number for a new run.
     pub fn next_run_seq(&self) -> Result<u64, StoreError> {
@@ -326,26 +344,30 @@ impl Store {
     }
 
     /// Insert or replace an execution record (the run journal), keeping the
-    /// start-order index and the set of running runs up to date.
+    /// run id's entry and the set of running runs up to date.
     pub fn save_execution(&self, e: &Execution) -> Result<(), StoreError> {
         self.save_journal(e, &mut JournalEncoder::default())
     }
 
     /// [`Store::save_execution`] for a run's journal writes, with the
-    /// run's encoder: the start-order entry only at its first save, and
-    /// the run's entry in `active_runs` only at the first save that finds
-    /// it running (a save of any other status removes it).
+    /// run's encoder: the run id's entry only at its first save, and the
+    /// run's entry in `active_runs` only at the first save that finds it
+    /// running (a save of any other status removes it).
+    ///
+    /// The id's entry is written before the record: sled recovers a prefix
+    /// of its writes, so a record that survives a crash can be found by its
+    /// id (an entry whose record was lost reads as no run, and the run's
+    /// next first save points it at its new record).
     pub fn save_journal(
         &self,
         e: &Execution,
         encoder: &mut JournalEncoder,
     ) -> Result<(), StoreError> {
-        self.executions
-            .insert(e.id.as_bytes(), encoder.encode(e)?)?;
+        let record = encoder.encode(e)?;
         if !encoder.saved {
-            self.runs_by_seq
-                .insert(e.seq.to_be_bytes(), e.id.as_bytes())?;
+            self.run_ids.insert(e.id.as_bytes(), &seq_key(e.seq))?;
         }
+        self.run_records.insert(seq_key(e.seq), record)?;
         let running = e.status == RunStatus::Running;
         if !(running && encoder.marked_active) {
             self.mark_active(e)?;
@@ -364,8 +386,16 @@ impl Store {
         Ok(())
     }
 
+    /// The key of run `id`'s record, if it has one.
+    fn run_key(&self, id: &str) -> Result<Option<sled::IVec>, StoreError> {
+        Ok(self.run_ids.get(id.as_bytes())?)
+    }
+
     pub fn execution(&self, id: &str) -> Result<Option<Execution>, StoreError> {
-        match self.executions.get(id.as_bytes())? {
+        let Some(key) = self.run_key(id)? else {
+            return Ok(None);
+        };
+        match self.run_records.get(&key)? {
             None => Ok(None),
             Some(bytes) => decode(&bytes).map(Some),
         }
@@ -379,8 +409,11 @@ impl Store {
         id: &str,
         change: impl Fn(&mut Execution) -> bool,
     ) -> Result<Option<Execution>, StoreError> {
+        let Some(key) = self.run_key(id)? else {
+            return Ok(None);
+        };
         loop {
-            let Some(old) = self.executions.get(id.as_bytes())? else {
+            let Some(old) = self.run_records.get(&key)? else {
                 return Ok(None);
             };
             let mut e = decode(&old)?;
@@ -389,8 +422,8 @@ impl Store {
             }
             let new = encode(&e)?;
             if self
-                .executions
-                .compare_and_swap(id.as_bytes(), Some(old), Some(new))?
+                .run_records
+                .compare_and_swap(&key, Some(old), Some(new))?
                 .is_ok()
             {
                 self.mark_active(&e)?;
@@ -419,19 +452,17 @@ impl Store {
         cursor: Option<&str>,
     ) -> Result<(Vec<Execution>, Option<String>), StoreError> {
         let end = match cursor {
-            Some(id) => match self.execution(id)? {
-                Some(e) => e.seq,
+            Some(id) => match self.run_key(id)? {
+                Some(key) => key,
                 None => return Ok((Vec::new(), None)),
             },
-            None => u64::MAX,
+            None => sled::IVec::from(&seq_key(u64::MAX)),
         };
         let mut out = Vec::new();
         let mut next = None;
-        for item in self.runs_by_seq.range(..end.to_be_bytes()).rev() {
-            let (_, id) = item?;
-            let Some(e) = self.execution(&String::from_utf8_lossy(&id))? else {
-                continue;
-            };
+        for item in self.run_records.range(..end).rev() {
+            let (_, bytes) = item?;
+            let e = decode(&bytes)?;
             if filter.workflow.as_ref().is_some_and(|w| *w != e.workflow) {
                 continue;
             }
@@ -448,7 +479,7 @@ impl Store {
     }
 
     pub fn execution_count(&self) -> usize {
-        self.executions.len()
+        self.run_records.len()
     }
 
     /// Drop finished executions older than `max_age`, then the oldest
@@ -460,26 +491,76 @@ impl Store {
         max_count: usize,
     ) -> Result<usize, StoreError> {
         let cutoff = now.as_millisecond() - i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
-        let mut excess = self.executions.len().saturating_sub(max_count);
+        let mut excess = self.run_records.len().saturating_sub(max_count);
         let mut removed = 0;
-        for item in self.runs_by_seq.iter() {
-            let (seq_key, id) = item?;
-            let Some(e) = self.execution(&String::from_utf8_lossy(&id))? else {
-                self.runs_by_seq.remove(&seq_key)?;
-                continue;
-            };
+        for item in self.run_records.iter() {
+            let (key, bytes) = item?;
+            let e = decode(&bytes)?;
             let old = e.started_at.as_millisecond() < cutoff;
             if !old && excess == 0 {
                 break;
             }
             if e.status.is_finished() {
-                self.executions.remove(&id)?;
-                self.runs_by_seq.remove(&seq_key)?;
+                // The id's entry goes only while it points at this record.
+                self.run_ids
+                    .compare_and_swap(e.id.as_bytes(), Some(&key), None as Option<&[u8]>)?
+                    .ok();
+                self.run_records.remove(&key)?;
                 removed += 1;
                 excess = excess.saturating_sub(1);
             }
         }
         Ok(removed)
+    }
+
+    /// Move the records of earlier versions' layout (`executions` by run
+    /// id, `runs_by_seq` for their start order) into `run_records` and
+    /// `run_ids`, once, at open. Idempotent: a crash part way through
+    /// leaves the old trees, and the next open moves them again (the same
+    /// keys and bytes). Records are moved as stored: `decode` reads every
+    /// earlier encoding. Returns how many records were moved.
+    pub(super) fn move_earlier_run_records(
+        &self,
+        executions: &sled::Tree,
+        runs_by_seq: &sled::Tree,
+    ) -> Result<usize, StoreError> {
+        if executions.is_empty() && runs_by_seq.is_empty() {
+            return Ok(0);
+        }
+        let mut moved = 0;
+        for item in runs_by_seq.iter() {
+            let (key, id) = item?;
+            if let Some(bytes) = executions.get(&id)? {
+                self.run_ids.insert(&id, &key)?;
+                self.run_records.insert(&key, bytes)?;
+                moved += 1;
+            }
+        }
+        // Records a crash left without their start-order entry: a new
+        // sequence number (kept in the id's entry first, so that moving
+        // them again reuses it), and the record rewritten to carry it.
+        for item in executions.iter() {
+            let (id, bytes) = item?;
+            let key = match self.run_ids.get(&id)? {
+                Some(key) if self.run_records.contains_key(&key)? => continue,
+                Some(key) => key,
+                None => {
+                    let key = sled::IVec::from(&seq_key(self.next_run_seq()?));
+                    self.run_ids.insert(&id, key.clone())?;
+                    key
+                }
+            };
+            let mut e = decode(&bytes)?;
+            e.seq = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt(format!("run id entry of {} bytes", key.len()))
+            })?);
+            self.run_records.insert(&key, encode(&e)?)?;
+            moved += 1;
+        }
+        runs_by_seq.clear()?;
+        executions.clear()?;
+        self.db.flush()?;
+        Ok(moved)
     }
 }
 
@@ -551,6 +632,12 @@ mod tests {
 
     use super::super::temp_store as store;
 
+    /// Run `id`'s record as stored.
+    fn stored(store: &Store, id: &str) -> sled::IVec {
+        let key = store.run_key(id).unwrap().expect("the run id's entry");
+        store.run_records.get(key).unwrap().expect("the record")
+    }
+
     /// [`execution`], still running: no end, status `running`.
     fn running(id: &str) -> Execution {
         Execution {
@@ -567,7 +654,7 @@ mod tests {
         let (_dir, store) = store();
         let e = execution("run_a");
         store.save_execution(&e).unwrap();
-        let stored = store.executions.get(b"run_a").unwrap().unwrap();
+        let stored = stored(&store, "run_a");
         let json = serde_json::to_vec(&e).unwrap();
         assert_eq!(stored[0], super::super::packing::LZ4_DICT_RECORD);
         assert!(
@@ -626,16 +713,13 @@ mod tests {
         let mut e = running("run_r");
         let mut encoder = JournalEncoder::default();
         store.save_journal(&e, &mut encoder).unwrap();
-        assert_eq!(
-            store.executions.get(b"run_r").unwrap().unwrap()[0],
-            run_record::MARK
-        );
+        assert_eq!(stored(&store, "run_r")[0], run_record::MARK);
         assert_eq!(store.execution("run_r").unwrap(), Some(e.clone()));
         assert_eq!(store.running_executions().unwrap(), vec![e.clone()]);
         e.status = RunStatus::Succeeded;
         store.save_journal(&e, &mut encoder).unwrap();
         assert_eq!(
-            store.executions.get(b"run_r").unwrap().unwrap()[0],
+            stored(&store, "run_r")[0],
             super::super::packing::LZ4_DICT_RECORD
         );
         assert_eq!(store.execution("run_r").unwrap(), Some(e.clone()));
@@ -643,11 +727,11 @@ mod tests {
         let (listed, _) = store
             .list_executions(&ExecutionFilter::default(), 10, None)
             .unwrap();
-        assert_eq!(listed.len(), 1, "listed once, by its first save's entry");
-        // A later write leaves the start-order entry alone.
-        store.runs_by_seq.remove(e.seq.to_be_bytes()).unwrap();
+        assert_eq!(listed, vec![e.clone()], "one record, replaced in place");
+        // A later write leaves the id's entry alone.
+        store.run_ids.remove(b"run_r").unwrap();
         store.save_journal(&e, &mut encoder).unwrap();
-        assert!(store.runs_by_seq.is_empty());
+        assert!(store.run_ids.is_empty());
     }
 
     /// A running run enters `active_runs` at its first save only; its end
@@ -681,22 +765,68 @@ mod tests {
         assert!(store.running_executions().unwrap().is_empty());
     }
 
-    /// Records written by earlier versions (JSON, plain even when waiting,
-    /// or packed) are still read and updated; an update that leaves the
-    /// run waiting stores them in the binary layout, packed.
+    /// Records written by earlier versions, in their layout (`executions`
+    /// by run id, `runs_by_seq` for start order) and encoding (JSON, plain
+    /// even when waiting, or packed), are moved into start order when the
+    /// store opens, and read, listed and updated there; an update stores
+    /// them in the binary layout. A record a crash left without its
+    /// start-order entry gets a new place after the others.
     #[test]
-    fn a_json_record_of_an_earlier_version_is_read_and_updated() {
-        let (_dir, store) = store();
-        let mut e = execution("run_b");
-        let packed_json = super::super::packing::pack(&serde_json::to_vec(&e).unwrap());
-        store.executions.insert(b"run_p", packed_json).unwrap();
-        assert_eq!(store.execution("run_p").unwrap(), Some(e.clone()));
-        e.status = RunStatus::Waiting;
-        store
-            .executions
-            .insert(b"run_b", serde_json::to_vec(&e).unwrap())
+    fn records_of_an_earlier_version_are_moved_read_and_updated() {
+        let (dir, store) = store();
+        let executions = store.db.open_tree(super::super::TREE_EXECUTIONS).unwrap();
+        let runs_by_seq = store.db.open_tree(super::super::TREE_RUNS_BY_SEQ).unwrap();
+        let packed = Execution {
+            seq: 3,
+            ..execution("run_p")
+        };
+        let waiting = Execution {
+            seq: 5,
+            status: RunStatus::Waiting,
+            ..execution("run_b")
+        };
+        let orphan = Execution {
+            seq: 4,
+            ..execution("run_o")
+        };
+        let json = |e: &Execution| serde_json::to_vec(e).unwrap();
+        executions
+            .insert(b"run_p", super::super::packing::pack(&json(&packed)))
             .unwrap();
-        assert_eq!(store.execution("run_b").unwrap(), Some(e.clone()));
+        runs_by_seq.insert(3u64.to_be_bytes(), b"run_p").unwrap();
+        executions.insert(b"run_b", json(&waiting)).unwrap();
+        runs_by_seq.insert(5u64.to_be_bytes(), b"run_b").unwrap();
+        executions.insert(b"run_o", json(&orphan)).unwrap();
+        drop((executions, runs_by_seq, store));
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+
+        assert_eq!(store.execution("run_p").unwrap(), Some(packed.clone()));
+        assert_eq!(store.execution("run_b").unwrap(), Some(waiting.clone()));
+        let moved_orphan = store.execution("run_o").unwrap().expect("the orphan");
+        assert!(moved_orphan.seq > 5, "{}", moved_orphan.seq);
+        assert_eq!(
+            moved_orphan,
+            Execution {
+                seq: moved_orphan.seq,
+                ..orphan
+            }
+        );
+        let (listed, _) = store
+            .list_executions(&ExecutionFilter::default(), 10, None)
+            .unwrap();
+        let ids: Vec<&str> = listed.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["run_o", "run_b", "run_p"]);
+        assert!(store
+            .db
+            .open_tree(super::super::TREE_EXECUTIONS)
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .db
+            .open_tree(super::super::TREE_RUNS_BY_SEQ)
+            .unwrap()
+            .is_empty());
+
         let updated = store
             .update_execution("run_b", |r| {
                 r.error = Some("moved".into());
@@ -705,11 +835,8 @@ mod tests {
             .unwrap()
             .expect("updated");
         assert_eq!(updated.status, RunStatus::Waiting);
-        assert_eq!(
-            store.executions.get(b"run_b").unwrap().unwrap()[0],
-            super::super::packing::LZ4_DICT_RECORD
-        );
-        let stored = store.executions.get(b"run_b").unwrap().unwrap();
+        let stored = stored(&store, "run_b");
+        assert_eq!(stored[0], super::super::packing::LZ4_DICT_RECORD);
         let unpacked = super::super::packing::unpack(&stored).unwrap();
         assert_eq!(unpacked[0], run_record::MARK);
         assert_eq!(store.execution("run_b").unwrap(), Some(updated));
@@ -720,7 +847,85 @@ mod tests {
             })
             .unwrap()
             .expect("claimed");
-        assert_eq!(store.execution("run_b").unwrap(), Some(claimed));
+        assert_eq!(store.execution("run_b").unwrap(), Some(claimed.clone()));
+        assert_eq!(store.running_executions().unwrap(), vec![claimed]);
+        drop(store);
+        // Opening again moves nothing and changes nothing.
+        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        assert_eq!(store.execution_count(), 3);
+        assert_eq!(store.execution("run_p").unwrap(), Some(packed));
+    }
+
+    /// Runs are listed newest first, a page at a time after a cursor, and
+    /// pruned oldest first: finished runs beyond the count or the age go,
+    /// running ones stay, and a pruned run cannot be found by its id.
+    #[test]
+    fn runs_are_listed_newest_first_and_pruned_oldest_first() {
+        let (_dir, store) = store();
+        let now = Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_hours(100);
+        let mut seqs = Vec::new();
+        for (n, status) in [
+            RunStatus::Succeeded,
+            RunStatus::Running,
+            RunStatus::Failed,
+            RunStatus::Succeeded,
+            RunStatus::Stopped,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let seq = store.next_run_seq().unwrap();
+            seqs.push(seq);
+            let e = Execution {
+                seq,
+                status,
+                workflow: if n % 2 == 0 { "even" } else { "odd" }.into(),
+                started_at: now - jiff::SignedDuration::from_hours(10 - n as i64),
+                ..execution(&format!("run_{n}"))
+            };
+            store.save_execution(&e).unwrap();
+        }
+        let ids = |list: &[Execution]| list.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+        let (page, next) = store
+            .list_executions(&ExecutionFilter::default(), 2, None)
+            .unwrap();
+        assert_eq!(ids(&page), ["run_4", "run_3"]);
+        let (page, next) = store
+            .list_executions(&ExecutionFilter::default(), 2, next.as_deref())
+            .unwrap();
+        assert_eq!(ids(&page), ["run_2", "run_1"]);
+        let (page, next) = store
+            .list_executions(&ExecutionFilter::default(), 2, next.as_deref())
+            .unwrap();
+        assert_eq!((ids(&page), next), (vec!["run_0".to_string()], None));
+        let even = ExecutionFilter {
+            workflow: Some("even".into()),
+            status: None,
+        };
+        let (page, _) = store.list_executions(&even, 10, None).unwrap();
+        assert_eq!(ids(&page), ["run_4", "run_2", "run_0"]);
+        let (page, _) = store
+            .list_executions(&ExecutionFilter::default(), 10, Some("run_unknown"))
+            .unwrap();
+        assert!(page.is_empty());
+
+        // Keep 3: the two oldest finished go, the running one stays.
+        let keep_for = Duration::from_secs(1000 * 3600);
+        assert_eq!(store.prune_executions(now, keep_for, 3).unwrap(), 2);
+        assert_eq!(store.execution("run_0").unwrap(), None);
+        assert_eq!(store.execution("run_2").unwrap(), None);
+        assert!(store.execution("run_1").unwrap().is_some());
+        assert_eq!(store.execution_count(), 3);
+        // Older than 7.5 hours: run_3 (7 h old) stays, as does run_1.
+        let keep_for = Duration::from_secs(7 * 3600 + 1800);
+        assert_eq!(store.prune_executions(now, keep_for, 100).unwrap(), 0);
+        let keep_for = Duration::from_secs(6 * 3600 + 1800);
+        assert_eq!(store.prune_executions(now, keep_for, 100).unwrap(), 1);
+        let (page, _) = store
+            .list_executions(&ExecutionFilter::default(), 10, None)
+            .unwrap();
+        assert_eq!(ids(&page), ["run_4", "run_1"]);
+        assert_eq!(store.run_ids.len(), 2);
     }
 
     /// A damaged record is reported as corrupt, not as a crash.
@@ -728,9 +933,9 @@ mod tests {
     fn a_damaged_compressed_record_is_reported_as_corrupt() {
         let (_dir, store) = store();
         store.save_execution(&execution("run_c")).unwrap();
-        let mut bytes = store.executions.get(b"run_c").unwrap().unwrap().to_vec();
+        let mut bytes = stored(&store, "run_c").to_vec();
         bytes.truncate(bytes.len() / 2);
-        store.executions.insert(b"run_c", bytes).unwrap();
+        store.run_records.insert(7u64.to_be_bytes(), bytes).unwrap();
         assert!(matches!(
             store.execution("run_c"),
             Err(StoreError::Corrupt(_))

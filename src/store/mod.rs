@@ -30,7 +30,7 @@
 //! | `contacts` | E.164 phone | [`Contact`] without call statistics, compact (`compact.rs`; earlier versions: JSON) |
 //! | `tags` | tag, `\0`, phone | empty — the tag index |
 //! | `call_stats` | E.164 phone | [`CallStats`], compact (`compact.rs`; earlier versions: JSON), written by ingestion |
-//! | `executions`, `runs_by_seq`, `active_runs` | see `executions.rs` | the run journal |
+//! | `run_records`, `run_ids`, `active_runs` | see `executions.rs` | the run journal (earlier versions: `executions` and `runs_by_seq`, moved at open) |
 //! | `timers`, `waits`, `workflow_versions` | see `timers.rs` | durable time |
 //! | `calls` | see `calls.rs` | call state |
 //! | `windows` | `d`/`c`, `\0`, workflow, `\0`, key | debounce and count windows |
@@ -106,8 +106,12 @@ const TREE_EXPIRY_BATCHES: &str = "expiry_batches";
 const TREE_CONTACTS: &str = "contacts";
 const TREE_TAGS: &str = "tags";
 const TREE_CALL_STATS: &str = "call_stats";
+/// Earlier versions' run records, moved into `run_records` at open.
 const TREE_EXECUTIONS: &str = "executions";
+const TREE_RUN_RECORDS: &str = "run_records";
+const TREE_RUN_IDS: &str = "run_ids";
 const TREE_WINDOWS: &str = "windows";
+/// Earlier versions' start order of runs, moved with their records.
 const TREE_RUNS_BY_SEQ: &str = "runs_by_seq";
 const TREE_ACTIVE_RUNS: &str = "active_runs";
 const TREE_TIMERS: &str = "timers";
@@ -150,9 +154,9 @@ pub struct StoreParts {
     contacts: sled::Tree,
     tags: sled::Tree,
     call_stats: sled::Tree,
-    executions: sled::Tree,
+    run_records: sled::Tree,
+    run_ids: sled::Tree,
     windows: sled::Tree,
-    runs_by_seq: sled::Tree,
     active_runs: sled::Tree,
     timers: sled::Tree,
     waits: sled::Tree,
@@ -254,9 +258,9 @@ impl Store {
             contacts: db.open_tree(TREE_CONTACTS)?,
             tags: db.open_tree(TREE_TAGS)?,
             call_stats,
-            executions: db.open_tree(TREE_EXECUTIONS)?,
+            run_records: db.open_tree(TREE_RUN_RECORDS)?,
+            run_ids: db.open_tree(TREE_RUN_IDS)?,
             windows: db.open_tree(TREE_WINDOWS)?,
-            runs_by_seq: db.open_tree(TREE_RUNS_BY_SEQ)?,
             active_runs: db.open_tree(TREE_ACTIVE_RUNS)?,
             timers: db.open_tree(TREE_TIMERS)?,
             waits_count: std::sync::atomic::AtomicUsize::new(waits.len()),
@@ -269,6 +273,16 @@ impl Store {
             contact_locks: stripes(CONTACT_LOCK_STRIPES),
             db,
         }));
+        let moved = store.move_earlier_run_records(
+            &store.db.open_tree(TREE_EXECUTIONS)?,
+            &store.db.open_tree(TREE_RUNS_BY_SEQ)?,
+        )?;
+        if moved > 0 {
+            tracing::info!(
+                moved,
+                "moved run records of an earlier version's layout into start order"
+            );
+        }
         let restored = store.replay_inbox_log(&left_over)?;
         if restored > 0 {
             tracing::info!(
