@@ -18,7 +18,7 @@
 //! Why records are keyed by start sequence and not by run id: a run id is
 //! a hash, so records keyed by it land all over the tree, and every
 //! journal write under load touched a leaf sled had long evicted from its
-//! cache and read back from disk (the load bench's follow-up case: ≈2
+//! cache and read back from disk (the load bench's follow-up case: ≈2.6
 //! `pread`s per follow-up, down to ≈0.06 with records in start order,
 //! which keeps the leaves written to at the tree's end). The id's entry
 //! is written once per run, and its value is 8 bytes.
