@@ -219,11 +219,19 @@ impl<'b> Reader<'b> {
             .map_err(|e| format!("compact record: {what} is not UTF-8: {e}"))
     }
 
-    pub(super) fn opt_str(&mut self, what: &str) -> Result<Option<&'b str>, String> {
+    /// The 0/1 byte before an optional field.
+    pub(super) fn presence(&mut self, what: &str) -> Result<bool, String> {
         match self.u8(what)? {
-            0 => Ok(None),
-            1 => self.str(what).map(Some),
+            0 => Ok(false),
+            1 => Ok(true),
             other => Err(format!("compact record: {what} has presence byte {other}")),
+        }
+    }
+
+    pub(super) fn opt_str(&mut self, what: &str) -> Result<Option<&'b str>, String> {
+        match self.presence(what)? {
+            false => Ok(None),
+            true => self.str(what).map(Some),
         }
     }
 
@@ -234,10 +242,9 @@ impl<'b> Reader<'b> {
     }
 
     pub(super) fn opt_time(&mut self, what: &str) -> Result<Option<Timestamp>, String> {
-        match self.u8(what)? {
-            0 => Ok(None),
-            1 => self.time(what).map(Some),
-            other => Err(format!("compact record: {what} has presence byte {other}")),
+        match self.presence(what)? {
+            false => Ok(None),
+            true => self.time(what).map(Some),
         }
     }
 
@@ -281,10 +288,9 @@ impl<'b> Reader<'b> {
     }
 
     pub(super) fn opt_text(&mut self, what: &str) -> Result<Option<&'b str>, String> {
-        match self.u8(what)? {
-            0 => Ok(None),
-            1 => self.text(what).map(Some),
-            other => Err(format!("compact record: {what} has presence byte {other}")),
+        match self.presence(what)? {
+            false => Ok(None),
+            true => self.text(what).map(Some),
         }
     }
 

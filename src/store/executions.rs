@@ -565,11 +565,13 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn execution(id: &str) -> Execution {
+    /// A finished run of the shipped missed-call follow-up on a Meta
+    /// payload, four steps (other tests' record too).
+    pub(in crate::store) fn execution(id: &str) -> Execution {
         let body = include_str!("../../tests/fixtures/meta/terminate_unanswered.json");
         let ctx = crate::event::testing::ctx("meta", crate::event::Provider::Meta);
         let event = crate::event::testing::only(body, &ctx);

@@ -277,11 +277,11 @@ pub(super) fn read(stored: &[u8]) -> Result<Execution, String> {
     let finished_at = r.opt_time("finished_at")?;
     let error = r.opt_text("error")?.map(str::to_owned);
     let test = read_bool(r, "test")?;
-    let waiting = match read_presence(r, "waiting")? {
+    let waiting = match r.presence("waiting")? {
         false => None,
         true => Some(read_waiting(r)?),
     };
-    let retrying = match read_presence(r, "retrying")? {
+    let retrying = match r.presence("retrying")? {
         false => None,
         true => Some(Retrying {
             path: r.text("retrying.path")?.to_owned(),
@@ -314,14 +314,6 @@ pub(super) fn read(stored: &[u8]) -> Result<Execution, String> {
     })
 }
 
-fn read_presence(r: &mut Reader<'_>, what: &str) -> Result<bool, String> {
-    match r.u8(what)? {
-        0 => Ok(false),
-        1 => Ok(true),
-        other => Err(format!("compact record: {what} has presence byte {other}")),
-    }
-}
-
 fn read_bool(r: &mut Reader<'_>, what: &str) -> Result<bool, String> {
     match r.u8(what)? {
         0 => Ok(false),
@@ -348,7 +340,7 @@ fn read_waiting(r: &mut Reader<'_>) -> Result<Waiting, String> {
         kinds.push(r.text("waiting.kinds")?.to_owned());
     }
     let caller = r.opt_text("waiting.caller")?.map(str::to_owned);
-    let retry_attempts = match read_presence(r, "waiting.retry_attempts")? {
+    let retry_attempts = match r.presence("waiting.retry_attempts")? {
         false => None,
         true => Some(read_attempts(r, "waiting.retry_attempts")?),
     };
@@ -401,7 +393,7 @@ fn read_attempts(r: &mut Reader<'_>, what: &str) -> Result<Vec<Attempt>, String>
     let mut attempts = Vec::with_capacity(count);
     for _ in 0..count {
         let at = r.time(what)?;
-        let status = match read_presence(r, what)? {
+        let status = match r.presence(what)? {
             false => None,
             true => Some(
                 u16::try_from(r.varint(what)?)
@@ -633,43 +625,19 @@ mod tests {
         assert_eq!(read(&expected).unwrap(), execution);
     }
 
+    /// The executions tests' follow-up record, its first step with an
+    /// error and numbers of every kind, as bytes.
     fn fixture_record() -> Vec<u8> {
-        let body = include_str!("../../tests/fixtures/meta/terminate_unanswered.json");
-        let ctx = crate::event::testing::ctx("meta", crate::event::Provider::Meta);
-        let event = crate::event::testing::only(body, &ctx);
-        let event_json = serde_json::to_vec(&event).unwrap();
-        let contact = json!({"phone": event.caller, "name": "Lupita", "tags": ["followed-up"],
-                             "fields": {"first_source": "meta"}, "calls": {"call.missed": 3}});
-        let execution = Execution {
-            id: "run_f".into(),
-            seq: 1,
-            workflow: "missed-call-followup".into(),
-            workflow_version: "abc".into(),
-            file: "missed-call-followup.yaml".into(),
-            status: RunStatus::Succeeded,
-            event: Arc::new(event),
-            started_at: Timestamp::UNIX_EPOCH,
-            finished_at: Some(Timestamp::UNIX_EPOCH),
-            error: None,
-            test: false,
-            waiting: None,
-            retrying: None,
-            steps: vec![StepRecord {
-                path: "2".into(),
-                id: Some("tagged".into()),
-                kind: "tag".into(),
-                status: StepStatus::Succeeded,
-                input: json!({"add": ["followed-up"], "remove": [], "n": -40}),
-                output: json!({"contact": contact, "changed": true, "ratio": 0.5}),
-                error: Some("none \"really\"".into()),
-                attempts: Vec::new(),
-                started_at: Timestamp::UNIX_EPOCH,
-                duration_ms: 0.2,
-            }],
-        };
+        let mut execution = super::super::executions::tests::execution("run_f");
+        let first = &mut execution.steps[0];
+        first.error = Some("none \"really\"".into());
+        first.input = json!({"add": ["followed-up"], "remove": [], "n": -40, "ratio": 0.5});
+        let event_json = serde_json::to_vec(&*execution.event).unwrap();
         let mut w = Writer::marked(MARK, 0);
         write_head(&mut w, &execution, &event_json);
-        write_step(&mut w, &execution.steps[0]);
+        for step in &execution.steps {
+            write_step(&mut w, step);
+        }
         let bytes = w.finish();
         assert_eq!(read(&bytes).unwrap(), execution);
         bytes
