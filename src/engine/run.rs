@@ -114,7 +114,7 @@ struct RunState<'a> {
     /// before them: see [`journal_before_contact_write`].
     unsaved_reads: bool,
     /// The journal's event and steps as serialised by earlier writes, and
-    /// whether this drive saved the record already (with its start-order
+    /// whether this drive saved the record already (with the run id's
     /// entry, which later writes skip).
     encoder: JournalEncoder,
 }

@@ -221,12 +221,12 @@ fn encode(e: &Execution) -> Result<Vec<u8>, StoreError> {
 /// is the only writer); a record with fewer steps than it has seen, or
 /// another event, starts it afresh.
 ///
-/// It also knows whether the run's start-order entry is written: a run's
-/// later writes skip it (one sled write fewer each). A new encoder (a run
-/// resumed with recorded steps included) writes it again: a crash can
-/// leave a record without its entry (the record is written first). The
-/// same holds for the run's entry in `active_runs`: written by the first
-/// save of a running run, not again by the saves after it while it runs.
+/// It also knows whether the run id's entry (`run_ids`) is written: a
+/// run's later writes skip it (one sled write fewer each). A new encoder
+/// (a run resumed with recorded steps included) writes it again, which
+/// changes nothing. The same holds for the run's entry in `active_runs`:
+/// written by the first save of a running run, not again by the saves
+/// after it while it runs.
 #[derive(Default)]
 pub struct JournalEncoder {
     /// The event serialised, and which event it is.
@@ -234,7 +234,7 @@ pub struct JournalEncoder {
     /// `steps[..encoded_steps]` in the binary layout, one after another.
     steps: Writer,
     encoded_steps: usize,
-    /// A save through this encoder succeeded, start-order entry included.
+    /// A save through this encoder succeeded, the run id's entry included.
     saved: bool,
     /// A save through this encoder put the run in `active_runs`, and none
     /// took it out since: a later save of the still running run skips that
@@ -501,11 +501,14 @@ impl Store {
                 break;
             }
             if e.status.is_finished() {
-                // The id's entry goes only while it points at this record.
+                // The record first: an id entry left by a crash here reads
+                // as no run, where a record left without its entry would
+                // be listed but not found by its id. The entry goes only
+                // while it points at this record.
+                self.run_records.remove(&key)?;
                 self.run_ids
                     .compare_and_swap(e.id.as_bytes(), Some(&key), None as Option<&[u8]>)?
                     .ok();
-                self.run_records.remove(&key)?;
                 removed += 1;
                 excess = excess.saturating_sub(1);
             }
@@ -515,51 +518,59 @@ impl Store {
 
     /// Move the records of earlier versions' layout (`executions` by run
     /// id, `runs_by_seq` for their start order) into `run_records` and
-    /// `run_ids`, once, at open. Idempotent: a crash part way through
-    /// leaves the old trees, and the next open moves them again (the same
-    /// keys and bytes). Records are moved as stored: `decode` reads every
-    /// earlier encoding. Returns how many records were moved.
+    /// `run_ids`, once, at open. Returns how many records were moved.
+    ///
+    /// Each record goes under the start sequence it carries, which is its
+    /// `runs_by_seq` key wherever that entry is right (an earlier prune
+    /// removed the record before its entry, so a crash could leave an
+    /// entry naming a run that was later started again under another
+    /// sequence; the entries are therefore not read). A record whose
+    /// sequence is taken or missing gets a new one, and is rewritten to
+    /// carry it. Each record is written (id entry first, as
+    /// `save_journal` does) before it is removed from `executions`, so a
+    /// crash part way through leaves the rest for the next open, which
+    /// skips what is already moved. A record that cannot be read is left
+    /// in `executions` and reported at every open: nothing reads it there,
+    /// as nothing read it before (it could not be decoded).
     pub(super) fn move_earlier_run_records(
         &self,
         executions: &sled::Tree,
         runs_by_seq: &sled::Tree,
     ) -> Result<usize, StoreError> {
-        if executions.is_empty() && runs_by_seq.is_empty() {
-            return Ok(0);
-        }
         let mut moved = 0;
-        for item in runs_by_seq.iter() {
-            let (key, id) = item?;
-            if let Some(bytes) = executions.get(&id)? {
-                self.run_ids.insert(&id, &key)?;
-                self.run_records.insert(&key, bytes)?;
-                moved += 1;
-            }
-        }
-        // Records a crash left without their start-order entry: a new
-        // sequence number (kept in the id's entry first, so that moving
-        // them again reuses it), and the record rewritten to carry it.
         for item in executions.iter() {
             let (id, bytes) = item?;
-            let key = match self.run_ids.get(&id)? {
-                Some(key) if self.run_records.contains_key(&key)? => continue,
-                Some(key) => key,
-                None => {
-                    let key = sled::IVec::from(&seq_key(self.next_run_seq()?));
-                    self.run_ids.insert(&id, key.clone())?;
-                    key
+            let mut e = match decode(&bytes) {
+                Ok(e) => e,
+                Err(err) => {
+                    tracing::warn!(
+                        run_id = %String::from_utf8_lossy(&id),
+                        error = %err,
+                        "an execution record of an earlier version cannot be read; left where it was"
+                    );
+                    continue;
                 }
             };
-            let mut e = decode(&bytes)?;
-            e.seq = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
-                StoreError::Corrupt(format!("run id entry of {} bytes", key.len()))
-            })?);
-            self.run_records.insert(&key, encode(&e)?)?;
+            if let Some(key) = self.run_ids.get(&id)? {
+                if self.run_records.contains_key(&key)? {
+                    executions.remove(&id)?;
+                    continue;
+                }
+            }
+            let rewrite = e.seq == 0 || self.run_records.contains_key(seq_key(e.seq))?;
+            if rewrite {
+                e.seq = self.next_run_seq()?;
+            }
+            self.run_ids.insert(&id, &seq_key(e.seq))?;
+            let stored = if rewrite { encode(&e)? } else { bytes.to_vec() };
+            self.run_records.insert(seq_key(e.seq), stored)?;
+            executions.remove(&id)?;
             moved += 1;
         }
         runs_by_seq.clear()?;
-        executions.clear()?;
-        self.db.flush()?;
+        if moved > 0 {
+            self.db.flush()?;
+        }
         Ok(moved)
     }
 }
@@ -771,8 +782,11 @@ pub(super) mod tests {
     /// by run id, `runs_by_seq` for start order) and encoding (JSON, plain
     /// even when waiting, or packed), are moved into start order when the
     /// store opens, and read, listed and updated there; an update stores
-    /// them in the binary layout. A record a crash left without its
-    /// start-order entry gets a new place after the others.
+    /// them in the binary layout. Each goes under the sequence it carries,
+    /// whatever `runs_by_seq` says (a stale entry there names a run that
+    /// was started again); one whose sequence is taken or missing gets a
+    /// new one after the others; one that cannot be read stays behind and
+    /// does not stop the store from opening.
     #[test]
     fn records_of_an_earlier_version_are_moved_read_and_updated() {
         let (dir, store) = store();
@@ -787,9 +801,19 @@ pub(super) mod tests {
             status: RunStatus::Waiting,
             ..execution("run_b")
         };
+        // Left without its start-order entry by a crash.
         let orphan = Execution {
             seq: 4,
             ..execution("run_o")
+        };
+        // Claims run_p's sequence, and one from before sequences.
+        let clash = Execution {
+            seq: 3,
+            ..execution("run_x")
+        };
+        let unnumbered = Execution {
+            seq: 0,
+            ..execution("run_z")
         };
         let json = |e: &Execution| serde_json::to_vec(e).unwrap();
         executions
@@ -798,26 +822,44 @@ pub(super) mod tests {
         runs_by_seq.insert(3u64.to_be_bytes(), b"run_p").unwrap();
         executions.insert(b"run_b", json(&waiting)).unwrap();
         runs_by_seq.insert(5u64.to_be_bytes(), b"run_b").unwrap();
+        // A stale entry: run_b was started again, under 5.
+        runs_by_seq.insert(2u64.to_be_bytes(), b"run_b").unwrap();
         executions.insert(b"run_o", json(&orphan)).unwrap();
+        executions.insert(b"run_x", json(&clash)).unwrap();
+        executions.insert(b"run_z", json(&unnumbered)).unwrap();
+        executions.insert(b"run_damaged", &b"{\"id\":"[..]).unwrap();
         drop((executions, runs_by_seq, store));
         let store = Store::open(dir.path(), 8 << 20).unwrap();
 
         assert_eq!(store.execution("run_p").unwrap(), Some(packed.clone()));
         assert_eq!(store.execution("run_b").unwrap(), Some(waiting.clone()));
-        let moved_orphan = store.execution("run_o").unwrap().expect("the orphan");
-        assert!(moved_orphan.seq > 5, "{}", moved_orphan.seq);
-        assert_eq!(
-            moved_orphan,
-            Execution {
-                seq: moved_orphan.seq,
-                ..orphan
-            }
-        );
+        assert_eq!(store.execution("run_o").unwrap(), Some(orphan.clone()));
+        for (id, was) in [("run_x", clash), ("run_z", unnumbered)] {
+            let moved = store.execution(id).unwrap().expect(id);
+            assert!(moved.seq > 5, "{id}: {}", moved.seq);
+            assert_eq!(
+                moved,
+                Execution {
+                    seq: moved.seq,
+                    ..was
+                }
+            );
+        }
+        assert_eq!(store.execution("run_damaged").unwrap(), None);
         let (listed, _) = store
             .list_executions(&ExecutionFilter::default(), 10, None)
             .unwrap();
-        let ids: Vec<&str> = listed.iter().map(|e| e.id.as_str()).collect();
-        assert_eq!(ids, ["run_o", "run_b", "run_p"]);
+        let mut ids: Vec<&str> = listed.iter().map(|e| e.id.as_str()).collect();
+        ids[..2].sort_unstable();
+        assert_eq!(ids, ["run_x", "run_z", "run_b", "run_o", "run_p"]);
+        let left = store.db.open_tree(super::super::TREE_EXECUTIONS).unwrap();
+        assert_eq!(
+            left.iter().keys().collect::<Result<Vec<_>, _>>().unwrap(),
+            [sled::IVec::from("run_damaged")],
+            "the unreadable record stays where it was"
+        );
+        left.remove("run_damaged").unwrap();
+        drop(left);
         assert!(store
             .db
             .open_tree(super::super::TREE_EXECUTIONS)
@@ -854,7 +896,7 @@ pub(super) mod tests {
         drop(store);
         // Opening again moves nothing and changes nothing.
         let store = Store::open(dir.path(), 8 << 20).unwrap();
-        assert_eq!(store.execution_count(), 3);
+        assert_eq!(store.execution_count(), 5);
         assert_eq!(store.execution("run_p").unwrap(), Some(packed));
     }
 

@@ -8,7 +8,7 @@
 //! escape, every timestamp printed as RFC 3339 (callgrind: ≈60 k
 //! instructions per follow-up for the steps alone, ≈40 k more to compress
 //! the larger JSON). Here a string is its length and its bytes, a
-//! timestamp twelve bytes, a number eight or fewer. The event stays the
+//! timestamp twelve bytes, a number at most ten. The event stays the
 //! JSON the inbox wrote when it accepted it (copied, never serialised
 //! again), so an event reads back exactly as it always has.
 //!
@@ -49,6 +49,11 @@ use crate::event::Event;
 /// The first byte of a binary execution record (JSON starts with `{`;
 /// `packing.rs` uses 1 and 2 for its compressed forms).
 pub(super) const MARK: u8 = 3;
+
+/// At most this many items are reserved ahead of reading them: a count
+/// is checked against the bytes left, but an item takes far more memory
+/// than its first byte, so a damaged count must not reserve all of it.
+const MAX_RESERVED: usize = 64;
 
 /// How deep a stored value may nest. serde_json refuses to parse JSON
 /// nested deeper than 128, which is where a step's values come from; the
@@ -291,7 +296,7 @@ pub(super) fn read(stored: &[u8]) -> Result<Execution, String> {
     let event: Event = serde_json::from_slice(r.blob("event")?)
         .map_err(|e| format!("execution record: event: {e}"))?;
     let count = r.len("steps")?;
-    let mut steps = Vec::with_capacity(count);
+    let mut steps = Vec::with_capacity(count.min(MAX_RESERVED));
     for _ in 0..count {
         steps.push(read_step(r)?);
     }
@@ -335,7 +340,7 @@ fn read_waiting(r: &mut Reader<'_>) -> Result<Waiting, String> {
     let id = r.opt_text("waiting.id")?.map(str::to_owned);
     let until = r.time("waiting.until")?;
     let count = r.len("waiting.kinds")?;
-    let mut kinds = Vec::with_capacity(count);
+    let mut kinds = Vec::with_capacity(count.min(MAX_RESERVED));
     for _ in 0..count {
         kinds.push(r.text("waiting.kinds")?.to_owned());
     }
@@ -390,7 +395,7 @@ fn read_step(r: &mut Reader<'_>) -> Result<StepRecord, String> {
 
 fn read_attempts(r: &mut Reader<'_>, what: &str) -> Result<Vec<Attempt>, String> {
     let count = r.len(what)?;
-    let mut attempts = Vec::with_capacity(count);
+    let mut attempts = Vec::with_capacity(count.min(MAX_RESERVED));
     for _ in 0..count {
         let at = r.time(what)?;
         let status = match r.presence(what)? {
@@ -439,7 +444,7 @@ fn read_value(r: &mut Reader<'_>, depth: usize) -> Result<Value, String> {
         t if t == Tag::String as u8 => Value::String(r.text("string")?.to_owned()),
         t if t == Tag::Array as u8 => {
             let count = r.len("array")?;
-            let mut items = Vec::with_capacity(count);
+            let mut items = Vec::with_capacity(count.min(MAX_RESERVED));
             for _ in 0..count {
                 items.push(read_value(r, depth + 1)?);
             }
@@ -447,7 +452,7 @@ fn read_value(r: &mut Reader<'_>, depth: usize) -> Result<Value, String> {
         }
         t if t == Tag::Object as u8 => {
             let count = r.len("object")?;
-            let mut map = Map::with_capacity(count);
+            let mut map = Map::with_capacity(count.min(MAX_RESERVED));
             for _ in 0..count {
                 let key = r.text("object key")?.to_owned();
                 map.insert(key, read_value(r, depth + 1)?);
