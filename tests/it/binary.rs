@@ -20,6 +20,8 @@ connectors:
 struct Running {
     child: Child,
     base: String,
+    /// The server's stderr, for the message when it exits badly.
+    log: std::path::PathBuf,
 }
 
 fn start(dir: &Path, port: u16) -> Running {
@@ -52,7 +54,11 @@ fn start_logging(dir: &Path, port: u16, rust_log: &str) -> Running {
         assert!(Instant::now() < deadline, "server did not come up");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Running { child, base }
+    Running {
+        child,
+        base,
+        log: dir.join("server.log"),
+    }
 }
 
 /// A blocking GET over a plain socket, so `start` works inside or outside
@@ -187,7 +193,11 @@ fn stop(server: &mut Running) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success(), "ringback exited with {status} on SIGTERM");
+            assert!(
+                status.success(),
+                "ringback exited with {status} on SIGTERM; its log:\n{}",
+                std::fs::read_to_string(&server.log).unwrap_or_default()
+            );
             return;
         }
         assert!(
