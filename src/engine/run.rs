@@ -260,18 +260,25 @@ fn load_contact(inner: &Inner, event: &Event) -> Value {
 }
 
 /// The render data a run starts with: the event, the caller's contact,
-/// no steps or vars yet.
+/// no steps or vars yet. Built as a map rather than with `json!`, which
+/// passes every value it is given through `serde_json::to_value` again:
+/// the event and the contact, already values, were copied a second time
+/// that way (≈12 k of a run's instructions, callgrind).
 fn render_data_for(inner: &Inner, workflow: &Workflow, event: &Event) -> RenderData {
-    RenderData::from_value(json!({
-        // Without the provider's payload when no template can read it.
-        "event": serde_json::to_value(event.fields(workflow.templates.reads_event_raw()))
-            .expect("events serialise"),
-        "contact": load_contact(inner, event),
-        "steps": {},
-        "vars": {},
-        "workflow": {"name": workflow.name, "version": workflow.version, "file": workflow.file},
-        "now": inner.clock.now().to_string(),
-    }))
+    let mut data = Map::with_capacity(6);
+    // Without the provider's payload when no template can read it.
+    let fields = serde_json::to_value(event.fields(workflow.templates.reads_event_raw()))
+        .expect("events serialise");
+    data.insert("event".into(), fields);
+    data.insert("contact".into(), load_contact(inner, event));
+    data.insert("steps".into(), Value::Object(Map::new()));
+    data.insert("vars".into(), Value::Object(Map::new()));
+    data.insert(
+        "workflow".into(),
+        json!({"name": workflow.name, "version": workflow.version, "file": workflow.file}),
+    );
+    data.insert("now".into(), Value::String(inner.clock.now().to_string()));
+    RenderData::from_value(Value::Object(data))
 }
 
 /// Drive a run from its journal to its end or its next pause.
