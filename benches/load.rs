@@ -746,11 +746,11 @@ fn disk_written(pid: u32) -> f64 {
 }
 
 /// Read calls a process has made so far (`syscr` of /proc/<pid>/io:
-/// `read`, `pread64` and the like, not socket receives). The server reads
-/// files only when sled fetches a page it has evicted from its cache, so
-/// this counts those (checked against `perf stat -e
-/// syscalls:sys_enter_pread64`: 1,153 against 1,119 and 29,065 against
-/// 28,054 over the same 4 s).
+/// `read`, `pread64` and the like, not socket receives). Under load they
+/// are mostly sled fetching pages it has evicted from its cache (checked
+/// against `perf stat -e syscalls:sys_enter_pread64`: 1,153 against 1,119
+/// and 29,065 against 28,054 over the same 4 s; the rest are reads of
+/// eventfds, pipes and /proc).
 fn read_calls(pid: u32) -> f64 {
     proc_io(pid, "syscr:")
 }
@@ -764,23 +764,37 @@ fn proc_io(pid: u32, field: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Context switches of all of a process's threads so far (voluntary and
-/// not, from each /proc/<pid>/task/*/status; a thread that ended takes
-/// its count with it).
-fn context_switches(pid: u32) -> f64 {
+/// Context switches of each of a process's threads so far (voluntary and
+/// not, from /proc/<pid>/task/<tid>/status), by thread id.
+fn context_switches(pid: u32) -> std::collections::HashMap<String, f64> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return f64::NAN;
+        return Default::default();
     };
     tasks
         .flatten()
         .map(|task| {
-            std::fs::read_to_string(task.path().join("status"))
+            let switches = std::fs::read_to_string(task.path().join("status"))
                 .unwrap_or_default()
                 .lines()
                 .filter(|l| l.contains("ctxt_switches:"))
                 .filter_map(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-                .sum::<f64>()
+                .sum::<f64>();
+            (task.file_name().to_string_lossy().into_owned(), switches)
         })
+        .collect()
+}
+
+/// The context switches between two samples: each thread alive at the
+/// second, less what it had at the first (nothing if it started since).
+/// A thread that ended in between is left out (sled's and tokio's extra
+/// threads come and go), so this can undercount, never go negative.
+fn switches_between(
+    before: &std::collections::HashMap<String, f64>,
+    after: &std::collections::HashMap<String, f64>,
+) -> f64 {
+    after
+        .iter()
+        .map(|(tid, n)| (n - before.get(tid).copied().unwrap_or(0.0)).max(0.0))
         .sum()
 }
 
@@ -1294,7 +1308,7 @@ fn load_case(
     let (client, start_ns, end_ns) = rt.block_on(drive(&load, Arc::new(AtomicU64::new(0))));
     let written = disk_written(server.pid()) - written0;
     let reads = read_calls(server.pid()) - reads0;
-    let switches = context_switches(server.pid()) - switches0;
+    let switches = switches_between(&switches0, &context_switches(server.pid()));
     let load_secs = (end_ns - start_ns) as f64 / 1e9;
     let server_cores = (cpu_secs(&server.pid().to_string()) - server_cpu0) / load_secs;
     let bench_cores = (cpu_secs("self") - bench_cpu0) / load_secs;
@@ -1336,7 +1350,7 @@ fn load_case(
     );
     r.put(
         "server_file_reads_per_event",
-        round(reads / accepted.max(1) as f64, 2),
+        round(reads / accepted.max(1) as f64, 3),
         "(read calls during load / accepted: sled fetching evicted pages)",
     );
     r.put(

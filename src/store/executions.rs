@@ -524,14 +524,16 @@ impl Store {
     /// `runs_by_seq` key wherever that entry is right (an earlier prune
     /// removed the record before its entry, so a crash could leave an
     /// entry naming a run that was later started again under another
-    /// sequence; the entries are therefore not read). A record whose
-    /// sequence is taken or missing gets a new one, and is rewritten to
-    /// carry it. Each record is written (id entry first, as
-    /// `save_journal` does) before it is removed from `executions`, so a
-    /// crash part way through leaves the rest for the next open, which
-    /// skips what is already moved. A record that cannot be read is left
-    /// in `executions` and reported at every open: nothing reads it there,
-    /// as nothing read it before (it could not be decoded).
+    /// sequence; the entries are therefore not read). The first layout of
+    /// all keyed records by their sequence and kept none inside them: the
+    /// key is the sequence then. A run already in `run_records` (a move
+    /// interrupted by a crash) keeps its place and gets this copy; a
+    /// sequence another record took gets a new one. Each record is written
+    /// (id entry first, as `save_journal` does) before it is removed from
+    /// `executions`, so a crash part way through leaves the rest for the
+    /// next open. A record that cannot be read is left in `executions`
+    /// and reported at every open: nothing reads it there, as nothing read
+    /// it before (it could not be decoded).
     pub(super) fn move_earlier_run_records(
         &self,
         executions: &sled::Tree,
@@ -539,32 +541,38 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let mut moved = 0;
         for item in executions.iter() {
-            let (id, bytes) = item?;
+            let (key, bytes) = item?;
             let mut e = match decode(&bytes) {
                 Ok(e) => e,
                 Err(err) => {
                     tracing::warn!(
-                        run_id = %String::from_utf8_lossy(&id),
+                        key = %String::from_utf8_lossy(&key),
                         error = %err,
                         "an execution record of an earlier version cannot be read; left where it was"
                     );
                     continue;
                 }
             };
-            if let Some(key) = self.run_ids.get(&id)? {
-                if self.run_records.contains_key(&key)? {
-                    executions.remove(&id)?;
-                    continue;
+            let carried = e.seq;
+            if e.seq == 0 && key.as_ref() != e.id.as_bytes() {
+                if let Ok(seq) = <[u8; 8]>::try_from(key.as_ref()) {
+                    e.seq = u64::from_be_bytes(seq);
                 }
             }
-            let rewrite = e.seq == 0 || self.run_records.contains_key(seq_key(e.seq))?;
-            if rewrite {
-                e.seq = self.next_run_seq()?;
-            }
-            self.run_ids.insert(&id, &seq_key(e.seq))?;
-            let stored = if rewrite { encode(&e)? } else { bytes.to_vec() };
-            self.run_records.insert(seq_key(e.seq), stored)?;
-            executions.remove(&id)?;
+            let seq = match self.moved_run_seq(&e.id)? {
+                Some(seq) => seq,
+                None if !self.run_records.contains_key(seq_key(e.seq))? => e.seq,
+                None => self.next_run_seq()?,
+            };
+            e.seq = seq;
+            let stored = if seq == carried {
+                bytes.to_vec()
+            } else {
+                encode(&e)?
+            };
+            self.run_ids.insert(e.id.as_bytes(), &seq_key(seq))?;
+            self.run_records.insert(seq_key(seq), stored)?;
+            executions.remove(&key)?;
             moved += 1;
         }
         runs_by_seq.clear()?;
@@ -572,6 +580,22 @@ impl Store {
             self.db.flush()?;
         }
         Ok(moved)
+    }
+
+    /// The sequence run `id` already has a record under, if it has one.
+    fn moved_run_seq(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let Some(key) = self.run_key(id)? else {
+            return Ok(None);
+        };
+        let Ok(seq) = <[u8; 8]>::try_from(key.as_ref()) else {
+            return Ok(None);
+        };
+        Ok(match self.run_records.get(&key)? {
+            Some(stored) if decode(&stored).is_ok_and(|r| r.id == id) => {
+                Some(u64::from_be_bytes(seq))
+            }
+            _ => None,
+        })
     }
 }
 
@@ -784,8 +808,9 @@ pub(super) mod tests {
     /// store opens, and read, listed and updated there; an update stores
     /// them in the binary layout. Each goes under the sequence it carries,
     /// whatever `runs_by_seq` says (a stale entry there names a run that
-    /// was started again); one whose sequence is taken or missing gets a
-    /// new one after the others; one that cannot be read stays behind and
+    /// was started again), or under its key in the first layout; one whose
+    /// sequence is taken gets a new one after the others; one moved
+    /// already keeps its place; one that cannot be read stays behind and
     /// does not stop the store from opening.
     #[test]
     fn records_of_an_earlier_version_are_moved_read_and_updated() {
@@ -806,15 +831,25 @@ pub(super) mod tests {
             seq: 4,
             ..execution("run_o")
         };
-        // Claims run_p's sequence, and one from before sequences.
+        // Claims run_p's sequence.
         let clash = Execution {
             seq: 3,
             ..execution("run_x")
         };
-        let unnumbered = Execution {
-            seq: 0,
-            ..execution("run_z")
+        // The first layout: keyed by its sequence, none inside it.
+        let first = Execution {
+            seq: 1,
+            ..execution("run_0000000000000001")
         };
+        let mut first_json = serde_json::to_value(&first).unwrap();
+        first_json.as_object_mut().unwrap().remove("seq");
+        // Moved already by an open that a crash interrupted: the old copy
+        // is still there too.
+        let half_moved = Execution {
+            seq: 6,
+            ..execution("run_h")
+        };
+        store.save_execution(&half_moved).unwrap();
         let json = |e: &Execution| serde_json::to_vec(e).unwrap();
         executions
             .insert(b"run_p", super::super::packing::pack(&json(&packed)))
@@ -826,7 +861,10 @@ pub(super) mod tests {
         runs_by_seq.insert(2u64.to_be_bytes(), b"run_b").unwrap();
         executions.insert(b"run_o", json(&orphan)).unwrap();
         executions.insert(b"run_x", json(&clash)).unwrap();
-        executions.insert(b"run_z", json(&unnumbered)).unwrap();
+        executions
+            .insert(1u64.to_be_bytes(), serde_json::to_vec(&first_json).unwrap())
+            .unwrap();
+        executions.insert(b"run_h", json(&half_moved)).unwrap();
         executions.insert(b"run_damaged", &b"{\"id\":"[..]).unwrap();
         drop((executions, runs_by_seq, store));
         let store = Store::open(dir.path(), 8 << 20).unwrap();
@@ -834,24 +872,36 @@ pub(super) mod tests {
         assert_eq!(store.execution("run_p").unwrap(), Some(packed.clone()));
         assert_eq!(store.execution("run_b").unwrap(), Some(waiting.clone()));
         assert_eq!(store.execution("run_o").unwrap(), Some(orphan.clone()));
-        for (id, was) in [("run_x", clash), ("run_z", unnumbered)] {
-            let moved = store.execution(id).unwrap().expect(id);
-            assert!(moved.seq > 5, "{id}: {}", moved.seq);
-            assert_eq!(
-                moved,
-                Execution {
-                    seq: moved.seq,
-                    ..was
-                }
-            );
-        }
+        assert_eq!(
+            store.execution("run_0000000000000001").unwrap(),
+            Some(first.clone())
+        );
+        assert_eq!(store.execution("run_h").unwrap(), Some(half_moved));
+        let moved = store.execution("run_x").unwrap().expect("run_x");
+        assert!(moved.seq > 6, "{}", moved.seq);
+        assert_eq!(
+            moved,
+            Execution {
+                seq: moved.seq,
+                ..clash
+            }
+        );
         assert_eq!(store.execution("run_damaged").unwrap(), None);
         let (listed, _) = store
             .list_executions(&ExecutionFilter::default(), 10, None)
             .unwrap();
-        let mut ids: Vec<&str> = listed.iter().map(|e| e.id.as_str()).collect();
-        ids[..2].sort_unstable();
-        assert_eq!(ids, ["run_x", "run_z", "run_b", "run_o", "run_p"]);
+        let ids: Vec<&str> = listed.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "run_x",
+                "run_h",
+                "run_b",
+                "run_o",
+                "run_p",
+                "run_0000000000000001"
+            ]
+        );
         let left = store.db.open_tree(super::super::TREE_EXECUTIONS).unwrap();
         assert_eq!(
             left.iter().keys().collect::<Result<Vec<_>, _>>().unwrap(),
@@ -896,7 +946,7 @@ pub(super) mod tests {
         drop(store);
         // Opening again moves nothing and changes nothing.
         let store = Store::open(dir.path(), 8 << 20).unwrap();
-        assert_eq!(store.execution_count(), 5);
+        assert_eq!(store.execution_count(), 6);
         assert_eq!(store.execution("run_p").unwrap(), Some(packed));
     }
 
