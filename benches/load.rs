@@ -1351,7 +1351,7 @@ fn load_case(
     r.put(
         "server_file_reads_per_event",
         round(reads / accepted.max(1) as f64, 3),
-        "(read calls during load / accepted: sled fetching evicted pages)",
+        "(read calls during load / accepted: mostly sled fetching evicted pages)",
     );
     r.put(
         "server_switches_per_event",
