@@ -87,9 +87,19 @@ impl Writer {
     }
 
     pub(super) fn opt_text(&mut self, s: Option<&str>) -> &mut Self {
-        match s {
+        self.opt(s, |w, s| w.text(s))
+    }
+
+    /// An optional field: a 0/1 byte ([`Reader::flag`]), then the value
+    /// if there is one, written by `write`.
+    pub(super) fn opt<T>(
+        &mut self,
+        v: Option<T>,
+        write: impl FnOnce(&mut Self, T) -> &mut Self,
+    ) -> &mut Self {
+        match v {
             None => self.u8(0),
-            Some(s) => self.u8(1).text(s),
+            Some(v) => write(self.u8(1), v),
         }
     }
 
@@ -122,10 +132,7 @@ impl Writer {
     }
 
     pub(super) fn opt_str(&mut self, s: Option<&str>) -> &mut Self {
-        match s {
-            None => self.u8(0),
-            Some(s) => self.u8(1).str(s),
-        }
+        self.opt(s, |w, s| w.str(s))
     }
 
     pub(super) fn time(&mut self, t: Timestamp) -> &mut Self {
@@ -136,10 +143,7 @@ impl Writer {
     }
 
     pub(super) fn opt_time(&mut self, t: Option<Timestamp>) -> &mut Self {
-        match t {
-            None => self.u8(0),
-            Some(t) => self.u8(1).time(t),
-        }
+        self.opt(t, |w, t| w.time(t))
     }
 
     pub(super) fn finish(&mut self) -> Vec<u8> {
@@ -219,20 +223,29 @@ impl<'b> Reader<'b> {
             .map_err(|e| format!("compact record: {what} is not UTF-8: {e}"))
     }
 
-    /// The 0/1 byte before an optional field.
-    pub(super) fn presence(&mut self, what: &str) -> Result<bool, String> {
+    /// A 0/1 byte: a boolean, or whether an optional field is there.
+    pub(super) fn flag(&mut self, what: &str) -> Result<bool, String> {
         match self.u8(what)? {
             0 => Ok(false),
             1 => Ok(true),
-            other => Err(format!("compact record: {what} has presence byte {other}")),
+            other => Err(format!("compact record: {what} is {other}, not 0 or 1")),
+        }
+    }
+
+    /// A [`Writer::opt`]: its value read by `read` if the flag says so.
+    pub(super) fn opt<T>(
+        &mut self,
+        what: &str,
+        read: impl FnOnce(&mut Self) -> Result<T, String>,
+    ) -> Result<Option<T>, String> {
+        match self.flag(what)? {
+            false => Ok(None),
+            true => read(self).map(Some),
         }
     }
 
     pub(super) fn opt_str(&mut self, what: &str) -> Result<Option<&'b str>, String> {
-        match self.presence(what)? {
-            false => Ok(None),
-            true => self.str(what).map(Some),
-        }
+        self.opt(what, |r| r.str(what))
     }
 
     pub(super) fn time(&mut self, what: &str) -> Result<Timestamp, String> {
@@ -242,10 +255,7 @@ impl<'b> Reader<'b> {
     }
 
     pub(super) fn opt_time(&mut self, what: &str) -> Result<Option<Timestamp>, String> {
-        match self.presence(what)? {
-            false => Ok(None),
-            true => self.time(what).map(Some),
-        }
+        self.opt(what, |r| r.time(what))
     }
 
     /// A [`Writer::varint`]; more than ten bytes, or bits past 64, are
@@ -288,10 +298,7 @@ impl<'b> Reader<'b> {
     }
 
     pub(super) fn opt_text(&mut self, what: &str) -> Result<Option<&'b str>, String> {
-        match self.presence(what)? {
-            false => Ok(None),
-            true => self.text(what).map(Some),
-        }
+        self.opt(what, |r| r.text(what))
     }
 
     pub(super) fn f64(&mut self, what: &str) -> Result<f64, String> {

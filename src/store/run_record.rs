@@ -61,20 +61,19 @@ const MAX_RESERVED: usize = 64;
 const MAX_DEPTH: usize = 256;
 
 /// A value's first byte.
-#[repr(u8)]
-enum Tag {
-    Null = 0,
-    False = 1,
-    True = 2,
+mod tag {
+    pub(super) const NULL: u8 = 0;
+    pub(super) const FALSE: u8 = 1;
+    pub(super) const TRUE: u8 = 2;
     /// A non-negative integer, as a varint.
-    Unsigned = 3,
+    pub(super) const UNSIGNED: u8 = 3;
     /// A negative integer `n`, as the varint of `-(n + 1)`.
-    Negative = 4,
+    pub(super) const NEGATIVE: u8 = 4;
     /// Any other number, as f64 little-endian.
-    Float = 5,
-    String = 6,
-    Array = 7,
-    Object = 8,
+    pub(super) const FLOAT: u8 = 5;
+    pub(super) const STRING: u8 = 6;
+    pub(super) const ARRAY: u8 = 7;
+    pub(super) const OBJECT: u8 = 8;
 }
 
 /// The byte a run status is stored as. Part of the stored format.
@@ -126,29 +125,16 @@ pub(super) fn write_head(w: &mut Writer, e: &Execution, event_json: &[u8]) {
         .time(*started_at)
         .opt_time(*finished_at)
         .opt_text(error.as_deref())
-        .u8(u8::from(*test));
-    match waiting {
-        None => {
-            w.u8(0);
-        }
-        Some(waiting) => {
-            w.u8(1);
-            write_waiting(w, waiting);
-        }
-    }
-    match retrying {
-        None => {
-            w.u8(0);
-        }
-        Some(Retrying { path, attempts }) => {
-            w.u8(1).text(path);
-            write_attempts(w, attempts);
-        }
-    }
-    w.blob(event_json).len(steps.len());
+        .u8(u8::from(*test))
+        .opt(waiting.as_ref(), write_waiting)
+        .opt(retrying.as_ref(), |w, Retrying { path, attempts }| {
+            write_attempts(w.text(path), attempts)
+        })
+        .blob(event_json)
+        .len(steps.len());
 }
 
-fn write_waiting(w: &mut Writer, waiting: &Waiting) {
+fn write_waiting<'w>(w: &'w mut Writer, waiting: &Waiting) -> &'w mut Writer {
     let Waiting {
         path,
         id,
@@ -166,18 +152,10 @@ fn write_waiting(w: &mut Writer, waiting: &Waiting) {
     for kind in kinds {
         w.text(kind);
     }
-    w.opt_text(caller.as_deref());
-    match retry_attempts {
-        None => {
-            w.u8(0);
-        }
-        Some(attempts) => {
-            w.u8(1);
-            write_attempts(w, attempts);
-        }
-    }
+    w.opt_text(caller.as_deref())
+        .opt(retry_attempts.as_deref(), write_attempts);
     write_value(w, input);
-    w.time(*started_at);
+    w.time(*started_at)
 }
 
 /// One step, as [`read`] reads it after the head.
@@ -205,7 +183,7 @@ pub(super) fn write_step(w: &mut Writer, step: &StepRecord) {
     w.time(*started_at).f64(*duration_ms);
 }
 
-fn write_attempts(w: &mut Writer, attempts: &[Attempt]) {
+fn write_attempts<'w>(w: &'w mut Writer, attempts: &[Attempt]) -> &'w mut Writer {
     w.len(attempts.len());
     for Attempt {
         at,
@@ -215,51 +193,49 @@ fn write_attempts(w: &mut Writer, attempts: &[Attempt]) {
         response,
     } in attempts
     {
-        w.time(*at);
-        match status {
-            None => w.u8(0),
-            Some(status) => w.u8(1).varint(u64::from(*status)),
-        };
-        w.opt_text(error.as_deref())
+        w.time(*at)
+            .opt(*status, |w, status| w.varint(u64::from(status)))
+            .opt_text(error.as_deref())
             .f64(*latency_ms)
             .opt_text(response.as_deref());
     }
+    w
 }
 
 fn write_value(w: &mut Writer, value: &Value) {
     match value {
         Value::Null => {
-            w.u8(Tag::Null as u8);
+            w.u8(tag::NULL);
         }
         Value::Bool(false) => {
-            w.u8(Tag::False as u8);
+            w.u8(tag::FALSE);
         }
         Value::Bool(true) => {
-            w.u8(Tag::True as u8);
+            w.u8(tag::TRUE);
         }
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
-                w.u8(Tag::Unsigned as u8).varint(u);
+                w.u8(tag::UNSIGNED).varint(u);
             } else if let Some(i) = n.as_i64() {
                 // Negative here (a non-negative one is a u64): -(i + 1)
                 // is 0..=i64::MAX.
-                w.u8(Tag::Negative as u8).varint(!(i as u64));
+                w.u8(tag::NEGATIVE).varint(!(i as u64));
             } else {
                 let f = n.as_f64().expect("a number is u64, i64 or f64");
-                w.u8(Tag::Float as u8).f64(f);
+                w.u8(tag::FLOAT).f64(f);
             }
         }
         Value::String(s) => {
-            w.u8(Tag::String as u8).text(s);
+            w.u8(tag::STRING).text(s);
         }
         Value::Array(items) => {
-            w.u8(Tag::Array as u8).len(items.len());
+            w.u8(tag::ARRAY).len(items.len());
             for item in items {
                 write_value(w, item);
             }
         }
         Value::Object(map) => {
-            w.u8(Tag::Object as u8).len(map.len());
+            w.u8(tag::OBJECT).len(map.len());
             for (key, item) in map {
                 w.text(key);
                 write_value(w, item);
@@ -281,18 +257,14 @@ pub(super) fn read(stored: &[u8]) -> Result<Execution, String> {
     let started_at = r.time("started_at")?;
     let finished_at = r.opt_time("finished_at")?;
     let error = r.opt_text("error")?.map(str::to_owned);
-    let test = read_bool(r, "test")?;
-    let waiting = match r.presence("waiting")? {
-        false => None,
-        true => Some(read_waiting(r)?),
-    };
-    let retrying = match r.presence("retrying")? {
-        false => None,
-        true => Some(Retrying {
+    let test = r.flag("test")?;
+    let waiting = r.opt("waiting", read_waiting)?;
+    let retrying = r.opt("retrying", |r| {
+        Ok(Retrying {
             path: r.text("retrying.path")?.to_owned(),
             attempts: read_attempts(r, "retrying.attempts")?,
-        }),
-    };
+        })
+    })?;
     let event: Event = serde_json::from_slice(r.blob("event")?)
         .map_err(|e| format!("execution record: event: {e}"))?;
     let count = r.len("steps")?;
@@ -319,14 +291,6 @@ pub(super) fn read(stored: &[u8]) -> Result<Execution, String> {
     })
 }
 
-fn read_bool(r: &mut Reader<'_>, what: &str) -> Result<bool, String> {
-    match r.u8(what)? {
-        0 => Ok(false),
-        1 => Ok(true),
-        other => Err(format!("compact record: {what} is {other}, not 0 or 1")),
-    }
-}
-
 fn read_run_status(r: &mut Reader<'_>) -> Result<RunStatus, String> {
     let byte = r.u8("status")?;
     RunStatus::ALL
@@ -345,10 +309,9 @@ fn read_waiting(r: &mut Reader<'_>) -> Result<Waiting, String> {
         kinds.push(r.text("waiting.kinds")?.to_owned());
     }
     let caller = r.opt_text("waiting.caller")?.map(str::to_owned);
-    let retry_attempts = match r.presence("waiting.retry_attempts")? {
-        false => None,
-        true => Some(read_attempts(r, "waiting.retry_attempts")?),
-    };
+    let retry_attempts = r.opt("waiting.retry_attempts", |r| {
+        read_attempts(r, "waiting.retry_attempts")
+    })?;
     let input = read_value(r, 0)?;
     let started_at = r.time("waiting.started_at")?;
     Ok(Waiting {
@@ -398,13 +361,10 @@ fn read_attempts(r: &mut Reader<'_>, what: &str) -> Result<Vec<Attempt>, String>
     let mut attempts = Vec::with_capacity(count.min(MAX_RESERVED));
     for _ in 0..count {
         let at = r.time(what)?;
-        let status = match r.presence(what)? {
-            false => None,
-            true => Some(
-                u16::try_from(r.varint(what)?)
-                    .map_err(|_| format!("compact record: {what}: a status past 65535"))?,
-            ),
-        };
+        let status = r.opt(what, |r| {
+            u16::try_from(r.varint(what)?)
+                .map_err(|_| format!("compact record: {what}: a status past 65535"))
+        })?;
         attempts.push(Attempt {
             at,
             status,
@@ -422,27 +382,26 @@ fn read_value(r: &mut Reader<'_>, depth: usize) -> Result<Value, String> {
             "compact record: a value nested deeper than {MAX_DEPTH}"
         ));
     }
-    let tag = r.u8("value")?;
-    Ok(match tag {
-        t if t == Tag::Null as u8 => Value::Null,
-        t if t == Tag::False as u8 => Value::Bool(false),
-        t if t == Tag::True as u8 => Value::Bool(true),
-        t if t == Tag::Unsigned as u8 => Value::Number(r.varint("number")?.into()),
-        t if t == Tag::Negative as u8 => {
+    Ok(match r.u8("value")? {
+        tag::NULL => Value::Null,
+        tag::FALSE => Value::Bool(false),
+        tag::TRUE => Value::Bool(true),
+        tag::UNSIGNED => Value::Number(r.varint("number")?.into()),
+        tag::NEGATIVE => {
             let magnitude = r.varint("number")?;
             let minus_one = i64::try_from(magnitude)
                 .map_err(|_| "compact record: a negative number past i64".to_string())?;
             Value::Number((!minus_one).into())
         }
-        t if t == Tag::Float as u8 => {
+        tag::FLOAT => {
             let f = r.f64("number")?;
             Value::Number(
                 Number::from_f64(f)
                     .ok_or_else(|| format!("compact record: {f} is not a JSON number"))?,
             )
         }
-        t if t == Tag::String as u8 => Value::String(r.text("string")?.to_owned()),
-        t if t == Tag::Array as u8 => {
+        tag::STRING => Value::String(r.text("string")?.to_owned()),
+        tag::ARRAY => {
             let count = r.len("array")?;
             let mut items = Vec::with_capacity(count.min(MAX_RESERVED));
             for _ in 0..count {
@@ -450,7 +409,7 @@ fn read_value(r: &mut Reader<'_>, depth: usize) -> Result<Value, String> {
             }
             Value::Array(items)
         }
-        t if t == Tag::Object as u8 => {
+        tag::OBJECT => {
             let count = r.len("object")?;
             let mut map = Map::with_capacity(count.min(MAX_RESERVED));
             for _ in 0..count {
@@ -681,7 +640,7 @@ mod tests {
     #[test]
     fn counts_and_nesting_past_the_bytes_are_refused() {
         let mut huge = Writer::marked(MARK, 16);
-        huge.u8(Tag::Array as u8).varint(u64::MAX >> 1);
+        huge.u8(tag::ARRAY).varint(u64::MAX >> 1);
         let bytes = huge.finish();
         let mut r = Reader::marked(&bytes, MARK).unwrap();
         assert_eq!(
@@ -691,9 +650,9 @@ mod tests {
 
         let mut deep = Writer::marked(MARK, 20_000);
         for _ in 0..10_000 {
-            deep.u8(Tag::Array as u8).len(1);
+            deep.u8(tag::ARRAY).len(1);
         }
-        deep.u8(Tag::Null as u8);
+        deep.u8(tag::NULL);
         let bytes = deep.finish();
         let mut r = Reader::marked(&bytes, MARK).unwrap();
         assert_eq!(
