@@ -766,7 +766,7 @@ fn proc_io(pid: u32, field: &str) -> f64 {
 
 /// Context switches of each of a process's threads so far (voluntary and
 /// not, from /proc/<pid>/task/<tid>/status), by thread id.
-fn context_switches(pid: u32) -> std::collections::HashMap<String, f64> {
+fn context_switches(pid: u32) -> HashMap<String, f64> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Default::default();
     };
@@ -788,10 +788,7 @@ fn context_switches(pid: u32) -> std::collections::HashMap<String, f64> {
 /// second, less what it had at the first (nothing if it started since).
 /// A thread that ended in between is left out (sled's and tokio's extra
 /// threads come and go), so this can undercount, never go negative.
-fn switches_between(
-    before: &std::collections::HashMap<String, f64>,
-    after: &std::collections::HashMap<String, f64>,
-) -> f64 {
+fn switches_between(before: &HashMap<String, f64>, after: &HashMap<String, f64>) -> f64 {
     after
         .iter()
         .map(|(tid, n)| (n - before.get(tid).copied().unwrap_or(0.0)).max(0.0))
@@ -2322,11 +2319,9 @@ fn callgrind(rt: &tokio::runtime::Runtime, opts: &Opts, dir: &Path) -> bool {
                 .map_err(|e| e.to_string())
                 .and_then(|r| {
                     let accepted = r
-                        .rows
-                        .iter()
-                        .find(|(k, _, _)| k == "accepted")
-                        .and_then(|(_, v, _)| v.as_u64())
-                        .ok_or("the case reported no accepted count")?;
+                        .get("accepted")
+                        .ok_or("the case reported no accepted count")?
+                        as u64;
                     Ok((accepted, inclusive_counts(dir, &tag)?))
                 });
             match measured {

@@ -337,6 +337,11 @@ fn seq_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
+/// The sequence number a [`seq_key`] holds; `None` for any other key.
+fn key_seq(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.try_into().ok()?))
+}
+
 impl Store {
     /// A fresh start sequence number for a new run.
     pub fn next_run_seq(&self) -> Result<u64, StoreError> {
@@ -533,12 +538,16 @@ impl Store {
     /// `executions`, so a crash part way through leaves the rest for the
     /// next open. A record that cannot be read is left in `executions`
     /// and reported at every open: nothing reads it there, as nothing read
-    /// it before (it could not be decoded).
-    pub(super) fn move_earlier_run_records(
-        &self,
-        executions: &sled::Tree,
-        runs_by_seq: &sled::Tree,
-    ) -> Result<usize, StoreError> {
+    /// it before (it could not be decoded). The old trees are dropped once
+    /// empty; a store without them (every store this version made) is left
+    /// as it is.
+    pub(super) fn move_earlier_run_records(&self) -> Result<usize, StoreError> {
+        let names = self.db.tree_names();
+        let has = |name: &str| names.iter().any(|n| n.as_ref() == name.as_bytes());
+        if !has(super::TREE_EXECUTIONS) && !has(super::TREE_RUNS_BY_SEQ) {
+            return Ok(0);
+        }
+        let executions = self.db.open_tree(super::TREE_EXECUTIONS)?;
         let mut moved = 0;
         for item in executions.iter() {
             let (key, bytes) = item?;
@@ -555,8 +564,8 @@ impl Store {
             };
             let carried = e.seq;
             if e.seq == 0 && key.as_ref() != e.id.as_bytes() {
-                if let Ok(seq) = <[u8; 8]>::try_from(key.as_ref()) {
-                    e.seq = u64::from_be_bytes(seq);
+                if let Some(seq) = key_seq(&key) {
+                    e.seq = seq;
                 }
             }
             let seq = match self.moved_run_seq(&e.id)? {
@@ -575,9 +584,13 @@ impl Store {
             executions.remove(&key)?;
             moved += 1;
         }
-        runs_by_seq.clear()?;
         if moved > 0 {
             self.db.flush()?;
+        }
+        self.db.drop_tree(super::TREE_RUNS_BY_SEQ)?;
+        if executions.is_empty() {
+            drop(executions);
+            self.db.drop_tree(super::TREE_EXECUTIONS)?;
         }
         Ok(moved)
     }
@@ -587,13 +600,8 @@ impl Store {
         let Some(key) = self.run_key(id)? else {
             return Ok(None);
         };
-        let Ok(seq) = <[u8; 8]>::try_from(key.as_ref()) else {
-            return Ok(None);
-        };
         Ok(match self.run_records.get(&key)? {
-            Some(stored) if decode(&stored).is_ok_and(|r| r.id == id) => {
-                Some(u64::from_be_bytes(seq))
-            }
+            Some(stored) if decode(&stored).is_ok_and(|r| r.id == id) => key_seq(&key),
             _ => None,
         })
     }
@@ -947,6 +955,16 @@ pub(super) mod tests {
         // Opening again moves nothing and changes nothing.
         let store = Store::open(dir.path(), 8 << 20).unwrap();
         assert_eq!(store.execution_count(), 6);
+        let names = store.db.tree_names();
+        for old in [
+            super::super::TREE_EXECUTIONS,
+            super::super::TREE_RUNS_BY_SEQ,
+        ] {
+            assert!(
+                !names.contains(&sled::IVec::from(old)),
+                "{old} is dropped once empty"
+            );
+        }
         assert_eq!(store.execution("run_p").unwrap(), Some(packed));
     }
 

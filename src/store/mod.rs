@@ -273,15 +273,7 @@ impl Store {
             contact_locks: stripes(CONTACT_LOCK_STRIPES),
             db,
         }));
-        let (executions, runs_by_seq) = (
-            store.db.open_tree(TREE_EXECUTIONS)?,
-            store.db.open_tree(TREE_RUNS_BY_SEQ)?,
-        );
-        let moved = if executions.is_empty() && runs_by_seq.is_empty() {
-            0
-        } else {
-            store.move_earlier_run_records(&executions, &runs_by_seq)?
-        };
+        let moved = store.move_earlier_run_records()?;
         if moved > 0 {
             tracing::info!(
                 moved,
