@@ -9,6 +9,7 @@
 
 mod admin;
 mod contacts_file;
+pub mod log_clock;
 pub mod log_writer;
 mod output;
 mod run_workflow;
@@ -146,6 +147,7 @@ pub fn init_logging(format: LogFormat, command: &Command) -> Option<log_writer::
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
+        .with_timer(log_clock::LogClock)
         .with_ansi(ansi);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),

@@ -43,6 +43,85 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
     }
 }
 
+/// Whether `text`, which a serde read has already accepted, is also
+/// accepted by a `Value` parse: the same answer as reading it whole with
+/// [`Checked`], which is what it does for the rare body a single pass over
+/// the bytes cannot clear.
+///
+/// A read that skips values (serde_json's `ignore_value`, behind every
+/// field a typed reader does not name) still checks the syntax, the
+/// strings' control characters and escapes and the `\u` escapes' hex
+/// digits. What it lets through and a `Value` parse refuses is only: a
+/// `\u` escape of a lone surrogate, a number beyond `f64`'s range, and
+/// nesting past serde_json's limit of 128. A text with no `\u` escape in
+/// the surrogate range at all (paired or not), no number with an
+/// exponent or longer than 300 characters (without an exponent, less
+/// than 10^300) and no nesting deeper than 64 has none of these. Meta's
+/// webhooks are such texts; [`Checked`] cost about 8.5 k instructions
+/// per event (callgrind), a fifteenth of the request handler.
+pub fn accepted_as_value(text: &str) -> bool {
+    plainly_accepted(text.as_bytes()) || serde_json::from_str::<Checked>(text).is_ok()
+}
+
+/// See [`accepted_as_value`]: `true` only for a text that holds none of
+/// what a skipping read lets through; `false` says "read it whole".
+fn plainly_accepted(bytes: &[u8]) -> bool {
+    const MAX_DEPTH: usize = 64;
+    const MAX_NUMBER_LEN: usize = 300;
+    let mut depth = 0usize;
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        at += 1;
+        match byte {
+            b'"' => loop {
+                // Inside a string only its end and escapes matter.
+                match bytes.get(at) {
+                    None => return false,
+                    Some(b'"') => {
+                        at += 1;
+                        break;
+                    }
+                    Some(b'\\') => {
+                        let surrogate = bytes.get(at + 1) == Some(&b'u')
+                            && matches!(bytes.get(at + 2), Some(b'd' | b'D'))
+                            && matches!(
+                                bytes.get(at + 3),
+                                Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
+                            );
+                        if surrogate {
+                            return false;
+                        }
+                        at += 2;
+                    }
+                    Some(_) => at += 1,
+                }
+            },
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'-' | b'0'..=b'9' => {
+                let start = at - 1;
+                while let Some(&c) = bytes.get(at) {
+                    match c {
+                        b'0'..=b'9' | b'.' | b'+' | b'-' => at += 1,
+                        b'e' | b'E' => return false,
+                        _ => break,
+                    }
+                }
+                if at - start > MAX_NUMBER_LEN {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
 /// Any JSON value, read as strictly as into a `Value` (serde_json checks
 /// a number's range, a string's escapes and the nesting depth when a value
 /// is visited, not when it is skipped) and kept nowhere.
@@ -86,5 +165,138 @@ impl<'de> Visitor<'de> for Checked {
             map.next_value::<Checked>()?;
         }
         Ok(Checked)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::de::IgnoredAny;
+    use serde_json::Value;
+
+    use super::{accepted_as_value, plainly_accepted};
+
+    /// Pieces of JSON at the edges of what a `Value` parse takes.
+    const NUMBERS: &[&str] = &[
+        "0",
+        "-0",
+        "12",
+        "-7.25",
+        "1e5",
+        "2E-3",
+        "1e308",
+        "1e309",
+        "-1e400",
+        "1E-400",
+        "1.7976931348623157e308",
+        "1.7976931348623159e308",
+        "18446744073709551616",
+    ];
+    const STRINGS: &[&str] = &[
+        r#""plain""#,
+        r#""caf\u00e9 \n \" \\ \/""#,
+        "\"Jos\u{e9} raw UTF-8\"",
+        r#""\ud83d\ude00""#,
+        r#""\uD83D\uDE00""#,
+        r#""\ud800""#,
+        r#""\udc00""#,
+        r#""\ud800\u0041""#,
+        r#""x\udbff""#,
+        r#""\u0000""#,
+        r#""\uffff""#,
+    ];
+
+    fn long_number(digits: usize) -> String {
+        format!("1{}", "0".repeat(digits - 1))
+    }
+
+    /// A random JSON text: nested arrays and objects of the pieces above,
+    /// deeper than serde_json's limit now and then.
+    fn text(rng: &mut fastrand::Rng, depth: usize) -> String {
+        let deep = rng.u8(..) < 4;
+        match rng.u8(..6) {
+            _ if depth > 150 => "null".into(),
+            0 => NUMBERS[rng.usize(..NUMBERS.len())].to_string(),
+            1 => STRINGS[rng.usize(..STRINGS.len())].to_string(),
+            2 => [long_number(299), long_number(300), long_number(310)][rng.usize(..3)].clone(),
+            3 if deep => {
+                let n = rng.usize(60..140);
+                format!("{}{}{}", "[".repeat(n), text(rng, depth + n), "]".repeat(n))
+            }
+            3 | 4 => {
+                let items: Vec<String> =
+                    (0..rng.usize(..4)).map(|_| text(rng, depth + 1)).collect();
+                format!("[{}]", items.join(","))
+            }
+            _ => {
+                let fields: Vec<String> = (0..rng.usize(..4))
+                    .map(|_| {
+                        let key = STRINGS[rng.usize(..STRINGS.len())];
+                        format!("{key}: {}", text(rng, depth + 1))
+                    })
+                    .collect();
+                format!("{{{}}}", fields.join(", "))
+            }
+        }
+    }
+
+    /// The one-pass check never clears a text a `Value` parse refuses, and
+    /// with the fallback the answer is always the `Value` parse's.
+    #[test]
+    fn the_answer_is_always_a_value_parse_s() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let (mut cleared, mut refused) = (0, 0);
+        for _ in 0..20_000 {
+            let t = text(&mut rng, 0);
+            if serde_json::from_str::<IgnoredAny>(&t).is_err() {
+                continue; // not a text a serde read accepted
+            }
+            let as_value = serde_json::from_str::<Value>(&t).is_ok();
+            if plainly_accepted(t.as_bytes()) {
+                assert!(as_value, "cleared in one pass, refused as a Value: {t}");
+                cleared += 1;
+            }
+            assert_eq!(accepted_as_value(&t), as_value, "{t}");
+            refused += usize::from(!as_value);
+        }
+        // Both kinds were met often enough to mean something.
+        assert!(cleared > 2_000 && refused > 2_000, "{cleared} {refused}");
+    }
+
+    #[test]
+    fn each_thing_a_skipping_read_lets_through_is_refused() {
+        for (what, t) in [
+            ("a lone surrogate", r#"{"a": "\ud800"}"#.to_string()),
+            ("a trailing surrogate alone", r#"["\uDC00"]"#.to_string()),
+            ("a number out of range", r#"{"a": 1e400}"#.to_string()),
+            (
+                "a long number out of range",
+                format!("[{}]", long_number(310)),
+            ),
+            (
+                "nesting past the limit",
+                format!("{}{}", "[".repeat(200), "]".repeat(200)),
+            ),
+        ] {
+            assert!(serde_json::from_str::<IgnoredAny>(&t).is_ok(), "{what}");
+            assert!(!accepted_as_value(&t), "{what}");
+        }
+    }
+
+    /// Meta's own webhooks are cleared without the second read.
+    #[test]
+    fn meta_webhooks_are_cleared_in_one_pass() {
+        for body in [
+            include_str!("../tests/fixtures/meta/terminate_unanswered.json"),
+            include_str!("../tests/fixtures/meta/batch_two_entries.json"),
+            include_str!("../tests/fixtures/meta/user_initiated_connect.json"),
+        ] {
+            assert!(plainly_accepted(body.as_bytes()));
+        }
+        // What is cleared and what needs the read whole can sit side by side.
+        assert!(plainly_accepted(
+            br#"{"a": [1.5, -2, "e\u00e9"], "b": true}"#
+        ));
+        assert!(!plainly_accepted(br#"{"a": [1.5e3]}"#));
+        assert!(accepted_as_value(r#"{"a": [1.5e3], "b": "\ud83d\ude00"}"#));
     }
 }

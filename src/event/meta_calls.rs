@@ -15,8 +15,10 @@
 //! tests check both paths give identical events.
 //!
 //! serde's readers are laxer than a `Value` parse (see `crate::json`):
-//! every object is read through `ObjectOnly`, and the body is checked
-//! whole by `Checked` once it has been read. Without them a body the
+//! every object is read through `ObjectOnly`, and once it has been read
+//! the body is checked by `accepted_as_value` (one pass over its bytes,
+//! or a read whole with `Checked` when that pass cannot clear it). Without
+//! them a body the
 //! general parser refuses would be accepted, and a payload a `Value`
 //! cannot hold stored.
 
@@ -26,7 +28,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::json::{Checked, ObjectOnly as Obj};
+use crate::json::{accepted_as_value, ObjectOnly as Obj};
 
 use super::meta::{
     add_ids, business_of, call_direction, call_kind, choose_caller, display_name, has_video,
@@ -63,7 +65,7 @@ pub(super) fn parse(body: &str, detecting: bool) -> Option<Vec<Draft>> {
     if drafts.is_empty() {
         return None;
     }
-    serde_json::from_str::<Checked>(body).ok()?;
+    accepted_as_value(body).then_some(())?;
     Some(drafts)
 }
 
