@@ -44,24 +44,32 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
 }
 
 /// Whether `text`, which a serde read has already accepted, is also
-/// accepted by a `Value` parse: the same answer as reading it whole with
-/// [`Checked`], which is what it does for the rare body a single pass over
-/// the bytes cannot clear.
+/// accepted by a `Value` parse and read by it as the JSON it looks like:
+/// the same answer as reading it whole with [`Checked`], which is what it
+/// does for the rare body a single pass over the bytes cannot clear.
 ///
 /// A read that skips values (serde_json's `ignore_value`, behind every
 /// field a typed reader does not name) still checks the syntax, the
 /// strings' control characters and escapes and the `\u` escapes' hex
-/// digits. What it lets through and a `Value` parse refuses is only: a
-/// `\u` escape of a lone surrogate, a number beyond `f64`'s range, and
-/// nesting past serde_json's limit of 128. A text with no `\u` escape in
-/// the surrogate range at all (paired or not), no number with an
-/// exponent or longer than 300 characters (without an exponent, less
-/// than 10^300) and no nesting deeper than 64 has none of these. Meta's
-/// webhooks are such texts; [`Checked`] cost about 8.5 k instructions
-/// per event (callgrind), a fifteenth of the request handler.
+/// digits. What it lets through and a `Value` parse refuses or reads
+/// otherwise is only: a `\u` escape of a lone surrogate, a number beyond
+/// `f64`'s range, nesting past serde_json's limit of 128, and an object
+/// whose key is serde_json's marker for a raw value ([`RAW_VALUE_KEY`],
+/// which a `Value` parse reads as the JSON text in its value, or
+/// refuses). A text with no `\u` escape and no `$` in its strings (an
+/// escape could spell the marker, which starts with a `$`), no number
+/// with an exponent or longer than 300 characters (without an exponent,
+/// less than 10^300) and no nesting deeper than 64 has none of these. Meta's webhooks are such texts;
+/// [`Checked`] cost about 8.5 k instructions per event (callgrind), a
+/// fifteenth of the request handler.
 pub fn accepted_as_value(text: &str) -> bool {
     plainly_accepted(text.as_bytes()) || serde_json::from_str::<Checked>(text).is_ok()
 }
+
+/// The key by which serde_json (with its `raw_value` feature, which
+/// ringback uses) marks a raw value: an object whose first key it is
+/// reads, as a `Value`, as the JSON text its value holds.
+pub const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
 
 /// See [`accepted_as_value`]: `true` only for a text that holds none of
 /// what a skipping read lets through; `false` says "read it whole".
@@ -82,17 +90,15 @@ fn plainly_accepted(bytes: &[u8]) -> bool {
                         break;
                     }
                     Some(b'\\') => {
-                        let surrogate = bytes.get(at + 1) == Some(&b'u')
-                            && matches!(bytes.get(at + 2), Some(b'd' | b'D'))
-                            && matches!(
-                                bytes.get(at + 3),
-                                Some(b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F')
-                            );
-                        if surrogate {
+                        // A `\u` escape may be a lone surrogate, or spell
+                        // the raw value marker.
+                        if bytes.get(at + 1) == Some(&b'u') {
                             return false;
                         }
                         at += 2;
                     }
+                    // Perhaps the raw value marker.
+                    Some(b'$') => return false,
                     Some(_) => at += 1,
                 }
             },
@@ -124,8 +130,32 @@ fn plainly_accepted(bytes: &[u8]) -> bool {
 
 /// Any JSON value, read as strictly as into a `Value` (serde_json checks
 /// a number's range, a string's escapes and the nesting depth when a value
-/// is visited, not when it is skipped) and kept nowhere.
+/// is visited, not when it is skipped) and kept nowhere. An object with
+/// the [`RAW_VALUE_KEY`] among its keys is refused: a `Value` parse would
+/// read it as something else than the object it looks like, or refuse it.
 pub struct Checked;
+
+/// An object's key: any string but [`RAW_VALUE_KEY`].
+struct Key;
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(Key)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Key;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+        if key == RAW_VALUE_KEY {
+            return Err(E::custom("serde_json's raw value marker as a key"));
+        }
+        Ok(Key)
+    }
+}
 
 impl<'de> Deserialize<'de> for Checked {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -161,7 +191,7 @@ impl<'de> Visitor<'de> for Checked {
         Ok(Checked)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-        while map.next_key::<Checked>()?.is_some() {
+        while map.next_key::<Key>()?.is_some() {
             map.next_value::<Checked>()?;
         }
         Ok(Checked)
@@ -173,7 +203,7 @@ mod tests {
     use serde::de::IgnoredAny;
     use serde_json::Value;
 
-    use super::{accepted_as_value, plainly_accepted};
+    use super::{accepted_as_value, plainly_accepted, RAW_VALUE_KEY};
 
     /// Pieces of JSON at the edges of what a `Value` parse takes.
     const NUMBERS: &[&str] = &[
@@ -209,9 +239,18 @@ mod tests {
         format!("1{}", "0".repeat(digits - 1))
     }
 
+    /// serde_json's raw value marker as a key, plainly and spelled with
+    /// escapes.
+    const MARKER_KEYS: &[&str] = &[
+        r#""$serde_json::private::RawValue""#,
+        r#""\u0024serde_json::private::RawValue""#,
+        r#""$serde_json::private::RawVal\u0075e""#,
+    ];
+
     /// A random JSON text: nested arrays and objects of the pieces above,
-    /// deeper than serde_json's limit now and then.
-    fn text(rng: &mut fastrand::Rng, depth: usize) -> String {
+    /// deeper than serde_json's limit now and then, and now and then an
+    /// object keyed by the raw value marker (`marked` is then set).
+    fn text(rng: &mut fastrand::Rng, depth: usize, marked: &mut bool) -> String {
         let deep = rng.u8(..) < 4;
         match rng.u8(..6) {
             _ if depth > 150 => "null".into(),
@@ -220,18 +259,30 @@ mod tests {
             2 => [long_number(299), long_number(300), long_number(310)][rng.usize(..3)].clone(),
             3 if deep => {
                 let n = rng.usize(60..140);
-                format!("{}{}{}", "[".repeat(n), text(rng, depth + n), "]".repeat(n))
+                let inner = text(rng, depth + n, marked);
+                format!("{}{inner}{}", "[".repeat(n), "]".repeat(n))
             }
             3 | 4 => {
-                let items: Vec<String> =
-                    (0..rng.usize(..4)).map(|_| text(rng, depth + 1)).collect();
+                let items: Vec<String> = (0..rng.usize(..4))
+                    .map(|_| text(rng, depth + 1, marked))
+                    .collect();
                 format!("[{}]", items.join(","))
             }
             _ => {
                 let fields: Vec<String> = (0..rng.usize(..4))
                     .map(|_| {
-                        let key = STRINGS[rng.usize(..STRINGS.len())];
-                        format!("{key}: {}", text(rng, depth + 1))
+                        let key = if rng.u8(..) < 8 {
+                            *marked = true;
+                            MARKER_KEYS[rng.usize(..MARKER_KEYS.len())]
+                        } else {
+                            STRINGS[rng.usize(..STRINGS.len())]
+                        };
+                        let value = if rng.bool() {
+                            r#""[1, {\"a\": 2}]""#.to_string()
+                        } else {
+                            text(rng, depth + 1, marked)
+                        };
+                        format!("{key}: {value}")
                     })
                     .collect();
                 format!("{{{}}}", fields.join(", "))
@@ -239,33 +290,59 @@ mod tests {
         }
     }
 
-    /// The one-pass check never clears a text a `Value` parse refuses, and
-    /// with the fallback the answer is always the `Value` parse's.
+    /// The one-pass check never clears a text a `Value` parse refuses or
+    /// reads as something else, and with the fallback the answer is always
+    /// the `Value` parse's, but for a text with the raw value marker as a
+    /// key, which is always refused (the general parser reads it).
     #[test]
     fn the_answer_is_always_a_value_parse_s() {
         let mut rng = fastrand::Rng::with_seed(7);
-        let (mut cleared, mut refused) = (0, 0);
+        let (mut cleared, mut refused, mut marked_texts) = (0, 0, 0);
         for _ in 0..20_000 {
-            let t = text(&mut rng, 0);
+            let mut marked = false;
+            let t = text(&mut rng, 0, &mut marked);
             if serde_json::from_str::<IgnoredAny>(&t).is_err() {
                 continue; // not a text a serde read accepted
             }
-            let as_value = serde_json::from_str::<Value>(&t).is_ok();
+            let as_value = serde_json::from_str::<Value>(&t).is_ok() && !marked;
             if plainly_accepted(t.as_bytes()) {
-                assert!(as_value, "cleared in one pass, refused as a Value: {t}");
+                assert!(as_value, "cleared in one pass, not read as it is: {t}");
                 cleared += 1;
             }
             assert_eq!(accepted_as_value(&t), as_value, "{t}");
             refused += usize::from(!as_value);
+            marked_texts += usize::from(marked);
         }
-        // Both kinds were met often enough to mean something.
-        assert!(cleared > 2_000 && refused > 2_000, "{cleared} {refused}");
+        // Every kind was met often enough to mean something.
+        assert!(
+            cleared > 2_000 && refused > 2_000 && marked_texts > 200,
+            "{cleared} {refused} {marked_texts}"
+        );
+    }
+
+    /// The marker is live: with it as the first key, a `Value` parse reads
+    /// the object as the JSON text in its value, or refuses it.
+    #[test]
+    fn the_raw_value_marker_is_what_serde_json_reads_as_one() {
+        let inner = format!(r#"{{"{RAW_VALUE_KEY}": "[1, 2]"}}"#);
+        assert_eq!(
+            serde_json::from_str::<Value>(&inner).unwrap(),
+            serde_json::json!([1, 2])
+        );
+        let refused = format!(r#"{{"a": {{"{RAW_VALUE_KEY}": 0}}}}"#);
+        assert!(serde_json::from_str::<Value>(&refused).is_err());
+        assert!(serde_json::from_str::<IgnoredAny>(&refused).is_ok());
+        assert!(!accepted_as_value(&inner) && !accepted_as_value(&refused));
     }
 
     #[test]
     fn each_thing_a_skipping_read_lets_through_is_refused() {
         for (what, t) in [
             ("a lone surrogate", r#"{"a": "\ud800"}"#.to_string()),
+            (
+                "the raw value marker, escaped",
+                r#"{"x": {"\u0024serde_json::private::RawValue": 0}}"#.to_string(),
+            ),
             ("a trailing surrogate alone", r#"["\uDC00"]"#.to_string()),
             ("a number out of range", r#"{"a": 1e400}"#.to_string()),
             (
@@ -294,8 +371,9 @@ mod tests {
         }
         // What is cleared and what needs the read whole can sit side by side.
         assert!(plainly_accepted(
-            br#"{"a": [1.5, -2, "e\u00e9"], "b": true}"#
+            br#"{"a": [1.5, -2, "e\\u00e9"], "b": true}"#
         ));
+        assert!(!plainly_accepted(br#"{"a": "e\u00e9"}"#));
         assert!(!plainly_accepted(br#"{"a": [1.5e3]}"#));
         assert!(accepted_as_value(r#"{"a": [1.5e3], "b": "\ud83d\ude00"}"#));
     }

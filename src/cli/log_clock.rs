@@ -41,21 +41,26 @@ thread_local! {
 /// nothing written) past the last second this layout holds.
 fn write_time(w: &mut impl fmt::Write, since: Duration) -> Option<fmt::Result> {
     let secs = since.as_secs();
-    SECOND.with(|cell| {
-        let mut cached = cell.borrow_mut();
-        let prefix = match &*cached {
-            Some((second, prefix)) if *second == secs => prefix,
-            _ => &cached.insert((secs, second_prefix(secs)?)).1,
-        };
-        let mut micros = since.subsec_micros();
-        let mut digits = *b"000000Z";
-        for d in digits[..6].iter_mut().rev() {
-            *d = b'0' + (micros % 10) as u8;
-            micros /= 10;
-        }
-        let digits = std::str::from_utf8(&digits).expect("ASCII digits");
-        Some(w.write_str(prefix).and_then(|()| w.write_str(digits)))
-    })
+    // `try_with`: a line logged while this thread's locals are being torn
+    // down goes to tracing-subscriber's clock.
+    SECOND
+        .try_with(|cell| {
+            let mut cached = cell.borrow_mut();
+            let prefix = match &*cached {
+                Some((second, prefix)) if *second == secs => prefix,
+                _ => &cached.insert((secs, second_prefix(secs)?)).1,
+            };
+            let mut micros = since.subsec_micros();
+            let mut digits = *b"000000Z";
+            for d in digits[..6].iter_mut().rev() {
+                *d = b'0' + (micros % 10) as u8;
+                micros /= 10;
+            }
+            let digits = std::str::from_utf8(&digits).expect("ASCII digits");
+            Some(w.write_str(prefix).and_then(|()| w.write_str(digits)))
+        })
+        .ok()
+        .flatten()
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.` of a second since the epoch, for years up to 9999.
@@ -106,6 +111,32 @@ mod tests {
             formatted(Duration::new(1_764_962_739, 17_638_000)),
             "2025-12-05T19:25:39.017638Z"
         );
+    }
+
+    /// The same text as tracing-subscriber's own clock, read at (nearly)
+    /// the same moment.
+    #[test]
+    fn it_writes_what_tracing_subscriber_s_clock_writes() {
+        for _ in 0..50 {
+            let (mut ours, mut theirs) = (String::new(), String::new());
+            tracing_subscriber::fmt::time::SystemTime
+                .format_time(&mut Writer::new(&mut theirs))
+                .unwrap();
+            LogClock.format_time(&mut Writer::new(&mut ours)).unwrap();
+            assert_eq!(ours.len(), theirs.len(), "{ours} {theirs}");
+            // Digits where theirs has digits, the same separators.
+            for (a, b) in ours.bytes().zip(theirs.bytes()) {
+                assert_eq!(a.is_ascii_digit(), b.is_ascii_digit(), "{ours} {theirs}");
+                if !a.is_ascii_digit() {
+                    assert_eq!(a, b, "{ours} {theirs}");
+                }
+            }
+            let ours: jiff::Timestamp = ours.parse().unwrap();
+            let theirs: jiff::Timestamp = theirs.parse().unwrap();
+            let apart = ours.duration_since(theirs);
+            assert!(apart >= jiff::SignedDuration::ZERO, "{apart:?}");
+            assert!(apart < jiff::SignedDuration::from_millis(100), "{apart:?}");
+        }
     }
 
     /// Past the last second this layout (and jiff) can hold, nothing is

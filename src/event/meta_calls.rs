@@ -788,6 +788,7 @@ mod tests {
             ("a number out of range", with(r#""status": "FAILED","#, r#""status": "FAILED", "x": 1e400,"#)),
             ("a lone surrogate", with(r#""messaging_product": "whatsapp""#, r#""messaging_product": "\ud800""#)),
             ("nesting past the limit", with(r#""status": "FAILED","#, &format!(r#""status": "FAILED", "x": {deep},"#))),
+            ("serde_json's raw value marker as a key", with(r#""status": "FAILED","#, r#""status": "FAILED", "x": {"$serde_json::private::RawValue": 0},"#)),
             ("metadata as an array", with(
                 r#"{
               "display_phone_number": "525500000000",
@@ -829,7 +830,7 @@ mod tests {
         }
         // Through the public entry: the old answers.
         let ctx = testing::ctx("meta", Provider::Meta);
-        for (name, body) in &cases[..3] {
+        for (name, body) in &cases[..4] {
             let e = super::super::parse(body.as_bytes(), &ctx).unwrap_err();
             assert!(
                 matches!(e, super::super::ParseError::NotJson(_)),
