@@ -1251,11 +1251,14 @@ fn summarise_followups(r: &mut Results, o: &LoadOutcome, rx: &Received, drained:
     r.put("unknown_hits", unknown, "");
 }
 
+/// One load case; on the data folder `data` when given (else a new one
+/// the case removes).
 fn load_case(
     rt: &tokio::runtime::Runtime,
     opts: &Opts,
     case: Case,
     rate: Option<f64>,
+    data: Option<&Path>,
 ) -> Result<Results, String> {
     let followups = matches!(case, Case::E2e | Case::Rate | Case::Reload);
     let (receiver, rx) = start_receiver();
@@ -1264,7 +1267,12 @@ fn load_case(
     } else {
         vec![("ingest-only.yaml", INGEST_ONLY_WORKFLOW)]
     };
-    let (server, startup) = start_server(opts, Some(receiver.addr), &workflows, None)?;
+    let (server, startup) = start_server(
+        opts,
+        Some(receiver.addr),
+        &workflows,
+        data.map(Path::to_path_buf),
+    )?;
     let mut r = Results::new(case.name());
     r.put("clients", opts.clients as u64, "");
     if let Some(rate) = rate {
@@ -1714,35 +1722,23 @@ fn restart_after_burst(
     data: &Path,
     r: &mut Results,
 ) -> Result<(), String> {
-    let shipped = [("missed-call-followup.yaml", SHIPPED_WORKFLOW)];
-    let (receiver, rx) = start_receiver();
-    let (server, _) = start_server(opts, Some(receiver.addr), &shipped, Some(data.into()))?;
-    let load = Load {
-        addr: server.addr,
-        clients: opts.clients,
-        duration: opts.duration,
-        rate: None,
-        run: format!("burst{}", fastrand::u32(..)),
-    };
-    let (client, _, _) = rt.block_on(drive(&load, Arc::new(AtomicU64::new(0))));
-    let accepted = client.samples.iter().filter(|s| s.accepted).count() as u64;
-    let drained = drain(&rx, accepted);
-    server.stop();
-    drop(receiver);
+    let burst = load_case(rt, opts, Case::E2e, opts.rate, Some(data))?;
     r.put(
         "burst_followups",
-        rx.count.load(Ordering::Relaxed),
-        if drained {
-            "follow-ups sent at full load before a clean stop"
-        } else {
-            "follow-ups sent at full load before a clean stop (NOT all of the accepted events')"
-        },
+        burst.get("followups").unwrap_or(0.0) as u64,
+        "follow-ups sent at full load before a clean stop",
+    );
+    r.put(
+        "burst_lost",
+        burst.get("lost").unwrap_or(0.0) as u64,
+        "accepted events of the burst without a follow-up",
     );
     r.put(
         "data_on_disk_after_burst",
         round(dir_size(data) as f64 / 1048576.0, 1),
         "MiB",
     );
+    let shipped = [("missed-call-followup.yaml", SHIPPED_WORKFLOW)];
     let mut starts = Vec::new();
     for _ in 0..2 {
         let (server, took) = start_server(opts, None, &shipped, Some(data.into()))?;
@@ -2036,8 +2032,8 @@ fn run_case(rt: &tokio::runtime::Runtime, opts: &Opts, case: Case) -> Result<Res
     }
     let result = match case {
         Case::Baseline | Case::SledFlush => baseline_case(rt, opts, case),
-        Case::Ingest | Case::E2e | Case::Reload => load_case(rt, opts, case, opts.rate),
-        Case::Rate => load_case(rt, opts, case, Some(opts.fixed_rate)),
+        Case::Ingest | Case::E2e | Case::Reload => load_case(rt, opts, case, opts.rate, None),
+        Case::Rate => load_case(rt, opts, case, Some(opts.fixed_rate), None),
         Case::Contacts => contacts_case(rt, opts),
     };
     match result {
@@ -2388,7 +2384,7 @@ fn callgrind(rt: &tokio::runtime::Runtime, opts: &Opts, dir: &Path) -> bool {
             run.duration = duration;
             run.rate = Some(rate);
             run.callgrind_out = Some(dir.join(format!("{tag}.%p")));
-            let measured = load_case(rt, &run, case, run.rate)
+            let measured = load_case(rt, &run, case, run.rate, None)
                 .map_err(|e| e.to_string())
                 .and_then(|r| {
                     let accepted = r

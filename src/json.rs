@@ -5,9 +5,10 @@
 //! readers are laxer than a `Value` parse in two ways, each closed here:
 //! a derived struct also accepts an array (its fields by position), which
 //! [`ObjectOnly`] refuses; and a value serde skips (any key a struct does
-//! not name) is scanned, not checked, which [`Checked`] makes up for by
-//! visiting every value (numbers in range, no lone surrogates, the
-//! nesting limit).
+//! not name) is scanned, not checked, which [`accepted_as_value`] makes
+//! up for: one pass over the text when that can tell, else [`Checked`],
+//! which visits every value (numbers in range, no lone surrogates, the
+//! nesting limit, no raw value marker).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -59,9 +60,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
 /// refuses). A text with no `\u` escape and no `$` in its strings (an
 /// escape could spell the marker, which starts with a `$`), no number
 /// with an exponent or longer than 300 characters (without an exponent,
-/// less than 10^300) and no nesting deeper than 64 has none of these. Meta's webhooks are such texts;
-/// [`Checked`] cost about 8.5 k instructions per event (callgrind), a
-/// fifteenth of the request handler.
+/// less than 10^300) and no nesting deeper than 64 has none of these.
+/// Meta's webhooks are such texts; [`Checked`] cost about 8.5 k
+/// instructions per event (callgrind), a fifteenth of the request
+/// handler.
 pub fn accepted_as_value(text: &str) -> bool {
     plainly_accepted(text.as_bytes()) || serde_json::from_str::<Checked>(text).is_ok()
 }
@@ -69,7 +71,7 @@ pub fn accepted_as_value(text: &str) -> bool {
 /// The key by which serde_json (with its `raw_value` feature, which
 /// ringback uses) marks a raw value: an object whose first key it is
 /// reads, as a `Value`, as the JSON text its value holds.
-pub const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
+const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
 
 /// See [`accepted_as_value`]: `true` only for a text that holds none of
 /// what a skipping read lets through; `false` says "read it whole".
@@ -130,32 +132,12 @@ fn plainly_accepted(bytes: &[u8]) -> bool {
 
 /// Any JSON value, read as strictly as into a `Value` (serde_json checks
 /// a number's range, a string's escapes and the nesting depth when a value
-/// is visited, not when it is skipped) and kept nowhere. An object with
-/// the [`RAW_VALUE_KEY`] among its keys is refused: a `Value` parse would
-/// read it as something else than the object it looks like, or refuse it.
+/// is visited, not when it is skipped) and kept nowhere. A string that is
+/// the [`RAW_VALUE_KEY`] is refused wherever it stands: as a key, a
+/// `Value` parse would read its object as something else than it looks
+/// like, or refuse it (as a value it would not, but refusing only sends
+/// such a body the general way).
 pub struct Checked;
-
-/// An object's key: any string but [`RAW_VALUE_KEY`].
-struct Key;
-
-impl<'de> Deserialize<'de> for Key {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(Key)
-    }
-}
-
-impl<'de> Visitor<'de> for Key {
-    type Value = Key;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object key")
-    }
-    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
-        if key == RAW_VALUE_KEY {
-            return Err(E::custom("serde_json's raw value marker as a key"));
-        }
-        Ok(Key)
-    }
-}
 
 impl<'de> Deserialize<'de> for Checked {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -180,7 +162,10 @@ impl<'de> Visitor<'de> for Checked {
     fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
         Ok(Checked)
     }
-    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Checked, E> {
+        if s == RAW_VALUE_KEY {
+            return Err(E::custom("serde_json's raw value marker"));
+        }
         Ok(Checked)
     }
     fn visit_unit<E>(self) -> Result<Checked, E> {
@@ -191,7 +176,7 @@ impl<'de> Visitor<'de> for Checked {
         Ok(Checked)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
-        while map.next_key::<Key>()?.is_some() {
+        while map.next_key::<Checked>()?.is_some() {
             map.next_value::<Checked>()?;
         }
         Ok(Checked)

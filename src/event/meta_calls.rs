@@ -65,7 +65,9 @@ pub(super) fn parse(body: &str, detecting: bool) -> Option<Vec<Draft>> {
     if drafts.is_empty() {
         return None;
     }
-    accepted_as_value(body).then_some(())?;
+    if !accepted_as_value(body) {
+        return None;
+    }
     Some(drafts)
 }
 

@@ -875,7 +875,7 @@ pub(super) mod tests {
         executions.insert(b"run_h", json(&half_moved)).unwrap();
         executions.insert(b"run_damaged", &b"{\"id\":"[..]).unwrap();
         drop((executions, runs_by_seq, store));
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let store = super::super::reopen(dir.path());
 
         assert_eq!(store.execution("run_p").unwrap(), Some(packed.clone()));
         assert_eq!(store.execution("run_b").unwrap(), Some(waiting.clone()));
@@ -953,7 +953,7 @@ pub(super) mod tests {
         assert_eq!(store.running_executions().unwrap(), vec![claimed]);
         drop(store);
         // Opening again moves nothing and changes nothing.
-        let store = Store::open(dir.path(), 8 << 20).unwrap();
+        let store = super::super::reopen(dir.path());
         assert_eq!(store.execution_count(), 6);
         let names = store.db.tree_names();
         for old in [

@@ -754,7 +754,7 @@ mod tests {
         parse(body.as_bytes(), &ctx).unwrap().remove(0)
     }
 
-    use super::super::temp_store as store;
+    use super::super::{reopen, temp_store as store};
 
     /// Copy the inbox log's segments of one data folder into another, as
     /// a crash that lost sled's unflushed writes (but not the log) would
@@ -766,20 +766,6 @@ mod tests {
             std::fs::copy(&path, log_dir.join(path.file_name().unwrap())).unwrap();
         }
         log_dir
-    }
-
-    /// Open a store just dropped: sled's flusher thread lets go of the
-    /// folder shortly after the drop.
-    fn reopen(dir: &std::path::Path) -> Store {
-        let mut reopened = Store::open(dir, 8 << 20);
-        for _ in 0..100 {
-            if !matches!(reopened, Err(StoreError::Locked(_))) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            reopened = Store::open(dir, 8 << 20);
-        }
-        reopened.unwrap()
     }
 
     fn at(s: i64) -> Timestamp {

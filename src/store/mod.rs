@@ -412,6 +412,21 @@ pub(super) fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// Open a store just dropped: sled's flusher thread lets go of the
+/// folder shortly after the drop.
+#[cfg(test)]
+pub(super) fn reopen(dir: &Path) -> Store {
+    let mut reopened = Store::open(dir, 8 << 20);
+    for _ in 0..100 {
+        if !matches!(reopened, Err(StoreError::Locked(_))) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        reopened = Store::open(dir, 8 << 20);
+    }
+    reopened.unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
