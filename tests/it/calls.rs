@@ -1439,13 +1439,21 @@ steps:
         assert!(rig.runs("missed").is_empty(), "{:?}", rig.runs("missed"));
         assert_eq!(rig.store.active_calls(rig.now()).unwrap().len(), 1);
 
-        let run = rig
-            .until("the missed call", Duration::from_secs(5), |r| {
-                r.runs("missed")
-                    .into_iter()
-                    .find(|e| e.status == RunStatus::Succeeded)
-            })
-            .await;
+        // The minute is up: the ring timer makes the missed call, whose
+        // acceptance waits for the inbox log's sync in real time, which
+        // the paused clock would skip past (`until` gave it 5 s of paused
+        // clock, a few milliseconds of real time: 4 failures in 30 runs).
+        rig.pass(Duration::from_millis(100)).await;
+        let mut missed = None;
+        rig.settle("the missed call", |r| {
+            missed = r
+                .runs("missed")
+                .into_iter()
+                .find(|e| e.status == RunStatus::Succeeded);
+            missed.is_some()
+        })
+        .await;
+        let run = missed.expect("settled on it");
         assert!(run.event.synthetic, "{run:?}");
         assert_eq!(run.event.kind, "call.missed");
         assert_eq!(run.event.at, plus(t0, 60), "missed exactly at its due time");
