@@ -229,7 +229,7 @@ fn encode(e: &Execution) -> Result<Vec<u8>, StoreError> {
 /// after it while it runs.
 #[derive(Default)]
 pub struct JournalEncoder {
-    /// The event serialised, and which event it is.
+    /// The event as the record holds it, and which event it is.
     event: Option<(std::sync::Arc<Event>, EventBytes)>,
     /// `steps[..encoded_steps]` in the binary layout, one after another.
     steps: Writer,
@@ -242,17 +242,33 @@ pub struct JournalEncoder {
     marked_active: bool,
 }
 
-/// An event's JSON: serialised here, or as the inbox wrote it.
+/// A run's event for its record: the JSON the inbox wrote when it accepted
+/// the event, until the first write packs it (`packing.rs`) once for all
+/// of the run's writes.
+///
+/// Why packed, and once: the event with its provider payload is over half
+/// of a running record (1,016 of 1,877 bytes for the unit tests' Meta
+/// follow-up, 359 packed), and a follow-up writes its running record twice
+/// before the packed final one. sled writes each of those writes out
+/// again in every rewrite of the leaf that holds it, and reads all of it
+/// back at the next start, so their size sets most of the store's disk
+/// writes and growth per follow-up and the start-up after a busy stretch.
+/// Packing the event once costs about what the final record's packing
+/// saves by no longer compressing the event's JSON in it.
 enum EventBytes {
-    Encoded(Vec<u8>),
-    Stored(EventJson),
+    Json(EventJson),
+    Packed(Vec<u8>),
 }
 
 impl EventBytes {
-    fn as_slice(&self) -> &[u8] {
+    /// The event packed, packing it now if it is not yet.
+    fn packed(&mut self) -> &[u8] {
+        if let EventBytes::Json(json) = self {
+            *self = EventBytes::Packed(super::packing::pack(json.as_bytes()));
+        }
         match self {
-            EventBytes::Encoded(bytes) => bytes,
-            EventBytes::Stored(json) => json.as_bytes(),
+            EventBytes::Packed(bytes) => bytes,
+            EventBytes::Json(_) => unreachable!("packed just above"),
         }
     }
 }
@@ -274,7 +290,7 @@ impl JournalEncoder {
             "the stored JSON is not this event's"
         );
         JournalEncoder {
-            event: Some((std::sync::Arc::clone(event), EventBytes::Stored(json))),
+            event: Some((std::sync::Arc::clone(event), EventBytes::Json(json))),
             ..JournalEncoder::default()
         }
     }
@@ -296,14 +312,15 @@ impl JournalEncoder {
 
     /// The record's binary layout, unpacked.
     fn record(&mut self, e: &Execution) -> Result<Vec<u8>, serde_json::Error> {
-        let event_json = match &self.event {
-            Some((seen, json)) if std::sync::Arc::ptr_eq(seen, &e.event) => json.as_slice(),
+        let event = match &mut self.event {
+            Some((seen, bytes)) if std::sync::Arc::ptr_eq(seen, &e.event) => bytes.packed(),
             _ => {
-                let json = EventBytes::Encoded(serde_json::to_vec(&*e.event)?);
+                let json = serde_json::to_vec(&*e.event)?;
+                let packed = EventBytes::Packed(super::packing::pack(&json));
                 self.event
-                    .insert((std::sync::Arc::clone(&e.event), json))
+                    .insert((std::sync::Arc::clone(&e.event), packed))
                     .1
-                    .as_slice()
+                    .packed()
             }
         };
         if e.steps.len() < self.encoded_steps {
@@ -315,8 +332,8 @@ impl JournalEncoder {
         }
         self.encoded_steps = e.steps.len();
         let steps = self.steps.as_slice();
-        let mut out = Writer::marked(run_record::MARK, 256 + event_json.len() + steps.len());
-        run_record::write_head(&mut out, e, event_json);
+        let mut out = Writer::marked(run_record::MARK, 256 + event.len() + steps.len());
+        run_record::write_head(&mut out, e, event);
         out.raw(steps);
         Ok(out.finish())
     }
@@ -758,7 +775,14 @@ pub(super) mod tests {
         let mut e = running("run_r");
         let mut encoder = JournalEncoder::default();
         store.save_journal(&e, &mut encoder).unwrap();
-        assert_eq!(stored(&store, "run_r")[0], run_record::MARK);
+        let running_record = stored(&store, "run_r");
+        assert_eq!(running_record[0], run_record::MARK);
+        // Its event packed, the record's largest part.
+        let event_json = serde_json::to_vec(&*e.event).unwrap();
+        let packed_event = super::super::packing::pack(&event_json);
+        let holds = |bytes: &[u8], part: &[u8]| bytes.windows(part.len()).any(|w| w == part);
+        assert!(holds(&running_record, &packed_event));
+        assert!(!holds(&running_record, &event_json[..64]));
         assert_eq!(store.execution("run_r").unwrap(), Some(e.clone()));
         assert_eq!(store.running_executions().unwrap(), vec![e.clone()]);
         e.status = RunStatus::Succeeded;

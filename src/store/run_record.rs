@@ -9,8 +9,10 @@
 //! instructions per follow-up for the steps alone, ≈40 k more to compress
 //! the larger JSON). Here a string is its length and its bytes, a
 //! timestamp twelve bytes, a number at most ten. The event stays the
-//! JSON the inbox wrote when it accepted it (copied, never serialised
-//! again), so an event reads back exactly as it always has.
+//! JSON the inbox wrote when it accepted it (never serialised again), so
+//! an event reads back exactly as it always has; since the thirtieth
+//! round it is packed once per run (`JournalEncoder` in `executions.rs`
+//! says why) and every write of the run's record copies those bytes.
 //!
 //! Layout (after [`MARK`]; integers are `compact.rs`'s LEB128 varints
 //! unless named, strings a varint length and UTF-8, optional fields behind
@@ -19,8 +21,11 @@
 //! - id, seq, workflow, workflow version, file, status (a byte, see
 //!   [`run_status_byte`]), started at, finished at (optional), error
 //!   (optional), test (a byte), waiting (optional, [`Waiting`]'s fields in
-//!   order), retrying (optional: path, attempts), the event's JSON (a
-//!   varint length and the bytes), the count of steps, then each step;
+//!   order), retrying (optional: path, attempts), the event (a varint
+//!   length and the bytes: its JSON, packed as `packing.rs` packs a
+//!   record, or plain, which begins with `{`; records written before the
+//!   thirtieth round hold it plain, and both read back), the count of
+//!   steps, then each step;
 //! - a step: path, id (optional), kind, status (a byte), input, output
 //!   (values, below), error (optional), attempts, started at, duration (f64
 //!   little-endian);
@@ -34,9 +39,13 @@
 //! A record is stored as these bytes while its run is running and packed
 //! (`packing.rs`: LZ4 against the dictionary, which LZ4 can still match
 //! the event's JSON and the steps' field names and values against) once it
-//! has finished or is waiting. The layout is part of the stored format: a
-//! change needs a mark of its own, with this one kept for reading, as the
-//! JSON records of earlier versions still are.
+//! has finished or is waiting (the packed event inside it is packed
+//! again with the rest: 672 bytes for the unit tests' follow-up record
+//! against 649 with its event plain). The layout is part of the stored
+//! format: a change needs a mark of its own, with this one kept for
+//! reading, as the JSON records of earlier versions still are. (The
+//! event's two forms share this mark because its bytes tell them apart,
+//! as `packing.rs`'s marks tell a packed record from a JSON one.)
 
 use std::sync::Arc;
 
@@ -96,9 +105,10 @@ fn step_status_byte(status: StepStatus) -> u8 {
     }
 }
 
-/// Everything in a record before its steps, the event included (its JSON
-/// as the caller has it), and the count of steps.
-pub(super) fn write_head(w: &mut Writer, e: &Execution, event_json: &[u8]) {
+/// Everything in a record before its steps, the event included (its
+/// bytes as the caller has them: its JSON, packed or not), and the count
+/// of steps.
+pub(super) fn write_head(w: &mut Writer, e: &Execution, event: &[u8]) {
     // Destructured in full so that a new field cannot be left out.
     let Execution {
         id,
@@ -130,7 +140,7 @@ pub(super) fn write_head(w: &mut Writer, e: &Execution, event_json: &[u8]) {
         .opt(retrying.as_ref(), |w, Retrying { path, attempts }| {
             write_attempts(w.text(path), attempts)
         })
-        .blob(event_json)
+        .blob(event)
         .len(steps.len());
 }
 
@@ -265,8 +275,10 @@ pub(super) fn read(stored: &[u8]) -> Result<Execution, String> {
             attempts: read_attempts(r, "retrying.attempts")?,
         })
     })?;
-    let event: Event = serde_json::from_slice(r.blob("event")?)
+    let event_json = super::packing::unpack(r.blob("event")?)
         .map_err(|e| format!("execution record: event: {e}"))?;
+    let event: Event =
+        serde_json::from_slice(&event_json).map_err(|e| format!("execution record: event: {e}"))?;
     let count = r.len("steps")?;
     let mut steps = Vec::with_capacity(count.min(MAX_RESERVED));
     for _ in 0..count {
@@ -590,15 +602,21 @@ mod tests {
     }
 
     /// The executions tests' follow-up record, its first step with an
-    /// error and numbers of every kind, as bytes.
+    /// error and numbers of every kind, as bytes, its event plain (as
+    /// records before the thirtieth round hold it).
     fn fixture_record() -> Vec<u8> {
+        fixture_record_with(|json| json.to_vec())
+    }
+
+    /// [`fixture_record`] with its event as `event` gives it from the JSON.
+    fn fixture_record_with(event: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
         let mut execution = super::super::executions::tests::execution("run_f");
         let first = &mut execution.steps[0];
         first.error = Some("none \"really\"".into());
         first.input = json!({"add": ["followed-up"], "remove": [], "n": -40, "ratio": 0.5});
         let event_json = serde_json::to_vec(&*execution.event).unwrap();
         let mut w = Writer::marked(MARK, 0);
-        write_head(&mut w, &execution, &event_json);
+        write_head(&mut w, &execution, &event(&event_json));
         for step in &execution.steps {
             write_step(&mut w, step);
         }
@@ -611,7 +629,13 @@ mod tests {
     /// some record, never a panic; cut short it is always an error.
     #[test]
     fn a_damaged_record_is_an_error_not_a_panic() {
-        let bytes = fixture_record();
+        let packed_event = fixture_record_with(super::super::packing::pack);
+        for bytes in [fixture_record(), packed_event] {
+            damage(bytes);
+        }
+    }
+
+    fn damage(bytes: Vec<u8>) {
         for cut in 0..bytes.len() {
             assert!(
                 read(&bytes[..cut]).is_err(),
@@ -632,6 +656,37 @@ mod tests {
                 let _ = read(&damaged);
             }
         }
+    }
+
+    /// The event packed, as records hold it since the thirtieth round, or
+    /// plain, as before: the same record reads back, and packed it takes
+    /// far fewer bytes (the event is over half of a running record).
+    #[test]
+    fn a_record_reads_back_with_its_event_packed_or_plain() {
+        let plain = fixture_record();
+        let packed = fixture_record_with(super::super::packing::pack);
+        assert_eq!(read(&packed).unwrap(), read(&plain).unwrap());
+        assert!(
+            packed.len() * 3 < plain.len() * 2,
+            "{} bytes with the event packed, {} plain",
+            packed.len(),
+            plain.len()
+        );
+        // A packed event that does not unpack is named as the event.
+        let event_json = serde_json::to_vec(&*read(&plain).unwrap().event).unwrap();
+        let packed_event = super::super::packing::pack(&event_json);
+        let at = packed
+            .windows(packed_event.len())
+            .position(|w| w == packed_event)
+            .expect("the packed event in the record");
+        let mut damaged = packed.clone();
+        // Its stated size, past what its bytes could expand to.
+        damaged[at + 1..at + 5].copy_from_slice(&u32::MAX.to_le_bytes());
+        let err = read(&damaged).unwrap_err();
+        assert!(
+            err.starts_with("execution record: event: cannot decompress"),
+            "{err}"
+        );
     }
 
     /// Damage that states more than the bytes hold is refused before it
