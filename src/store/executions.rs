@@ -301,17 +301,21 @@ impl JournalEncoder {
     }
 
     fn encode(&mut self, e: &Execution) -> Result<Vec<u8>, StoreError> {
-        let record = self
+        let (record, event) = self
             .record(e)
             .map_err(|err| StoreError::Corrupt(err.to_string()))?;
         Ok(match e.status {
             RunStatus::Running => record,
-            _ => super::packing::pack(&record),
+            _ => super::packing::pack_around(&record, event),
         })
     }
 
-    /// The record's binary layout, unpacked.
-    fn record(&mut self, e: &Execution) -> Result<Vec<u8>, serde_json::Error> {
+    /// The record's binary layout, unpacked, and where its (packed) event
+    /// is in it.
+    fn record(
+        &mut self,
+        e: &Execution,
+    ) -> Result<(Vec<u8>, std::ops::Range<usize>), serde_json::Error> {
         let event = match &mut self.event {
             Some((seen, bytes)) if std::sync::Arc::ptr_eq(seen, &e.event) => bytes.packed(),
             _ => {
@@ -333,9 +337,9 @@ impl JournalEncoder {
         self.encoded_steps = e.steps.len();
         let steps = self.steps.as_slice();
         let mut out = Writer::marked(run_record::MARK, 256 + event.len() + steps.len());
-        run_record::write_head(&mut out, e, event);
+        let event = run_record::write_head(&mut out, e, event);
         out.raw(steps);
-        Ok(out.finish())
+        Ok((out.finish(), event))
     }
 }
 

@@ -47,11 +47,18 @@ static COMPRESSOR: LazyLock<DictCompressor> = LazyLock::new(|| DictCompressor::n
 /// `lz4_flex::block::decompress_size_prepended_with_dict` reads it),
 /// compressed by `dict_lz4.rs` straight into the one buffer returned.
 pub(super) fn pack(json: &[u8]) -> Vec<u8> {
-    let size = u32::try_from(json.len()).expect("a record is far smaller than 4 GiB");
-    let mut out = Vec::with_capacity(1 + 4 + json.len() / 2);
+    pack_around(json, 0..0)
+}
+
+/// [`pack`] a record with a range of it packed already (a run record's
+/// event): the same stored form, without looking for matches in bytes that
+/// will not compress again.
+pub(super) fn pack_around(record: &[u8], packed: std::ops::Range<usize>) -> Vec<u8> {
+    let size = u32::try_from(record.len()).expect("a record is far smaller than 4 GiB");
+    let mut out = Vec::with_capacity(1 + 4 + record.len() / 2);
     out.push(LZ4_DICT_RECORD);
     out.extend_from_slice(&size.to_le_bytes());
-    COMPRESSOR.compress_into(json, &mut out);
+    COMPRESSOR.compress_into_around(record, packed, &mut out);
     out
 }
 

@@ -107,8 +107,8 @@ fn step_status_byte(status: StepStatus) -> u8 {
 
 /// Everything in a record before its steps, the event included (its
 /// bytes as the caller has them: its JSON, packed or not), and the count
-/// of steps.
-pub(super) fn write_head(w: &mut Writer, e: &Execution, event: &[u8]) {
+/// of steps. Gives where in `w` the event's bytes are.
+pub(super) fn write_head(w: &mut Writer, e: &Execution, event: &[u8]) -> std::ops::Range<usize> {
     // Destructured in full so that a new field cannot be left out.
     let Execution {
         id,
@@ -140,8 +140,10 @@ pub(super) fn write_head(w: &mut Writer, e: &Execution, event: &[u8]) {
         .opt(retrying.as_ref(), |w, Retrying { path, attempts }| {
             write_attempts(w.text(path), attempts)
         })
-        .blob(event)
-        .len(steps.len());
+        .len(event.len());
+    let event_at = w.as_slice().len();
+    w.raw(event).len(steps.len());
+    event_at..event_at + event.len()
 }
 
 fn write_waiting<'w>(w: &'w mut Writer, waiting: &Waiting) -> &'w mut Writer {
