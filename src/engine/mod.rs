@@ -41,7 +41,8 @@ use crate::delivery::Delivery;
 use crate::event::{self, kind, Event, RawJson};
 use crate::metrics::Metrics;
 use crate::store::{
-    CallChange, CallState, Execution, RunStatus, StepRecord, StepStatus, Store, StoredEvent, Timer,
+    CallChange, CallState, Execution, JournalEvent, RunStatus, StepRecord, StepStatus, Store,
+    StoredEvent, Timer,
 };
 use crate::workflow::{compile, Known, SharedCatalog, Workflow};
 
@@ -323,7 +324,7 @@ impl Engine {
     pub async fn process(&self, stored: StoredEvent) {
         // Shared by the runs' tasks rather than copied (payload and all)
         // into each.
-        let event_json = stored.event_json;
+        let event_json = stored.event_json.map(JournalEvent::shared);
         let event = Arc::new(stored.event);
         if let Some(m) = &self.inner.metrics {
             m.event_processed(&event);
@@ -345,7 +346,9 @@ impl Engine {
             let engine = self.clone();
             let event = Arc::clone(&event);
             let options = RunOptions {
-                event_json: event_json.clone().map(|json| (Arc::clone(&event), json)),
+                event_json: event_json
+                    .as_ref()
+                    .map(|json| (Arc::clone(&event), Arc::clone(json))),
                 ..RunOptions::default()
             };
             handles.push(self.spawn(Stage::Follows, async move {

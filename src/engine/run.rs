@@ -52,8 +52,8 @@ use super::Inner;
 use crate::delivery::{Outbound, Request};
 use crate::event::{normalise_phone, Event};
 use crate::store::{
-    run_id, Attempt, Changed, Contact, EventJson, Execution, JournalEncoder, RunStatus, StepRecord,
-    StepStatus, Timer, Waiting,
+    run_id, Attempt, Changed, Contact, Execution, JournalEncoder, JournalEvent, RunStatus,
+    StepRecord, StepStatus, Timer, Waiting,
 };
 use crate::workflow::{Action, MessageBody, OnError, RenderData, Step, Template, Workflow};
 
@@ -68,11 +68,12 @@ pub struct RunOptions {
     /// Save the execution in the store (the CLI's dry run does not).
     pub record: bool,
     /// The event the inbox handed over, with its JSON as the inbox stored
-    /// it, for the journal to reuse (`JournalEncoder::for_stored_event`):
-    /// the bytes stand for that very `Arc` only, so a run that journals
+    /// it, for the journal to reuse (`JournalEncoder::for_stored_event`;
+    /// shared by the event's runs, which pack it once between them): the
+    /// bytes stand for that very `Arc` only, so a run that journals
     /// another copy of the event (one resumed from its journal) serialises
     /// its own.
-    pub event_json: Option<(Arc<Event>, EventJson)>,
+    pub event_json: Option<(Arc<Event>, Arc<JournalEvent>)>,
 }
 
 impl Default for RunOptions {

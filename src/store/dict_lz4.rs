@@ -15,7 +15,8 @@
 //! came before): reading stays on `lz4_flex`'s checked decoder, and the
 //! tests decode everything this writes with it. The encoder is the
 //! reference library's greedy one without its acceleration: a 4-byte
-//! hash of every position, one candidate per hash, a match taken when
+//! hash of every position (but those of a range the caller says is
+//! compressed already), one candidate per hash, a match taken when
 //! its first 4 bytes agree, extended backwards over pending literals and
 //! forwards as far as the bytes agree.
 //!
@@ -124,6 +125,11 @@ impl DictCompressor {
         compressed: std::ops::Range<usize>,
         out: &mut Vec<u8>,
     ) {
+        debug_assert!(
+            compressed.is_empty() || compressed.end <= input.len(),
+            "{compressed:?} is not a range of {} input bytes",
+            input.len()
+        );
         let start = self.dictionary.len();
         if start + input.len() > MAX_OFFSET {
             let from = out.len();
@@ -175,11 +181,11 @@ impl DictCompressor {
                     at = skip_to;
                     continue;
                 }
-                let four = read_u32(&stream, at);
+                let four = read_u32(stream, at);
                 let slot = &mut table[hash(four)];
                 let mut candidate = usize::from(*slot);
                 *slot = at as u16;
-                if candidate >= at || read_u32(&stream, candidate) != four {
+                if candidate >= at || read_u32(stream, candidate) != four {
                     at += 1;
                     continue;
                 }
@@ -208,7 +214,7 @@ impl DictCompressor {
                 // ends 4 or more bytes into the input and 5 or more
                 // before its end, so `at - 2` is in the input with four
                 // bytes after it).
-                table[hash(read_u32(&stream, at - 2))] = (at - 2) as u16;
+                table[hash(read_u32(stream, at - 2))] = (at - 2) as u16;
             }
         }
         write_literals_only(out, &stream[literals_from..end]);
@@ -274,12 +280,6 @@ mod tests {
     use super::*;
 
     const DICTIONARY: &[u8] = include_bytes!("packing_dictionary.txt");
-
-    fn compressed(input: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        DictCompressor::new(DICTIONARY).compress_into(input, &mut out);
-        out
-    }
 
     fn round_trip(input: &[u8]) -> Vec<u8> {
         round_trip_around(input, 0..0)

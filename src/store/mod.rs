@@ -84,8 +84,8 @@ use std::path::{Path, PathBuf};
 pub use calls::{call_key, CallChange, CallPhase, CallState};
 pub use contacts::{CallStats, Changed, Contact};
 pub use executions::{
-    run_id, Attempt, Execution, ExecutionFilter, JournalEncoder, Retrying, RunStatus, StepRecord,
-    StepStatus, Waiting,
+    run_id, Attempt, Execution, ExecutionFilter, JournalEncoder, JournalEvent, Retrying, RunStatus,
+    StepRecord, StepStatus, Waiting,
 };
 pub use inbox::{EventJson, Insert, Offered, StoredEvent};
 pub use timers::{DueTimer, StoredWorkflow, Timer};

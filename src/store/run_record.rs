@@ -8,11 +8,13 @@
 //! escape, every timestamp printed as RFC 3339 (callgrind: ≈60 k
 //! instructions per follow-up for the steps alone, ≈40 k more to compress
 //! the larger JSON). Here a string is its length and its bytes, a
-//! timestamp twelve bytes, a number at most ten. The event stays the
-//! JSON the inbox wrote when it accepted it (never serialised again), so
-//! an event reads back exactly as it always has; since the thirtieth
-//! round it is packed once per run (`JournalEncoder` in `executions.rs`
-//! says why) and every write of the run's record copies those bytes.
+//! timestamp twelve bytes, a number at most ten. The event is the JSON
+//! the inbox wrote when it accepted it (serialised here only for another
+//! copy of it, such as a run resumed from its journal), so an event reads
+//! back exactly as it always has; since the thirtieth round that JSON is
+//! packed once for all the runs of the event (`JournalEvent` in
+//! `executions.rs` says why) and every write of a run's record copies
+//! those bytes.
 //!
 //! Layout (after [`MARK`]; integers are `compact.rs`'s LEB128 varints
 //! unless named, strings a varint length and UTF-8, optional fields behind
@@ -37,11 +39,12 @@
 //!   text and value, in the object's order.
 //!
 //! A record is stored as these bytes while its run is running and packed
-//! (`packing.rs`: LZ4 against the dictionary, which LZ4 can still match
-//! the event's JSON and the steps' field names and values against) once it
-//! has finished or is waiting (the packed event inside it is packed
-//! again with the rest: 672 bytes for the unit tests' follow-up record
-//! against 649 with its event plain). The layout is part of the stored
+//! (`packing.rs`: LZ4 against the dictionary, which LZ4 can match the
+//! steps' field names and values against) once it has finished or is
+//! waiting; the packed event inside it is copied into the packed record
+//! as it is, not searched again (682 bytes for the unit tests' follow-up
+//! record, against 649 packed whole with its event plain). The layout is
+//! part of the stored
 //! format: a change needs a mark of its own, with this one kept for
 //! reading, as the JSON records of earlier versions still are. (The
 //! event's two forms share this mark because its bytes tell them apart,
@@ -277,10 +280,9 @@ pub(super) fn read(stored: &[u8]) -> Result<Execution, String> {
             attempts: read_attempts(r, "retrying.attempts")?,
         })
     })?;
-    let event_json = super::packing::unpack(r.blob("event")?)
-        .map_err(|e| format!("execution record: event: {e}"))?;
-    let event: Event =
-        serde_json::from_slice(&event_json).map_err(|e| format!("execution record: event: {e}"))?;
+    // The caller names the record (`executions.rs`: "execution record: …").
+    let event_json = super::packing::unpack(r.blob("event")?).map_err(|e| format!("event: {e}"))?;
+    let event: Event = serde_json::from_slice(&event_json).map_err(|e| format!("event: {e}"))?;
     let count = r.len("steps")?;
     let mut steps = Vec::with_capacity(count.min(MAX_RESERVED));
     for _ in 0..count {
@@ -685,10 +687,7 @@ mod tests {
         // Its stated size, past what its bytes could expand to.
         damaged[at + 1..at + 5].copy_from_slice(&u32::MAX.to_le_bytes());
         let err = read(&damaged).unwrap_err();
-        assert!(
-            err.starts_with("execution record: event: cannot decompress"),
-            "{err}"
-        );
+        assert!(err.starts_with("event: cannot decompress"), "{err}");
     }
 
     /// Damage that states more than the bytes hold is refused before it
