@@ -258,7 +258,7 @@ pub struct JournalEncoder {
 /// (the load bench's follow-up case: disk writes per follow-up −13 to
 /// −17%, the file's growth −18%). Packing the event once costs
 /// about what the final record's packing saves by no longer searching the
-/// event's JSON: ≈+4 k instructions per follow-up in all (+0.4%).
+/// event's JSON: ≈+4 k instructions per follow-up in all (+0.5%).
 #[derive(Debug)]
 pub struct JournalEvent {
     json: EventJson,
