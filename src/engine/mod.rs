@@ -1099,8 +1099,13 @@ steps:
         let _unhook = Unhook;
         {
             let (seen, run_id) = (Arc::clone(&seen), run_id.clone());
+            // The hook is global and tests run at once: only this engine's
+            // store counts (another test may run the same workflow on the
+            // same event, so the same run id).
+            let watched = std::ptr::from_ref::<crate::store::StoreParts>(engine.store()) as usize;
             *run::before_contact_write_hook() = Some(Box::new(move |store, id| {
-                if id == run_id {
+                let this_store = std::ptr::from_ref::<crate::store::StoreParts>(store) as usize;
+                if id == run_id && this_store == watched {
                     let paths = store
                         .execution(id)
                         .ok()
