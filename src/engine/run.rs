@@ -861,7 +861,10 @@ fn with_contact(mut output: Value, contact: Value) -> Value {
 /// A contact as a step's output holds it and templates read it (`null`
 /// for none). A contact step converts it once, for both.
 fn contact_json(contact: &Option<Contact>) -> Value {
-    contact.as_ref().map_or(Value::Null, Contact::to_json)
+    contact
+        .as_ref()
+        .map(|c| serde_json::to_value(c).expect("contacts serialise"))
+        .unwrap_or(Value::Null)
 }
 
 /// The name, country and fields a contact step sets (empty renders leave

@@ -61,50 +61,6 @@ impl Contact {
 }
 
 impl Contact {
-    /// The contact as JSON, the same value `serde_json::to_value` gives
-    /// (a test compares the two), built directly: templates and step
-    /// outputs see a contact this way twice per follow-up, and this saves
-    /// ≈1.3 k instructions a time over serde's value serializer
-    /// (callgrind, the load bench's follow-up case).
-    pub fn to_json(&self) -> serde_json::Value {
-        use serde_json::{Map, Value};
-        let text = |s: &Option<String>| s.clone().map_or(Value::Null, Value::String);
-        let time = |t: Timestamp| Value::String(t.to_string());
-        let mut contact = Map::with_capacity(9);
-        contact.insert("phone".into(), Value::String(self.phone.clone()));
-        contact.insert("name".into(), text(&self.name));
-        contact.insert("country".into(), text(&self.country));
-        contact.insert(
-            "tags".into(),
-            Value::Array(self.tags.iter().cloned().map(Value::String).collect()),
-        );
-        contact.insert(
-            "fields".into(),
-            Value::Object(
-                self.fields
-                    .iter()
-                    .map(|(name, value)| (name.clone(), Value::String(value.clone())))
-                    .collect(),
-            ),
-        );
-        contact.insert("created_at".into(), time(self.created_at));
-        contact.insert("updated_at".into(), time(self.updated_at));
-        contact.insert(
-            "last_call_at".into(),
-            self.last_call_at.map_or(Value::Null, time),
-        );
-        contact.insert(
-            "calls".into(),
-            Value::Object(
-                self.calls
-                    .iter()
-                    .map(|(kind, n)| (kind.clone(), Value::from(*n)))
-                    .collect(),
-            ),
-        );
-        Value::Object(contact)
-    }
-
     /// The stored form (`compact.rs`), without the call statistics (kept
     /// in their own tree) or the phone (the key): name, country, the tags
     /// (a count, then each), the fields (a count, then each name and
@@ -425,34 +381,6 @@ mod tests {
 
     fn now() -> Timestamp {
         Timestamp::from_second(1_800_000_000).unwrap()
-    }
-
-    /// The JSON templates see is serde's, field for field and in order,
-    /// for a bare contact and one with every field set.
-    #[test]
-    fn a_contact_as_json_is_what_serde_gives() {
-        let bare = Contact::new("+5215512345678", now());
-        let mut full = Contact::new("+5215512345678", now());
-        full.name = Some("Ana \"la\" María".into());
-        full.country = Some("MX".into());
-        full.tags = ["vip".to_string(), "missed-call-followup".into()].into();
-        full.fields = [("b".to_string(), "2".to_string()), ("a".into(), "1".into())].into();
-        full.updated_at = "2026-05-14T15:00:00.123456789Z".parse().unwrap();
-        full.last_call_at = Some("2026-05-14T15:00:00.5Z".parse().unwrap());
-        full.calls = [
-            ("call.missed".to_string(), 3),
-            ("call.ended".into(), u64::MAX),
-        ]
-        .into();
-        for contact in [bare, full] {
-            let json = contact.to_json();
-            assert_eq!(json, serde_json::to_value(&contact).unwrap());
-            assert_eq!(
-                json.to_string(),
-                serde_json::to_string(&contact).unwrap(),
-                "the same keys in the same order"
-            );
-        }
     }
 
     /// Statistics are stored compact; those an earlier version stored as
