@@ -1175,12 +1175,8 @@ steps:
     /// rendered, not with the contact it made.
     #[tokio::test]
     async fn a_replayed_lookup_that_found_nothing_leaves_no_contact_for_later_steps() {
-        // A workflow name of its own: the other journal test's hook
-        // watches `first-call`'s run of this same event, and the tests
-        // run at once.
         let segment_yaml = format!(
-            "{}{}",
-            LOOKUP_THEN_ELSE.replace("name: first-call", "name: segment-on-first-call"),
+            "{LOOKUP_THEN_ELSE}{}",
             r#"      - upsert_contact:
           phone: "{{event.caller}}"
           set: { segment: "{{#if contact}}returning{{else}}new{{/if}}" }
@@ -1188,7 +1184,7 @@ steps:
         );
         let dir = tempfile::tempdir().unwrap();
         let (engine, workflow, event) =
-            engine_with_workflow(dir.path(), "segment-on-first-call", &segment_yaml);
+            engine_with_workflow(dir.path(), "first-call", &segment_yaml);
         let first = engine
             .run_workflow(Arc::clone(&workflow), &event, RunOptions::default())
             .await
