@@ -145,16 +145,11 @@ impl DictCompressor {
         }
         // The dictionary and the input as one stream: a match may start in
         // the one and run on into the other, as the decoder allows.
-        let mut fresh = None;
-        let mut kept = SCRATCH.try_with(|scratch| scratch.take()).ok();
-        let scratch = kept
-            .as_mut()
-            .unwrap_or_else(|| fresh.insert(Scratch::default()));
+        // A thread whose locals are being torn down packs with new ones.
+        let mut scratch = SCRATCH.try_with(std::cell::Cell::take).unwrap_or_default();
         let (stream, table) = scratch.ready_for(self, input);
         self.compress_stream(stream, table, compressed, out);
-        if let Some(scratch) = kept {
-            let _ = SCRATCH.try_with(|kept| kept.set(scratch));
-        }
+        let _ = SCRATCH.try_with(|kept| kept.set(scratch));
     }
 
     /// The search and the block, over `stream` (the dictionary, then the
