@@ -256,9 +256,9 @@ pub struct JournalEncoder {
 /// back at the next start, so their size sets most of the store's disk
 /// writes and growth per follow-up and the start-up after a busy stretch
 /// (the load bench's follow-up case: disk writes per follow-up −13 to
-/// −17%, the file's growth −18%). Packing the event once costs
-/// about what the final record's packing saves by no longer searching the
-/// event's JSON: ≈+4 k instructions per follow-up in all (+0.5%).
+/// −17%, the file's growth −18%). Packing the event once costs a little
+/// more than the final record's packing saves by no longer searching the
+/// event's JSON: ≈+5.5 k instructions per follow-up in all (+1.0%).
 #[derive(Debug)]
 pub struct JournalEvent {
     json: EventJson,
