@@ -315,16 +315,25 @@ impl Engine {
         if let Err(e) = self.inner.store.mark_accepted(&stored) {
             tracing::error!(error = %e, event_id = %id, "cannot write an accepted event's dedupe marker");
         }
-        self.process(stored).await;
+        if !self.process(stored).await {
+            // Left queued: a later reading of the stored queue (after the
+            // next checkpoint files it) offers it again.
+            return Ok(());
+        }
         self.inner.store.mark_taken(seq, &id)
     }
 
     /// Everything one event causes: waiting runs it wakes, its call's state,
-    /// and a run of every matching workflow.
-    pub async fn process(&self, stored: StoredEvent) {
+    /// and a run of every matching workflow. Whether the event may leave
+    /// the queue now: not if a run's record still needs it there (see
+    /// below).
+    pub async fn process(&self, stored: StoredEvent) -> bool {
         // Shared by the runs' tasks rather than copied (payload and all)
-        // into each.
-        let event_json = stored.event_json.map(JournalEvent::shared);
+        // into each. Their running records hold where the event is queued,
+        // not the event (`JournalEvent`).
+        let event_json = stored
+            .event_json
+            .map(|json| JournalEvent::queued(json, stored.seq, &stored.event.id));
         let event = Arc::new(stored.event);
         if let Some(m) = &self.inner.metrics {
             m.event_processed(&event);
@@ -342,6 +351,10 @@ impl Engine {
             .cloned()
             .collect();
         let mut handles = Vec::new();
+        let run_ids: Vec<String> = matching
+            .iter()
+            .map(|wf| crate::store::run_id(&event.id, &wf.name))
+            .collect();
         for wf in matching {
             let engine = self.clone();
             let event = Arc::clone(&event);
@@ -355,8 +368,6 @@ impl Engine {
                 engine.run_workflow(wf, &event, options).await
             }));
         }
-        // The runs hold what they need of the inbox record.
-        drop(event_json);
         for h in handles {
             match h.await {
                 Ok(Some(execution)) => log_run(&execution),
@@ -371,6 +382,24 @@ impl Engine {
                 tracing::error!(error = %e, "a resumed run panicked");
             }
         }
+        // A run that panicked, or whose last save failed, left a record
+        // that names the queued event instead of holding it: write the
+        // event in before it leaves the queue, so the record is resumed at
+        // the next start as it would have been.
+        let Some(event_json) = event_json else {
+            return true;
+        };
+        if event_json.records_without_it() == 0 {
+            return true;
+        }
+        let mut kept = true;
+        for id in run_ids {
+            if let Err(e) = self.inner.store.keep_event_in_record(&id) {
+                tracing::error!(error = %e, run_id = %id, "cannot write the event into an unfinished run's record; it stays queued");
+                kept = false;
+            }
+        }
+        kept
     }
 
     /// Process every pending event and fire every timer due by the clock's
@@ -1089,23 +1118,16 @@ steps:
         let (engine, workflow, event) = engine_with_workflow(dir.path(), "first-call", yaml);
         let run_id = crate::store::run_id(&event.id, "first-call");
         let seen: Arc<Mutex<Vec<Option<Vec<String>>>>> = Arc::default();
-        /// Takes the hook away however the test ends.
-        struct Unhook;
-        impl Drop for Unhook {
-            fn drop(&mut self) {
-                *run::before_contact_write_hook() = None;
-            }
-        }
+        let _one_at_a_time = HOOKED.lock().await;
         let _unhook = Unhook;
         {
             let (seen, run_id) = (Arc::clone(&seen), run_id.clone());
             // The hook is global and tests run at once: only this engine's
             // store counts (another test may run the same workflow on the
             // same event, so the same run id).
-            let watched = std::ptr::from_ref::<crate::store::StoreParts>(engine.store()) as usize;
+            let watched = address(engine.store());
             *run::before_contact_write_hook() = Some(Box::new(move |store, id| {
-                let this_store = std::ptr::from_ref::<crate::store::StoreParts>(store) as usize;
-                if id == run_id && this_store == watched {
+                if id == run_id && address(store) == watched {
                     let paths = store
                         .execution(id)
                         .ok()
@@ -1123,6 +1145,24 @@ steps:
         let steps = done.steps.into_iter().map(|s| s.path).collect();
         let seen = seen.lock().unwrap().clone();
         (steps, seen)
+    }
+
+    /// The contact-write hook is global: tests that set it take turns.
+    static HOOKED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    /// Takes the hook away however the test ends.
+    struct Unhook;
+
+    impl Drop for Unhook {
+        fn drop(&mut self) {
+            *run::before_contact_write_hook() = None;
+        }
+    }
+
+    /// `store`'s address, which the hook compares: another test may run
+    /// the same workflow on the same event (so the same run id) at once.
+    fn address(store: &crate::store::StoreParts) -> usize {
+        std::ptr::from_ref(store) as usize
     }
 
     fn journal(paths: &[&str]) -> Option<Vec<String>> {
@@ -1212,6 +1252,85 @@ steps:
         let paths: Vec<&str> = again.steps.iter().map(|s| s.path.as_str()).collect();
         assert_eq!(paths, ["0", "1", "1.else.0"]);
         assert_eq!(segment(&engine).as_deref(), Some("new"), "not `returning`");
+    }
+
+    /// A run of an accepted event whose task panics after its journal was
+    /// written (which names the queued event, not the event) gets the
+    /// event written into its record before the event leaves the queue:
+    /// the next start resumes it from that record, as it resumed such a
+    /// run before records named their event.
+    #[tokio::test]
+    async fn a_run_that_panicked_keeps_its_event_and_resumes_at_the_next_start() {
+        let yaml = format!(
+            "{LOOKUP_THEN_ELSE}{}",
+            r#"      - create_contact: { phone: "{{event.caller}}" }
+  - log: "done"
+"#
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, workflow, event) = engine_with_workflow(dir.path(), "first-call", &yaml);
+        let store = engine.store().clone();
+        let clock = Arc::new(ManualClock(Mutex::new(event.at)));
+        let first = Engine::for_workflow(
+            store.clone(),
+            Arc::clone(&workflow),
+            Arc::new(NoDelivery),
+            clock.clone(),
+        );
+        let accepted = store
+            .accept_events(
+                vec![(*event).clone()],
+                clock.now(),
+                Duration::from_secs(3600),
+            )
+            .unwrap()
+            .remove(0)
+            .into_accepted()
+            .unwrap();
+        assert!(accepted.event_json.is_some(), "as ingestion hands it over");
+        let (seq, id) = (accepted.seq, accepted.event.id.clone());
+        let run_id = crate::store::run_id(&id, "first-call");
+
+        let _one_at_a_time = HOOKED.lock().await;
+        let _unhook = Unhook;
+        {
+            let (watched, run_id) = (address(&store), run_id.clone());
+            *run::before_contact_write_hook() = Some(Box::new(move |store, id| {
+                if id == run_id && address(store) == watched {
+                    panic!("a step's bug, on purpose");
+                }
+            }));
+        }
+        first.process_and_take(accepted).await.unwrap();
+        *run::before_contact_write_hook() = None;
+
+        assert!(!store.is_pending(seq, &id).unwrap(), "the event was taken");
+        let left = store.execution(&run_id).unwrap().expect("the run's record");
+        assert_eq!(left.status, RunStatus::Running);
+        assert_eq!(*left.event, *event);
+        let paths: Vec<&str> = left.steps.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths, ["0", "1"]);
+
+        let next_start = Engine::for_workflow(store.clone(), workflow, Arc::new(NoDelivery), clock);
+        next_start.recover().await;
+        let mut finished = None;
+        for _ in 0..500 {
+            match store.execution(&run_id).unwrap() {
+                Some(e) if e.status != RunStatus::Running => {
+                    finished = Some(e);
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        let finished = finished.expect("the run was resumed and finished");
+        assert_eq!(finished.status, RunStatus::Succeeded, "{finished:?}");
+        let paths: Vec<&str> = finished.steps.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths, ["0", "1", "1.else.0", "2"]);
+        assert!(store
+            .contact(event.caller.as_deref().unwrap())
+            .unwrap()
+            .is_some());
     }
 
     /// A disk that fails when the ring times out must not lose the missed

@@ -615,6 +615,14 @@ impl Store {
         Ok(self.pending.contains_key(seq.to_be_bytes())?)
     }
 
+    /// Acceptance `seq` of event `id`, while it is queued (kept in memory
+    /// or filed in sled's queue); `None` once the engine has taken it.
+    /// For run records that hold where their event is queued
+    /// (`executions.rs`).
+    pub fn queued_event(&self, seq: u64, id: &str) -> Result<Option<Event>, StoreError> {
+        self.unfiled.queued_event(seq, id)
+    }
+
     /// Accepted events the engine is not done with: filed in sled's queue
     /// or kept in memory.
     pub fn pending_len(&self) -> usize {

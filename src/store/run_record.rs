@@ -62,6 +62,41 @@ use crate::event::Event;
 /// `packing.rs` uses 1 and 2 for its compressed forms).
 pub(super) const MARK: u8 = 3;
 
+/// The first byte of a record's event when the record holds, instead of
+/// the event, where the inbox queues it: the acceptance's sequence number
+/// (a varint) and the event's id (a string). Only a running record of a
+/// run in its first drive holds this (`executions.rs`, [`QueuedEvent`]);
+/// packed events start with `packing.rs`'s 1 or 2, plain ones with `{`.
+pub(super) const QUEUED_EVENT: u8 = 4;
+
+/// A record's event by where the inbox queues it (see [`QUEUED_EVENT`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct QueuedEvent {
+    pub seq: u64,
+    pub id: String,
+}
+
+impl QueuedEvent {
+    /// The bytes a record holds in place of the event.
+    pub(super) fn bytes(seq: u64, id: &str) -> Vec<u8> {
+        Writer::marked(QUEUED_EVENT, 12 + id.len())
+            .varint(seq)
+            .text(id)
+            .finish()
+    }
+
+    /// The reference `blob` holds, `None` if it holds the event itself.
+    fn read(blob: &[u8]) -> Result<Option<QueuedEvent>, String> {
+        let Some(mut r) = Reader::marked(blob, QUEUED_EVENT) else {
+            return Ok(None);
+        };
+        let seq = r.varint("event.seq")?;
+        let id = r.text("event.id")?.to_owned();
+        r.finish()?;
+        Ok(Some(QueuedEvent { seq, id }))
+    }
+}
+
 /// At most this many items are reserved ahead of reading them: a count
 /// is checked against the bytes left, but an item takes far more memory
 /// than its first byte, so a damaged count must not reserve all of it.
@@ -259,8 +294,13 @@ fn write_value(w: &mut Writer, value: &Value) {
     }
 }
 
-/// A binary record (its [`MARK`] first) as an [`Execution`].
-pub(super) fn read(stored: &[u8]) -> Result<Execution, String> {
+/// A binary record (its [`MARK`] first) as an [`Execution`]; `queued`
+/// gives the event of a record that holds where the inbox queues it
+/// ([`QUEUED_EVENT`]).
+pub(super) fn read(
+    stored: &[u8],
+    queued: impl FnOnce(QueuedEvent) -> Result<Event, String>,
+) -> Result<Execution, String> {
     let mut reader = Reader::marked(stored, MARK).ok_or("not a binary execution record")?;
     let r = &mut reader;
     let id = r.text("id")?.to_owned();
@@ -281,8 +321,14 @@ pub(super) fn read(stored: &[u8]) -> Result<Execution, String> {
         })
     })?;
     // The caller names the record (`executions.rs`: "execution record: …").
-    let event_json = super::packing::unpack(r.blob("event")?).map_err(|e| format!("event: {e}"))?;
-    let event: Event = serde_json::from_slice(&event_json).map_err(|e| format!("event: {e}"))?;
+    let blob = r.blob("event")?;
+    let event = match QueuedEvent::read(blob)? {
+        Some(reference) => queued(reference).map_err(|e| format!("event: {e}"))?,
+        None => {
+            let json = super::packing::unpack(blob).map_err(|e| format!("event: {e}"))?;
+            serde_json::from_slice(&json).map_err(|e| format!("event: {e}"))?
+        }
+    };
     let count = r.len("steps")?;
     let mut steps = Vec::with_capacity(count.min(MAX_RESERVED));
     for _ in 0..count {
@@ -444,6 +490,11 @@ mod tests {
     use jiff::Timestamp;
     use serde_json::json;
 
+    /// [`read`] for records that hold their event.
+    fn read_whole(stored: &[u8]) -> Result<Execution, String> {
+        read(stored, |queued| Err(format!("unexpected {queued:?}")))
+    }
+
     fn round_trip(value: &Value) -> Value {
         let mut w = Writer::marked(MARK, 64);
         write_value(&mut w, value);
@@ -602,7 +653,7 @@ mod tests {
         write_step(&mut w, &execution.steps[0]);
         let written = w.finish();
         assert_eq!(written, expected);
-        assert_eq!(read(&expected).unwrap(), execution);
+        assert_eq!(read_whole(&expected).unwrap(), execution);
     }
 
     /// The executions tests' follow-up record, its first step with an
@@ -625,7 +676,7 @@ mod tests {
             write_step(&mut w, step);
         }
         let bytes = w.finish();
-        assert_eq!(read(&bytes).unwrap(), execution);
+        assert_eq!(read_whole(&bytes).unwrap(), execution);
         bytes
     }
 
@@ -642,7 +693,7 @@ mod tests {
     fn damage(bytes: Vec<u8>) {
         for cut in 0..bytes.len() {
             assert!(
-                read(&bytes[..cut]).is_err(),
+                read_whole(&bytes[..cut]).is_err(),
                 "cut at {cut} of {}",
                 bytes.len()
             );
@@ -650,14 +701,14 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(
-            read(&longer).unwrap_err(),
+            read_whole(&longer).unwrap_err(),
             "compact record: 1 bytes after its last field"
         );
         for at in 1..bytes.len() {
             for flip in [0x01, 0x80, 0xff] {
                 let mut damaged = bytes.clone();
                 damaged[at] ^= flip;
-                let _ = read(&damaged);
+                let _ = read_whole(&damaged);
             }
         }
     }
@@ -669,7 +720,7 @@ mod tests {
     fn a_record_reads_back_with_its_event_packed_or_plain() {
         let plain = fixture_record();
         let packed = fixture_record_with(super::super::packing::pack);
-        assert_eq!(read(&packed).unwrap(), read(&plain).unwrap());
+        assert_eq!(read_whole(&packed).unwrap(), read_whole(&plain).unwrap());
         assert!(
             packed.len() * 3 < plain.len() * 2,
             "{} bytes with the event packed, {} plain",
@@ -677,7 +728,7 @@ mod tests {
             plain.len()
         );
         // A packed event that does not unpack is named as the event.
-        let event_json = serde_json::to_vec(&*read(&plain).unwrap().event).unwrap();
+        let event_json = serde_json::to_vec(&*read_whole(&plain).unwrap().event).unwrap();
         let packed_event = super::super::packing::pack(&event_json);
         let at = packed
             .windows(packed_event.len())
@@ -686,7 +737,7 @@ mod tests {
         let mut damaged = packed.clone();
         // Its stated size, past what its bytes could expand to.
         damaged[at + 1..at + 5].copy_from_slice(&u32::MAX.to_le_bytes());
-        let err = read(&damaged).unwrap_err();
+        let err = read_whole(&damaged).unwrap_err();
         assert!(err.starts_with("event: cannot decompress"), "{err}");
     }
 
@@ -728,7 +779,7 @@ mod tests {
     #[test]
     fn a_record_is_smaller_than_its_json_unpacked_and_packed() {
         let bytes = fixture_record();
-        let execution = read(&bytes).unwrap();
+        let execution = read_whole(&bytes).unwrap();
         let json = serde_json::to_vec(&execution).unwrap();
         let (packed, packed_json) = (
             super::super::packing::pack(&bytes),

@@ -298,6 +298,22 @@ impl Unfiled {
         self.lock(id).kept.contains_key(&seq)
     }
 
+    /// Acceptance `seq` of `id`'s event, kept here or filed in sled's
+    /// queue; `None` once taken. Under the stripe's lock, which a filing
+    /// and a taking hold too, so it is found in one place or the other.
+    pub(super) fn queued_event(&self, seq: u64, id: &str) -> Result<Option<Event>, StoreError> {
+        let stripe = self.lock(id);
+        let stored = match stripe.kept.get(&seq) {
+            Some(record) => super::inbox::decode_record(record, "kept inbox record")?,
+            None => match self.pending.get(seq.to_be_bytes())? {
+                Some(entry) => super::inbox::decode_record(&entry, "pending queue entry")?,
+                None => return Ok(None),
+            },
+        };
+        drop(stripe);
+        Ok((stored.event.id == id).then_some(stored.event))
+    }
+
     /// Whether an acceptance of `id` waits for its marker.
     pub(super) fn remembers(&self, id: &str) -> bool {
         self.lock(id).unmarked.contains_key(id)
