@@ -351,11 +351,7 @@ impl Engine {
             .cloned()
             .collect();
         let mut handles = Vec::new();
-        let run_ids: Vec<String> = matching
-            .iter()
-            .map(|wf| crate::store::run_id(&event.id, &wf.name))
-            .collect();
-        for wf in matching {
+        for wf in matching.iter().cloned() {
             let engine = self.clone();
             let event = Arc::clone(&event);
             let options = RunOptions {
@@ -393,7 +389,8 @@ impl Engine {
             return true;
         }
         let mut kept = true;
-        for id in run_ids {
+        for wf in &matching {
+            let id = crate::store::run_id(&event.id, &wf.name);
             if let Err(e) = self.inner.store.keep_event_in_record(&id) {
                 tracing::error!(error = %e, run_id = %id, "cannot write the event into an unfinished run's record; it stays queued");
                 kept = false;

@@ -26,8 +26,10 @@
 //!   order), retrying (optional: path, attempts), the event (a varint
 //!   length and the bytes: its JSON, packed as `packing.rs` packs a
 //!   record, or plain, which begins with `{`; records written before the
-//!   thirtieth round hold it plain, and both read back), the count of
-//!   steps, then each step;
+//!   thirtieth round hold it plain, and both read back; or, in a running
+//!   record of a run's first drive, [`QUEUED_EVENT`] and where the inbox
+//!   queues the event, which the reader looks up), the count of steps,
+//!   then each step;
 //! - a step: path, id (optional), kind, status (a byte), input, output
 //!   (values, below), error (optional), attempts, started at, duration (f64
 //!   little-endian);
