@@ -623,6 +623,21 @@ impl Store {
         self.unfiled.queued_event(seq, id)
     }
 
+    /// The sequence number of the oldest acceptance still queued, kept in
+    /// memory or filed in sled's queue.
+    pub(super) fn oldest_queued_seq(&self) -> Result<Option<u64>, StoreError> {
+        let filed = match self.pending.first()? {
+            Some((key, _)) => Some(u64::from_be_bytes(key.as_ref().try_into().map_err(
+                |_| StoreError::Corrupt("pending queue key is not a sequence number".into()),
+            )?)),
+            None => None,
+        };
+        Ok(match (filed, self.unfiled.oldest_kept()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
     /// Accepted events the engine is not done with: filed in sled's queue
     /// or kept in memory.
     pub fn pending_len(&self) -> usize {

@@ -296,6 +296,20 @@ fn write_value(w: &mut Writer, value: &Value) {
     }
 }
 
+/// The run id of a stored record whose run is running, read no further
+/// than its status; `None` for any other record (a running record is
+/// never packed, so a packed one is not read at all).
+pub(super) fn running_id(stored: &[u8]) -> Option<String> {
+    let mut r = Reader::marked(stored, MARK)?;
+    let id = r.text("id").ok()?;
+    r.varint("seq").ok()?;
+    for field in ["workflow", "workflow_version", "file"] {
+        r.text(field).ok()?;
+    }
+    let running = read_run_status(&mut r).ok()? == RunStatus::Running;
+    running.then(|| id.to_owned())
+}
+
 /// A binary record (its [`MARK`] first) as an [`Execution`]; `queued`
 /// gives the event of a record that holds where the inbox queues it
 /// ([`QUEUED_EVENT`]).

@@ -319,6 +319,21 @@ impl Unfiled {
         self.lock(id).unmarked.contains_key(id)
     }
 
+    /// The sequence number of the oldest record kept here.
+    pub(super) fn oldest_kept(&self) -> Option<u64> {
+        self.stripes
+            .iter()
+            .filter_map(|s| {
+                s.lock()
+                    .expect("inbox stripe lock")
+                    .kept
+                    .keys()
+                    .min()
+                    .copied()
+            })
+            .min()
+    }
+
     /// How many records are kept here.
     pub(super) fn len(&self) -> usize {
         self.stripes
