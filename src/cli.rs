@@ -213,6 +213,10 @@ fn serve(paths: PathArgs, listen: Option<String>) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async move {
+        // Before the port answers: a SIGTERM that comes as soon as
+        // `/healthz` does (a supervisor, a test) must stop the server
+        // cleanly, not kill it by the signal's default action.
+        let shutdown = shutdown_signal();
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {
@@ -221,7 +225,7 @@ fn serve(paths: PathArgs, listen: Option<String>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match crate::app::run(config, listener, shutdown_signal()).await {
+        match crate::app::run(config, listener, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 log_writer::flush();
@@ -232,27 +236,45 @@ fn serve(paths: PathArgs, listen: Option<String>) -> ExitCode {
     })
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this
+/// is called, not when the future is first polled (axum polls its
+/// shutdown future from a task of its own, which may run only after the
+/// first requests are answered): a signal that comes in between would
+/// otherwise end the process by its default action. Call it inside the
+/// runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => drop(s.recv().await),
+                    None => std::future::pending().await,
+                }
+            };
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => drop(s.recv().await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = term => {},
+                _ = int => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
     }
-    tracing::info!("shutdown requested");
 }
 
 fn check(config: Option<PathBuf>, workflows: Option<PathBuf>) -> ExitCode {
