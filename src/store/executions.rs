@@ -992,19 +992,8 @@ pub(super) mod tests {
     fn stored_event_bytes_stand_only_for_their_own_event() {
         let (_dir, store) = store();
         let e = execution("run_j");
-        let accepted = store
-            .accept_events(
-                vec![(*e.event).clone()],
-                Timestamp::UNIX_EPOCH,
-                Duration::from_secs(60),
-            )
-            .unwrap()
-            .remove(0)
-            .into_accepted()
-            .unwrap();
-        let handed = std::sync::Arc::new(accepted.event);
-        let json = accepted.event_json.expect("the accepted event's JSON");
-        let shared = JournalEvent::queued(json, accepted.seq, &handed.id);
+        let (running, _, shared) = accepted_running(&store, "run_j");
+        let handed = running.event;
         let mut encoder = JournalEncoder::for_stored_event(&handed, shared.clone());
 
         let mine = Execution {
