@@ -317,7 +317,10 @@ impl Engine {
         }
         if !self.process(stored).await {
             // Left queued: a later reading of the stored queue (after the
-            // next checkpoint files it) offers it again.
+            // next checkpoint files it) offers it again, and processing it
+            // again repeats what it does besides its runs (its call's
+            // state, the runs it wakes, the metrics): at least once, as
+            // after a crash.
             return Ok(());
         }
         self.inner.store.mark_taken(seq, &id)
@@ -327,13 +330,21 @@ impl Engine {
     /// and a run of every matching workflow. Whether the event may leave
     /// the queue now: not if a run's record still needs it there (see
     /// below).
+    ///
+    /// The event must stay queued until this returns, and after it if it
+    /// returns false: its runs' records name it there while they run
+    /// (`JournalEvent`). Only one processing of an acceptance at a time
+    /// (the dispatcher's `in_flight`; `settle` runs without the
+    /// dispatcher).
+    #[must_use]
     pub async fn process(&self, stored: StoredEvent) -> bool {
         // Shared by the runs' tasks rather than copied (payload and all)
         // into each. Their running records hold where the event is queued,
         // not the event (`JournalEvent`).
+        let acceptance = stored.seq;
         let event_json = stored
             .event_json
-            .map(|json| JournalEvent::queued(json, stored.seq, &stored.event.id));
+            .map(|json| JournalEvent::queued(json, acceptance, &stored.event.id));
         let event = Arc::new(stored.event);
         if let Some(m) = &self.inner.metrics {
             m.event_processed(&event);
@@ -385,13 +396,16 @@ impl Engine {
         let Some(event_json) = event_json else {
             return true;
         };
+        // A run that could not read its journal may have left a record
+        // naming the event: it stays queued for a later try.
+        let mut kept = !event_json.must_stay_queued();
         if event_json.records_without_it() == 0 {
-            return true;
+            return kept;
         }
-        let mut kept = true;
         for wf in &matching {
             let id = crate::store::run_id(&event.id, &wf.name);
-            if let Err(e) = self.inner.store.keep_event_in_record(&id) {
+            let store = &self.inner.store;
+            if let Err(e) = store.keep_event_in_record(&id, Some(acceptance)) {
                 tracing::error!(error = %e, run_id = %id, "cannot write the event into an unfinished run's record; it stays queued");
                 kept = false;
             }
@@ -1328,6 +1342,95 @@ steps:
             .contact(event.caller.as_deref().unwrap())
             .unwrap()
             .is_some());
+    }
+
+    /// A crash in a run's first drive leaves its record naming its queued
+    /// event and no entry in the store's set of runs to resume. The next
+    /// start finds it by that event all the same, and finishes it on its
+    /// own workflow version although the workflow's file is gone (so the
+    /// dispatcher, which runs only loaded workflows, would not).
+    #[tokio::test]
+    async fn a_first_drive_cut_by_a_crash_resumes_at_the_next_start_though_its_workflow_is_gone() {
+        let yaml = format!(
+            "{LOOKUP_THEN_ELSE}{}",
+            r#"      - create_contact: { phone: "{{event.caller}}" }
+  - log: "done"
+"#
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let clock;
+        let (run_id, event) = {
+            let (engine, workflow, event) = engine_with_workflow(dir.path(), "first-call", &yaml);
+            let store = engine.store().clone();
+            clock = Arc::new(ManualClock(Mutex::new(event.at)));
+            let accepted = store
+                .accept_events(
+                    vec![(*event).clone()],
+                    clock.now(),
+                    Duration::from_secs(3600),
+                )
+                .unwrap()
+                .remove(0)
+                .into_accepted()
+                .unwrap();
+            store.commit_inbox().await.unwrap();
+            let handed = Arc::new(accepted.event);
+            let json = accepted.event_json.expect("as ingestion hands it over");
+            let shared = JournalEvent::queued(json, accepted.seq, &handed.id);
+            let run_id = crate::store::run_id(&handed.id, "first-call");
+
+            // The "crash": the run's task ends at its contact write, after
+            // its first journal write, and nothing writes the event back.
+            let _one_at_a_time = HOOKED.lock().await;
+            let _unhook = Unhook;
+            {
+                let (watched, run_id) = (address(&store), run_id.clone());
+                *run::before_contact_write_hook() = Some(Box::new(move |store, id| {
+                    if id == run_id && address(store) == watched {
+                        panic!("the process stops here");
+                    }
+                }));
+            }
+            let first = Engine::for_workflow(
+                store.clone(),
+                Arc::clone(&workflow),
+                Arc::new(NoDelivery),
+                clock.clone(),
+            );
+            let options = RunOptions {
+                event_json: Some((Arc::clone(&handed), shared)),
+                ..RunOptions::default()
+            };
+            let task =
+                tokio::spawn(async move { first.run_workflow(workflow, &handed, options).await });
+            assert!(task.await.is_err(), "the run's task ended at the write");
+            store.commit().await.unwrap();
+            (run_id, event)
+        };
+
+        let store = crate::store::reopen(&dir.path().join("data"));
+        let left = store.execution(&run_id).unwrap().expect("its record");
+        assert_eq!(left.status, RunStatus::Running);
+        // Another workflow loaded; `first-call` only in the store.
+        let missed = compile("missed.yaml", "missed", MISSED, &Known::default()).unwrap();
+        let next_start =
+            Engine::for_workflow(store.clone(), Arc::new(missed), Arc::new(NoDelivery), clock);
+        next_start.recover().await;
+        let mut finished = None;
+        for _ in 0..500 {
+            match store.execution(&run_id).unwrap() {
+                Some(e) if e.status != RunStatus::Running => {
+                    finished = Some(e);
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        let finished = finished.expect("the run was found, resumed and finished");
+        assert_eq!(finished.status, RunStatus::Succeeded, "{finished:?}");
+        let paths: Vec<&str> = finished.steps.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths, ["0", "1", "1.else.0", "2"]);
+        assert_eq!(*finished.event, *event);
     }
 
     /// A disk that fails when the ring times out must not lose the missed

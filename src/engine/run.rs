@@ -195,6 +195,9 @@ pub(super) async fn run(
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the run journal");
+                if let Some((_, event)) = &options.event_json {
+                    event.keep_queued();
+                }
                 return None;
             }
         }

@@ -305,19 +305,35 @@ pub struct JournalEvent {
     queued: Vec<u8>,
     /// Records on disk that hold `queued` rather than the event.
     queued_on_disk: std::sync::atomic::AtomicUsize,
+    /// A run of the event could not read its journal, which may name the
+    /// event: the event must not be taken yet.
+    keep_queued: std::sync::atomic::AtomicBool,
 }
 
 impl JournalEvent {
     /// The bytes for the journals of `json`'s event, shared by its runs:
     /// acceptance `seq` of event `id`, queued in the inbox until every
     /// run it starts has finished or paused (see the type's docs).
-    pub fn queued(json: EventJson, seq: u64, id: &str) -> std::sync::Arc<JournalEvent> {
+    pub(crate) fn queued(json: EventJson, seq: u64, id: &str) -> std::sync::Arc<JournalEvent> {
         std::sync::Arc::new(JournalEvent {
             json,
             packed: std::sync::OnceLock::new(),
             queued: QueuedEvent::bytes(seq, id),
             queued_on_disk: std::sync::atomic::AtomicUsize::new(0),
+            keep_queued: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Keep the event queued after its processing (a run could not read
+    /// its journal).
+    pub fn keep_queued(&self) {
+        self.keep_queued
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether [`JournalEvent::keep_queued`] was called.
+    pub fn must_stay_queued(&self) -> bool {
+        self.keep_queued.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn packed(&self) -> &[u8] {
@@ -359,7 +375,7 @@ impl JournalEncoder {
     /// Serialising the event, its provider
     /// payload included, was ≈31 k of a follow-up's ≈470 k engine
     /// instructions (callgrind).
-    pub fn for_stored_event(
+    pub(crate) fn for_stored_event(
         event: &std::sync::Arc<Event>,
         bytes: std::sync::Arc<JournalEvent>,
     ) -> JournalEncoder {
@@ -478,6 +494,9 @@ fn decode_with(
 /// rather than the event; `None` for any other record (one that cannot be
 /// read included: reading it says why).
 fn queued_event_of(bytes: &[u8]) -> Option<QueuedEvent> {
+    // Only a running record names its event, and one is never packed:
+    // any other is left without decoding it.
+    run_record::running_id(bytes)?;
     let mut found = None;
     // Stops at the event: the lookup's error ends the read.
     let _ = decode_with(bytes, |queued| {
@@ -608,12 +627,39 @@ impl Store {
         }
     }
 
+    /// [`Store::read_record`] for a walk over many records (listing,
+    /// pruning): a record that names an event no longer queued (which
+    /// nothing should leave: see [`JournalEvent`]) is reported and passed
+    /// over rather than failing every page and every pruning pass that
+    /// reaches it. Reading it by its id still says what is wrong.
+    fn read_walked_record(
+        &self,
+        key: &[u8],
+        bytes: sled::IVec,
+    ) -> Result<Option<Execution>, StoreError> {
+        let orphan = queued_event_of(&bytes);
+        match self.read_record(key, bytes) {
+            Ok(read) => Ok(read.map(|(_, e)| e)),
+            Err(e) if orphan.is_some() => {
+                tracing::error!(error = %e, "an execution record names an event no longer queued; passed over");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Write the event into run `id`'s record if the record holds where
-    /// the inbox queues it instead ([`JournalEvent`]), while the event is
-    /// still queued, and give the run its entry in `active_runs`: for a
-    /// record its run's task will not replace (the task panicked, its save
+    /// the inbox queues it instead ([`JournalEvent`]) — acceptance
+    /// `acceptance` of it, when given: another acceptance's run of the
+    /// same id is left to its own drive — while the event is still
+    /// queued, and give the run its entry in `active_runs`: for a record
+    /// its run's task will not replace (the task panicked, its save
     /// failed, or the process stopped), before the event may be taken.
-    pub fn keep_event_in_record(&self, id: &str) -> Result<(), StoreError> {
+    pub fn keep_event_in_record(
+        &self,
+        id: &str,
+        acceptance: Option<u64>,
+    ) -> Result<(), StoreError> {
         let Some(key) = self.run_key(id)? else {
             return Ok(());
         };
@@ -621,8 +667,9 @@ impl Store {
             let Some(old) = self.run_records.get(&key)? else {
                 return Ok(());
             };
-            if queued_event_of(&old).is_none() {
-                return Ok(());
+            match queued_event_of(&old) {
+                Some(queued) if acceptance.is_none_or(|seq| seq == queued.seq) => {}
+                _ => return Ok(()),
             }
             let Some((old, e)) = self.read_record(&key, old)? else {
                 return Ok(());
@@ -678,9 +725,10 @@ impl Store {
     /// queued, which have no entry there. A run's start sequence comes
     /// from the same counter as an acceptance's, after its event's, so
     /// those are among the records from the oldest queued event's
-    /// sequence on (a crash under load leaves that a moment before it),
-    /// and their running records are the unpacked ones
+    /// sequence on, and their running records are the unpacked ones
     /// ([`run_record::running_id`] reads no further than the status).
+    /// Only records still running are returned (an entry in
+    /// `active_runs` can outlive its run's end by a crash).
     ///
     /// A record that held where the inbox queues its event gets the event
     /// written in, and its entry in `active_runs`, before it is returned
@@ -692,28 +740,46 @@ impl Store {
             let (id, _) = item?;
             ids.insert(String::from_utf8_lossy(&id).into_owned());
         }
-        if let Some(oldest) = self.oldest_queued_seq()? {
-            for item in self.run_records.range(seq_key(oldest)..) {
-                let (_, bytes) = item?;
-                if let Some(id) = run_record::running_id(&bytes) {
-                    ids.insert(id);
-                }
-            }
+        // A failure here leaves the runs listed above to resume.
+        if let Err(e) = self.first_drives_of_queued_events(&mut ids) {
+            tracing::error!(error = %e, "cannot look for interrupted runs of queued events");
         }
         let mut out = Vec::new();
         for id in ids {
             let read = self
-                .keep_event_in_record(&id)
+                .keep_event_in_record(&id, None)
                 .and_then(|()| self.execution(&id));
             match read {
-                Ok(Some(e)) => out.push(e),
-                Ok(None) => {}
+                Ok(Some(e)) if e.status == RunStatus::Running => out.push(e),
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!(run_id = %id, error = %e, "cannot resume an interrupted run");
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Add to `ids` the runs in their first drive for events still
+    /// queued ([`Store::running_executions`]). For start-up, before the
+    /// engine runs: the scan starts at the oldest queued acceptance, which
+    /// the inbox only knows for certain while nothing is filing or taking.
+    /// How many records it reads depends on that acceptance's age: a
+    /// moment before a crash under load, more after a backlog built up.
+    fn first_drives_of_queued_events(
+        &self,
+        ids: &mut std::collections::BTreeSet<String>,
+    ) -> Result<(), StoreError> {
+        let Some(oldest) = self.oldest_queued_seq()? else {
+            return Ok(());
+        };
+        for item in self.run_records.range(seq_key(oldest)..) {
+            let (_, bytes) = item?;
+            if let Some(id) = run_record::running_id(&bytes) {
+                ids.insert(id);
+            }
+        }
+        Ok(())
     }
 
     /// Newest first, after `cursor` (a run id), filtered.
@@ -734,7 +800,7 @@ impl Store {
         let mut next = None;
         for item in self.run_records.range(..end).rev() {
             let (key, bytes) = item?;
-            let Some((_, e)) = self.read_record(&key, bytes)? else {
+            let Some(e) = self.read_walked_record(&key, bytes)? else {
                 continue;
             };
             if filter.workflow.as_ref().is_some_and(|w| *w != e.workflow) {
@@ -769,7 +835,7 @@ impl Store {
         let mut removed = 0;
         for item in self.run_records.iter() {
             let (key, bytes) = item?;
-            let Some((_, e)) = self.read_record(&key, bytes)? else {
+            let Some(e) = self.read_walked_record(&key, bytes)? else {
                 continue;
             };
             let old = e.started_at.as_millisecond() < cutoff;
@@ -1028,13 +1094,23 @@ pub(super) mod tests {
     /// until taken), the record running and holding that very event, and
     /// the event's shared bytes as `Engine::process` makes them.
     fn accepted_running(store: &Store, id: &str) -> (Execution, u64, Arc<JournalEvent>) {
+        accepted_running_as(store, id, None)
+    }
+
+    /// [`accepted_running`] with the event's id `event_id` (another
+    /// event), the run's start sequence after its acceptance's as ever.
+    fn accepted_running_as(
+        store: &Store,
+        id: &str,
+        event_id: Option<&str>,
+    ) -> (Execution, u64, Arc<JournalEvent>) {
         let e = running(id);
+        let mut event = (*e.event).clone();
+        if let Some(event_id) = event_id {
+            event.id = event_id.into();
+        }
         let accepted = store
-            .accept_events(
-                vec![(*e.event).clone()],
-                Timestamp::UNIX_EPOCH,
-                Duration::from_secs(60),
-            )
+            .accept_events(vec![event], Timestamp::UNIX_EPOCH, Duration::from_secs(60))
             .unwrap()
             .remove(0)
             .into_accepted()
@@ -1043,7 +1119,13 @@ pub(super) mod tests {
         let event = Arc::new(accepted.event);
         let json = accepted.event_json.expect("the accepted event's JSON");
         let shared = JournalEvent::queued(json, seq, &event.id);
-        (Execution { event, ..e }, seq, shared)
+        let run_seq = store.next_run_seq().unwrap();
+        let e = Execution {
+            event,
+            seq: run_seq,
+            ..e
+        };
+        (e, seq, shared)
     }
 
     use std::sync::Arc;
@@ -1129,20 +1211,40 @@ pub(super) mod tests {
 
     /// A crash while a run of an accepted event was running leaves its
     /// record naming the event, and the event in the inbox log: at the
-    /// next open the event is queued again, and the runs to resume get
-    /// their event written in before anything may take it.
-    #[test]
-    fn an_interrupted_run_gets_its_event_back_before_it_is_resumed() {
+    /// next open the log's replay queues the event again, and start-up
+    /// finds the run by it (it has no entry in `active_runs`) and writes
+    /// the event back into its record before anything may take it. A run
+    /// of an earlier event, finished, is not among the runs to resume.
+    #[tokio::test]
+    async fn an_interrupted_run_gets_its_event_back_before_it_is_resumed() {
         let dir = tempfile::tempdir().unwrap();
+        let finished_at = Some(Timestamp::UNIX_EPOCH);
         let (e, seq) = {
             let store = Store::open(dir.path(), 8 << 20).unwrap();
+            let (earlier, earlier_seq, shared) =
+                accepted_running_as(&store, "run_done", Some("evt_earlier"));
+            let mut encoder = JournalEncoder::for_stored_event(&earlier.event, shared);
+            store.save_journal(&earlier, &mut encoder).unwrap();
+            let done = Execution {
+                status: RunStatus::Succeeded,
+                finished_at,
+                ..earlier.clone()
+            };
+            store.save_journal(&done, &mut encoder).unwrap();
+            store.mark_taken(earlier_seq, &earlier.event.id).unwrap();
+
             let (e, seq, shared) = accepted_running(&store, "run_c");
+            // The answer's sync: the event is in the inbox log.
+            store.commit_inbox().await.unwrap();
             let mut encoder = JournalEncoder::for_stored_event(&e.event, shared);
             store.save_journal(&e, &mut encoder).unwrap();
             assert!(queued_event_of(&stored(&store, "run_c")).is_some());
             // Found by its queued event, not listed as active.
             assert!(!store.active_runs.contains_key(b"run_c").unwrap());
-            store.flush_now().unwrap();
+            // A run's flush, then the crash (no checkpoint files the
+            // event into sled's queue).
+            store.commit().await.unwrap();
+            assert!(store.pending.is_empty(), "kept in memory and the log");
             (e, seq)
         };
         let store = super::super::reopen(dir.path());
@@ -1156,6 +1258,36 @@ pub(super) mod tests {
         store.mark_taken(seq, &e.event.id).unwrap();
         assert_eq!(store.execution("run_c").unwrap(), Some(e.clone()));
         assert_eq!(store.running_executions().unwrap(), [e]);
+    }
+
+    /// A record naming an event no longer queued (which nothing should
+    /// leave) is passed over by listing and pruning rather than failing
+    /// them; read by its id it says what is wrong.
+    #[test]
+    fn a_record_whose_queued_event_is_gone_does_not_stop_listing_or_pruning() {
+        let (_dir, store) = store();
+        let (e, seq, shared) = accepted_running(&store, "run_o");
+        let mut encoder = JournalEncoder::for_stored_event(&e.event, shared);
+        store.save_journal(&e, &mut encoder).unwrap();
+        store.mark_taken(seq, &e.event.id).unwrap();
+        let other = Execution {
+            seq: store.next_run_seq().unwrap(),
+            ..execution("run_fine")
+        };
+        store.save_execution(&other).unwrap();
+
+        let (listed, _) = store
+            .list_executions(&ExecutionFilter::default(), 10, None)
+            .unwrap();
+        assert_eq!(listed, [other]);
+        assert_eq!(
+            store
+                .prune_executions(Timestamp::UNIX_EPOCH, Duration::from_secs(1), 0)
+                .unwrap(),
+            1,
+            "the finished run is pruned"
+        );
+        assert!(store.execution("run_o").is_err());
     }
 
     /// A running run's record, replaced within milliseconds, is kept

@@ -624,15 +624,19 @@ impl Store {
     }
 
     /// The sequence number of the oldest acceptance still queued, kept in
-    /// memory or filed in sled's queue.
+    /// memory or filed in sled's queue. Memory is read first: a filing
+    /// moves a record from memory into the queue, so one moving meanwhile
+    /// is found in the queue. (A taking meanwhile can make the answer too
+    /// old, never too new.)
     pub(super) fn oldest_queued_seq(&self) -> Result<Option<u64>, StoreError> {
+        let kept = self.unfiled.oldest_kept();
         let filed = match self.pending.first()? {
             Some((key, _)) => Some(u64::from_be_bytes(key.as_ref().try_into().map_err(
                 |_| StoreError::Corrupt("pending queue key is not a sequence number".into()),
             )?)),
             None => None,
         };
-        Ok(match (filed, self.unfiled.oldest_kept()) {
+        Ok(match (filed, kept) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         })

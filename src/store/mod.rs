@@ -415,7 +415,7 @@ pub(super) fn temp_store() -> (tempfile::TempDir, Store) {
 /// Open a store just dropped: sled's flusher thread lets go of the
 /// folder shortly after the drop.
 #[cfg(test)]
-pub(super) fn reopen(dir: &Path) -> Store {
+pub(crate) fn reopen(dir: &Path) -> Store {
     let mut reopened = Store::open(dir, 8 << 20);
     for _ in 0..100 {
         if !matches!(reopened, Err(StoreError::Locked(_))) {

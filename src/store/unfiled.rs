@@ -302,15 +302,17 @@ impl Unfiled {
     /// queue; `None` once taken. Under the stripe's lock, which a filing
     /// and a taking hold too, so it is found in one place or the other.
     pub(super) fn queued_event(&self, seq: u64, id: &str) -> Result<Option<Event>, StoreError> {
+        // Found under the lock, decoded after it: ingestion takes it too.
         let stripe = self.lock(id);
-        let stored = match stripe.kept.get(&seq) {
-            Some(record) => super::inbox::decode_record(record, "kept inbox record")?,
+        let (record, what): (sled::IVec, _) = match stripe.kept.get(&seq) {
+            Some(record) => (sled::IVec::from(&**record), "kept inbox record"),
             None => match self.pending.get(seq.to_be_bytes())? {
-                Some(entry) => super::inbox::decode_record(&entry, "pending queue entry")?,
+                Some(entry) => (entry, "pending queue entry"),
                 None => return Ok(None),
             },
         };
         drop(stripe);
+        let stored = super::inbox::decode_record(&record, what)?;
         Ok((stored.event.id == id).then_some(stored.event))
     }
 

@@ -1707,7 +1707,7 @@ steps:
         });
         store_cell.set(rig.store.clone()).ok().unwrap();
         let id = rig.accept("wazzap", wazzap("call.missed", rig.now()));
-        rig.engine.process(rig.stored(&id)).await;
+        assert!(rig.engine.process(rig.stored(&id)).await);
         assert_eq!(
             rig.run("welcome", &id).unwrap().status,
             RunStatus::Succeeded
@@ -1775,7 +1775,7 @@ steps:
             },
         );
         let id = rig.accept("wazzap", wazzap("call.missed", rig.now()));
-        rig.engine.process(rig.stored(&id)).await;
+        assert!(rig.engine.process(rig.stored(&id)).await);
         let run = rig.run("once", &id).unwrap();
         assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
         rig.engine.shutdown(Duration::from_secs(1)).await;
@@ -1829,7 +1829,7 @@ steps:
         }
         let in_window = !first.is_finished();
         let incoming = rig.accept("wazzap", wazzap("call.incoming", rig.now()));
-        rig.engine.process(rig.stored(&incoming)).await;
+        assert!(rig.engine.process(rig.stored(&incoming)).await);
         first.await.unwrap();
         assert!(
             in_window,
