@@ -1265,6 +1265,48 @@ steps:
         assert_eq!(segment(&engine).as_deref(), Some("new"), "not `returning`");
     }
 
+    /// [`LOOKUP_THEN_ELSE`] completed: a create in the `else`, then a log.
+    fn lookup_create_log() -> String {
+        format!(
+            "{LOOKUP_THEN_ELSE}{}",
+            r#"      - create_contact: { phone: "{{event.caller}}" }
+  - log: "done"
+"#
+        )
+    }
+
+    /// `event` accepted by `store` at `at`, as ingestion hands it over.
+    fn accepted(store: &Store, event: &Event, at: Timestamp) -> StoredEvent {
+        store
+            .accept_events(vec![event.clone()], at, Duration::from_secs(3600))
+            .unwrap()
+            .remove(0)
+            .into_accepted()
+            .unwrap()
+    }
+
+    /// Resume the interrupted runs as a start does, and wait for run
+    /// `run_id` to end: it succeeds, every step of [`lookup_create_log`]
+    /// run or replayed.
+    async fn resumed_to_its_end(engine: &Engine, run_id: &str) -> Execution {
+        engine.recover().await;
+        let mut finished = None;
+        for _ in 0..500 {
+            match engine.store().execution(run_id).unwrap() {
+                Some(e) if e.status != RunStatus::Running => {
+                    finished = Some(e);
+                    break;
+                }
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+        let finished = finished.expect("the run was found, resumed and finished");
+        assert_eq!(finished.status, RunStatus::Succeeded, "{finished:?}");
+        let paths: Vec<&str> = finished.steps.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths, ["0", "1", "1.else.0", "2"]);
+        finished
+    }
+
     /// A run of an accepted event whose task panics after its journal was
     /// written (which names the queued event, not the event) gets the
     /// event written into its record before the event leaves the queue:
@@ -1272,12 +1314,7 @@ steps:
     /// run before records named their event.
     #[tokio::test]
     async fn a_run_that_panicked_keeps_its_event_and_resumes_at_the_next_start() {
-        let yaml = format!(
-            "{LOOKUP_THEN_ELSE}{}",
-            r#"      - create_contact: { phone: "{{event.caller}}" }
-  - log: "done"
-"#
-        );
+        let yaml = lookup_create_log();
         let dir = tempfile::tempdir().unwrap();
         let (engine, workflow, event) = engine_with_workflow(dir.path(), "first-call", &yaml);
         let store = engine.store().clone();
@@ -1288,16 +1325,7 @@ steps:
             Arc::new(NoDelivery),
             clock.clone(),
         );
-        let accepted = store
-            .accept_events(
-                vec![(*event).clone()],
-                clock.now(),
-                Duration::from_secs(3600),
-            )
-            .unwrap()
-            .remove(0)
-            .into_accepted()
-            .unwrap();
+        let accepted = accepted(&store, &event, clock.now());
         assert!(accepted.event_json.is_some(), "as ingestion hands it over");
         let (seq, id) = (accepted.seq, accepted.event.id.clone());
         let run_id = crate::store::run_id(&id, "first-call");
@@ -1323,21 +1351,7 @@ steps:
         assert_eq!(paths, ["0", "1"]);
 
         let next_start = Engine::for_workflow(store.clone(), workflow, Arc::new(NoDelivery), clock);
-        next_start.recover().await;
-        let mut finished = None;
-        for _ in 0..500 {
-            match store.execution(&run_id).unwrap() {
-                Some(e) if e.status != RunStatus::Running => {
-                    finished = Some(e);
-                    break;
-                }
-                _ => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-        let finished = finished.expect("the run was resumed and finished");
-        assert_eq!(finished.status, RunStatus::Succeeded, "{finished:?}");
-        let paths: Vec<&str> = finished.steps.iter().map(|s| s.path.as_str()).collect();
-        assert_eq!(paths, ["0", "1", "1.else.0", "2"]);
+        resumed_to_its_end(&next_start, &run_id).await;
         assert!(store
             .contact(event.caller.as_deref().unwrap())
             .unwrap()
@@ -1351,28 +1365,14 @@ steps:
     /// dispatcher, which runs only loaded workflows, would not).
     #[tokio::test]
     async fn a_first_drive_cut_by_a_crash_resumes_at_the_next_start_though_its_workflow_is_gone() {
-        let yaml = format!(
-            "{LOOKUP_THEN_ELSE}{}",
-            r#"      - create_contact: { phone: "{{event.caller}}" }
-  - log: "done"
-"#
-        );
+        let yaml = lookup_create_log();
         let dir = tempfile::tempdir().unwrap();
         let clock;
         let (run_id, event) = {
             let (engine, workflow, event) = engine_with_workflow(dir.path(), "first-call", &yaml);
             let store = engine.store().clone();
             clock = Arc::new(ManualClock(Mutex::new(event.at)));
-            let accepted = store
-                .accept_events(
-                    vec![(*event).clone()],
-                    clock.now(),
-                    Duration::from_secs(3600),
-                )
-                .unwrap()
-                .remove(0)
-                .into_accepted()
-                .unwrap();
+            let accepted = accepted(&store, &event, clock.now());
             store.commit_inbox().await.unwrap();
             let handed = Arc::new(accepted.event);
             let json = accepted.event_json.expect("as ingestion hands it over");
@@ -1415,21 +1415,7 @@ steps:
         let missed = compile("missed.yaml", "missed", MISSED, &Known::default()).unwrap();
         let next_start =
             Engine::for_workflow(store.clone(), Arc::new(missed), Arc::new(NoDelivery), clock);
-        next_start.recover().await;
-        let mut finished = None;
-        for _ in 0..500 {
-            match store.execution(&run_id).unwrap() {
-                Some(e) if e.status != RunStatus::Running => {
-                    finished = Some(e);
-                    break;
-                }
-                _ => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-        let finished = finished.expect("the run was found, resumed and finished");
-        assert_eq!(finished.status, RunStatus::Succeeded, "{finished:?}");
-        let paths: Vec<&str> = finished.steps.iter().map(|s| s.path.as_str()).collect();
-        assert_eq!(paths, ["0", "1", "1.else.0", "2"]);
+        let finished = resumed_to_its_end(&next_start, &run_id).await;
         assert_eq!(*finished.event, *event);
     }
 
