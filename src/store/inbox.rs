@@ -119,6 +119,14 @@ pub(super) fn decode_record(
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
+/// The sequence number a `pending` queue key holds (big-endian).
+fn pending_seq(key: &[u8]) -> Result<u64, StoreError> {
+    let bytes = key
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("pending queue key is not a sequence number".into()))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
 /// The dedupe marker of acceptance `seq`, as the `events` tree holds it.
 pub(super) fn marker(seq: u64, received_at: Timestamp) -> Vec<u8> {
     StoredEventHeader { seq, received_at }.encode()
@@ -491,9 +499,7 @@ impl Store {
                 // which waits on a later batch). Undo the acceptance, or
                 // its marker would turn the provider's retry into a
                 // "duplicate" of an event that is never processed.
-                let seq = u64::from_be_bytes(seq.as_ref().try_into().map_err(|_| {
-                    StoreError::Corrupt("pending queue key is not a sequence number".into())
-                })?);
+                let seq = pending_seq(&seq)?;
                 self.forget_unsynced_acceptance(id, seq)?;
                 self.pending.remove(seq.to_be_bytes())?;
                 dropped += 1;
@@ -589,9 +595,7 @@ impl Store {
                 return Ok((out, last));
             }
             let (key, value) = item?;
-            let seq = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| {
-                StoreError::Corrupt("pending queue key is not a sequence number".into())
-            })?);
+            let seq = pending_seq(&key)?;
             last = Some(seq);
             if skip(seq) {
                 continue;
@@ -631,15 +635,10 @@ impl Store {
     pub(super) fn oldest_queued_seq(&self) -> Result<Option<u64>, StoreError> {
         let kept = self.unfiled.oldest_kept();
         let filed = match self.pending.first()? {
-            Some((key, _)) => Some(u64::from_be_bytes(key.as_ref().try_into().map_err(
-                |_| StoreError::Corrupt("pending queue key is not a sequence number".into()),
-            )?)),
+            Some((key, _)) => Some(pending_seq(&key)?),
             None => None,
         };
-        Ok(match (filed, kept) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        Ok(kept.into_iter().chain(filed).min())
     }
 
     /// Accepted events the engine is not done with: filed in sled's queue
