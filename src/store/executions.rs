@@ -441,14 +441,12 @@ impl JournalEncoder {
         e: &Execution,
     ) -> Result<(Vec<u8>, std::ops::Range<usize>, bool), serde_json::Error> {
         let (event, queued) = match &self.event {
-            Some((seen, EventBytes::Shared(shared)))
-                if std::sync::Arc::ptr_eq(seen, &e.event) && e.status == RunStatus::Running =>
-            {
-                (shared.queued.as_slice(), true)
-            }
-            Some((seen, bytes)) if std::sync::Arc::ptr_eq(seen, &e.event) => {
-                (bytes.packed(), false)
-            }
+            Some((seen, bytes)) if std::sync::Arc::ptr_eq(seen, &e.event) => match bytes {
+                EventBytes::Shared(shared) if e.status == RunStatus::Running => {
+                    (shared.queued.as_slice(), true)
+                }
+                bytes => (bytes.packed(), false),
+            },
             _ => {
                 let json = serde_json::to_vec(&*e.event)?;
                 let packed = EventBytes::Packed(super::packing::pack(&json));
@@ -504,6 +502,18 @@ fn queued_event_of(bytes: &[u8]) -> Option<QueuedEvent> {
         Err(String::new())
     });
     found
+}
+
+/// A record as [`Store::read_stored`] found it. Returned and matched at
+/// once, never kept: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Stored {
+    /// The record, and the bytes it was read from.
+    Run(sled::IVec, Execution),
+    /// Removed meanwhile.
+    Gone,
+    /// It names an event no longer queued (why, as an error).
+    EventNoLongerQueued(StoreError),
 }
 
 /// A run's start sequence number as a key: big-endian, so keys sort in
@@ -592,12 +602,24 @@ impl Store {
     /// [`Execution`], with the bytes it was read from: those, or the
     /// record's newer bytes when the event `bytes` names as queued was
     /// taken meanwhile (the run finished and its record was replaced
-    /// between the read and the lookup). `None` when the record is gone.
+    /// between the read and the lookup). `None` when the record is gone;
+    /// an error for a record that still names an event no longer queued
+    /// (see [`Store::read_walked_record`]).
     fn read_record(
         &self,
         key: &[u8],
         bytes: sled::IVec,
     ) -> Result<Option<(sled::IVec, Execution)>, StoreError> {
+        match self.read_stored(key, bytes)? {
+            Stored::Run(bytes, e) => Ok(Some((bytes, e))),
+            Stored::Gone => Ok(None),
+            Stored::EventNoLongerQueued(e) => Err(e),
+        }
+    }
+
+    /// [`Store::read_record`], telling a record that names an event no
+    /// longer queued from one that cannot be read at all.
+    fn read_stored(&self, key: &[u8], bytes: sled::IVec) -> Result<Stored, StoreError> {
         let mut bytes = bytes;
         loop {
             let mut gone = None;
@@ -616,12 +638,12 @@ impl Store {
                 }
             });
             match (read, gone) {
-                (Ok(e), _) => return Ok(Some((bytes, e))),
+                (Ok(e), _) => return Ok(Stored::Run(bytes, e)),
                 (Err(e), None) => return Err(e),
                 (Err(e), Some(())) => match self.run_records.get(key)? {
-                    None => return Ok(None),
+                    None => return Ok(Stored::Gone),
                     Some(now) if now != bytes => bytes = now,
-                    Some(_) => return Err(e),
+                    Some(_) => return Ok(Stored::EventNoLongerQueued(e)),
                 },
             }
         }
@@ -637,14 +659,13 @@ impl Store {
         key: &[u8],
         bytes: sled::IVec,
     ) -> Result<Option<Execution>, StoreError> {
-        let orphan = queued_event_of(&bytes);
-        match self.read_record(key, bytes) {
-            Ok(read) => Ok(read.map(|(_, e)| e)),
-            Err(e) if orphan.is_some() => {
+        match self.read_stored(key, bytes)? {
+            Stored::Run(_, e) => Ok(Some(e)),
+            Stored::Gone => Ok(None),
+            Stored::EventNoLongerQueued(e) => {
                 tracing::error!(error = %e, "an execution record names an event no longer queued; passed over");
                 Ok(None)
             }
-            Err(e) => Err(e),
         }
     }
 
