@@ -1151,6 +1151,14 @@ pub(super) mod tests {
 
     use std::sync::Arc;
 
+    /// The first journal write of `e`, an accepted event's run in its
+    /// first drive, through the encoder its later writes go through.
+    fn first_save(store: &Store, e: &Execution, shared: Arc<JournalEvent>) -> JournalEncoder {
+        let mut encoder = JournalEncoder::for_stored_event(&e.event, shared);
+        store.save_journal(e, &mut encoder).unwrap();
+        encoder
+    }
+
     /// A running record of an accepted event's own run holds where the
     /// inbox queues the event, not the event: a few dozen bytes in place
     /// of the packed event. Every read gives the whole event, and the
@@ -1160,8 +1168,7 @@ pub(super) mod tests {
     fn a_running_record_names_its_queued_event_and_the_finished_one_holds_it() {
         let (_dir, store) = store();
         let (e, seq, shared) = accepted_running(&store, "run_q");
-        let mut encoder = JournalEncoder::for_stored_event(&e.event, Arc::clone(&shared));
-        store.save_journal(&e, &mut encoder).unwrap();
+        let mut encoder = first_save(&store, &e, Arc::clone(&shared));
 
         let bytes = stored(&store, "run_q");
         let named = queued_event_of(&bytes).expect("it names the queued event");
@@ -1203,8 +1210,7 @@ pub(super) mod tests {
     fn a_record_read_as_its_event_leaves_the_queue_is_read_again() {
         let (_dir, store) = store();
         let (e, seq, shared) = accepted_running(&store, "run_r2");
-        let mut encoder = JournalEncoder::for_stored_event(&e.event, shared);
-        store.save_journal(&e, &mut encoder).unwrap();
+        let mut encoder = first_save(&store, &e, shared);
         let key = store.run_key("run_r2").unwrap().unwrap();
         let early = stored(&store, "run_r2");
 
@@ -1244,8 +1250,7 @@ pub(super) mod tests {
             let store = Store::open(dir.path(), 8 << 20).unwrap();
             let (earlier, earlier_seq, shared) =
                 accepted_running_as(&store, "run_done", Some("evt_earlier"));
-            let mut encoder = JournalEncoder::for_stored_event(&earlier.event, shared);
-            store.save_journal(&earlier, &mut encoder).unwrap();
+            let mut encoder = first_save(&store, &earlier, shared);
             let done = Execution {
                 status: RunStatus::Succeeded,
                 finished_at,
@@ -1257,8 +1262,7 @@ pub(super) mod tests {
             let (e, seq, shared) = accepted_running(&store, "run_c");
             // The answer's sync: the event is in the inbox log.
             store.commit_inbox().await.unwrap();
-            let mut encoder = JournalEncoder::for_stored_event(&e.event, shared);
-            store.save_journal(&e, &mut encoder).unwrap();
+            first_save(&store, &e, shared);
             assert!(queued_event_of(&stored(&store, "run_c")).is_some());
             // Found by its queued event, not listed as active.
             assert!(!store.active_runs.contains_key(b"run_c").unwrap());
@@ -1288,8 +1292,7 @@ pub(super) mod tests {
     fn a_record_whose_queued_event_is_gone_does_not_stop_listing_or_pruning() {
         let (_dir, store) = store();
         let (e, seq, shared) = accepted_running(&store, "run_o");
-        let mut encoder = JournalEncoder::for_stored_event(&e.event, shared);
-        store.save_journal(&e, &mut encoder).unwrap();
+        first_save(&store, &e, shared);
         store.mark_taken(seq, &e.event.id).unwrap();
         let other = Execution {
             seq: store.next_run_seq().unwrap(),
