@@ -301,13 +301,29 @@ fn write_value(w: &mut Writer, value: &Value) {
 /// never packed, so a packed one is not read at all).
 pub(super) fn running_id(stored: &[u8]) -> Option<String> {
     let mut r = Reader::marked(stored, MARK)?;
-    let id = r.text("id").ok()?;
-    r.varint("seq").ok()?;
-    for field in ["workflow", "workflow_version", "file"] {
-        r.text(field).ok()?;
-    }
-    let running = read_run_status(&mut r).ok()? == RunStatus::Running;
-    running.then(|| id.to_owned())
+    let head = read_identity(&mut r).ok()?;
+    (head.status == RunStatus::Running).then(|| head.id.to_owned())
+}
+
+/// A record's first fields: which run it is, and its status.
+struct Identity<'b> {
+    id: &'b str,
+    seq: u64,
+    workflow: &'b str,
+    workflow_version: &'b str,
+    file: &'b str,
+    status: RunStatus,
+}
+
+fn read_identity<'b>(r: &mut Reader<'b>) -> Result<Identity<'b>, String> {
+    Ok(Identity {
+        id: r.text("id")?,
+        seq: r.varint("seq")?,
+        workflow: r.text("workflow")?,
+        workflow_version: r.text("workflow_version")?,
+        file: r.text("file")?,
+        status: read_run_status(r)?,
+    })
 }
 
 /// A binary record (its [`MARK`] first) as an [`Execution`]; `queued`
@@ -319,12 +335,14 @@ pub(super) fn read(
 ) -> Result<Execution, String> {
     let mut reader = Reader::marked(stored, MARK).ok_or("not a binary execution record")?;
     let r = &mut reader;
-    let id = r.text("id")?.to_owned();
-    let seq = r.varint("seq")?;
-    let workflow = r.text("workflow")?.to_owned();
-    let workflow_version = r.text("workflow_version")?.to_owned();
-    let file = r.text("file")?.to_owned();
-    let status = read_run_status(r)?;
+    let Identity {
+        id,
+        seq,
+        workflow,
+        workflow_version,
+        file,
+        status,
+    } = read_identity(r)?;
     let started_at = r.time("started_at")?;
     let finished_at = r.opt_time("finished_at")?;
     let error = r.opt_text("error")?.map(str::to_owned);
@@ -352,11 +370,11 @@ pub(super) fn read(
     }
     reader.finish()?;
     Ok(Execution {
-        id,
+        id: id.to_owned(),
         seq,
-        workflow,
-        workflow_version,
-        file,
+        workflow: workflow.to_owned(),
+        workflow_version: workflow_version.to_owned(),
+        file: file.to_owned(),
         status,
         event: Arc::new(event),
         started_at,
