@@ -253,27 +253,23 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     };
     async move {
         #[cfg(unix)]
-        {
-            let term = async {
-                match term.as_mut() {
-                    Some(s) => drop(s.recv().await),
-                    None => std::future::pending().await,
-                }
-            };
-            let int = async {
-                match int.as_mut() {
-                    Some(s) => drop(s.recv().await),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = term => {},
-                _ = int => {},
-            }
+        tokio::select! {
+            _ = received(&mut term) => {},
+            _ = received(&mut int) => {},
         }
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutdown requested");
+    }
+}
+
+/// The next delivery of `signal`; never, when its handler could not be
+/// installed.
+#[cfg(unix)]
+async fn received(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => drop(s.recv().await),
+        None => std::future::pending().await,
     }
 }
 
