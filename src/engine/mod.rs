@@ -1405,6 +1405,7 @@ steps:
                 tokio::spawn(async move { first.run_workflow(workflow, &handed, options).await });
             assert!(task.await.is_err(), "the run's task ended at the write");
             store.commit().await.unwrap();
+            crate::store::crash(store);
             (run_id, event)
         };
 

@@ -1270,6 +1270,7 @@ pub(super) mod tests {
             // event into sled's queue).
             store.commit().await.unwrap();
             assert!(store.pending.is_empty(), "kept in memory and the log");
+            super::super::crash(store);
             (e, seq)
         };
         let store = super::super::reopen(dir.path());

@@ -780,7 +780,7 @@ mod tests {
         parse(body.as_bytes(), &ctx).unwrap().remove(0)
     }
 
-    use super::super::{reopen, temp_store as store};
+    use super::super::{crash, reopen, temp_store as store};
 
     /// Copy the inbox log's segments of one data folder into another, as
     /// a crash that lost sled's unflushed writes (but not the log) would
@@ -876,6 +876,36 @@ mod tests {
         assert_eq!(stats.calls.get("call.missed"), Some(&40), "{stats:?}");
     }
 
+    /// A clean stop (the store dropped, not crashed) files what is queued
+    /// in memory into sled and retires the inbox log's open segment: the
+    /// next open replays nothing, and the accepted event is still queued.
+    #[tokio::test]
+    async fn a_clean_stop_leaves_queued_events_in_sled_and_no_segment() {
+        let (dir, store) = store();
+        let e = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let day = Duration::from_secs(86400);
+        store.accept_events(vec![e.clone()], at(1000), day).unwrap();
+        store.commit_inbox().await.unwrap();
+        assert_eq!(store.unfiled_len(), 1, "kept in memory, not yet in sled");
+        assert_eq!(
+            super::super::inbox_log::segments(dir.path()).unwrap().len(),
+            1
+        );
+        drop(store);
+
+        assert!(
+            super::super::inbox_log::segments(dir.path())
+                .unwrap()
+                .is_empty(),
+            "nothing left to replay"
+        );
+        let reopened = reopen(dir.path());
+        let queued = reopened.pending_events(10).unwrap();
+        assert_eq!(queued.len(), 1);
+        assert_eq!(queued[0].event, e);
+        assert!(reopened.remembers_event(&e.id).unwrap());
+    }
+
     /// The inbox log of a store whose sled files were lost stands for a
     /// crash before sled flushed: opening restores what it holds, once.
     #[tokio::test]
@@ -892,7 +922,7 @@ mod tests {
 
         let fresh = tempfile::tempdir().unwrap();
         let log_dir = copy_log_segments(crashed.path(), fresh.path());
-        drop(store);
+        crash(store);
 
         let restored = Store::open(fresh.path(), 8 << 20).unwrap();
         let pending: Vec<Event> = restored
@@ -989,7 +1019,7 @@ mod tests {
         assert_eq!(store.pending_len(), 0);
         // The note waits for a store flush that covers the event's effects.
         store.commit().await.unwrap();
-        drop(store);
+        crash(store);
         assert_eq!(done_notes(dir.path()), vec![stored.seq]);
     }
 
@@ -1055,7 +1085,7 @@ mod tests {
         let (dir, store, e) = accept_one_and_checkpoint(Duration::from_secs(60)).await;
         assert_eq!(store.unfiled_len(), 0, "the checkpoint filed the record");
         // The process dies: nothing else reaches the disk.
-        drop(store);
+        crash(store);
         let reopened = reopen(dir.path());
         let queued = reopened.pending_events(10).unwrap();
         assert_eq!(queued.len(), 1);
@@ -1100,7 +1130,7 @@ mod tests {
             store.pending_events(10).unwrap().is_empty(),
             "kept in memory"
         );
-        drop(store);
+        crash(store);
 
         let reopened = reopen(dir.path());
         let pending = reopened.pending_events(10).unwrap();
@@ -1137,7 +1167,7 @@ mod tests {
         store.accept_events(vec![e.clone()], at(1000), day).unwrap();
         store.commit.flush_blocking().unwrap();
         assert!(!store.events.contains_key(e.id.as_bytes()).unwrap());
-        drop(store);
+        crash(store);
         std::fs::remove_dir_all(dir.path().join(super::super::inbox_log::LOG_DIR)).unwrap();
 
         let reopened = reopen(dir.path());
@@ -1170,7 +1200,7 @@ mod tests {
         }
         // A run's commit: the done note may go to the log.
         store.commit().await.unwrap();
-        drop(store);
+        crash(store);
 
         let reopened = reopen(dir.path());
         assert!(
@@ -1222,7 +1252,7 @@ mod tests {
         store.pending.insert(seqs[0].to_be_bytes(), filed).unwrap();
         // A run's commit: the done note may go to the log.
         store.commit().await.unwrap();
-        drop(store);
+        crash(store);
 
         let reopened = reopen(dir.path());
         assert_eq!(reopened.pending_len(), 0);
@@ -1252,7 +1282,7 @@ mod tests {
         }
         store.commit_inbox().await.unwrap();
         store.commit.flush_blocking().unwrap();
-        drop(store);
+        crash(store);
 
         let reopened = reopen(dir.path());
         let queued: Vec<u64> = reopened
@@ -1291,7 +1321,7 @@ mod tests {
             }
         }
         store.flush_now().unwrap();
-        drop(store);
+        crash(store);
         let records: Vec<Vec<u8>> = logged
             .iter()
             .map(|(seq, event)| stored_record(*seq, at(1000), event).unwrap().0)
@@ -1489,7 +1519,7 @@ mod tests {
         // A run's commit: the done note may go to the log.
         store.commit().await.unwrap();
         assert_eq!(store.expiry_batches.noted_len(), 1, "noted in memory only");
-        drop(store);
+        crash(store);
 
         let reopened = reopen(dir.path());
         assert!(reopened.remembers_event(&e.id).unwrap());
@@ -1507,7 +1537,7 @@ mod tests {
         let filed = store.pending_events(10).unwrap().remove(0);
         store.mark_taken(filed.seq, &filed.event.id).unwrap();
         store.commit.flush_blocking().unwrap();
-        drop(store);
+        crash(store);
 
         let reopened = reopen(dir.path());
         assert_eq!(reopened.purge_expired(at(1000 + 3601), hour).unwrap(), 1);
@@ -1774,7 +1804,7 @@ mod tests {
             old.flush_now().unwrap();
         }
         copy_log_segments(crashed.path(), fresh.path());
-        drop(store);
+        crash(store);
 
         let restored = reopen(fresh.path());
         let queued: Vec<(u64, Event)> = restored

@@ -412,6 +412,15 @@ pub(super) fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// Drop `store` as a crash would stop it: the inbox log's open segment
+/// stays for the next open to replay (sled still flushes on its drop, so
+/// a test also takes out what a crash would have lost).
+#[cfg(test)]
+pub(crate) fn crash(store: Store) {
+    store.inbox_log.abandon_on_stop();
+    drop(store);
+}
+
 /// Open a store just dropped: sled's flusher thread lets go of the
 /// folder shortly after the drop.
 #[cfg(test)]
