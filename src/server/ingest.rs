@@ -468,11 +468,12 @@ mod tests {
     /// the log's writer reports each write to its observer before it ends
     /// the batch.
     struct HeldSync {
-        _dir: tempfile::TempDir,
         store: crate::store::Store,
         arrivals: Arc<Arrivals>,
         metrics: Arc<Metrics>,
         release: std::sync::mpsc::Sender<()>,
+        /// Last: the store's stop checkpoints its log in the folder.
+        _dir: tempfile::TempDir,
     }
 
     impl HeldSync {

@@ -906,6 +906,33 @@ mod tests {
         assert!(reopened.remembers_event(&e.id).unwrap());
     }
 
+    /// An event the engine finished just before a clean stop, with no
+    /// flush since (so no done note in the log): the stop's checkpoint
+    /// makes sled hold the take, and the next start queues nothing.
+    #[tokio::test]
+    async fn an_event_taken_just_before_a_clean_stop_is_not_queued_again() {
+        let (dir, store) = store();
+        let taken = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let waiting = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        let day = Duration::from_secs(86400);
+        let seqs = accept_and_mark(&store, &[taken.clone(), waiting.clone()], day).await;
+        store.mark_taken(seqs[0], &taken.id).unwrap();
+        drop(store);
+
+        assert!(super::super::inbox_log::segments(dir.path())
+            .unwrap()
+            .is_empty());
+        let reopened = reopen(dir.path());
+        let queued: Vec<Event> = reopened
+            .pending_events(10)
+            .unwrap()
+            .into_iter()
+            .map(|stored| stored.event)
+            .collect();
+        assert_eq!(queued, vec![waiting]);
+        assert!(reopened.remembers_event(&taken.id).unwrap());
+    }
+
     /// The inbox log of a store whose sled files were lost stands for a
     /// crash before sled flushed: opening restores what it holds, once.
     #[tokio::test]

@@ -996,13 +996,13 @@ mod tests {
         out
     }
 
-    /// The records of the one segment in `dir`'s log.
     /// Stop `log` as a crash would: its open segment stays behind.
     fn crash(log: InboxLog) {
         log.abandon_on_stop();
         drop(log);
     }
 
+    /// The records of the one segment in `dir`'s log.
     fn only_segment(dir: &Path) -> Vec<Vec<u8>> {
         let found = segments(dir).unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
@@ -1355,6 +1355,22 @@ mod tests {
         assert_eq!(checkpoints.load(Ordering::SeqCst), 1);
         assert!(segments(dir.path()).unwrap().is_empty());
         assert_eq!(spares_in(&dir.path().join(LOG_DIR)).unwrap().len(), 1);
+    }
+
+    /// A clean stop whose checkpoint fails keeps the open segment for the
+    /// next start's replay, as a crash would.
+    #[tokio::test]
+    async fn a_clean_stop_whose_checkpoint_fails_keeps_the_open_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let log =
+            InboxLog::start(dir.path(), Sealing::DEFAULT, |_| Err("disk gone".into())).unwrap();
+        log.append(b"kept for the replay");
+        log.batch().durable().await.unwrap();
+        drop(log);
+        assert_eq!(
+            only_segment(dir.path()),
+            vec![b"kept for the replay".to_vec()]
+        );
     }
 
     #[tokio::test]
