@@ -891,19 +891,24 @@ mod tests {
             super::super::inbox_log::segments(dir.path()).unwrap().len(),
             1
         );
-        drop(store);
-
-        assert!(
-            super::super::inbox_log::segments(dir.path())
-                .unwrap()
-                .is_empty(),
-            "nothing left to replay"
-        );
-        let reopened = reopen(dir.path());
-        let queued = reopened.pending_events(10).unwrap();
-        assert_eq!(queued.len(), 1);
-        assert_eq!(queued[0].event, e);
+        let reopened = stop_cleanly_and_reopen(store, dir.path());
+        assert_only_queued(&reopened, &e);
         assert!(reopened.remembers_event(&e.id).unwrap());
+    }
+
+    /// Drop `store` (a clean stop: its inbox log's open segment is
+    /// checkpointed), check that no segment is left to replay, reopen.
+    fn stop_cleanly_and_reopen(store: Store, dir: &std::path::Path) -> Store {
+        drop(store);
+        let left = super::super::inbox_log::segments(dir).unwrap();
+        assert!(left.is_empty(), "nothing left to replay: {left:?}");
+        reopen(dir)
+    }
+
+    fn assert_only_queued(store: &Store, event: &Event) {
+        let queued = store.pending_events(10).unwrap();
+        assert_eq!(queued.len(), 1, "{queued:?}");
+        assert_eq!(queued[0].event, *event);
     }
 
     /// An event the engine finished just before a clean stop, with no
@@ -917,19 +922,8 @@ mod tests {
         let day = Duration::from_secs(86400);
         let seqs = accept_and_mark(&store, &[taken.clone(), waiting.clone()], day).await;
         store.mark_taken(seqs[0], &taken.id).unwrap();
-        drop(store);
-
-        assert!(super::super::inbox_log::segments(dir.path())
-            .unwrap()
-            .is_empty());
-        let reopened = reopen(dir.path());
-        let queued: Vec<Event> = reopened
-            .pending_events(10)
-            .unwrap()
-            .into_iter()
-            .map(|stored| stored.event)
-            .collect();
-        assert_eq!(queued, vec![waiting]);
+        let reopened = stop_cleanly_and_reopen(store, dir.path());
+        assert_only_queued(&reopened, &waiting);
         assert!(reopened.remembers_event(&taken.id).unwrap());
     }
 
