@@ -335,14 +335,7 @@ pub(super) fn read(
 ) -> Result<Execution, String> {
     let mut reader = Reader::marked(stored, MARK).ok_or("not a binary execution record")?;
     let r = &mut reader;
-    let Identity {
-        id,
-        seq,
-        workflow,
-        workflow_version,
-        file,
-        status,
-    } = read_identity(r)?;
+    let head = read_identity(r)?;
     let started_at = r.time("started_at")?;
     let finished_at = r.opt_time("finished_at")?;
     let error = r.opt_text("error")?.map(str::to_owned);
@@ -370,12 +363,12 @@ pub(super) fn read(
     }
     reader.finish()?;
     Ok(Execution {
-        id: id.to_owned(),
-        seq,
-        workflow: workflow.to_owned(),
-        workflow_version: workflow_version.to_owned(),
-        file: file.to_owned(),
-        status,
+        id: head.id.to_owned(),
+        seq: head.seq,
+        workflow: head.workflow.to_owned(),
+        workflow_version: head.workflow_version.to_owned(),
+        file: head.file.to_owned(),
+        status: head.status,
         event: Arc::new(event),
         started_at,
         finished_at,
