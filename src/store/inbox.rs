@@ -917,11 +917,7 @@ mod tests {
     #[tokio::test]
     async fn an_event_taken_just_before_a_clean_stop_is_not_queued_again() {
         let (dir, store) = store();
-        let taken = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
-        let waiting = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
-        let day = Duration::from_secs(86400);
-        let seqs = accept_and_mark(&store, &[taken.clone(), waiting.clone()], day).await;
-        store.mark_taken(seqs[0], &taken.id).unwrap();
+        let (taken, waiting, _) = two_accepted_the_first_taken(&store).await;
         let reopened = stop_cleanly_and_reopen(store, dir.path());
         assert_only_queued(&reopened, &waiting);
         assert!(reopened.remembers_event(&taken.id).unwrap());
@@ -1134,17 +1130,26 @@ mod tests {
             .collect()
     }
 
+    /// Two events accepted and marked, the first of them taken by the
+    /// engine (no flush since): the taken one, the one still queued, and
+    /// their acceptances.
+    async fn two_accepted_the_first_taken(store: &Store) -> (Event, Event, Vec<u64>) {
+        let taken = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
+        let waiting = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        let day = Duration::from_secs(86400);
+        let seqs = accept_and_mark(store, &[taken.clone(), waiting.clone()], day).await;
+        store.mark_taken(seqs[0], &taken.id).unwrap();
+        (taken, waiting, seqs)
+    }
+
     /// A restart before any checkpoint: the log's replay queues the
     /// records of the events the engine had not finished, and leaves out
     /// the one it had (its done note).
     #[tokio::test]
     async fn replay_queues_records_without_a_done_note_and_skips_taken_events() {
         let (dir, store) = store();
-        let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
-        let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        let (a, b, seqs) = two_accepted_the_first_taken(&store).await;
         let day = Duration::from_secs(86400);
-        let seqs = accept_and_mark(&store, &[a.clone(), b.clone()], day).await;
-        store.mark_taken(seqs[0], &a.id).unwrap();
         // A run's commit: the done note may go to the log.
         store.commit().await.unwrap();
         assert!(
@@ -1211,11 +1216,8 @@ mod tests {
     #[tokio::test]
     async fn replay_restores_the_marker_of_a_queued_event_only() {
         let (dir, store) = store();
-        let a = wazzap_event("+5215512345678", "2026-05-14T14:32:11Z");
-        let b = wazzap_event("+5215587654321", "2026-05-14T14:32:11Z");
+        let (a, b, _) = two_accepted_the_first_taken(&store).await;
         let day = Duration::from_secs(86400);
-        let seqs = accept_and_mark(&store, &[a.clone(), b.clone()], day).await;
-        store.mark_taken(seqs[0], &a.id).unwrap();
         for e in [&a, &b] {
             store.events.remove(e.id.as_bytes()).unwrap();
         }
